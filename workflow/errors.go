@@ -1,0 +1,122 @@
+package workflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+var (
+	// ErrNotFound: the run, or the external object looked up, does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalidTransition: the state table forbids the change.
+	ErrInvalidTransition = errors.New("invalid state transition")
+	// ErrRefused: a person's request (decision, cancel, retry) was refused;
+	// the wrapping error says why in words for that person.
+	ErrRefused = errors.New("refused")
+	// ErrInvalidRequest: a request's parameters are malformed.
+	ErrInvalidRequest = errors.New("invalid request")
+	// ErrConflict: another writer changed the run first.
+	ErrConflict = errors.New("conflict")
+)
+
+// APIError is an error answered by authentik or Cloudflare, or a failure to
+// reach them. Adapters return it so the engine can tell transient failures
+// (retry with backoff) from permanent ones (fail the step with the API's own
+// message). It never carries a secret.
+type APIError struct {
+	System     string // "authentik", "cloudflare", "https"
+	Op         string // e.g. "create provider"
+	Status     int    // HTTP status, 0 when no response came
+	Code       int    // Cloudflare's error code, when given
+	Message    string // the API's own message
+	RetryAfter time.Duration
+	Err        error // the underlying transport error, if any
+}
+
+func (e *APIError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s", e.System, e.Op)
+	if e.Status != 0 {
+		fmt.Fprintf(&b, ": %d %s", e.Status, http.StatusText(e.Status))
+	}
+	if e.Code != 0 {
+		fmt.Fprintf(&b, " (code %d)", e.Code)
+	}
+	if e.Message != "" {
+		fmt.Fprintf(&b, ": %s", e.Message)
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	return b.String()
+}
+
+func (e *APIError) Unwrap() error {
+	if e.Status == http.StatusNotFound && e.Err == nil {
+		return ErrNotFound
+	}
+	return e.Err
+}
+
+// Transient reports whether trying again later may succeed: no response,
+// a timeout, 429, 408 or any 5xx.
+func (e *APIError) Transient() bool {
+	switch {
+	case e.Status == 0:
+		return true
+	case e.Status == http.StatusTooManyRequests, e.Status == http.StatusRequestTimeout:
+		return true
+	case e.Status >= 500:
+		return true
+	}
+	return false
+}
+
+// IsTransient classifies any error of a step: API errors by status, network
+// errors and timeouts as transient, everything else permanent.
+func IsTransient(err error) bool {
+	if err == nil {
+		return false
+	}
+	var api *APIError
+	if errors.As(err, &api) {
+		return api.Transient()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	return false
+}
+
+// RetryAfter is the wait an API asked for, or 0.
+func RetryAfter(err error) time.Duration {
+	var api *APIError
+	if errors.As(err, &api) {
+		return api.RetryAfter
+	}
+	return 0
+}
+
+// RefusedError tells a person why their decision, cancel or retry was not
+// accepted. Is(ErrRefused) holds.
+type RefusedError struct {
+	Reason string
+	// DecidedBy names who decided first, when the gate was already decided.
+	DecidedBy string
+}
+
+func (e *RefusedError) Error() string        { return e.Reason }
+func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
+
+func refused(format string, args ...any) *RefusedError {
+	return &RefusedError{Reason: fmt.Sprintf(format, args...)}
+}
