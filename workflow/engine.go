@@ -3,10 +3,17 @@ package workflow
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 )
+
+// SystemActor decides what no person decided: cancellations by the front end
+// itself (e.g. its message could not be posted). It skips eligibility checks,
+// so front ends must never pass a user-supplied ID as this.
+const SystemActor = "ssobot"
 
 // Defaults are the parameters a request may leave out.
 type Defaults struct {
@@ -19,11 +26,30 @@ type Defaults struct {
 	LoginMethodName   string // default "authentik"
 }
 
+// Default values of Defaults.
+const (
+	DefaultAuthorizationFlow = "default-provider-authorization-explicit-consent"
+	DefaultInvalidationFlow  = "default-provider-invalidation-flow"
+	DefaultSigningKey        = "authentik Self-signed Certificate"
+	DefaultLoginMethodName   = "authentik"
+)
+
 // RetryPolicy bounds the retries of transient failures.
 type RetryPolicy struct {
 	MaxAttempts int           // per step before it fails; default 8
 	Base        time.Duration // first backoff; default 1s
-	Max         time.Duration // cap of one backoff; default 5m
+	Max         time.Duration // cap of one computed backoff; default 5m (Retry-After may ask for more)
+}
+
+// Backoff is the wait before attempt n+1 after n failed attempts:
+// exponential with equal jitter, never less than what the API asked for.
+func (p RetryPolicy) Backoff(failed int, retryAfter time.Duration) time.Duration {
+	d := p.Base << min(failed-1, 30)
+	if d <= 0 || d > p.Max {
+		d = p.Max
+	}
+	d = d/2 + rand.N(d/2+1)
+	return max(d, retryAfter)
 }
 
 // CrashPoint names a moment between the intent and the result of a step.
@@ -34,6 +60,9 @@ const (
 	CrashAfterCall   CrashPoint = "after-call"   // call made, result not stored
 	CrashAfterResult CrashPoint = "after-result" // result stored, next step not started
 )
+
+// CrashPoints lists every crash point in order.
+var CrashPoints = []CrashPoint{CrashAfterIntent, CrashAfterCall, CrashAfterResult}
 
 // Config wires an engine. Store, Authentik, Access, Endpoints and Approvers
 // are required.
@@ -79,13 +108,478 @@ type Engine struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
-	driving map[int64]bool // runs with a driver goroutine
-	again   map[int64]bool // runs changed while being driven
-	timers  map[int64]context.CancelFunc
-	ready   bool
-	baseCtx context.Context
+	running bool
+	ctx     context.Context // Run's context; drivers stop between attempts when it ends
+	driving map[int64]bool  // runs with a driver goroutine
+	again   map[int64]bool  // runs changed while being driven
+	wakers  map[int64]context.CancelFunc
 	wg      sync.WaitGroup
 	sem     chan struct{}
 }
 
-var errNotImplemented = errors.New("not implemented")
+type systemClock struct{}
+
+func (systemClock) Now() time.Time                         { return time.Now() }
+func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+func newEngine(cfg Config) (*Engine, error) {
+	var missing []string
+	if cfg.Store == nil {
+		missing = append(missing, "Store")
+	}
+	if cfg.Authentik == nil {
+		missing = append(missing, "Authentik")
+	}
+	if cfg.Access == nil {
+		missing = append(missing, "Access")
+	}
+	if cfg.Endpoints == nil {
+		missing = append(missing, "Endpoints")
+	}
+	if cfg.Approvers == nil {
+		missing = append(missing, "Approvers")
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("new engine: missing %v", missing)
+	}
+	if cfg.Defaults.AuthentikURL == "" {
+		return nil, errors.New("new engine: missing Defaults.AuthentikURL")
+	}
+	d := &cfg.Defaults
+	d.AuthentikURL = trimSlash(d.AuthentikURL)
+	setDefault(&d.AuthorizationFlow, DefaultAuthorizationFlow)
+	setDefault(&d.InvalidationFlow, DefaultInvalidationFlow)
+	setDefault(&d.SigningKey, DefaultSigningKey)
+	setDefault(&d.LoginMethodName, DefaultLoginMethodName)
+	setDefault(&cfg.ApprovalsRequired, 1)
+	setDefault(&cfg.ApprovalTTL, 24*time.Hour)
+	setDefault(&cfg.Retry.MaxAttempts, 8)
+	setDefault(&cfg.Retry.Base, time.Second)
+	setDefault(&cfg.Retry.Max, 5*time.Minute)
+	setDefault(&cfg.AttemptTimeout, 60*time.Second)
+	setDefault(&cfg.MaxConcurrentRuns, 16)
+	if cfg.Clock == nil {
+		cfg.Clock = systemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Engine{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		driving: map[int64]bool{},
+		again:   map[int64]bool{},
+		wakers:  map[int64]context.CancelFunc{},
+		sem:     make(chan struct{}, cfg.MaxConcurrentRuns),
+	}, nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// OpenStates are the states in which the engine still has work or waits.
+var OpenStates = []State{StatePending, StateAwaitingApproval, StateRunning}
+
+func (e *Engine) run(ctx context.Context) error {
+	e.mu.Lock()
+	if e.running {
+		e.mu.Unlock()
+		return errors.New("engine already running")
+	}
+	e.running, e.ctx = true, ctx
+	e.mu.Unlock()
+
+	open, err := e.cfg.Store.ListRuns(ctx, ListOptions{States: OpenStates})
+	if err != nil {
+		e.stop()
+		return fmt.Errorf("resume open runs: %w", err)
+	}
+	for _, r := range open {
+		e.log.Info("resuming run", slog.Int64(KeyRunID, r.ID), slog.String(KeyState, string(r.State)))
+		e.kick(r.ID)
+	}
+	<-ctx.Done()
+	e.stop()
+	return nil
+}
+
+// stop ends the engine: wakers are cancelled and drivers finish the attempt
+// they are in, recording its result.
+func (e *Engine) stop() {
+	e.mu.Lock()
+	e.running = false
+	for id, cancel := range e.wakers {
+		cancel()
+		delete(e.wakers, id)
+	}
+	e.mu.Unlock()
+	e.wg.Wait()
+}
+
+func (e *Engine) isReady() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.running && e.ctx.Err() == nil
+}
+
+// kick makes sure a driver looks at the run soon.
+func (e *Engine) kick(id int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.running || e.ctx.Err() != nil {
+		return // Run picks open runs up when it starts
+	}
+	if e.driving[id] {
+		e.again[id] = true
+		return
+	}
+	e.driving[id] = true
+	e.wg.Add(1)
+	go e.drive(e.ctx, id)
+}
+
+func (e *Engine) drive(ctx context.Context, id int64) {
+	defer e.wg.Done()
+	for {
+		crashed := e.advance(ctx, id)
+		e.mu.Lock()
+		if e.again[id] && !crashed && ctx.Err() == nil {
+			delete(e.again, id)
+			e.mu.Unlock()
+			continue
+		}
+		delete(e.again, id)
+		delete(e.driving, id)
+		e.mu.Unlock()
+		return
+	}
+}
+
+// wakeAt kicks the run at time t on the engine's clock, replacing an earlier wake.
+func (e *Engine) wakeAt(id int64, t time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.running {
+		return
+	}
+	if cancel := e.wakers[id]; cancel != nil {
+		cancel()
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	e.wakers[id] = cancel
+	wait := e.cfg.Clock.After(t.Sub(e.cfg.Clock.Now()))
+	go func() {
+		select {
+		case <-wait:
+			e.kick(id)
+		case <-ctx.Done():
+		}
+	}()
+}
+
+// advance moves the run as far as it can go now. It reports whether a crash
+// was simulated.
+func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
+	for ctx.Err() == nil {
+		r, err := e.cfg.Store.GetRun(ctx, id)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Error("load run", slog.Int64(KeyRunID, id), slog.Any(KeyError, err))
+			}
+			return false
+		}
+		if r.State.Terminal() {
+			return false
+		}
+		step := r.Current()
+		if step == nil {
+			return false // every step done but not terminal: cannot happen by the table
+		}
+		now := e.cfg.Clock.Now()
+		switch {
+		case r.State == StateAwaitingApproval:
+			if !now.Before(step.Deadline) {
+				e.expire(ctx, id, step.Name, step.Nonce)
+				continue
+			}
+			e.wakeAt(id, step.Deadline)
+			return false
+		case step.Kind == KindGate:
+			if err := e.openGate(ctx, id, step.Name); err != nil {
+				e.log.Error("open gate", slog.Int64(KeyRunID, id), slog.String(KeyStep, string(step.Name)), slog.Any(KeyError, err))
+				return false
+			}
+			continue
+		case step.NextAttemptAt.After(now):
+			e.wakeAt(id, step.NextAttemptAt)
+			return false
+		}
+		select {
+		case e.sem <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		}
+		crashed, err = e.attempt(ctx, r, step.Name)
+		<-e.sem
+		if crashed {
+			return true
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Error("attempt", slog.Int64(KeyRunID, id), slog.String(KeyStep, string(step.Name)), slog.Any(KeyError, err))
+			}
+			return false
+		}
+	}
+	return false
+}
+
+func (e *Engine) crash(p CrashPoint, step StepName) bool {
+	return e.cfg.CrashHook != nil && e.cfg.CrashHook(p, step)
+}
+
+// update is Store.UpdateRun plus what follows every change: the updated
+// time, and the notifier.
+func (e *Engine) update(ctx context.Context, id int64, fn func(r *Run) ([]Event, error)) (*Run, error) {
+	var events []Event
+	r, err := e.cfg.Store.UpdateRun(ctx, id, func(r *Run) ([]Event, error) {
+		evs, err := fn(r)
+		if err != nil {
+			return nil, err
+		}
+		now := e.cfg.Clock.Now().UTC()
+		r.UpdatedAt = now
+		for i := range evs {
+			if evs[i].At.IsZero() {
+				evs[i].At = now
+			}
+		}
+		events = evs
+		return evs, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.notify(ctx, r, events)
+	return r, nil
+}
+
+func (e *Engine) notify(ctx context.Context, r *Run, events []Event) {
+	if e.cfg.Notifier != nil {
+		e.cfg.Notifier.RunChanged(context.WithoutCancel(ctx), r.Clone(), events)
+	}
+	if e.cfg.Observer != nil {
+		for _, ev := range events {
+			switch ev.Type {
+			case EventSucceeded, EventFailed, EventGateRejected, EventGateExpired, EventCancelled:
+				e.cfg.Observer.RunFinished(r.State)
+			}
+		}
+	}
+}
+
+// attempt runs one attempt of an action step: intent, call, result.
+func (e *Engine) attempt(ctx context.Context, r *Run, name StepName) (crashed bool, err error) {
+	log := e.log.With(slog.Int64(KeyRunID, r.ID), slog.String(KeyStep, string(name)))
+	var attemptNo int
+	r, err = e.update(ctx, r.ID, func(r *Run) ([]Event, error) {
+		s := r.Step(name)
+		if r.State.Terminal() || r.Current() != s || s.Kind != KindAction {
+			return nil, errStale
+		}
+		s.Attempts++
+		attemptNo = s.Attempts
+		s.Status = StepRunning
+		s.NextAttemptAt = time.Time{}
+		var evs []Event
+		if s.StartedAt.IsZero() || s.Attempts == s.RetriedAtAttempt+1 {
+			s.StartedAt = e.cfg.Clock.Now().UTC()
+			evs = append(evs, Event{Type: EventStepStarted, Step: name, Message: fmt.Sprintf("%s started", name)})
+		}
+		evs = append(evs, Event{Type: EventStepIntent, Step: name, Message: intentMessage(r, name, s.Attempts),
+			Data: map[string]string{"attempt": fmt.Sprint(s.Attempts)}})
+		return evs, nil
+	})
+	if errors.Is(err, errStale) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("record intent: %w", err)
+	}
+	if e.crash(CrashAfterIntent, name) {
+		return true, nil
+	}
+
+	// The call outlives a shutdown so its result gets recorded.
+	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.AttemptTimeout)
+	start := e.cfg.Clock.Now()
+	out, callErr := e.perform(callCtx, r, name)
+	cancel()
+	elapsed := e.cfg.Clock.Now().Sub(start)
+	if e.cfg.Observer != nil {
+		e.cfg.Observer.StepFinished(name, elapsed, callErr)
+	}
+	if e.crash(CrashAfterCall, name) {
+		return true, nil
+	}
+
+	_, err = e.update(context.WithoutCancel(ctx), r.ID, func(r *Run) ([]Event, error) {
+		return e.recordResult(r, name, attemptNo, out, callErr)
+	})
+	if errors.Is(err, errStale) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("record result: %w", err)
+	}
+	if callErr != nil {
+		log.Warn("attempt failed", slog.Int(KeyAttempt, attemptNo), slog.Bool("transient", IsTransient(callErr)), slog.String(KeyError, callErr.Error()))
+	} else {
+		log.Info("step attempt finished", slog.Int(KeyAttempt, attemptNo), slog.Duration("duration", elapsed))
+	}
+	if e.crash(CrashAfterResult, name) {
+		return true, nil
+	}
+	return false, nil
+}
+
+var errStale = errors.New("run moved on")
+
+// recordResult writes an attempt's outcome. Outputs (external IDs) are kept
+// even when the run was cancelled meanwhile, so nothing created goes unrecorded.
+func (e *Engine) recordResult(r *Run, name StepName, attemptNo int, out outcome, callErr error) ([]Event, error) {
+	s := r.Step(name)
+	if s.Attempts != attemptNo {
+		return nil, errStale
+	}
+	now := e.cfg.Clock.Now().UTC()
+	var evs []Event
+	if out.apply != nil {
+		out.apply(r)
+	}
+	evs = append(evs, out.events...)
+	if r.State.Terminal() {
+		// Cancelled while the call was in flight: keep what it created.
+		if callErr == nil {
+			s.Status, s.FinishedAt = StepSucceeded, now
+		}
+		return evs, nil
+	}
+	if callErr != nil {
+		transient := IsTransient(callErr)
+		s.Errors = append(s.Errors, AttemptError{Attempt: attemptNo, At: now, Error: callErr.Error(), Transient: transient})
+		budgetLeft := s.Attempts-s.RetriedAtAttempt < e.cfg.Retry.MaxAttempts
+		if transient && budgetLeft {
+			wait := e.cfg.Retry.Backoff(s.Attempts-s.RetriedAtAttempt, RetryAfter(callErr))
+			s.NextAttemptAt = now.Add(wait)
+			evs = append(evs, Event{Type: EventAttemptFailed, Step: name,
+				Message: fmt.Sprintf("attempt %d of %s failed, retrying in %s: %v", attemptNo, name, wait.Round(time.Second), callErr),
+				Data:    map[string]string{"attempt": fmt.Sprint(attemptNo), "retry_at": s.NextAttemptAt.Format(time.RFC3339)}})
+			return evs, nil
+		}
+		why := callErr.Error()
+		if transient {
+			why = fmt.Sprintf("gave up after %d attempts: %s", s.Attempts-s.RetriedAtAttempt, why)
+		}
+		s.Status, s.FinishedAt = StepFailed, now
+		evs = append(evs, Event{Type: EventStepFailed, Step: name, Message: fmt.Sprintf("%s failed: %s", name, why)})
+		if err := r.transition(StateFailed); err != nil {
+			return nil, err
+		}
+		r.Error = fmt.Sprintf("%s failed: %s", name, why)
+		evs = append(evs, Event{Type: EventFailed, Step: name, Message: r.Error})
+		return evs, nil
+	}
+	if len(out.problems) > 0 {
+		s.Status, s.FinishedAt = StepFailed, now
+		r.Problems = out.problems
+		r.Error = fmt.Sprintf("preflight found %d problem(s); nothing was created", len(out.problems))
+		if err := r.transition(StateFailed); err != nil {
+			return nil, err
+		}
+		evs = append(evs,
+			Event{Type: EventStepFailed, Step: name, Message: r.Error, Data: problemsData(out.problems)},
+			Event{Type: EventFailed, Step: name, Message: r.Error})
+		return evs, nil
+	}
+	s.Status, s.FinishedAt = StepSucceeded, now
+	evs = append(evs, Event{Type: EventStepSucceeded, Step: name, Message: out.message, Data: out.data})
+	next := r.Current()
+	switch {
+	case next == nil:
+		if err := r.transition(StateSucceeded); err != nil {
+			return nil, err
+		}
+		r.Error = ""
+		evs = append(evs, Event{Type: EventSucceeded, Message: "the login method is ready: press Test in the Cloudflare dashboard", Data: map[string]string{"dashboard_url": r.DashboardURL}})
+	case next.Kind == KindGate:
+		evs = append(evs, e.openGateIn(r, next)...)
+		if err := r.transition(StateAwaitingApproval); err != nil {
+			return nil, err
+		}
+	case r.State == StatePending:
+		if err := r.transition(StateRunning); err != nil {
+			return nil, err
+		}
+	}
+	return evs, nil
+}
+
+func problemsData(problems []string) map[string]string {
+	d := map[string]string{}
+	for i, p := range problems {
+		d[fmt.Sprintf("problem_%d", i+1)] = p
+	}
+	return d
+}
+
+// openGate opens a gate reached without a preceding action (not in the
+// fixed plan today, but a retry may land on one).
+func (e *Engine) openGate(ctx context.Context, id int64, name StepName) error {
+	_, err := e.update(ctx, id, func(r *Run) ([]Event, error) {
+		s := r.Step(name)
+		if r.State.Terminal() || r.Current() != s {
+			return nil, errStale
+		}
+		evs := e.openGateIn(r, s)
+		return evs, r.transition(StateAwaitingApproval)
+	})
+	if errors.Is(err, errStale) {
+		return nil
+	}
+	return err
+}
+
+func (e *Engine) openGateIn(r *Run, s *Step) []Event {
+	now := e.cfg.Clock.Now().UTC()
+	s.Status = StepWaiting
+	s.StartedAt = now
+	s.Required = e.cfg.ApprovalsRequired
+	s.Deadline = now.Add(e.cfg.ApprovalTTL)
+	s.Nonce = newToken(12)
+	return []Event{{Type: EventGateOpened, Step: s.Name,
+		Message: fmt.Sprintf("gate %s waits for %d approval(s) until %s", s.Name, s.Required, s.Deadline.Format(time.RFC3339)),
+		Data:    map[string]string{"required": fmt.Sprint(s.Required), "deadline": s.Deadline.Format(time.RFC3339)}}}
+}
+
+func (e *Engine) expire(ctx context.Context, id int64, gate StepName, nonce string) {
+	_, err := e.update(ctx, id, func(r *Run) ([]Event, error) {
+		s := r.OpenGate()
+		if s == nil || s.Name != gate || s.Nonce != nonce || e.cfg.Clock.Now().Before(s.Deadline) {
+			return nil, errStale
+		}
+		s.Status, s.FinishedAt = StepExpired, e.cfg.Clock.Now().UTC()
+		if err := r.transition(StateExpired); err != nil {
+			return nil, err
+		}
+		r.Error = fmt.Sprintf("gate %s expired: no decision before %s", gate, s.Deadline.Format(time.RFC3339))
+		return []Event{{Type: EventGateExpired, Step: gate, Message: r.Error}}, nil
+	})
+	if err != nil && !errors.Is(err, errStale) && ctx.Err() == nil {
+		e.log.Error("expire gate", slog.Int64(KeyRunID, id), slog.Any(KeyError, err))
+	}
+}

@@ -36,6 +36,9 @@ type APIError struct {
 	Message    string // the API's own message
 	RetryAfter time.Duration
 	Err        error // the underlying transport error, if any
+	// Permanent marks a failure no retry can mend although no response came
+	// (an untrusted certificate, a malformed URL).
+	Permanent bool
 }
 
 func (e *APIError) Error() string {
@@ -67,6 +70,8 @@ func (e *APIError) Unwrap() error {
 // a timeout, 429, 408 or any 5xx.
 func (e *APIError) Transient() bool {
 	switch {
+	case e.Permanent:
+		return false
 	case e.Status == 0:
 		return true
 	case e.Status == http.StatusTooManyRequests, e.Status == http.StatusRequestTimeout:

@@ -117,6 +117,10 @@ type Step struct {
 	FinishedAt    time.Time      `json:"finished_at,omitzero"`
 	NextAttemptAt time.Time      `json:"next_attempt_at,omitzero"`
 
+	// RetriedAtAttempt is Attempts when a person last retried the run: the
+	// retry budget counts attempts since then.
+	RetriedAtAttempt int `json:"retried_at_attempt,omitempty"`
+
 	// Gate fields.
 	Required int       `json:"required,omitempty"`
 	Deadline time.Time `json:"deadline,omitzero"`

@@ -1,0 +1,240 @@
+package workflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"time"
+)
+
+func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
+	if d.Decision != Approve && d.Decision != Reject {
+		return nil, fmt.Errorf("%w: decision must be approve or reject, not %q", ErrInvalidRequest, d.Decision)
+	}
+	// Eligibility may ask Slack: never inside the store's transaction.
+	eligible, reason, err := e.cfg.Approvers.Eligible(ctx, d.User)
+	if err != nil {
+		return nil, fmt.Errorf("check approver %s: %w", d.User, err)
+	}
+	var refusal *RefusedError
+	var finished bool
+	r, err := e.update(ctx, d.RunID, func(r *Run) ([]Event, error) {
+		refusal = e.checkDecision(r, d, eligible, reason)
+		if refusal != nil {
+			return nil, refusal
+		}
+		gate := r.Step(d.Gate)
+		now := e.cfg.Clock.Now().UTC()
+		r.Approvals = append(r.Approvals, Approval{Gate: d.Gate, User: d.User, Decision: d.Decision, At: now, Reason: d.Reason})
+		evs := []Event{{Type: EventDecisionAccepted, Step: d.Gate, Actor: d.User,
+			Message: fmt.Sprintf("%s %s gate %s", d.User, pastTense(d.Decision), d.Gate), Data: reasonData(d.Reason)}}
+		switch {
+		case d.Decision == Reject:
+			gate.Status, gate.FinishedAt = StepRejected, now
+			if err := r.transition(StateRejected); err != nil {
+				return nil, err
+			}
+			r.Error = fmt.Sprintf("rejected by %s at gate %s", d.User, d.Gate)
+			if d.Reason != "" {
+				r.Error += ": " + d.Reason
+			}
+			evs = append(evs, Event{Type: EventGateRejected, Step: d.Gate, Actor: d.User, Message: r.Error})
+			finished = true
+		case len(r.ApprovalsFor(d.Gate)) >= gate.Required:
+			gate.Status, gate.FinishedAt = StepSucceeded, now
+			if err := r.transition(StateRunning); err != nil {
+				return nil, err
+			}
+			evs = append(evs, Event{Type: EventGateApproved, Step: d.Gate, Message: fmt.Sprintf("gate %s approved", d.Gate)})
+		}
+		return evs, nil
+	})
+	if e.cfg.Observer != nil && (err == nil || refusal != nil) {
+		e.cfg.Observer.DecisionMade(d.Gate, d.Decision, err == nil)
+	}
+	if refusal != nil && errors.Is(err, ErrRefused) {
+		e.recordRefusal(ctx, d.RunID, EventDecisionRefused, d.Gate, d.User, fmt.Sprintf("refused %s by %s: %s", d.Decision, d.User, refusal.Reason))
+		return nil, refusal
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decide run %d: %w", d.RunID, err)
+	}
+	e.log.Info("decision accepted", slog.Int64(KeyRunID, r.ID), slog.String(KeyStep, string(d.Gate)), slog.String(KeyUser, d.User), slog.String("decision", string(d.Decision)))
+	if !finished {
+		e.kick(r.ID)
+	}
+	return r.Clone(), nil
+}
+
+func pastTense(d Decision) string {
+	if d == Approve {
+		return "approved"
+	}
+	return "rejected"
+}
+
+func reasonData(reason string) map[string]string {
+	if reason == "" {
+		return nil
+	}
+	return map[string]string{"reason": reason}
+}
+
+// checkDecision is the whole validation of a decision, run inside the
+// store's write transaction so that of concurrent decisions one wins.
+func (e *Engine) checkDecision(r *Run, d DecisionRequest, eligible bool, reason string) *RefusedError {
+	gate := r.Step(d.Gate)
+	if gate == nil || gate.Kind != KindGate {
+		return refused("run #%d has no gate %q", r.ID, d.Gate)
+	}
+	if decided := r.ApprovalsFor(d.Gate); gate.Status != StepWaiting && len(decided) > 0 {
+		last := decided[len(decided)-1]
+		ref := refused("gate %s of run #%d was already %s by %s at %s", d.Gate, r.ID, pastTense(last.Decision), last.User, last.At.Format(time.RFC3339))
+		ref.DecidedBy = last.User
+		return ref
+	}
+	switch {
+	case r.State.Terminal():
+		return refused("run #%d is already %s", r.ID, r.State)
+	case gate.Status == StepPending:
+		return refused("gate %s of run #%d is not open yet", d.Gate, r.ID)
+	case gate.Status != StepWaiting:
+		return refused("gate %s of run #%d is %s", d.Gate, r.ID, gate.Status)
+	case d.Nonce != gate.Nonce:
+		return refused("this button is from an older message of run #%d; use the latest message", r.ID)
+	case !eligible:
+		return refused("%s", reason)
+	case d.User == r.Request.RequestedBy && !e.cfg.AllowSelfApproval && d.Decision == Approve:
+		return refused("you requested run #%d, so another approver must approve it", r.ID)
+	}
+	for _, a := range r.ApprovalsFor(d.Gate) {
+		if a.User == d.User {
+			return refused("you already %s gate %s of run #%d at %s", pastTense(a.Decision), d.Gate, r.ID, a.At.Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
+// recordRefusal writes a refused attempt to the audit log. The run itself
+// does not change, so the version is not bumped.
+func (e *Engine) recordRefusal(ctx context.Context, id int64, typ EventType, step StepName, user, msg string) {
+	ev := Event{At: e.cfg.Clock.Now().UTC(), Type: typ, Step: step, Actor: user, Message: msg}
+	if err := e.cfg.Store.AppendEvents(context.WithoutCancel(ctx), id, ev); err != nil && !errors.Is(err, ErrNotFound) {
+		e.log.Error("record refusal", slog.Int64(KeyRunID, id), slog.Any(KeyError, err))
+	}
+	e.log.Info("refused", slog.Int64(KeyRunID, id), slog.String(KeyUser, user), slog.String("type", string(typ)), slog.String("reason", msg))
+}
+
+// mayControl decides who may cancel or retry: the requester or an approver.
+func (e *Engine) mayControl(ctx context.Context, id int64, user string) (*Run, *RefusedError, error) {
+	r, err := e.cfg.Store.GetRun(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if user == SystemActor || user == r.Request.RequestedBy {
+		return r, nil, nil
+	}
+	ok, reason, err := e.cfg.Approvers.Eligible(ctx, user)
+	if err != nil {
+		return nil, nil, fmt.Errorf("check approver %s: %w", user, err)
+	}
+	if !ok {
+		return r, refused("only the requester or an approver may do that: %s", reason), nil
+	}
+	return r, nil, nil
+}
+
+func (e *Engine) cancel(ctx context.Context, id int64, user, reason string) (*Run, error) {
+	_, ref, err := e.mayControl(ctx, id, user)
+	if err == nil && ref == nil {
+		var r *Run
+		r, err = e.update(ctx, id, func(r *Run) ([]Event, error) {
+			if r.State.Terminal() {
+				return nil, refused("run #%d is already %s", r.ID, r.State)
+			}
+			if err := r.transition(StateCancelled); err != nil {
+				return nil, err
+			}
+			now := e.cfg.Clock.Now().UTC()
+			if s := r.Current(); s != nil && s.Status != StepRunning {
+				s.Status, s.FinishedAt = StepCancelled, now
+			}
+			r.Error = "cancelled by " + user
+			if reason != "" {
+				r.Error += ": " + reason
+			}
+			return []Event{{Type: EventCancelled, Actor: user, Message: r.Error, Data: reasonData(reason)}}, nil
+		})
+		if err == nil {
+			return r.Clone(), nil
+		}
+	}
+	if ref == nil {
+		errors.As(err, &ref)
+	}
+	if ref != nil {
+		e.recordRefusal(ctx, id, EventCancelRefused, "", user, "refused cancel by "+user+": "+ref.Reason)
+		return nil, ref
+	}
+	return nil, fmt.Errorf("cancel run %d: %w", id, err)
+}
+
+func (e *Engine) retry(ctx context.Context, id int64, user string) (*Run, error) {
+	_, ref, err := e.mayControl(ctx, id, user)
+	if err == nil && ref == nil {
+		var r *Run
+		r, err = e.update(ctx, id, func(r *Run) ([]Event, error) {
+			if r.State != StateFailed {
+				return nil, refused("run #%d is %s; only failed runs can be retried", r.ID, r.State)
+			}
+			s := r.Current()
+			if s == nil {
+				return nil, refused("run #%d has no step left to retry", r.ID)
+			}
+			to := StateRunning
+			if s.Name == StepPreflight {
+				to = StatePending
+			}
+			if err := r.transition(to); err != nil {
+				return nil, err
+			}
+			s.Status, s.NextAttemptAt, s.FinishedAt = StepPending, time.Time{}, time.Time{}
+			s.RetriedAtAttempt = s.Attempts
+			r.Error, r.Problems = "", nil
+			return []Event{{Type: EventRetried, Step: s.Name, Actor: user, Message: fmt.Sprintf("%s retried run #%d from step %s", user, r.ID, s.Name)}}, nil
+		})
+		if err == nil {
+			e.kick(id)
+			return r.Clone(), nil
+		}
+	}
+	if ref == nil {
+		errors.As(err, &ref)
+	}
+	if ref != nil {
+		e.recordRefusal(ctx, id, EventRetryRefused, "", user, "refused retry by "+user+": "+ref.Reason)
+		return nil, ref
+	}
+	return nil, fmt.Errorf("retry run %d: %w", id, err)
+}
+
+func (e *Engine) setMessageRef(ctx context.Context, id int64, ref string) (*Run, error) {
+	r, err := e.cfg.Store.UpdateRun(ctx, id, func(r *Run) ([]Event, error) {
+		if r.MessageRef == ref {
+			return nil, errUnchanged
+		}
+		r.MessageRef = ref
+		return nil, nil
+	})
+	if errors.Is(err, errUnchanged) {
+		return e.cfg.Store.GetRun(ctx, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("set message ref of run %d: %w", id, err)
+	}
+	return r, nil
+}
+
+var errUnchanged = errors.New("unchanged")

@@ -1,0 +1,394 @@
+package workflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// outcome is what a successful call of a step produced: changes to record
+// on the run, audit events, and for preflight the problems it found.
+type outcome struct {
+	apply    func(r *Run)
+	events   []Event
+	message  string
+	data     map[string]string
+	problems []string
+}
+
+func (e *Engine) perform(ctx context.Context, r *Run, name StepName) (outcome, error) {
+	switch name {
+	case StepPreflight:
+		return e.preflight(ctx, r)
+	case StepAuthentikProvider:
+		return e.createProvider(ctx, r)
+	case StepAuthentikApplication:
+		return e.createApplication(ctx, r)
+	case StepCloudflareLoginMethod:
+		return e.createLoginMethod(ctx, r)
+	case StepVerify:
+		return e.verify(ctx, r)
+	}
+	return outcome{}, fmt.Errorf("unknown step %q", name)
+}
+
+// permissionProblem words an API error for a person: a denied permission
+// names what the token lacks.
+func permissionProblem(err error, system, permission, what string) string {
+	var api *APIError
+	if errors.As(err, &api) && api.Status == 403 {
+		switch system {
+		case "authentik":
+			return fmt.Sprintf("the authentik token lacks permission %s (needed to %s); authentik said: %s", permission, what, api.Message)
+		case "cloudflare":
+			return fmt.Sprintf("the Cloudflare API token may not %s: it needs \"Access: Organizations, Identity Providers, and Groups Write\"; Cloudflare said: %s", what, api.Message)
+		}
+	}
+	return fmt.Sprintf("could not %s: %v", what, err)
+}
+
+// preflight reads everything the run needs and resolves the plan. Transient
+// errors retry the whole preflight; everything else becomes a problem.
+func (e *Engine) preflight(ctx context.Context, r *Run) (outcome, error) {
+	p := r.Params
+	var problems []string
+	var transient error
+	check := func(err error, problem string) bool {
+		if err == nil {
+			return true
+		}
+		if IsTransient(err) {
+			transient = errors.Join(transient, err)
+		} else {
+			problems = append(problems, problem)
+		}
+		return false
+	}
+	notFound := func(err error) bool { return errors.Is(err, ErrNotFound) }
+
+	// authentik
+	authentikOK := true
+	if _, err := e.cfg.Authentik.Me(ctx); err != nil {
+		var api *APIError
+		msg := fmt.Sprintf("the authentik token does not work: %v", err)
+		if errors.As(err, &api) && api.Status == 403 {
+			msg = fmt.Sprintf("the authentik token was refused (%s): create an API token (intent API, no expiry) for the ssobot service account and set AUTHENTIK_TOKEN", api.Message)
+		}
+		authentikOK = check(err, msg)
+	}
+	var authFlow, invFlow Flow
+	var cert Certificate
+	var scopes []ScopeMapping
+	if authentikOK {
+		var err error
+		authFlow, err = e.cfg.Authentik.FlowBySlug(ctx, "authorization", p.AuthorizationFlowSlug)
+		if notFound(err) {
+			problems = append(problems, fmt.Sprintf("no authorization flow with slug %q in authentik; set SSOBOT_AUTHORIZATION_FLOW to an existing one", p.AuthorizationFlowSlug))
+		} else {
+			check(err, permissionProblem(err, "authentik", "view_flow", "read the authorization flow"))
+		}
+		invFlow, err = e.cfg.Authentik.FlowBySlug(ctx, "invalidation", p.InvalidationFlowSlug)
+		if notFound(err) {
+			problems = append(problems, fmt.Sprintf("no invalidation flow with slug %q in authentik (required on providers since 2024.10); set SSOBOT_INVALIDATION_FLOW to an existing one", p.InvalidationFlowSlug))
+		} else {
+			check(err, permissionProblem(err, "authentik", "view_flow", "read the invalidation flow"))
+		}
+		cert, err = e.cfg.Authentik.CertificateByName(ctx, p.SigningKeyName)
+		switch {
+		case notFound(err):
+			problems = append(problems, fmt.Sprintf("no certificate named %q in authentik: without a signing key tokens are signed HS256 and Cloudflare rejects them; set SSOBOT_SIGNING_KEY to a certificate with a private key", p.SigningKeyName))
+		case err == nil && !cert.HasKey:
+			problems = append(problems, fmt.Sprintf("the certificate %q in authentik has no private key, so it cannot sign tokens; set SSOBOT_SIGNING_KEY to a certificate with a private key", p.SigningKeyName))
+		default:
+			check(err, permissionProblem(err, "authentik", "view_certificatekeypair", "read the signing key"))
+		}
+		scopes, err = e.cfg.Authentik.ScopeMappings(ctx, RequiredScopes)
+		if check(err, permissionProblem(err, "authentik", "view_scopemapping", "read the scope mappings")) {
+			for _, want := range RequiredScopes {
+				if !slices.ContainsFunc(scopes, func(s ScopeMapping) bool { return s.Managed == want }) {
+					problems = append(problems, fmt.Sprintf("the scope mapping %s is missing in authentik: without it tokens lack claims Cloudflare needs", want))
+				}
+			}
+		}
+		app, err := e.cfg.Authentik.ApplicationBySlug(ctx, p.ApplicationSlug)
+		if err == nil && !e.belongsToRun(ctx, r, app.Provider) {
+			problems = append(problems, fmt.Sprintf("an application with slug %q already exists in authentik; choose another with slug=<slug>", p.ApplicationSlug))
+		} else if !notFound(err) {
+			check(err, permissionProblem(err, "authentik", "view_application", "check that the application slug is free"))
+		}
+		prov, err := e.cfg.Authentik.ProviderByName(ctx, p.ProviderName)
+		if err == nil && prov.ClientID != p.ClientID {
+			problems = append(problems, fmt.Sprintf("a provider named %q already exists in authentik; rename it or choose another application name", p.ProviderName))
+		} else if !notFound(err) {
+			check(err, permissionProblem(err, "authentik", "view_oauth2provider", "check that the provider name is free"))
+		}
+	}
+
+	// Cloudflare
+	team := p.TeamDomain
+	if team == "" {
+		org, err := e.cfg.Access.Organization(ctx)
+		if check(err, permissionProblem(err, "cloudflare", "", "read the Zero Trust organization")) {
+			if org.AuthDomain == "" {
+				problems = append(problems, "the Cloudflare account has no Zero Trust team domain yet: set one up in Zero Trust, or give it with team=<team domain>")
+			}
+			team = org.AuthDomain
+		}
+	}
+	idps, err := e.cfg.Access.ListIdentityProviders(ctx)
+	if check(err, permissionProblem(err, "cloudflare", "", "list login methods")) {
+		for _, idp := range idps {
+			if idp.Name == p.LoginMethodName && idp.Config.ClientID != p.ClientID {
+				problems = append(problems, fmt.Sprintf("a login method named %q already exists in Cloudflare Access; choose another name with login=<name>", p.LoginMethodName))
+				break
+			}
+		}
+	}
+
+	// The public URL, as Cloudflare will reach it.
+	if err := e.cfg.Endpoints.CheckTLS(ctx, p.AuthentikURL+"/"); err != nil {
+		check(err, fmt.Sprintf("authentik's public URL %s must answer over HTTPS with a publicly trusted certificate (Cloudflare requires one): %v", p.AuthentikURL, err))
+	}
+
+	if transient != nil {
+		return outcome{}, fmt.Errorf("preflight: %w", transient)
+	}
+	if len(problems) > 0 {
+		return outcome{problems: problems}, nil
+	}
+	scopeIDs := make([]string, 0, len(RequiredScopes))
+	for _, want := range RequiredScopes {
+		i := slices.IndexFunc(scopes, func(s ScopeMapping) bool { return s.Managed == want })
+		scopeIDs = append(scopeIDs, scopes[i].PK)
+	}
+	out := outcome{
+		message: fmt.Sprintf("preflight passed: team domain %s, flows %s and %s, signing key %q", team, p.AuthorizationFlowSlug, p.InvalidationFlowSlug, p.SigningKeyName),
+		apply: func(r *Run) {
+			r.Params.TeamDomain = team
+			r.Params.AuthorizationFlowID = authFlow.PK
+			r.Params.InvalidationFlowID = invFlow.PK
+			r.Params.SigningKeyID = cert.PK
+			r.Params.ScopeMappingIDs = scopeIDs
+			r.Params.setURLs()
+			r.Problems = nil
+		},
+	}
+	out.events = []Event{{Type: EventPlanned, Step: StepPreflight, Message: "plan resolved", Data: map[string]string{
+		"team_domain": team, "callback_url": "https://" + team + "/cdn-cgi/access/callback",
+		"provider_name": p.ProviderName, "application_slug": p.ApplicationSlug, "login_method": p.LoginMethodName,
+	}}}
+	return out, nil
+}
+
+// belongsToRun reports whether an existing application's provider is the
+// one this run created (a retried run finds its own objects).
+func (e *Engine) belongsToRun(ctx context.Context, r *Run, providerID int) bool {
+	if providerID == 0 {
+		return false
+	}
+	prov, err := e.cfg.Authentik.GetProvider(ctx, providerID)
+	return err == nil && prov.ClientID == r.Params.ClientID
+}
+
+func (e *Engine) createProvider(ctx context.Context, r *Run) (outcome, error) {
+	p := r.Params
+	prov, err := e.cfg.Authentik.ProviderByClientID(ctx, p.ClientID)
+	found := err == nil
+	switch {
+	case found:
+	case errors.Is(err, ErrNotFound):
+		prov, err = e.cfg.Authentik.CreateProvider(ctx, ProviderSpec{
+			Name:                   p.ProviderName,
+			ClientID:               p.ClientID,
+			ClientType:             "confidential",
+			AuthorizationFlow:      p.AuthorizationFlowID,
+			InvalidationFlow:       p.InvalidationFlowID,
+			RedirectURIs:           []RedirectURI{{MatchingMode: "strict", URL: p.CallbackURL}},
+			SigningKey:             p.SigningKeyID,
+			PropertyMappings:       slices.Clone(p.ScopeMappingIDs),
+			IncludeClaimsInIDToken: true,
+		})
+		if err != nil {
+			return outcome{}, fmt.Errorf("create provider: %w", err)
+		}
+	default:
+		return outcome{}, fmt.Errorf("find provider by client_id: %w", err)
+	}
+	if prov.SigningKey == "" {
+		return outcome{}, &APIError{System: "authentik", Op: "create provider", Permanent: true,
+			Message: fmt.Sprintf("provider %d has no signing key: tokens would be signed HS256 and Cloudflare would reject them", prov.PK)}
+	}
+	if prov.EncryptionKey != "" {
+		return outcome{}, &APIError{System: "authentik", Op: "create provider", Permanent: true,
+			Message: fmt.Sprintf("provider %d has an encryption key: Cloudflare cannot read encrypted tokens", prov.PK)}
+	}
+	id := prov.PK
+	return outcome{
+		apply:   func(r *Run) { r.Resources.AuthentikProviderID = id },
+		events:  []Event{resourceEvent(found, StepAuthentikProvider, "authentik provider", strconv.Itoa(id), p.ProviderName)},
+		message: fmt.Sprintf("provider %q is #%d (client_id %s)", p.ProviderName, id, p.ClientID),
+		data:    map[string]string{"provider_id": strconv.Itoa(id), "client_id": p.ClientID},
+	}, nil
+}
+
+func resourceEvent(found bool, step StepName, kind, id, name string) Event {
+	if found {
+		return Event{Type: EventResourceFound, Step: step, Message: fmt.Sprintf("found the %s %s (%s) an earlier attempt made", kind, id, name), Data: map[string]string{"id": id}}
+	}
+	return Event{Type: EventResourceCreated, Step: step, Message: fmt.Sprintf("created the %s %s (%s)", kind, id, name), Data: map[string]string{"id": id}}
+}
+
+func (e *Engine) createApplication(ctx context.Context, r *Run) (outcome, error) {
+	p := r.Params
+	providerID := r.Resources.AuthentikProviderID
+	app, err := e.cfg.Authentik.ApplicationBySlug(ctx, p.ApplicationSlug)
+	found := err == nil
+	switch {
+	case found:
+		if app.Provider != providerID {
+			return outcome{}, &APIError{System: "authentik", Op: "create application", Permanent: true,
+				Message: fmt.Sprintf("the slug %q is taken by another application; retry with another slug in a new run", p.ApplicationSlug)}
+		}
+	case errors.Is(err, ErrNotFound):
+		app, err = e.cfg.Authentik.CreateApplication(ctx, ApplicationSpec{
+			Name: p.ApplicationName, Slug: p.ApplicationSlug, Provider: providerID, PolicyEngineMode: "any",
+		})
+		if err != nil {
+			return outcome{}, fmt.Errorf("create application: %w", err)
+		}
+	default:
+		return outcome{}, fmt.Errorf("find application by slug: %w", err)
+	}
+	slug := app.Slug
+	return outcome{
+		apply:   func(r *Run) { r.Resources.AuthentikApplicationSlug = slug },
+		events:  []Event{resourceEvent(found, StepAuthentikApplication, "authentik application", slug, p.ApplicationName)},
+		message: fmt.Sprintf("application %q (slug %s) uses provider #%d", p.ApplicationName, slug, providerID),
+		data:    map[string]string{"application_slug": slug},
+	}, nil
+}
+
+// wantLoginMethod is the exact login method the run adds.
+func wantLoginMethod(p Params) OIDCConfig {
+	return OIDCConfig{
+		ClientID:       p.ClientID,
+		AuthURL:        p.AuthURL,
+		TokenURL:       p.TokenURL,
+		CertsURL:       p.CertsURL,
+		Scopes:         []string{"openid", "email", "profile"},
+		PKCEEnabled:    true,
+		EmailClaimName: "email",
+	}
+}
+
+func (e *Engine) createLoginMethod(ctx context.Context, r *Run) (outcome, error) {
+	p := r.Params
+	idps, err := e.cfg.Access.ListIdentityProviders(ctx)
+	if err != nil {
+		return outcome{}, fmt.Errorf("list login methods: %w", err)
+	}
+	var idp IdentityProvider
+	found := false
+	for _, x := range idps {
+		if x.Name != p.LoginMethodName {
+			continue
+		}
+		if x.Type == "oidc" && x.Config.ClientID == p.ClientID {
+			idp, found = x, true
+			break
+		}
+		return outcome{}, &APIError{System: "cloudflare", Op: "create login method", Permanent: true,
+			Message: fmt.Sprintf("a login method named %q now exists for another client; remove it or start a new run with login=<name>", p.LoginMethodName)}
+	}
+	if !found {
+		secret, err := e.cfg.Authentik.ClientSecret(ctx, r.Resources.AuthentikProviderID)
+		if err != nil {
+			return outcome{}, fmt.Errorf("read client secret: %w", err)
+		}
+		idp, err = e.cfg.Access.CreateIdentityProvider(ctx, IdentityProviderSpec{
+			Name: p.LoginMethodName, Config: wantLoginMethod(p), ClientSecret: secret,
+		})
+		if err != nil {
+			return outcome{}, fmt.Errorf("create login method: %w", err)
+		}
+	}
+	id := idp.ID
+	return outcome{
+		apply:   func(r *Run) { r.Resources.CloudflareIdentityProviderID = id },
+		events:  []Event{resourceEvent(found, StepCloudflareLoginMethod, "Cloudflare login method", id, p.LoginMethodName)},
+		message: fmt.Sprintf("login method %q is %s", p.LoginMethodName, id),
+		data:    map[string]string{"identity_provider_id": id},
+	}, nil
+}
+
+// verify reads back what Cloudflare holds and checks it against authentik's
+// public discovery document and keys, the way Cloudflare will use them.
+func (e *Engine) verify(ctx context.Context, r *Run) (outcome, error) {
+	p := r.Params
+	var mismatches []string
+	idp, err := e.cfg.Access.GetIdentityProvider(ctx, r.Resources.CloudflareIdentityProviderID)
+	if err != nil {
+		return outcome{}, fmt.Errorf("read login method back: %w", err)
+	}
+	want := wantLoginMethod(p)
+	got := idp.Config
+	cmp := func(what, got, want string) {
+		if got != want {
+			mismatches = append(mismatches, fmt.Sprintf("%s is %q, want %q", what, got, want))
+		}
+	}
+	cmp("the login method's type", idp.Type, "oidc")
+	cmp("the login method's client_id", got.ClientID, want.ClientID)
+	cmp("the login method's auth_url", got.AuthURL, want.AuthURL)
+	cmp("the login method's token_url", got.TokenURL, want.TokenURL)
+	cmp("the login method's certs_url", got.CertsURL, want.CertsURL)
+	cmp("the login method's email claim", got.EmailClaimName, want.EmailClaimName)
+	for _, s := range want.Scopes {
+		if !slices.Contains(got.Scopes, s) {
+			mismatches = append(mismatches, fmt.Sprintf("the login method lacks scope %s", s))
+		}
+	}
+	if !got.PKCEEnabled {
+		mismatches = append(mismatches, "the login method has PKCE off")
+	}
+
+	disc, err := e.cfg.Endpoints.Discovery(ctx, p.DiscoveryURL)
+	if err != nil {
+		return outcome{}, fmt.Errorf("fetch discovery document: %w", err)
+	}
+	cmp("the discovery document's authorization_endpoint", disc.AuthorizationEndpoint, p.AuthURL)
+	cmp("the discovery document's token_endpoint", disc.TokenEndpoint, p.TokenURL)
+	cmp("the discovery document's jwks_uri", disc.JWKSURI, p.CertsURL)
+	keys, err := e.cfg.Endpoints.JWKS(ctx, p.CertsURL)
+	if err != nil {
+		return outcome{}, fmt.Errorf("fetch JWKS: %w", err)
+	}
+	if !slices.ContainsFunc(keys.Keys, func(k JWK) bool {
+		return (k.KTY == "RSA" || k.KTY == "EC") && k.Use != "enc" && !strings.HasPrefix(k.Alg, "HS")
+	}) {
+		mismatches = append(mismatches, fmt.Sprintf("the JWKS at %s has no RS or ES signing key: set a signing key on the provider", p.CertsURL))
+	}
+
+	prov, err := e.cfg.Authentik.GetProvider(ctx, r.Resources.AuthentikProviderID)
+	if err != nil {
+		return outcome{}, fmt.Errorf("read provider back: %w", err)
+	}
+	if !slices.Contains(prov.RedirectURIs, RedirectURI{MatchingMode: "strict", URL: p.CallbackURL}) {
+		mismatches = append(mismatches, fmt.Sprintf("the provider's redirect URIs %v do not include %s with strict matching", prov.RedirectURIs, p.CallbackURL))
+	}
+	if prov.SigningKey == "" {
+		mismatches = append(mismatches, "the provider has no signing key")
+	}
+	if len(mismatches) > 0 {
+		return outcome{}, &APIError{System: "verify", Op: "compare", Permanent: true, Message: strings.Join(mismatches, "; ")}
+	}
+	dashboard := fmt.Sprintf("https://one.dash.cloudflare.com/%s/settings/authentication", p.AccountID)
+	return outcome{
+		apply:   func(r *Run) { r.DashboardURL = dashboard },
+		message: fmt.Sprintf("verified: Cloudflare's login method matches authentik's discovery document and keys; press Test at %s", dashboard),
+		data:    map[string]string{"dashboard_url": dashboard},
+	}, nil
+}
