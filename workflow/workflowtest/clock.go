@@ -1,0 +1,99 @@
+// Package workflowtest holds test helpers for the workflow package and its
+// implementations: a manual clock and the Store conformance suite.
+package workflowtest
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Clock is a workflow.Clock that moves only when told to, so deadlines and
+// backoff are tested without sleeping.
+type Clock struct {
+	mu      sync.Mutex
+	now     time.Time
+	waiters []waiter
+	changed chan struct{} // closed and replaced whenever waiters change
+}
+
+type waiter struct {
+	at time.Time
+	ch chan time.Time
+}
+
+// NewClock returns a clock set to t.
+func NewClock(t time.Time) *Clock { return &Clock{now: t, changed: make(chan struct{})} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// After returns a channel that receives once the clock reaches now+d.
+func (c *Clock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	at := c.now.Add(d)
+	if d <= 0 {
+		ch <- c.now
+		return ch
+	}
+	c.waiters = append(c.waiters, waiter{at: at, ch: ch})
+	c.signal()
+	return ch
+}
+
+// Advance moves the clock forward and fires every timer now due.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	kept := c.waiters[:0]
+	for _, w := range c.waiters {
+		if w.at.After(c.now) {
+			kept = append(kept, w)
+			continue
+		}
+		w.ch <- c.now
+	}
+	c.waiters = kept
+	c.signal()
+}
+
+func (c *Clock) signal() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// Waiters counts the timers not yet fired.
+func (c *Clock) Waiters() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.waiters)
+}
+
+// WaitForTimer blocks until some timer is due at or before now+d (so an
+// Advance(d) would fire it), or ctx ends.
+func (c *Clock) WaitForTimer(ctx context.Context, d time.Duration) error {
+	for {
+		c.mu.Lock()
+		limit := c.now.Add(d)
+		for _, w := range c.waiters {
+			if !w.at.After(limit) {
+				c.mu.Unlock()
+				return nil
+			}
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
