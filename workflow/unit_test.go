@@ -1,0 +1,165 @@
+package workflow_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ssobot/ssobot/workflow"
+)
+
+func TestSlugify(t *testing.T) {
+	tests := []struct{ name, want string }{
+		{"Grafana", "grafana"},
+		{"My App", "my-app"},
+		{`  "Quoted"  Name!! `, "quoted-name"},
+		{"Zürich Büro", "zurich-buro"},
+		{"a--b__c", "a-b-c"},
+		{"日本語", ""},
+		{"<!channel>", "channel"},
+		{strings.Repeat("abcdefghij", 6), strings.Repeat("abcdefghij", 5)},
+		{strings.Repeat("a", 49) + " b", strings.Repeat("a", 49)},
+	}
+	for _, tt := range tests {
+		if got := workflow.Slugify(tt.name); got != tt.want {
+			t.Errorf("Slugify(%q) = %q, want %q", tt.name, got, tt.want)
+		}
+		if tt.want != "" {
+			if err := workflow.ValidateSlug(workflow.Slugify(tt.name)); err != nil {
+				t.Errorf("derived slug %q invalid: %v", tt.want, err)
+			}
+		}
+	}
+}
+
+func TestValidateSlug(t *testing.T) {
+	tests := []struct {
+		slug string
+		ok   bool
+	}{
+		{"grafana", true}, {"my-app-2", true}, {"", false}, {"Grafana", false}, {"-a", false}, {"a-", false},
+		{"a_b", false}, {"token", false}, {"authorize", false}, {strings.Repeat("a", 51), false}, {strings.Repeat("a", 50), true},
+	}
+	for _, tt := range tests {
+		err := workflow.ValidateSlug(tt.slug)
+		if (err == nil) != tt.ok {
+			t.Errorf("ValidateSlug(%q) = %v, want ok=%v", tt.slug, err, tt.ok)
+		}
+		if err != nil && !errors.Is(err, workflow.ErrInvalidRequest) {
+			t.Errorf("ValidateSlug(%q) error does not wrap ErrInvalidRequest", tt.slug)
+		}
+	}
+}
+
+func TestNormalizeTeamDomain(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"company", "company.cloudflareaccess.com"},
+		{"company.cloudflareaccess.com", "company.cloudflareaccess.com"},
+		{"https://Company.cloudflareaccess.com/", "company.cloudflareaccess.com"},
+		{"my-team", "my-team.cloudflareaccess.com"},
+		{"evil.com/x", ""}, {"", ""}, {"-bad", ""}, {"a b", ""},
+	}
+	for _, tt := range tests {
+		got, err := workflow.NormalizeTeamDomain(tt.in)
+		if tt.want == "" {
+			if err == nil {
+				t.Errorf("NormalizeTeamDomain(%q) = %q, want an error", tt.in, got)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("NormalizeTeamDomain(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestTransitions(t *testing.T) {
+	allowed := map[[2]workflow.State]bool{}
+	for _, p := range [][2]workflow.State{
+		{"pending", "awaiting_approval"}, {"pending", "failed"}, {"pending", "cancelled"},
+		{"awaiting_approval", "running"}, {"awaiting_approval", "rejected"}, {"awaiting_approval", "expired"}, {"awaiting_approval", "cancelled"},
+		{"running", "awaiting_approval"}, {"running", "succeeded"}, {"running", "failed"}, {"running", "cancelled"},
+		{"failed", "pending"}, {"failed", "running"},
+	} {
+		allowed[p] = true
+	}
+	for _, from := range workflow.States {
+		for _, to := range workflow.States {
+			if got := workflow.CanTransition(from, to); got != allowed[[2]workflow.State{from, to}] {
+				t.Errorf("CanTransition(%s, %s) = %v", from, to, got)
+			}
+		}
+	}
+	for _, s := range workflow.States {
+		if !s.Valid() {
+			t.Errorf("%s not valid", s)
+		}
+	}
+	if workflow.State("paused").Valid() {
+		t.Error("unknown state valid")
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	p := workflow.RetryPolicy{MaxAttempts: 8, Base: time.Second, Max: time.Minute}
+	for failed := 1; failed <= 12; failed++ {
+		full := min(time.Second<<(failed-1), time.Minute)
+		for range 50 {
+			d := p.Backoff(failed, 0)
+			if d < full/2 || d > full {
+				t.Fatalf("Backoff(%d) = %s, want within [%s, %s]", failed, d, full/2, full)
+			}
+		}
+	}
+	if d := p.Backoff(1, 5*time.Minute); d != 5*time.Minute {
+		t.Errorf("Retry-After not honoured: %s", d)
+	}
+}
+
+func TestSecretNeverPrints(t *testing.T) {
+	s := workflow.NewSecret("hunter2-secret")
+	var logs bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("x", "secret", s)
+	j, _ := json.Marshal(struct{ S workflow.Secret }{s})
+	outputs := []string{fmt.Sprint(s), fmt.Sprintf("%v %+v %#v %s %q", s, s, s, s, s), string(j), logs.String(),
+		fmt.Sprintf("%v", struct{ S workflow.Secret }{s})}
+	for _, out := range outputs {
+		if strings.Contains(out, "hunter2") {
+			t.Errorf("secret leaked: %s", out)
+		}
+	}
+	if s.Reveal() != "hunter2-secret" {
+		t.Error("Reveal lost the value")
+	}
+}
+
+func TestAPIErrorClassification(t *testing.T) {
+	tests := []struct {
+		err       error
+		transient bool
+		notFound  bool
+	}{
+		{&workflow.APIError{Status: 429}, true, false},
+		{&workflow.APIError{Status: 503}, true, false},
+		{&workflow.APIError{Status: 0, Err: errors.New("reset")}, true, false},
+		{&workflow.APIError{Status: 400}, false, false},
+		{&workflow.APIError{Status: 403}, false, false},
+		{&workflow.APIError{Status: 404}, false, true},
+		{&workflow.APIError{Permanent: true}, false, false},
+		{fmt.Errorf("wrapped: %w", &workflow.APIError{Status: 502}), true, false},
+		{errors.New("plain"), false, false},
+	}
+	for _, tt := range tests {
+		if got := workflow.IsTransient(tt.err); got != tt.transient {
+			t.Errorf("IsTransient(%v) = %v", tt.err, got)
+		}
+		if got := errors.Is(tt.err, workflow.ErrNotFound); got != tt.notFound {
+			t.Errorf("Is(%v, ErrNotFound) = %v", tt.err, got)
+		}
+	}
+}
