@@ -97,3 +97,33 @@ func (c *Clock) WaitForTimer(ctx context.Context, d time.Duration) error {
 		}
 	}
 }
+
+// AdvanceToNext moves the clock to the earliest pending timer if it is due
+// within limit, firing it, and reports whether it did.
+func (c *Clock) AdvanceToNext(limit time.Duration) bool {
+	c.mu.Lock()
+	var next time.Time
+	for _, w := range c.waiters {
+		if next.IsZero() || w.at.Before(next) {
+			next = w.at
+		}
+	}
+	ok := !next.IsZero() && !next.After(c.now.Add(limit))
+	c.mu.Unlock()
+	if ok {
+		c.Advance(next.Sub(c.Now()))
+	}
+	return ok
+}
+
+// AutoAdvance fires every timer due within limit as soon as it is set, until
+// ctx ends: backoff then passes at once while gate deadlines (further away)
+// do not.
+func (c *Clock) AutoAdvance(ctx context.Context, limit time.Duration) {
+	for ctx.Err() == nil {
+		if err := c.WaitForTimer(ctx, limit); err != nil {
+			return
+		}
+		c.AdvanceToNext(limit)
+	}
+}

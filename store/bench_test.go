@@ -1,0 +1,65 @@
+package store
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/ssobot/ssobot/workflow"
+)
+
+// reportCommits reports synced commits per second: bbolt fsyncs every
+// commit, so this is the store's write ceiling.
+func reportCommits(b *testing.B, s *Store, before uint64) {
+	b.Helper()
+	if secs := b.Elapsed().Seconds(); secs > 0 {
+		b.ReportMetric(float64(s.Commits()-before)/secs, "commits/s")
+	}
+}
+
+func BenchmarkCreateRun(b *testing.B) {
+	s := openTest(b)
+	r := newRun("Grafana", workflow.StatePending)
+	before := s.Commits()
+	for b.Loop() {
+		c := r.Clone()
+		if err := s.CreateRun(b.Context(), c, note("created")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportCommits(b, s, before)
+}
+
+func BenchmarkUpdateRun(b *testing.B) {
+	s := openTest(b)
+	r := mustCreate(b, s, newRun("Grafana", workflow.StateRunning))
+	before := s.Commits()
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := s.UpdateRun(b.Context(), r.ID, func(r *workflow.Run) ([]workflow.Event, error) {
+			r.Step(workflow.StepVerify).Attempts = i
+			return []workflow.Event{note(fmt.Sprint("attempt ", i))}, nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportCommits(b, s, before)
+}
+
+// BenchmarkListOpen is the resume scan with a long history: 10,000 finished
+// runs and 100 open ones.
+func BenchmarkListOpen(b *testing.B) {
+	s := openTestAt(b, filepath.Join(b.TempDir(), "ssobot.db"))
+	largeDB(b, s, 10_000, 100)
+	opts := workflow.ListOptions{States: openStates}
+	for b.Loop() {
+		runs, err := s.ListRuns(b.Context(), opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(runs) != 100 {
+			b.Fatalf("%d open runs, want 100", len(runs))
+		}
+	}
+}

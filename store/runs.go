@@ -1,0 +1,408 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ssobot/ssobot/workflow"
+)
+
+var _ workflow.Store = (*Store)(nil)
+
+// CreateRun assigns r.ID and sets r.Version to 1, then writes the run and its
+// events in one transaction. On success the events passed in get their
+// RunID and Seq.
+func (s *Store) CreateRun(ctx context.Context, r *workflow.Run, events ...workflow.Event) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("create run: %w", err)
+	}
+	if r == nil {
+		return errors.New("create run: nil run")
+	}
+	if !r.State.Valid() {
+		return fmt.Errorf("create run: invalid state %q", r.State)
+	}
+	var (
+		id      int64
+		written []workflow.Event
+	)
+	err := s.update(func(tx *bolt.Tx) error {
+		var err error
+		id, written, err = createRun(tx, r, events)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create run: %w", err)
+	}
+	r.ID, r.Version = id, 1
+	copy(events, written)
+	return nil
+}
+
+// GetRun returns a copy of the run, or an error wrapping workflow.ErrNotFound.
+func (s *Store) GetRun(ctx context.Context, id int64) (*workflow.Run, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("get run %d: %w", id, err)
+	}
+	var r *workflow.Run
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		r, err = getRun(tx, id)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get run %d: %w", id, err)
+	}
+	return r, nil
+}
+
+// UpdateRun loads the run, calls fn on it and, when fn returns nil, bumps
+// Version and writes the run and fn's events, all in one write transaction.
+// An error of fn is returned as it is and nothing is written. bbolt runs one
+// write transaction at a time, so fn sees the latest version and no other
+// writer interleaves: this is the engine's compare-and-set. fn is called at
+// most once (the store never uses bolt's Batch, which may call it twice).
+func (s *Store) UpdateRun(ctx context.Context, id int64, fn func(r *workflow.Run) ([]workflow.Event, error)) (*workflow.Run, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("update run %d: %w", id, err)
+	}
+	var (
+		out            *workflow.Run
+		fnErr          error
+		events, stored []workflow.Event
+	)
+	err := s.update(func(tx *bolt.Tx) error {
+		r, err := getRun(tx, id)
+		if err != nil {
+			return err
+		}
+		old := r.State
+		version := r.Version
+		events, err = callFn(fn, r)
+		if err != nil {
+			fnErr = err
+			return err
+		}
+		switch {
+		case r.ID != id:
+			return fmt.Errorf("fn changed the run's ID to %d", r.ID)
+		case !r.State.Valid():
+			return fmt.Errorf("invalid state %q", r.State)
+		}
+		r.Version = version + 1
+		if err := putRun(tx, r, old); err != nil {
+			return err
+		}
+		if stored, err = appendEvents(tx, id, events); err != nil {
+			return err
+		}
+		out = r
+		return nil
+	})
+	switch {
+	case fnErr != nil:
+		return nil, fnErr
+	case err != nil:
+		return nil, fmt.Errorf("update run %d: %w", id, err)
+	}
+	// A caller that kept fn's slice sees the RunID and Seq of its events.
+	copy(events, stored)
+	return out, nil
+}
+
+// callFn calls the caller's fn, marking a panic in it as the caller's.
+func callFn(fn func(r *workflow.Run) ([]workflow.Event, error), r *workflow.Run) ([]workflow.Event, error) {
+	defer func() {
+		if p := recover(); p != nil {
+			panic(callerPanic{p})
+		}
+	}()
+	return fn(r)
+}
+
+// AppendEvents adds events to a run's log without changing the run.
+func (s *Store) AppendEvents(ctx context.Context, id int64, events ...workflow.Event) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("append events to run %d: %w", id, err)
+	}
+	var written []workflow.Event
+	err := s.update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketRuns).Get(runKey(id)) == nil {
+			return workflow.ErrNotFound
+		}
+		var err error
+		written, err = appendEvents(tx, id, events)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("append events to run %d: %w", id, err)
+	}
+	copy(events, written)
+	return nil
+}
+
+// ListRuns returns runs newest first. A filter on non-terminal states only
+// reads the open index, so it stays fast however many runs have finished.
+func (s *Store) ListRuns(ctx context.Context, opts workflow.ListOptions) ([]*workflow.Run, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	if opts.Limit < 0 {
+		return nil, fmt.Errorf("list runs: %w: negative limit %d", workflow.ErrInvalidRequest, opts.Limit)
+	}
+	want := make(map[workflow.State]bool, len(opts.States))
+	onlyOpen := len(opts.States) > 0
+	for _, st := range opts.States {
+		if !st.Valid() {
+			return nil, fmt.Errorf("list runs: %w: unknown state %q", workflow.ErrInvalidRequest, st)
+		}
+		want[st] = true
+		onlyOpen = onlyOpen && !st.Terminal()
+	}
+	var out []*workflow.Run
+	err := s.view(func(tx *bolt.Tx) error {
+		runs := tx.Bucket(bucketRuns)
+		full := func() bool { return opts.Limit > 0 && len(out) >= opts.Limit }
+		if onlyOpen {
+			c := tx.Bucket(bucketOpen).Cursor()
+			for k, v := seekBefore(c, opts.BeforeID); k != nil && !full(); k, v = c.Prev() {
+				if !want[workflow.State(v)] {
+					continue
+				}
+				r, err := decodeRun(k, runs.Get(k))
+				if err != nil {
+					return err
+				}
+				out = append(out, r)
+			}
+			return nil
+		}
+		c := runs.Cursor()
+		for k, v := seekBefore(c, opts.BeforeID); k != nil && !full(); k, v = c.Prev() {
+			if len(want) > 0 {
+				// Decoding only the state skips most of the work for runs
+				// the filter drops.
+				var head struct {
+					State workflow.State `json:"state"`
+				}
+				if err := json.Unmarshal(v, &head); err != nil {
+					return fmt.Errorf("%w: run %d does not decode: %w", ErrInvalid, keyID(k), err)
+				}
+				if !want[head.State] {
+					continue
+				}
+			}
+			r, err := decodeRun(k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	return out, nil
+}
+
+// Events returns a run's events oldest first, or an error wrapping
+// workflow.ErrNotFound when the run does not exist.
+func (s *Store) Events(ctx context.Context, id int64) ([]workflow.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("events of run %d: %w", id, err)
+	}
+	var out []workflow.Event
+	err := s.view(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketRuns).Get(runKey(id)) == nil {
+			return workflow.ErrNotFound
+		}
+		prefix := runKey(id)
+		c := tx.Bucket(bucketEvents).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var e workflow.Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("%w: event %d of run %d does not decode: %w", ErrInvalid, binary.BigEndian.Uint64(k[8:]), id, err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("events of run %d: %w", id, err)
+	}
+	return out, nil
+}
+
+// createRun writes a copy of r under the next ID, with its events, and
+// returns the ID and the events as written. r itself is not changed: the
+// caller's run changes only once the commit succeeded.
+func createRun(tx *bolt.Tx, r *workflow.Run, events []workflow.Event) (int64, []workflow.Event, error) {
+	seq, err := tx.Bucket(bucketRuns).NextSequence()
+	if err != nil {
+		return 0, nil, fmt.Errorf("next run id: %w", err)
+	}
+	if seq > math.MaxInt64 {
+		return 0, nil, errors.New("run ids exhausted")
+	}
+	id := int64(seq)
+	c := *r
+	c.ID, c.Version = id, 1
+	if err := putRun(tx, &c, ""); err != nil {
+		return 0, nil, err
+	}
+	written, err := appendEvents(tx, id, events)
+	if err != nil {
+		return 0, nil, err
+	}
+	return id, written, nil
+}
+
+// appendFill is the fill percent of the runs and events buckets. bbolt's
+// default (half full) suits random inserts; new runs and events always go
+// at the end, so fuller pages waste less space.
+const appendFill = 0.9
+
+// putRun writes r and moves it in the indexes from the state it had (""
+// for a new run) to its current one.
+func putRun(tx *bolt.Tx, r *workflow.Run, from workflow.State) error {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode run %d: %w", r.ID, err)
+	}
+	k := runKey(r.ID)
+	runs := tx.Bucket(bucketRuns)
+	runs.FillPercent = appendFill
+	if err := runs.Put(k, v); err != nil {
+		return fmt.Errorf("write run %d: %w", r.ID, err)
+	}
+	if from == r.State {
+		return nil
+	}
+	open := tx.Bucket(bucketOpen)
+	if r.State.Terminal() {
+		err = open.Delete(k)
+	} else {
+		err = open.Put(k, []byte(r.State))
+	}
+	if err != nil {
+		return fmt.Errorf("index run %d: %w", r.ID, err)
+	}
+	if from != "" {
+		if err := addCount(tx, from, -1); err != nil {
+			return err
+		}
+	}
+	return addCount(tx, r.State, 1)
+}
+
+// addCount adds delta to the number of runs in state st.
+func addCount(tx *bolt.Tx, st workflow.State, delta int64) error {
+	counts := tx.Bucket(bucketCounts)
+	var n uint64
+	if v := counts.Get([]byte(st)); len(v) == 8 {
+		n = binary.BigEndian.Uint64(v)
+	}
+	n = uint64(int64(n) + delta)
+	if err := counts.Put([]byte(st), binary.BigEndian.AppendUint64(nil, n)); err != nil {
+		return fmt.Errorf("count %s: %w", st, err)
+	}
+	return nil
+}
+
+// appendEvents writes events after the run's last one and returns them with
+// RunID and Seq assigned.
+func appendEvents(tx *bolt.Tx, id int64, events []workflow.Event) ([]workflow.Event, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	b := tx.Bucket(bucketEvents)
+	b.FillPercent = appendFill
+	seq := lastSeq(b.Cursor(), id)
+	out := slices.Clone(events)
+	for i := range out {
+		seq++
+		out[i].RunID, out[i].Seq = id, seq
+		v, err := json.Marshal(&out[i])
+		if err != nil {
+			return nil, fmt.Errorf("encode event %d of run %d: %w", seq, id, err)
+		}
+		if err := b.Put(eventKey(id, seq), v); err != nil {
+			return nil, fmt.Errorf("write event %d of run %d: %w", seq, id, err)
+		}
+	}
+	return out, nil
+}
+
+// lastSeq is the Seq of the run's latest event, 0 when it has none.
+func lastSeq(c *bolt.Cursor, id int64) uint64 {
+	k, _ := c.Seek(binary.BigEndian.AppendUint64(nil, uint64(id)+1))
+	if k == nil {
+		k, _ = c.Last()
+	} else {
+		k, _ = c.Prev()
+	}
+	if k == nil || !bytes.HasPrefix(k, runKey(id)) {
+		return 0
+	}
+	return binary.BigEndian.Uint64(k[8:])
+}
+
+func getRun(tx *bolt.Tx, id int64) (*workflow.Run, error) {
+	k := runKey(id)
+	v := tx.Bucket(bucketRuns).Get(k)
+	if v == nil {
+		return nil, workflow.ErrNotFound
+	}
+	return decodeRun(k, v)
+}
+
+// decodeRun decodes a stored run; the result shares no memory with v, which
+// is only valid inside the transaction.
+func decodeRun(k, v []byte) (*workflow.Run, error) {
+	if v == nil {
+		return nil, fmt.Errorf("%w: run %d is indexed but missing", ErrInvalid, keyID(k))
+	}
+	var r workflow.Run
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, fmt.Errorf("%w: run %d does not decode: %w", ErrInvalid, keyID(k), err)
+	}
+	return &r, nil
+}
+
+// seekBefore positions c on the last key below beforeID (on the last key
+// when beforeID is 0 or less).
+func seekBefore(c *bolt.Cursor, beforeID int64) (k, v []byte) {
+	if beforeID <= 0 {
+		return c.Last()
+	}
+	if k, _ := c.Seek(runKey(beforeID)); k == nil {
+		return c.Last()
+	}
+	return c.Prev()
+}
+
+// runKey is the 8-byte big-endian key of a run, so keys sort by ID; it is
+// also the prefix of the run's event keys.
+func runKey(id int64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(id)) }
+
+func eventKey(id int64, seq uint64) []byte {
+	k := make([]byte, 0, 16)
+	k = binary.BigEndian.AppendUint64(k, uint64(id))
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+func keyID(k []byte) int64 {
+	if len(k) < 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(k))
+}
