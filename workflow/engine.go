@@ -196,6 +196,9 @@ func (e *Engine) run(ctx context.Context) error {
 	open, err := e.cfg.Store.ListRuns(ctx, ListOptions{States: OpenStates})
 	if err != nil {
 		e.stop()
+		if ctx.Err() != nil {
+			return nil // stopped before it started: nothing to resume yet
+		}
 		return fmt.Errorf("resume open runs: %w", err)
 	}
 	for _, r := range open {

@@ -942,3 +942,17 @@ func (s *Server) createApp(body []byte) response {
 	s.apps = append(s.apps, a)
 	return jsonResponse(http.StatusCreated, s.renderApp(a))
 }
+
+// AddApplication adds an application as if someone had made it by hand
+// (e.g. to test a slug that is already taken).
+func (s *Server) AddApplication(a Application) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a.PK == "" {
+		a.PK = s.uuid()
+	}
+	if a.PolicyEngineMode == "" {
+		a.PolicyEngineMode = "any"
+	}
+	s.apps = append(s.apps, &a)
+}

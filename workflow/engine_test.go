@@ -1,0 +1,628 @@
+package workflow_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ssobot/ssobot/workflow"
+	"github.com/ssobot/ssobot/workflow/authentik/authentiktest"
+	"github.com/ssobot/ssobot/workflow/cloudflare/cloudflaretest"
+)
+
+func TestRunSucceeds(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	r := h.newRun(workflow.Request{ApplicationName: "Grafana"})
+	if r.ID == 0 || r.State != workflow.StatePending {
+		t.Fatalf("started run = %d %s", r.ID, r.State)
+	}
+	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+	planned := h.feed.latest[r.ID]
+	// Every parameter is resolved and shown before the first approval.
+	if p := planned.Params; p.TeamDomain != "company.cloudflareaccess.com" || p.CallbackURL != "https://company.cloudflareaccess.com/cdn-cgi/access/callback" ||
+		p.AuthorizationFlowID == "" || p.InvalidationFlowID == "" || p.SigningKeyID == "" || len(p.ScopeMappingIDs) != 3 || p.ClientID == "" {
+		t.Fatalf("plan not resolved before the gate: %+v", p)
+	}
+	if g.Required != 1 || g.Nonce == "" || !g.Deadline.Equal(h.clock.Now().Add(24*time.Hour)) {
+		t.Errorf("gate = %+v", g)
+	}
+	if len(h.ak.Providers())+len(h.ak.Applications())+len(h.cf.IdentityProviders()) != 0 {
+		t.Fatal("something was created before approval")
+	}
+	done := h.complete(r.ID)
+	if done.State != workflow.StateSucceeded {
+		t.Fatalf("run ended %s: %s", done.State, done.LastError())
+	}
+	h.assertOneOfEach(done)
+
+	prov := h.ak.Providers()[0]
+	if prov.Name != "Provider for Grafana" || prov.ClientType != "confidential" || prov.SigningKey == "" ||
+		len(prov.PropertyMappings) != 3 || !prov.IncludeClaimsInIDToken || prov.EncryptionKey != "" {
+		t.Errorf("provider = %+v", prov)
+	}
+	if len(prov.RedirectURIs) != 1 || prov.RedirectURIs[0].URL != done.Params.CallbackURL || prov.RedirectURIs[0].MatchingMode != "strict" {
+		t.Errorf("redirect URIs = %+v", prov.RedirectURIs)
+	}
+	app := h.ak.Applications()[0]
+	if app.Name != "Grafana" || app.Slug != "grafana" || app.Provider != prov.PK || app.PolicyEngineMode != "any" {
+		t.Errorf("application = %+v", app)
+	}
+	idp := h.cf.IdentityProviders()[0]
+	base := h.ak.URL()
+	want := map[string]string{
+		"name": "authentik", "type": "oidc", "client_id": prov.ClientID, "client_secret": prov.ClientSecret,
+		"auth_url": base + "/application/o/authorize/", "token_url": base + "/application/o/token/",
+		"certs_url": base + "/application/o/grafana/jwks/", "email_claim_name": "email",
+	}
+	got := map[string]string{
+		"name": idp.Name, "type": idp.Type, "client_id": idp.Config.ClientID, "client_secret": idp.Config.ClientSecret,
+		"auth_url": idp.Config.AuthURL, "token_url": idp.Config.TokenURL, "certs_url": idp.Config.CertsURL, "email_claim_name": idp.Config.EmailClaimName,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("login method %s = %q, want %q", k, got[k], v)
+		}
+	}
+	if !idp.Config.PKCEEnabled || strings.Join(idp.Config.Scopes, " ") != "openid email profile" {
+		t.Errorf("login method pkce %v scopes %v", idp.Config.PKCEEnabled, idp.Config.Scopes)
+	}
+	if want := "https://one.dash.cloudflare.com/" + accountID + "/settings/authentication"; done.DashboardURL != want {
+		t.Errorf("dashboard = %q", done.DashboardURL)
+	}
+	for _, s := range done.Steps {
+		if s.Status != workflow.StepSucceeded {
+			t.Errorf("step %s is %s", s.Name, s.Status)
+		}
+	}
+	events, err := h.engine.Events(context.Background(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, ev := range events {
+		types = append(types, string(ev.Type))
+	}
+	for _, want := range []workflow.EventType{workflow.EventCreated, workflow.EventPlanned, workflow.EventGateOpened, workflow.EventDecisionAccepted,
+		workflow.EventGateApproved, workflow.EventResourceCreated, workflow.EventStepSucceeded, workflow.EventSucceeded} {
+		if !strings.Contains(strings.Join(types, " "), string(want)) {
+			t.Errorf("event log lacks %s: %v", want, types)
+		}
+	}
+	assertNoContractErrors(t, h)
+}
+
+func assertNoContractErrors(t *testing.T, h *harness) {
+	t.Helper()
+	for _, err := range h.ak.ContractErrors() {
+		t.Errorf("authentik contract: %v", err)
+	}
+	for _, err := range h.cf.ContractErrors() {
+		t.Errorf("cloudflare contract: %v", err)
+	}
+}
+
+// TestCrashAtEveryPoint stops the engine between the intent and the result
+// of every step, reopens the same database with a fresh engine, and checks
+// that each object exists exactly once.
+func TestCrashAtEveryPoint(t *testing.T) {
+	steps := []workflow.StepName{workflow.StepPreflight, workflow.StepAuthentikProvider, workflow.StepAuthentikApplication,
+		workflow.StepCloudflareLoginMethod, workflow.StepVerify}
+	for _, step := range steps {
+		for _, point := range workflow.CrashPoints {
+			t.Run(string(step)+"/"+string(point), func(t *testing.T) {
+				h := newHarness(t)
+				crashed := make(chan struct{})
+				var once sync.Once
+				h.start(func(c *workflow.Config) {
+					c.CrashHook = func(p workflow.CrashPoint, s workflow.StepName) bool {
+						hit := false
+						if p == point && s == step {
+							once.Do(func() { hit = true; close(crashed) })
+						}
+						return hit
+					}
+				})
+				r := h.newRun(workflow.Request{})
+				// Approve gates until the crash happens.
+				engine, feed := h.engine, h.feed
+				approverDone := make(chan struct{})
+				go func() {
+					defer close(approverDone)
+					for _, gate := range []workflow.StepName{workflow.GateAuthentik, workflow.GateCloudflare} {
+						for {
+							cur, err := engine.Get(context.Background(), r.ID)
+							if err != nil {
+								return
+							}
+							if g := cur.OpenGate(); g != nil && g.Name == gate {
+								_, _ = engine.Decide(context.Background(), workflow.DecisionRequest{RunID: r.ID, Gate: gate, Nonce: g.Nonce, User: approver, Decision: workflow.Approve})
+								break
+							}
+							feed.mu.Lock()
+							ch := feed.changed
+							feed.mu.Unlock()
+							select {
+							case <-ch:
+							case <-crashed:
+								return
+							}
+						}
+					}
+				}()
+				select {
+				case <-crashed:
+				case <-time.After(20 * time.Second):
+					t.Fatal("crash point never reached")
+				}
+				<-approverDone
+				h.stop()
+
+				// A fresh engine on the same file finishes the run.
+				h.feed = newFeed()
+				h.start(nil)
+				cur, err := h.engine.Get(context.Background(), r.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h.feed.RunChanged(context.Background(), cur, nil)
+				for _, gate := range []workflow.StepName{workflow.GateAuthentik, workflow.GateCloudflare} {
+					if s := cur.Step(gate); s.Status != workflow.StepSucceeded {
+						h.approve(r.ID, gate)
+					}
+				}
+				done := h.feed.waitState(t, r.ID, workflow.StateSucceeded, workflow.StateFailed)
+				if done.State != workflow.StateSucceeded {
+					t.Fatalf("run ended %s: %s", done.State, done.LastError())
+				}
+				h.assertOneOfEach(done)
+			})
+		}
+	}
+}
+
+func TestConcurrentDecisionsOneWins(t *testing.T) {
+	h := newHarness(t)
+	h.appr.all = true
+	h.start(nil)
+	r := h.newRun(workflow.Request{})
+	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+
+	const n = 100
+	var wins atomic.Int32
+	var winner atomic.Value
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			user := fmt.Sprintf("U%03d", i)
+			_, err := h.engine.Decide(context.Background(), workflow.DecisionRequest{RunID: r.ID, Gate: g.Name, Nonce: g.Nonce, User: user, Decision: workflow.Approve})
+			if err == nil {
+				wins.Add(1)
+				winner.Store(user)
+				return
+			}
+			errs <- err
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	if wins.Load() != 1 {
+		t.Fatalf("%d decisions won, want exactly 1", wins.Load())
+	}
+	for err := range errs {
+		var ref *workflow.RefusedError
+		if !errors.As(err, &ref) || ref.DecidedBy != winner.Load() || !strings.Contains(err.Error(), winner.Load().(string)) {
+			t.Fatalf("loser got %v, want a refusal naming %v", err, winner.Load())
+		}
+	}
+	events, _ := h.engine.Events(context.Background(), r.ID)
+	refusedCount := 0
+	for _, ev := range events {
+		if ev.Type == workflow.EventDecisionRefused {
+			refusedCount++
+		}
+	}
+	if refusedCount != n-1 {
+		t.Errorf("%d refused decisions in the audit log, want %d", refusedCount, n-1)
+	}
+}
+
+func TestDecisionRefusals(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	r := h.newRun(workflow.Request{})
+	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+	ctx := context.Background()
+	decide := func(user, nonce string, gate workflow.StepName, d workflow.Decision) error {
+		_, err := h.engine.Decide(ctx, workflow.DecisionRequest{RunID: r.ID, Gate: gate, Nonce: nonce, User: user, Decision: d})
+		return err
+	}
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"requester approves own run", decide(requester, g.Nonce, g.Name, workflow.Approve), "another approver"},
+		{"non-approver", decide("U_STRANGER", g.Nonce, g.Name, workflow.Approve), "not an approver"},
+		{"stale nonce", decide(approver, "old-nonce", g.Name, workflow.Approve), "older message"},
+		{"gate not open", decide(approver, g.Nonce, workflow.GateCloudflare, workflow.Approve), "not open"},
+		{"unknown gate", decide(approver, g.Nonce, "deploy", workflow.Approve), "no gate"},
+	}
+	for _, tt := range tests {
+		if !isRefused(tt.err) || !strings.Contains(tt.err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want refusal containing %q", tt.name, tt.err, tt.want)
+		}
+	}
+	if err := decide(approver, g.Nonce, g.Name, workflow.Approve); err != nil {
+		t.Fatal(err)
+	}
+	if err := decide(approver, g.Nonce, g.Name, workflow.Approve); !isRefused(err) || !strings.Contains(err.Error(), "already approved by "+approver) {
+		t.Errorf("second click: %v", err)
+	}
+	if _, err := h.engine.Decide(ctx, workflow.DecisionRequest{RunID: 999, Gate: g.Name, User: approver, Decision: workflow.Approve}); !errors.Is(err, workflow.ErrNotFound) {
+		t.Errorf("unknown run: %v", err)
+	}
+	events, _ := h.engine.Events(ctx, r.ID)
+	refused := 0
+	for _, ev := range events {
+		if ev.Type == workflow.EventDecisionRefused {
+			refused++
+			if ev.Actor == "" {
+				t.Errorf("refusal without actor: %+v", ev)
+			}
+		}
+	}
+	if refused != len(tests)+1 {
+		t.Errorf("%d refusals in the audit log, want %d", refused, len(tests)+1)
+	}
+}
+
+func TestSelfApprovalAllowedWhenConfigured(t *testing.T) {
+	h := newHarness(t)
+	h.start(func(c *workflow.Config) { c.AllowSelfApproval = true; c.ApprovalsRequired = 2 })
+	h.appr.all = true
+	r := h.newRun(workflow.Request{})
+	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+	for i, user := range []string{requester, approver} {
+		got, err := h.engine.Decide(context.Background(), workflow.DecisionRequest{RunID: r.ID, Gate: g.Name, Nonce: g.Nonce, User: user, Decision: workflow.Approve})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wantOpen := i == 0; (got.State == workflow.StateAwaitingApproval) != wantOpen {
+			t.Errorf("after %d approvals state = %s", i+1, got.State)
+		}
+	}
+}
+
+func TestRejectEndsRun(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	r := h.newRun(workflow.Request{})
+	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+	got, err := h.engine.Decide(context.Background(), workflow.DecisionRequest{RunID: r.ID, Gate: g.Name, Nonce: g.Nonce, User: approver, Decision: workflow.Reject, Reason: "wrong team"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != workflow.StateRejected || !strings.Contains(got.Error, "wrong team") {
+		t.Fatalf("state %s error %q", got.State, got.Error)
+	}
+	if len(h.ak.Providers()) != 0 {
+		t.Error("a rejected run created a provider")
+	}
+}
+
+func TestGateExpires(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	r := h.newRun(workflow.Request{})
+	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.clock.WaitForTimer(ctx, 24*time.Hour); err != nil {
+		t.Fatal("no deadline timer armed")
+	}
+	h.clock.Advance(24 * time.Hour)
+	got := h.feed.waitState(t, r.ID, workflow.StateExpired)
+	if s := got.Step(g.Name); s.Status != workflow.StepExpired || !strings.Contains(got.Error, "expired") {
+		t.Errorf("gate %+v, error %q", s, got.Error)
+	}
+	if _, err := h.engine.Decide(context.Background(), workflow.DecisionRequest{RunID: r.ID, Gate: g.Name, Nonce: g.Nonce, User: approver, Decision: workflow.Approve}); !isRefused(err) {
+		t.Errorf("decision after expiry: %v", err)
+	}
+}
+
+// TestGateDeadlineSurvivesRestart: a gate keeps its persisted deadline
+// across a restart, and expires on time under the new engine.
+func TestGateDeadlineSurvivesRestart(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	r := h.newRun(workflow.Request{})
+	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+	h.stop()
+	h.feed = newFeed()
+	h.start(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.clock.WaitForTimer(ctx, 24*time.Hour); err != nil {
+		t.Fatal("restarted engine armed no deadline")
+	}
+	h.clock.Advance(g.Deadline.Sub(h.clock.Now()))
+	h.feed.waitState(t, r.ID, workflow.StateExpired)
+}
+
+func TestPreflightProblems(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(h *harness)
+		req   workflow.Request
+		want  string
+	}{
+		{"bad authentik token", func(h *harness) {}, workflow.Request{}, "authentik token was refused"},
+		{"missing authorization flow", func(h *harness) { h.ak.DeleteFlow("default-provider-authorization-explicit-consent") }, workflow.Request{}, "no authorization flow with slug"},
+		{"missing invalidation flow", func(h *harness) { h.ak.DeleteFlow("default-provider-invalidation-flow") }, workflow.Request{}, "no invalidation flow"},
+		{"missing signing key", func(h *harness) { h.ak.DeleteCertificate("authentik Self-signed Certificate") }, workflow.Request{}, `no certificate named "authentik Self-signed Certificate"`},
+		{"missing email scope", func(h *harness) { h.ak.DeleteScopeMapping(workflow.ScopeEmail) }, workflow.Request{}, "scope-email is missing"},
+		{"no view_flow", func(h *harness) { h.ak.DenyPermission("view_flow") }, workflow.Request{}, "lacks permission view_flow"},
+		{"cloudflare token denied", func(h *harness) { h.cf.DenyToken() }, workflow.Request{}, "Identity Providers, and Groups Write"},
+		{"login method name taken", func(h *harness) {
+			h.cf.AddIdentityProvider(cloudflaretest.IdentityProvider{Name: "authentik", Type: "oidc", Config: cloudflaretest.Config{ClientID: "someone-else"}})
+		}, workflow.Request{}, `login method named "authentik" already exists`},
+		{"slug taken", func(h *harness) { h.ak.AddApplication(authentiktest.Application{Name: "Other", Slug: "grafana"}) }, workflow.Request{}, `slug "grafana" already exists`},
+		{"untrusted certificate", func(h *harness) {}, workflow.Request{}, "publicly trusted certificate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			tt.setup(h)
+			h.start(func(c *workflow.Config) {
+				switch tt.name {
+				case "bad authentik token":
+					c.Authentik = mustAuthentik(t, h, "wrong-token")
+				case "untrusted certificate":
+					c.Endpoints = untrustingEndpoints()
+				}
+			})
+			r := h.newRun(tt.req)
+			done := h.feed.waitState(t, r.ID, workflow.StateFailed, workflow.StateAwaitingApproval)
+			if done.State != workflow.StateFailed {
+				t.Fatalf("state %s, want failed", done.State)
+			}
+			if !strings.Contains(strings.Join(done.Problems, "\n"), tt.want) {
+				t.Errorf("problems %q lack %q", done.Problems, tt.want)
+			}
+			if len(h.ak.Providers()) != 0 || len(h.cf.IdentityProviders()) > 1 {
+				t.Error("a failed preflight created something")
+			}
+		})
+	}
+}
+
+func TestPreflightListsEveryProblem(t *testing.T) {
+	h := newHarness(t)
+	h.ak.DeleteCertificate("authentik Self-signed Certificate")
+	h.ak.DeleteScopeMapping(workflow.ScopeProfile)
+	h.cf.AddIdentityProvider(cloudflaretest.IdentityProvider{Name: "authentik", Type: "oidc", Config: cloudflaretest.Config{ClientID: "x"}})
+	h.start(nil)
+	r := h.newRun(workflow.Request{})
+	done := h.feed.waitState(t, r.ID, workflow.StateFailed)
+	if len(done.Problems) != 3 {
+		t.Errorf("problems = %q, want 3", done.Problems)
+	}
+}
+
+func TestTransientFaultsStillFinish(t *testing.T) {
+	kinds := []struct {
+		name string
+		ak   authentiktest.Fault
+		cf   cloudflaretest.Fault
+	}{
+		{"429 with Retry-After", authentiktest.Fault{Kind: authentiktest.FaultStatus, Status: 429, RetryAfter: "7", Times: 3},
+			cloudflaretest.Fault{Kind: cloudflaretest.FaultStatus, Status: 429, RetryAfter: "300", Times: 2}},
+		{"429 without Retry-After", authentiktest.Fault{Kind: authentiktest.FaultStatus, Status: 429, Times: 3},
+			cloudflaretest.Fault{Kind: cloudflaretest.FaultStatus, Status: 429, Times: 2}},
+		{"5xx", authentiktest.Fault{Kind: authentiktest.FaultStatus, Status: 503, Times: 4},
+			cloudflaretest.Fault{Kind: cloudflaretest.FaultStatus, Status: 502, Times: 3}},
+		{"connection reset", authentiktest.Fault{Kind: authentiktest.FaultReset, Times: 3},
+			cloudflaretest.Fault{Kind: cloudflaretest.FaultReset, Times: 3}},
+		{"response lost after create", authentiktest.Fault{Kind: authentiktest.FaultApplyThenReset, Method: "POST", Times: 2},
+			cloudflaretest.Fault{Kind: cloudflaretest.FaultApplyThenReset, Method: "POST", Times: 1}},
+		{"malformed JSON", authentiktest.Fault{Kind: authentiktest.FaultMalformed, Times: 3},
+			cloudflaretest.Fault{Kind: cloudflaretest.FaultMalformed, Times: 2}},
+		{"timeout", authentiktest.Fault{Kind: authentiktest.FaultTimeout, Times: 2},
+			cloudflaretest.Fault{Kind: cloudflaretest.FaultTimeout, Times: 2}},
+	}
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.ak.AddFault(k.ak)
+			h.cf.AddFault(k.cf)
+			h.start(func(c *workflow.Config) { c.AttemptTimeout = 3 * time.Second })
+			r := h.newRun(workflow.Request{})
+			done := h.complete(r.ID)
+			if done.State != workflow.StateSucceeded {
+				t.Fatalf("run ended %s: %s", done.State, done.LastError())
+			}
+			h.assertOneOfEach(done)
+			failed := 0
+			for _, s := range done.Steps {
+				failed += len(s.Errors)
+			}
+			if failed == 0 {
+				t.Error("no attempt failed: the faults were not injected")
+			}
+			if k.cf.RetryAfter == "300" {
+				// Backoff honoured Retry-After: the failed attempt's retry was at least 300 s later.
+				events, _ := h.engine.Events(context.Background(), r.ID)
+				if !hasRetryAfterAtLeast(events, 300*time.Second) {
+					t.Error("no retry waited for Cloudflare's Retry-After")
+				}
+			}
+		})
+	}
+}
+
+func hasRetryAfterAtLeast(events []workflow.Event, d time.Duration) bool {
+	for _, ev := range events {
+		if ev.Type != workflow.EventAttemptFailed {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339, ev.Data["retry_at"])
+		if err == nil && at.Sub(ev.At) >= d-time.Second {
+			return true
+		}
+	}
+	return false
+}
+
+func TestRandomFaults(t *testing.T) {
+	h := newHarness(t)
+	h.ak.SetFaultRate(0.3, 1, authentiktest.FaultStatus, authentiktest.FaultReset, authentiktest.FaultMalformed, authentiktest.FaultApplyThenReset)
+	h.cf.SetFaultRate(0.3, 2, cloudflaretest.FaultStatus, cloudflaretest.FaultReset, cloudflaretest.FaultMalformed, cloudflaretest.FaultApplyThenReset)
+	h.start(func(c *workflow.Config) { c.Retry.MaxAttempts = 200 })
+	var ids []int64
+	for i := range 3 {
+		ids = append(ids, h.newRun(workflow.Request{ApplicationName: fmt.Sprintf("App %d", i), LoginMethodName: fmt.Sprintf("authentik %d", i)}).ID)
+	}
+	for _, id := range ids {
+		done := h.complete(id)
+		if done.State != workflow.StateSucceeded {
+			t.Fatalf("run %d ended %s: %s", id, done.State, done.LastError())
+		}
+	}
+	if p, a, i := len(h.ak.Providers()), len(h.ak.Applications()), len(h.cf.IdentityProviders()); p != 3 || a != 3 || i != 3 {
+		t.Errorf("created %d providers, %d applications, %d login methods; want 3 each", p, a, i)
+	}
+}
+
+func TestPermanentFailureThenRetry(t *testing.T) {
+	h := newHarness(t)
+	h.ak.AddFault(authentiktest.Fault{Method: "POST", PathContains: "/core/applications/", Kind: authentiktest.FaultStatus, Status: 400, Times: 1})
+	h.start(nil)
+	r := h.newRun(workflow.Request{})
+	h.approve(r.ID, workflow.GateAuthentik)
+	failed := h.feed.waitState(t, r.ID, workflow.StateFailed)
+	if s := failed.Step(workflow.StepAuthentikApplication); s.Status != workflow.StepFailed || s.Attempts != 1 {
+		t.Fatalf("application step = %+v", s)
+	}
+	if _, err := h.engine.Retry(context.Background(), r.ID, "U_STRANGER"); !isRefused(err) {
+		t.Errorf("retry by a stranger: %v", err)
+	}
+	if _, err := h.engine.Retry(context.Background(), r.ID, requester); err != nil {
+		t.Fatal(err)
+	}
+	h.approve(r.ID, workflow.GateCloudflare)
+	done := h.feed.waitState(t, r.ID, workflow.StateSucceeded, workflow.StateFailed)
+	if done.State != workflow.StateSucceeded {
+		t.Fatalf("retried run ended %s: %s", done.State, done.LastError())
+	}
+	h.assertOneOfEach(done)
+	if got := h.ak.Calls("POST", "/providers/oauth2/"); got != 1 {
+		t.Errorf("provider created %d times, want once (not repeated on retry)", got)
+	}
+	if s := done.Step(workflow.StepAuthentikApplication); s.Attempts != 2 || len(s.Errors) != 1 {
+		t.Errorf("application step history = %+v", s)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	r := h.newRun(workflow.Request{})
+	h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+	if _, err := h.engine.Cancel(context.Background(), r.ID, "U_STRANGER", ""); !isRefused(err) {
+		t.Errorf("cancel by a stranger: %v", err)
+	}
+	got, err := h.engine.Cancel(context.Background(), r.ID, requester, "not needed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != workflow.StateCancelled {
+		t.Errorf("state %s", got.State)
+	}
+	if _, err := h.engine.Cancel(context.Background(), r.ID, requester, ""); !isRefused(err) {
+		t.Errorf("second cancel: %v", err)
+	}
+}
+
+func TestRunsResumeAfterRestart(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	a := h.newRun(workflow.Request{ApplicationName: "A", LoginMethodName: "a"})
+	b := h.newRun(workflow.Request{ApplicationName: "B", LoginMethodName: "b"})
+	h.approve(a.ID, workflow.GateAuthentik)
+	h.feed.waitGate(t, a.ID, workflow.GateCloudflare)
+	h.feed.waitGate(t, b.ID, workflow.GateAuthentik)
+	h.stop()
+	h.feed = newFeed()
+	h.start(nil)
+	for _, id := range []int64{a.ID, b.ID} {
+		cur, _ := h.engine.Get(context.Background(), id)
+		h.feed.RunChanged(context.Background(), cur, nil)
+	}
+	h.approve(b.ID, workflow.GateAuthentik)
+	h.approve(a.ID, workflow.GateCloudflare)
+	h.approve(b.ID, workflow.GateCloudflare)
+	for _, id := range []int64{a.ID, b.ID} {
+		if done := h.feed.waitState(t, id, workflow.StateSucceeded, workflow.StateFailed); done.State != workflow.StateSucceeded {
+			t.Errorf("run %d ended %s: %s", id, done.State, done.LastError())
+		}
+	}
+}
+
+// TestSecretNeverStored searches the database file, the audit log, errors
+// and the logs for the client secret and the tokens after runs that
+// succeed and fail.
+func TestSecretNeverStored(t *testing.T) {
+	h := newHarness(t)
+	h.cf.AddFault(cloudflaretest.Fault{Method: "POST", Kind: cloudflaretest.FaultStatus, Status: 400, Times: 1})
+	h.start(nil)
+	r := h.newRun(workflow.Request{})
+	h.approve(r.ID, workflow.GateAuthentik)
+	h.approve(r.ID, workflow.GateCloudflare)
+	h.feed.waitState(t, r.ID, workflow.StateFailed)
+	if _, err := h.engine.Retry(context.Background(), r.ID, requester); err != nil {
+		t.Fatal(err)
+	}
+	done := h.feed.waitState(t, r.ID, workflow.StateSucceeded, workflow.StateFailed)
+	if done.State != workflow.StateSucceeded {
+		t.Fatalf("state %s: %s", done.State, done.LastError())
+	}
+	events, _ := h.engine.Events(context.Background(), r.ID)
+	h.stop()
+	db, err := os.ReadFile(h.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := h.ak.Providers()[0].ClientSecret
+	if secret == "" || h.cf.IdentityProviders()[0].Config.ClientSecret != secret {
+		t.Fatal("the login method did not get the provider's secret")
+	}
+	var errs []string
+	for _, s := range done.Steps {
+		for _, e := range s.Errors {
+			errs = append(errs, e.Error)
+		}
+	}
+	haystacks := map[string]string{
+		"database file": string(db), "events": fmt.Sprint(events), "step errors": strings.Join(errs, "\n"), "logs": h.logs.String(),
+	}
+	for name, hay := range haystacks {
+		for what, needle := range map[string]string{"client secret": secret, "authentik token": h.ak.Token(), "cloudflare token": h.cf.Token()} {
+			if strings.Contains(hay, needle) {
+				t.Errorf("the %s appears in the %s", what, name)
+			}
+		}
+	}
+}
