@@ -1,0 +1,663 @@
+package cloudflare_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudflare/cloudflare-go/v7/option"
+	"github.com/cloudflare/cloudflare-go/v7/zero_trust"
+
+	"github.com/ssobot/ssobot/workflow"
+	"github.com/ssobot/ssobot/workflow/cloudflare"
+	"github.com/ssobot/ssobot/workflow/cloudflare/cloudflaretest"
+)
+
+const (
+	account = "023e105f4ecef8ad9ca31a8372d0c353"
+	secret  = "s3cr3t-Client-Secret-Value-0123456789"
+)
+
+// newServer starts a fake whose contract violations fail the test.
+func newServer(t *testing.T, opts ...cloudflaretest.Option) *cloudflaretest.Server {
+	t.Helper()
+	srv := cloudflaretest.New(account, opts...)
+	t.Cleanup(func() {
+		srv.Close()
+		if !srv.Validating() {
+			t.Log("contracts not found: requests were not validated against cloudflare-openapi.json")
+		}
+		for _, err := range srv.ContractErrors() {
+			t.Errorf("contract: %v", err)
+		}
+	})
+	return srv
+}
+
+func newClient(srv *cloudflaretest.Server) *cloudflare.Client {
+	return cloudflare.New(srv.AccountID(), workflow.NewSecret(srv.Token()), srv.URL(), &http.Client{Timeout: 10 * time.Second})
+}
+
+func spec(name string) workflow.IdentityProviderSpec {
+	return workflow.IdentityProviderSpec{
+		Name: name,
+		Config: workflow.OIDCConfig{
+			ClientID:       "client-" + name,
+			AuthURL:        "https://auth.example.com/application/o/authorize/",
+			TokenURL:       "https://auth.example.com/application/o/token/",
+			CertsURL:       "https://auth.example.com/application/o/grafana/jwks/",
+			Scopes:         []string{"openid", "email", "profile"},
+			PKCEEnabled:    true,
+			EmailClaimName: "email",
+			Claims:         []string{"preferred_username"},
+		},
+		ClientSecret: workflow.NewSecret(secret),
+	}
+}
+
+func apiError(t *testing.T, err error) *workflow.APIError {
+	t.Helper()
+	var api *workflow.APIError
+	if !errors.As(err, &api) {
+		t.Fatalf("error %v (%T) is not a *workflow.APIError", err, err)
+	}
+	if api.System != "cloudflare" {
+		t.Errorf("System = %q, want cloudflare", api.System)
+	}
+	return api
+}
+
+func noSecret(t *testing.T, err error) {
+	t.Helper()
+	if err != nil && strings.Contains(fmt.Sprintf("%v %+v %#v", err, err, err), secret) {
+		t.Errorf("error leaks the client secret: %v", err)
+	}
+}
+
+func TestOrganization(t *testing.T) {
+	tests := []struct {
+		name string
+		opts []cloudflaretest.Option
+		set  string
+		want string
+	}{
+		{name: "default", want: "company.cloudflareaccess.com"},
+		{name: "team", opts: []cloudflaretest.Option{cloudflaretest.WithTeam("acme")}, want: "acme.cloudflareaccess.com"},
+		{name: "changed", set: "other.cloudflareaccess.com", want: "other.cloudflareaccess.com"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newServer(t, tt.opts...)
+			if tt.set != "" {
+				srv.SetAuthDomain(tt.set)
+			}
+			org, err := newClient(srv).Organization(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if org.AuthDomain != tt.want {
+				t.Errorf("AuthDomain = %q, want %q", org.AuthDomain, tt.want)
+			}
+			if org.Name == "" {
+				t.Error("Name is empty")
+			}
+		})
+	}
+}
+
+func TestOrganizationWithoutAuthDomain(t *testing.T) {
+	srv := newServer(t)
+	srv.SetAuthDomain("")
+	_, err := newClient(srv).Organization(t.Context())
+	if err == nil || workflow.IsTransient(err) {
+		t.Fatalf("err = %v, want a permanent error", err)
+	}
+}
+
+func TestAccountID(t *testing.T) {
+	c := cloudflare.New("abc", workflow.NewSecret("t"), "", nil)
+	if got := c.AccountID(); got != "abc" {
+		t.Errorf("AccountID() = %q, want abc", got)
+	}
+}
+
+func TestListIdentityProvidersPaging(t *testing.T) {
+	tests := []struct {
+		name      string
+		n         int
+		maxPer    int
+		wantPages int
+	}{
+		{name: "empty", n: 0, maxPer: 2, wantPages: 1},
+		{name: "one page", n: 3, maxPer: 50, wantPages: 1},
+		{name: "exact pages", n: 6, maxPer: 2, wantPages: 3},
+		{name: "partial last page", n: 7, maxPer: 2, wantPages: 4},
+		{name: "one per page", n: 5, maxPer: 1, wantPages: 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newServer(t, cloudflaretest.WithMaxPerPage(tt.maxPer))
+			var want []workflow.IdentityProvider
+			for i := range tt.n {
+				p := cloudflaretest.IdentityProvider{Name: fmt.Sprintf("idp-%d", i), Type: "oidc", Config: cloudflaretest.Config{
+					ClientID: fmt.Sprintf("cid-%d", i), ClientSecret: secret, AuthURL: "https://a/", TokenURL: "https://t/", CertsURL: "https://c/",
+					Scopes: []string{"openid"}, PKCEEnabled: i%2 == 0, EmailClaimName: "email", Claims: []string{"groups"},
+				}}
+				if i%3 == 1 {
+					p = cloudflaretest.IdentityProvider{Name: fmt.Sprintf("pin-%d", i), Type: "onetimepin"}
+				}
+				srv.AddIdentityProvider(p)
+			}
+			for _, p := range srv.IdentityProviders() {
+				w := workflow.IdentityProvider{ID: p.ID, Name: p.Name, Type: p.Type}
+				if p.Type == "oidc" {
+					w.Config = workflow.OIDCConfig{ClientID: p.Config.ClientID, AuthURL: p.Config.AuthURL, TokenURL: p.Config.TokenURL,
+						CertsURL: p.Config.CertsURL, Scopes: p.Config.Scopes, PKCEEnabled: p.Config.PKCEEnabled,
+						EmailClaimName: p.Config.EmailClaimName, Claims: p.Config.Claims}
+				}
+				want = append(want, w)
+			}
+
+			got, err := newClient(srv).ListIdentityProviders(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got  %+v\nwant %+v", got, want)
+			}
+			if n := srv.Calls(http.MethodGet, "/access/identity_providers"); n != tt.wantPages {
+				t.Errorf("list made %d requests, want %d", n, tt.wantPages)
+			}
+		})
+	}
+}
+
+// TestOIDCConfigFromRawJSON shows why the adapter decodes the raw config:
+// the SDK's union reads an oidc login method as AzureAD.
+func TestOIDCConfigFromRawJSON(t *testing.T) {
+	srv := newServer(t)
+	c := newClient(srv)
+	created, err := c.CreateIdentityProvider(t.Context(), spec("grafana"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.GetIdentityProvider(t.Context(), created.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := workflow.IdentityProvider{ID: created.ID, Name: "grafana", Type: "oidc", Config: spec("grafana").Config}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %+v\nwant %+v", got, want)
+	}
+	if !reflect.DeepEqual(created, want) {
+		t.Errorf("create returned %+v\nwant %+v", created, want)
+	}
+
+	svc := zero_trust.NewIdentityProviderService(option.WithBaseURL(srv.URL()), option.WithAPIToken(srv.Token()), option.WithMaxRetries(0))
+	var params zero_trust.IdentityProviderGetParams
+	params.AccountID.Value, params.AccountID.Present = account, true
+	raw, err := svc.Get(t.Context(), created.ID, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, isOIDC := raw.AsUnion().(zero_trust.IdentityProviderAccessOIDC); isOIDC {
+		t.Log("the SDK now decodes oidc correctly; the raw decoding stays harmless")
+	} else {
+		t.Logf("AsUnion gave %T for an oidc login method", raw.AsUnion())
+	}
+}
+
+func TestGetIdentityProviderNotFound(t *testing.T) {
+	srv := newServer(t)
+	_, err := newClient(srv).GetIdentityProvider(t.Context(), "f174e90a-fafe-4643-bbbc-4a0ed4fc8415")
+	if !errors.Is(err, workflow.ErrNotFound) {
+		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+	api := apiError(t, err)
+	if api.Status != http.StatusNotFound || api.Transient() || api.Message == "" {
+		t.Errorf("got %+v, want a permanent 404 with a message", api)
+	}
+}
+
+func TestCreateIdentityProvider(t *testing.T) {
+	srv := newServer(t)
+	idp, err := newClient(srv).CreateIdentityProvider(t.Context(), spec("grafana"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if idp.ID == "" || idp.Type != "oidc" || idp.Name != "grafana" {
+		t.Errorf("created %+v", idp)
+	}
+	stored := srv.IdentityProviders()
+	if len(stored) != 1 {
+		t.Fatalf("fake holds %d login methods, want 1", len(stored))
+	}
+	want := cloudflaretest.Config{
+		ClientID: "client-grafana", ClientSecret: secret,
+		AuthURL: spec("").Config.AuthURL, TokenURL: spec("").Config.TokenURL, CertsURL: spec("").Config.CertsURL,
+		Scopes: []string{"openid", "email", "profile"}, PKCEEnabled: true, EmailClaimName: "email", Claims: []string{"preferred_username"},
+	}
+	if got := stored[0].Config; !reflect.DeepEqual(got, want) {
+		t.Errorf("fake received config\n %+v\nwant\n %+v", got, want)
+	}
+	if n := srv.Calls(http.MethodPost, "/identity_providers"); n != 1 {
+		t.Errorf("create made %d requests, want 1", n)
+	}
+}
+
+// TestCreateOneRequest: whatever goes wrong, a create is sent once; the
+// engine decides about retries after a reconcile.
+func TestCreateOneRequest(t *testing.T) {
+	tests := []struct {
+		name           string
+		fault          cloudflaretest.Fault
+		wantStatus     int
+		wantRetryAfter time.Duration
+		wantStored     int
+	}{
+		{name: "500", fault: cloudflaretest.Fault{Kind: cloudflaretest.FaultStatus, Status: 500}, wantStatus: 500},
+		{name: "502", fault: cloudflaretest.Fault{Kind: cloudflaretest.FaultStatus, Status: 502}, wantStatus: 502},
+		{name: "503", fault: cloudflaretest.Fault{Kind: cloudflaretest.FaultStatus, Status: 503}, wantStatus: 503},
+		{name: "429", fault: cloudflaretest.Fault{Kind: cloudflaretest.FaultStatus, Status: 429, RetryAfter: "7"}, wantStatus: 429, wantRetryAfter: 7 * time.Second},
+		{name: "429 without retry-after", fault: cloudflaretest.Fault{Kind: cloudflaretest.FaultStatus, Status: 429}, wantStatus: 429},
+		{name: "reset", fault: cloudflaretest.Fault{Kind: cloudflaretest.FaultReset}},
+		{name: "malformed", fault: cloudflaretest.Fault{Kind: cloudflaretest.FaultMalformed}},
+		{name: "applied then reset", fault: cloudflaretest.Fault{Kind: cloudflaretest.FaultApplyThenReset}, wantStored: 1},
+		{name: "timeout", fault: cloudflaretest.Fault{Kind: cloudflaretest.FaultTimeout}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newServer(t)
+			tt.fault.Method = http.MethodPost
+			tt.fault.PathContains = "/identity_providers"
+			tt.fault.Times = 1
+			srv.AddFault(tt.fault)
+			ctx := t.Context()
+			if tt.fault.Kind == cloudflaretest.FaultTimeout {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, 200*time.Millisecond)
+				defer cancel()
+			}
+
+			_, err := newClient(srv).CreateIdentityProvider(ctx, spec("grafana"))
+			if err == nil {
+				t.Fatal("create succeeded, want an error")
+			}
+			noSecret(t, err)
+			api := apiError(t, err)
+			if !workflow.IsTransient(err) {
+				t.Errorf("%v: not transient", err)
+			}
+			if api.Status != tt.wantStatus {
+				t.Errorf("Status = %d, want %d", api.Status, tt.wantStatus)
+			}
+			if got := workflow.RetryAfter(err); got != tt.wantRetryAfter {
+				t.Errorf("RetryAfter = %v, want %v", got, tt.wantRetryAfter)
+			}
+			if n := srv.Calls(http.MethodPost, "/identity_providers"); n != 1 {
+				t.Errorf("create made %d requests, want exactly 1", n)
+			}
+			if n := len(srv.IdentityProviders()); n != tt.wantStored {
+				t.Errorf("fake holds %d login methods, want %d", n, tt.wantStored)
+			}
+			if tt.fault.Kind == cloudflaretest.FaultTimeout && !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("err = %v, want it to wrap context.DeadlineExceeded", err)
+			}
+		})
+	}
+}
+
+func TestReadErrors(t *testing.T) {
+	tests := []struct {
+		name          string
+		fault         *cloudflaretest.Fault
+		deny          bool
+		wantStatus    int
+		wantTransient bool
+		wantCode      int
+		wantMessage   string
+	}{
+		{name: "403 token", deny: true, wantStatus: 403, wantCode: 10000, wantMessage: "Access: Organizations, Identity Providers, and Groups Write"},
+		{name: "500", fault: &cloudflaretest.Fault{Kind: cloudflaretest.FaultStatus, Status: 500}, wantStatus: 500, wantTransient: true},
+		{name: "503", fault: &cloudflaretest.Fault{Kind: cloudflaretest.FaultStatus, Status: 503}, wantStatus: 503, wantTransient: true},
+		{name: "429", fault: &cloudflaretest.Fault{Kind: cloudflaretest.FaultStatus, Status: 429, RetryAfter: "3"}, wantStatus: 429, wantTransient: true, wantCode: 971},
+		{name: "400", fault: &cloudflaretest.Fault{Kind: cloudflaretest.FaultStatus, Status: 400}, wantStatus: 400},
+		// Go's transport replays an idempotent GET once on a reused
+		// connection that breaks, so the reset must hit every call.
+		{name: "reset", fault: &cloudflaretest.Fault{Kind: cloudflaretest.FaultReset}, wantTransient: true},
+		{name: "malformed", fault: &cloudflaretest.Fault{Kind: cloudflaretest.FaultMalformed}, wantTransient: true},
+	}
+	calls := []struct {
+		name string
+		path string
+		call func(ctx context.Context, c *cloudflare.Client) error
+	}{
+		{"organization", "/access/organizations", func(ctx context.Context, c *cloudflare.Client) error {
+			_, err := c.Organization(ctx)
+			return err
+		}},
+		{"list", "/access/identity_providers", func(ctx context.Context, c *cloudflare.Client) error {
+			_, err := c.ListIdentityProviders(ctx)
+			return err
+		}},
+		{"get", "/access/identity_providers/", func(ctx context.Context, c *cloudflare.Client) error {
+			_, err := c.GetIdentityProvider(ctx, "00000001-0000-4000-8000-000000000001")
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		for _, cl := range calls {
+			t.Run(tt.name+"/"+cl.name, func(t *testing.T) {
+				srv := newServer(t)
+				srv.AddIdentityProvider(cloudflaretest.IdentityProvider{Name: "x", Type: "onetimepin"})
+				if tt.deny {
+					srv.DenyToken()
+				}
+				if tt.fault != nil {
+					f := *tt.fault
+					f.Method, f.PathContains = http.MethodGet, cl.path
+					srv.AddFault(f)
+				}
+				err := cl.call(t.Context(), newClient(srv))
+				if err == nil {
+					t.Fatal("no error")
+				}
+				api := apiError(t, err)
+				if api.Status != tt.wantStatus {
+					t.Errorf("Status = %d, want %d (%v)", api.Status, tt.wantStatus, err)
+				}
+				if got := workflow.IsTransient(err); got != tt.wantTransient {
+					t.Errorf("IsTransient = %v, want %v (%v)", got, tt.wantTransient, err)
+				}
+				if tt.wantCode != 0 && api.Code != tt.wantCode {
+					t.Errorf("Code = %d, want %d", api.Code, tt.wantCode)
+				}
+				if !strings.Contains(err.Error(), tt.wantMessage) {
+					t.Errorf("error %q does not contain %q", err, tt.wantMessage)
+				}
+				if errors.Is(err, workflow.ErrNotFound) {
+					t.Errorf("%v is ErrNotFound", err)
+				}
+				if n := srv.Calls(http.MethodGet, cl.path); tt.fault != nil && tt.fault.Kind == cloudflaretest.FaultStatus && n != 1 {
+					t.Errorf("made %d requests, want 1 (no SDK retries)", n)
+				}
+			})
+		}
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	srv := newServer(t)
+	srv.AddFault(cloudflaretest.Fault{Method: http.MethodGet, Kind: cloudflaretest.FaultTimeout})
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	_, err := newClient(srv).ListIdentityProviders(ctx)
+	api := apiError(t, err)
+	if api.Status != 0 || !workflow.IsTransient(err) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("got %v (%+v), want a transient timeout", err, api)
+	}
+}
+
+func TestLatencyWithinDeadline(t *testing.T) {
+	srv := newServer(t)
+	srv.SetLatency(20 * time.Millisecond)
+	if _, err := newClient(srv).Organization(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Millisecond)
+	defer cancel()
+	srv.SetLatency(time.Hour)
+	_, err := newClient(srv).Organization(ctx)
+	if !workflow.IsTransient(err) {
+		t.Errorf("err = %v, want transient", err)
+	}
+}
+
+func TestTransportError(t *testing.T) {
+	srv := cloudflaretest.New(account)
+	url, token := srv.URL(), srv.Token()
+	srv.Close()
+	c := cloudflare.New(account, workflow.NewSecret(token), url, nil)
+	_, err := c.CreateIdentityProvider(t.Context(), spec("grafana"))
+	api := apiError(t, err)
+	if api.Status != 0 || api.Err == nil || !workflow.IsTransient(err) {
+		t.Errorf("got %+v, want a transient transport error", api)
+	}
+	noSecret(t, err)
+	if strings.Contains(err.Error(), token) {
+		t.Errorf("error leaks the token: %v", err)
+	}
+}
+
+func TestCreateInvalid(t *testing.T) {
+	srv := newServer(t)
+	s := spec("grafana")
+	s.Config.AuthURL = ""
+	_, err := newClient(srv).CreateIdentityProvider(t.Context(), s)
+	api := apiError(t, err)
+	if api.Status != 400 || api.Code != 12130 || workflow.IsTransient(err) || !strings.Contains(api.Message, "auth_url") {
+		t.Errorf("got %+v, want a permanent 400 code 12130 naming auth_url", api)
+	}
+	noSecret(t, err)
+}
+
+// TestSecretNeverInErrors answers with a server that echoes the request
+// (body and headers) back in every error: the adapter must not repeat it.
+func TestSecretNeverInErrors(t *testing.T) {
+	statuses := []int{400, 403, 404, 409, 422, 429, 500, 502}
+	for _, status := range statuses {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				msg := fmt.Sprintf("bad request %s %s auth=%s", r.URL, body, r.Header.Get("Authorization"))
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(status)
+				_ = json.NewEncoder(w).Encode(map[string]any{"success": false, "result": nil, "messages": []any{},
+					"errors": []map[string]any{{"code": 1000 + status, "message": msg}}})
+			}))
+			defer echo.Close()
+			c := cloudflare.New(account, workflow.NewSecret(secret), echo.URL, nil)
+			_, err := c.CreateIdentityProvider(t.Context(), spec("grafana"))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			noSecret(t, err)
+			api := apiError(t, err)
+			if api.Code != 1000+status || !strings.Contains(api.Message, "[redacted]") {
+				t.Errorf("got %+v, want the API's code and its message with the secret redacted", api)
+			}
+		})
+	}
+}
+
+func TestVerifyToken(t *testing.T) {
+	t.Run("valid", func(t *testing.T) {
+		srv := newServer(t)
+		if err := newClient(srv).VerifyToken(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if n := srv.Calls(http.MethodGet, "/user/tokens/verify"); n != 1 {
+			t.Errorf("user verify calls = %d, want 1", n)
+		}
+	})
+	t.Run("account-owned token", func(t *testing.T) {
+		srv := newServer(t)
+		srv.AddFault(cloudflaretest.Fault{PathContains: "/user/tokens/verify", Kind: cloudflaretest.FaultStatus, Status: 401})
+		if err := newClient(srv).VerifyToken(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if n := srv.Calls(http.MethodGet, "/accounts/"+account+"/tokens/verify"); n != 1 {
+			t.Errorf("account verify calls = %d, want 1", n)
+		}
+	})
+	t.Run("denied", func(t *testing.T) {
+		srv := newServer(t)
+		srv.DenyToken()
+		err := newClient(srv).VerifyToken(t.Context())
+		api := apiError(t, err)
+		if api.Status != 403 || workflow.IsTransient(err) || !strings.Contains(err.Error(), "Groups Write") {
+			t.Errorf("got %v, want a permanent 403 with a permission hint", err)
+		}
+	})
+	t.Run("wrong token", func(t *testing.T) {
+		srv := newServer(t)
+		c := cloudflare.New(account, workflow.NewSecret("wrong"), srv.URL(), nil)
+		if err := c.VerifyToken(t.Context()); err == nil || workflow.IsTransient(err) {
+			t.Errorf("err = %v, want a permanent error", err)
+		}
+	})
+	t.Run("unavailable", func(t *testing.T) {
+		srv := newServer(t)
+		srv.AddFault(cloudflaretest.Fault{Kind: cloudflaretest.FaultStatus, Status: 503})
+		err := newClient(srv).VerifyToken(t.Context())
+		if !workflow.IsTransient(err) {
+			t.Errorf("err = %v, want transient", err)
+		}
+		if n := srv.Calls("", "tokens/verify"); n != 1 {
+			t.Errorf("verify calls = %d, want 1 (no fallback on a transient error)", n)
+		}
+	})
+}
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func TestRateLimit(t *testing.T) {
+	srv := newServer(t)
+	clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	srv.SetRateLimit(3, 5*time.Minute, clk.Now)
+	c := newClient(srv)
+	for i := range 3 {
+		if _, err := c.Organization(t.Context()); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	_, err := c.CreateIdentityProvider(t.Context(), spec("grafana"))
+	if !workflow.IsTransient(err) || workflow.RetryAfter(err) != 5*time.Minute {
+		t.Fatalf("err = %v (retry after %v), want a transient 429 asking for 5m", err, workflow.RetryAfter(err))
+	}
+	clk.Advance(4 * time.Minute)
+	_, err = c.Organization(t.Context())
+	if apiError(t, err).Status != 429 || workflow.RetryAfter(err) != time.Minute {
+		t.Fatalf("err = %v (retry after %v), want 429 for the rest of the block", err, workflow.RetryAfter(err))
+	}
+	clk.Advance(time.Minute)
+	if _, err := c.Organization(t.Context()); err != nil {
+		t.Fatalf("after the block: %v", err)
+	}
+	if n := len(srv.IdentityProviders()); n != 0 {
+		t.Errorf("a refused create was applied: %d login methods", n)
+	}
+}
+
+// TestFakeLogsNoSecret runs creates through faults with the fake's log on.
+func TestFakeLogsNoSecret(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	srv := newServer(t, cloudflaretest.WithLogger(slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, nil))))
+	srv.AddFault(cloudflaretest.Fault{Method: http.MethodPost, Kind: cloudflaretest.FaultStatus, Status: 500, Times: 1})
+	srv.AddFault(cloudflaretest.Fault{Method: http.MethodPost, Kind: cloudflaretest.FaultApplyThenReset, Times: 1})
+	c := newClient(srv)
+	for range 3 {
+		_, err := c.CreateIdentityProvider(t.Context(), spec("grafana"))
+		noSecret(t, err)
+	}
+	if _, err := c.ListIdentityProviders(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(buf.String(), "identity_providers") {
+		t.Fatalf("the fake logged nothing: %q", buf.String())
+	}
+	if strings.Contains(buf.String(), secret) {
+		t.Errorf("the fake's log holds the client secret")
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
+
+// TestRandomFaults: under random faults every error is classified and a
+// list eventually succeeds when tried again.
+func TestRandomFaults(t *testing.T) {
+	srv := newServer(t)
+	srv.SetFaultRate(0.5, 42)
+	c := newClient(srv)
+	var failures, successes int
+	for range 40 {
+		_, err := c.ListIdentityProviders(t.Context())
+		if err != nil {
+			failures++
+			if !workflow.IsTransient(err) {
+				t.Errorf("permanent error under transient faults: %v", err)
+			}
+			continue
+		}
+		successes++
+	}
+	if failures == 0 || successes == 0 {
+		t.Errorf("failures=%d successes=%d, want both", failures, successes)
+	}
+}
+
+// TestListServerIgnoresPage: a server that answers page 1 to every page
+// must not make the list loop or repeat login methods.
+func TestListServerIgnoresPage(t *testing.T) {
+	items := make([]map[string]any, 50)
+	for i := range items {
+		items[i] = map[string]any{"id": fmt.Sprintf("id-%d", i), "name": "n", "type": "onetimepin", "config": map[string]any{}}
+	}
+	var calls int
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"success": true, "errors": []any{}, "messages": []any{}, "result": items})
+	}))
+	defer srv.Close()
+	_, err := cloudflare.New(account, workflow.NewSecret("t"), srv.URL, nil).ListIdentityProviders(t.Context())
+	if err == nil || workflow.IsTransient(err) {
+		t.Errorf("err = %v, want a permanent error", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 2 {
+		t.Errorf("%d requests, want 2", calls)
+	}
+}

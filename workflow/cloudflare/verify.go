@@ -1,0 +1,71 @@
+package cloudflare
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+
+	"github.com/ssobot/ssobot/workflow"
+)
+
+// maxBody bounds a token verification answer.
+const maxBody = 1 << 20
+
+// VerifyToken checks at start-up that the token is valid and active. A
+// user-owned token is checked at /user/tokens/verify, an account-owned one
+// only answers at /accounts/{id}/tokens/verify, so a refusal of the first is
+// tried on the second. It is a plain request: the SDK's user package would
+// link accounts, tenants and organizations for one GET.
+func (c *Client) VerifyToken(ctx context.Context) error {
+	err := c.verify(ctx, "user/tokens/verify")
+	var api *workflow.APIError
+	if err == nil || !errors.As(err, &api) || api.Transient() {
+		return err
+	}
+	if err2 := c.verify(ctx, "accounts/"+url.PathEscape(c.accountID)+"/tokens/verify"); err2 == nil {
+		return nil
+	}
+	return err
+}
+
+func (c *Client) verify(ctx context.Context, path string) error {
+	const op = "verify token"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.baseURL+path, nil)
+	if err != nil {
+		return fmt.Errorf("cloudflare: %s: %w", op, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token.Reveal())
+	req.Header.Set("Accept", "application/json")
+	res, err := c.httpClient.Do(req)
+	if err != nil {
+		return &workflow.APIError{System: system, Op: op, Err: err}
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, maxBody))
+	if err != nil {
+		return &workflow.APIError{System: system, Op: op, Err: err}
+	}
+	x := exchange{status: res.StatusCode, header: res.Header, body: body}
+	if res.StatusCode >= 300 {
+		return x.error(op, nil)
+	}
+	var env struct {
+		Success bool `json:"success"`
+		Result  struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return malformed(op, res.StatusCode, err)
+	}
+	if !env.Success || env.Result.Status != "active" {
+		// Permanent: a disabled or expired token does not heal by waiting.
+		return fmt.Errorf("cloudflare: %s: token status is %q, want \"active\"", op, env.Result.Status)
+	}
+	return nil
+}
