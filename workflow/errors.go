@@ -102,13 +102,29 @@ func IsTransient(err error) bool {
 	return false
 }
 
-// RetryAfter is the wait an API asked for, or 0.
+// RetryAfter is the longest wait any API in err asked for, or 0. A step
+// that called several APIs waits for the slowest of them, so a rate-limited
+// token is not hit again before it is unblocked.
 func RetryAfter(err error) time.Duration {
-	var api *APIError
-	if errors.As(err, &api) {
-		return api.RetryAfter
+	var longest time.Duration
+	var walk func(error)
+	walk = func(err error) {
+		switch x := err.(type) {
+		case nil:
+			return
+		case *APIError:
+			longest = max(longest, x.RetryAfter)
+			walk(x.Err)
+		case interface{ Unwrap() []error }:
+			for _, e := range x.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			walk(x.Unwrap())
+		}
 	}
-	return 0
+	walk(err)
+	return longest
 }
 
 // RefusedError tells a person why their decision, cancel or retry was not

@@ -141,10 +141,23 @@ func (s *syncBuffer) String() string {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	ak := authentiktest.New()
+	// Every request the engine makes is validated against both authentik
+	// schemas and Cloudflare's, when ../shared/contracts is there.
+	ak := authentiktest.New(authentiktest.WithValidation(authentiktest.Contract2026_8, authentiktest.Contract2026_11))
 	t.Cleanup(ak.Close)
 	cf := cloudflaretest.New(accountID)
 	t.Cleanup(cf.Close)
+	if len(ak.Validating()) < 2 || !cf.Validating() {
+		t.Log("contracts not found beside the repository (../shared/contracts): requests are not validated")
+	}
+	t.Cleanup(func() {
+		for _, err := range ak.ContractErrors() {
+			t.Errorf("authentik contract: %v", err)
+		}
+		for _, err := range cf.ContractErrors() {
+			t.Errorf("cloudflare contract: %v", err)
+		}
+	})
 	h := &harness{
 		t: t, ak: ak, cf: cf,
 		clock:  workflowtest.NewClock(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)),

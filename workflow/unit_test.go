@@ -163,3 +163,17 @@ func TestAPIErrorClassification(t *testing.T) {
 		}
 	}
 }
+
+func TestRetryAfterTakesTheLongest(t *testing.T) {
+	err := fmt.Errorf("preflight: %w", errors.Join(
+		&workflow.APIError{System: "authentik", Status: 429, RetryAfter: 7 * time.Second},
+		fmt.Errorf("wrapped: %w", &workflow.APIError{System: "cloudflare", Status: 429, RetryAfter: 300 * time.Second}),
+		errors.New("other"),
+	))
+	if got := workflow.RetryAfter(err); got != 300*time.Second {
+		t.Errorf("RetryAfter = %s, want 5m", got)
+	}
+	if got := workflow.RetryAfter(errors.New("plain")); got != 0 {
+		t.Errorf("RetryAfter(plain) = %s", got)
+	}
+}
