@@ -618,3 +618,37 @@ func TestSecretNeverStored(t *testing.T) {
 		}
 	}
 }
+
+// TestRateLimitBlockNoRetryStorm: past Cloudflare's rate limit every call is
+// refused for five minutes; runs wait out the Retry-After instead of
+// hammering the blocked token.
+func TestRateLimitBlockNoRetryStorm(t *testing.T) {
+	h := newHarness(t)
+	h.cf.SetRateLimit(6, 5*time.Minute, h.clock.Now)
+	h.start(func(c *workflow.Config) { c.Retry.MaxAttempts = 30 })
+	begin := h.clock.Now()
+	const runs = 5
+	var ids []int64
+	for i := range runs {
+		ids = append(ids, h.newRun(workflow.Request{ApplicationName: fmt.Sprintf("App %d", i), LoginMethodName: fmt.Sprintf("authentik %d", i)}).ID)
+	}
+	for _, id := range ids {
+		if done := h.complete(id); done.State != workflow.StateSucceeded {
+			t.Fatalf("run %d ended %s: %s", id, done.State, done.LastError())
+		}
+	}
+	// A correct run needs 5 Cloudflare calls: organization and list in
+	// preflight, list and create for the login method, get in verify.
+	const minimum = runs * 5
+	total := h.cf.Calls("", "")
+	blocks := int(h.clock.Now().Sub(begin)/(5*time.Minute)) + 1
+	t.Logf("%d Cloudflare calls for %d runs (minimum %d) over %d block periods", total, runs, minimum, blocks)
+	if total <= minimum {
+		t.Fatal("the rate limit never blocked a call: the test proves nothing")
+	}
+	// Each run may be refused at most once per block period (it then waits
+	// for Retry-After); a storm would be many refusals per period.
+	if refused := total - minimum; refused > runs*blocks {
+		t.Errorf("%d calls refused during %d block periods for %d runs: a retry storm", refused, blocks, runs)
+	}
+}
