@@ -1,0 +1,142 @@
+package bot
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/ssobot/ssobot/bot/slacktest"
+)
+
+func newTestApprovers(t *testing.T, users, groups []string) (*approvers, *slacktest.Server, *testClock, *syncBuffer) {
+	t.Helper()
+	srv := slacktest.NewServer()
+	t.Cleanup(srv.Close)
+	for _, u := range []slacktest.User{
+		{ID: "U1", Name: "alice"},
+		{ID: "U2", Name: "bob"},
+		{ID: "U3", Name: "carol"},
+		{ID: "UDEL", Name: "gone", Deleted: true},
+		{ID: "UBOT", Name: "robot", IsBot: true},
+		{ID: "UAPP", Name: "app", IsAppUser: true},
+	} {
+		srv.AddUser(u)
+	}
+	srv.AddUserGroup("S1", "U3", "UDEL", "UBOT")
+	clock := newTestClock()
+	logs := &syncBuffer{}
+	a := newApprovers(slack.New(srv.BotToken(), slack.OptionAPIURL(srv.APIURL())), users, groups, time.Minute, clock,
+		slog.New(slog.NewTextHandler(logs, nil)))
+	return a, srv, clock, logs
+}
+
+func TestEligible(t *testing.T) {
+	tests := []struct {
+		name         string
+		users        []string
+		groups       []string
+		noGroups     bool
+		user         string
+		want         bool
+		reasonHas    string
+		wantAPICalls []string // methods called, in order
+	}{
+		{name: "explicit user", users: []string{"U2"}, user: "U2", want: true, wantAPICalls: []string{"users.info"}},
+		{name: "group member", groups: []string{"S1"}, user: "U3", want: true, wantAPICalls: []string{"usergroups.users.list", "users.info"}},
+		{name: "non-approver", users: []string{"U2"}, groups: []string{"S1"}, user: "U1",
+			reasonHas: "you are not an approver: ask <@U2> or a member of <!subteam^S1>", wantAPICalls: []string{"usergroups.users.list"}},
+		{name: "deleted explicit user", users: []string{"UDEL"}, user: "UDEL", reasonHas: "deactivated"},
+		{name: "deleted group member", groups: []string{"S1"}, user: "UDEL", reasonHas: "deactivated"},
+		{name: "bot group member", groups: []string{"S1"}, user: "UBOT", reasonHas: "bots cannot approve"},
+		{name: "app user", users: []string{"UAPP"}, user: "UAPP", reasonHas: "bots cannot approve"},
+		{name: "unknown user", users: []string{"UNOPE"}, user: "UNOPE", reasonHas: "not found"},
+		{name: "groups unavailable: explicit IDs still work", users: []string{"U2"}, groups: []string{"S1"}, noGroups: true, user: "U2", want: true},
+		{name: "groups unavailable: group member is not eligible", users: []string{"U2"}, groups: []string{"S1"}, noGroups: true, user: "U3", reasonHas: "you are not an approver"},
+		{name: "no approvers configured", user: "U1", reasonHas: "no approvers are configured"},
+		{name: "empty user", users: []string{"U2"}, user: "", reasonHas: "no Slack user"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, srv, _, _ := newTestApprovers(t, tt.users, tt.groups)
+			srv.SetUserGroupsUnavailable(tt.noGroups)
+			ok, reason, err := a.Eligible(context.Background(), tt.user)
+			if err != nil {
+				t.Fatalf("Eligible: %v", err)
+			}
+			if ok != tt.want {
+				t.Fatalf("Eligible(%s) = %v (%q); want %v", tt.user, ok, reason, tt.want)
+			}
+			if !ok && !strings.Contains(reason, tt.reasonHas) {
+				t.Fatalf("reason %q; want it to contain %q", reason, tt.reasonHas)
+			}
+			if tt.wantAPICalls != nil {
+				var got []string
+				for _, c := range srv.Calls() {
+					got = append(got, c.Method)
+				}
+				if strings.Join(got, ",") != strings.Join(tt.wantAPICalls, ",") {
+					t.Fatalf("Slack calls %v; want %v", got, tt.wantAPICalls)
+				}
+			}
+		})
+	}
+}
+
+func TestEligibleCachesWithTTL(t *testing.T) {
+	a, srv, clock, _ := newTestApprovers(t, nil, []string{"S1"})
+	ctx := context.Background()
+	for range 3 {
+		if ok, reason, err := a.Eligible(ctx, "U3"); !ok || err != nil {
+			t.Fatalf("Eligible = %v %q %v", ok, reason, err)
+		}
+	}
+	if n := len(srv.Calls("usergroups.users.list")); n != 1 {
+		t.Fatalf("usergroups.users.list called %d times within the TTL; want 1", n)
+	}
+	if n := len(srv.Calls("users.info")); n != 1 {
+		t.Fatalf("users.info called %d times within the TTL; want 1", n)
+	}
+	// Membership changes show after the TTL.
+	srv.AddUserGroup("S1", "U1")
+	if ok, _, _ := a.Eligible(ctx, "U3"); !ok {
+		t.Fatal("cached membership should still hold within the TTL")
+	}
+	clock.Advance(time.Minute)
+	if ok, _, _ := a.Eligible(ctx, "U3"); ok {
+		t.Fatal("U3 left the group; still eligible after the TTL")
+	}
+	if ok, _, _ := a.Eligible(ctx, "U1"); !ok {
+		t.Fatal("U1 joined the group; not eligible after the TTL")
+	}
+	if n := len(srv.Calls("usergroups.users.list")); n != 2 {
+		t.Fatalf("usergroups.users.list called %d times; want 2", n)
+	}
+}
+
+func TestEligibleGroupsUnavailableLoggedOnce(t *testing.T) {
+	a, srv, clock, logs := newTestApprovers(t, []string{"U2"}, []string{"S1"})
+	srv.SetUserGroupsUnavailable(true)
+	for range 3 {
+		_, _, _ = a.Eligible(context.Background(), "U1")
+		clock.Advance(2 * time.Minute)
+	}
+	if n := strings.Count(logs.String(), "user groups are not available"); n != 1 {
+		t.Fatalf("plan warning logged %d times; want once:\n%s", n, logs.String())
+	}
+}
+
+func TestEligibleGroupErrorIsReturned(t *testing.T) {
+	a, srv, _, _ := newTestApprovers(t, nil, []string{"S1"})
+	srv.FailNext("usergroups.users.list", 1, "internal_error")
+	if _, _, err := a.Eligible(context.Background(), "U3"); err == nil {
+		t.Fatal("Eligible hid a failure to read the group")
+	}
+	// The failure is not cached.
+	if ok, _, err := a.Eligible(context.Background(), "U3"); !ok || err != nil {
+		t.Fatalf("Eligible after recovery = %v, %v", ok, err)
+	}
+}

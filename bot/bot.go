@@ -1,0 +1,169 @@
+// Package bot is the Slack front end of ssobot: it verifies and answers slash
+// commands and interactions (over HTTP or Socket Mode), keeps one message per
+// run up to date, and tells the engine who may approve.
+//
+// Nothing on the acknowledgement path calls the Slack Web API: Slack gives a
+// request 3 seconds, so messages, modals and private replies are sent from
+// background goroutines and from the delivery worker started by Run.
+package bot
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/ssobot/ssobot/workflow"
+)
+
+// Engine is what the bot needs of *workflow.Engine.
+type Engine interface {
+	Validate(req workflow.Request) (workflow.Request, error)
+	Start(ctx context.Context, req workflow.Request) (*workflow.Run, error)
+	Decide(ctx context.Context, d workflow.DecisionRequest) (*workflow.Run, error)
+	Cancel(ctx context.Context, runID int64, user, reason string) (*workflow.Run, error)
+	Retry(ctx context.Context, runID int64, user string) (*workflow.Run, error)
+	Get(ctx context.Context, id int64) (*workflow.Run, error)
+	List(ctx context.Context, opts workflow.ListOptions) ([]*workflow.Run, error)
+	Events(ctx context.Context, id int64) ([]workflow.Event, error)
+	SetMessageRef(ctx context.Context, id int64, ref string) (*workflow.Run, error)
+}
+
+// Config configures a Bot. Client is required.
+type Config struct {
+	// Client calls the Slack Web API with the bot token; cmd builds it with
+	// slack.OptionAPIURL and friends. It must not retry by itself: the bot
+	// retries rate-limited calls off the request path.
+	Client *slack.Client
+	// SigningSecret verifies HTTP requests. Without it every HTTP request is
+	// refused (Socket Mode needs none).
+	SigningSecret workflow.Secret
+
+	ApproverUsers  []string // user IDs (U…, W…)
+	ApproverGroups []string // user group IDs (S…)
+	// AllowedChannels limits where runs may be started and commands used; empty: anywhere.
+	AllowedChannels []string
+	// AllowedRequesters limits who may start runs; empty: anyone.
+	AllowedRequesters []string
+	// GroupCacheTTL is how long user group members and user records are
+	// trusted; default 1m.
+	GroupCacheTTL time.Duration
+
+	// AuthentikURL is authentik's public URL, for links when a run lacks it.
+	AuthentikURL string
+	// CloudflareAccountID is for dashboard links when a run lacks it.
+	CloudflareAccountID string
+
+	Clock        workflow.Clock // nil: the system clock
+	Logger       *slog.Logger   // nil: discard
+	MaxBodyBytes int64          // largest accepted request body; default 64 KiB
+}
+
+// Defaults of Config.
+const (
+	DefaultGroupCacheTTL = time.Minute
+	DefaultMaxBodyBytes  = 64 << 10
+)
+
+// Bot is the Slack front end. Build it with New, give it the engine with
+// Attach, and start Run (and RunSocketMode when an app-level token is set).
+type Bot struct {
+	cfg    Config
+	client *slack.Client
+	clock  workflow.Clock
+	log    *slog.Logger
+	appr   *approvers
+
+	engMu  sync.RWMutex
+	engine Engine
+
+	queue   *queue
+	replays *replayGuard
+	// notices keeps response URLs of slash commands in memory only, so a
+	// requester can be told privately when the run's message cannot be posted.
+	notices *notices
+
+	// wg tracks background work started by handlers (modals, private replies).
+	wg sync.WaitGroup
+	// bgCtx is the parent of background work, which is bounded by timeouts
+	// rather than by the request that started it.
+	bgCtx context.Context
+}
+
+// New checks the configuration and returns a bot.
+func New(cfg Config) (*Bot, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("bot: a Slack client is required")
+	}
+	if cfg.GroupCacheTTL <= 0 {
+		cfg.GroupCacheTTL = DefaultGroupCacheTTL
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = systemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	b := &Bot{
+		cfg:     cfg,
+		client:  cfg.Client,
+		clock:   cfg.Clock,
+		log:     cfg.Logger,
+		queue:   newQueue(),
+		replays: newReplayGuard(cfg.Clock),
+		notices: newNotices(cfg.Clock),
+	}
+	b.appr = newApprovers(cfg.Client, cfg.ApproverUsers, cfg.ApproverGroups, cfg.GroupCacheTTL, cfg.Clock, cfg.Logger)
+	b.bgCtx = context.Background()
+	return b, nil
+}
+
+// Attach gives the bot its engine. The engine is built after the bot because
+// it needs the bot as its Notifier and Approvers.
+func (b *Bot) Attach(e Engine) {
+	b.engMu.Lock()
+	defer b.engMu.Unlock()
+	b.engine = e
+}
+
+func (b *Bot) eng() Engine {
+	b.engMu.RLock()
+	defer b.engMu.RUnlock()
+	return b.engine
+}
+
+// Approvers returns the eligibility check the engine consults for decisions,
+// cancellations and retries.
+func (b *Bot) Approvers() workflow.Approvers { return b.appr }
+
+// Handler serves POST /slack/commands and POST /slack/interactions.
+func (b *Bot) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /slack/commands", b.serveCommand)
+	mux.HandleFunc("POST /slack/interactions", b.serveInteraction)
+	return mux
+}
+
+// async runs fn off the request path with a bounded context.
+func (b *Bot) async(timeout time.Duration, fn func(ctx context.Context)) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		ctx, cancel := context.WithTimeout(b.bgCtx, timeout)
+		defer cancel()
+		fn(ctx)
+	}()
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time                         { return time.Now() }
+func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }

@@ -1,0 +1,366 @@
+package bot
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/ssobot/ssobot/workflow"
+)
+
+// Delivery retry policy for failures other than rate limits.
+const (
+	deliveryBackoffBase = time.Second
+	deliveryBackoffMax  = time.Minute
+	deliveryMaxFailures = 8
+	// flushTimeout bounds the delivery of what is left when Run stops.
+	flushTimeout = 5 * time.Second
+	// catchUpRecent is how many recent finished runs get their message
+	// refreshed at start, in case the process stopped before it was.
+	catchUpRecent = 20
+)
+
+// RunChanged implements workflow.Notifier. It only queues: the delivery
+// worker started by Run talks to Slack.
+func (b *Bot) RunChanged(_ context.Context, run *workflow.Run, events []workflow.Event) {
+	if run == nil {
+		return
+	}
+	b.queue.push(run, slices.Clone(events))
+}
+
+// msgRef is where a run's root message is.
+type msgRef struct{ channel, ts string }
+
+func (m msgRef) String() string { return m.channel + "|" + m.ts }
+func (m msgRef) zero() bool     { return m.channel == "" || m.ts == "" }
+
+func parseMsgRef(s string) msgRef {
+	ch, ts, ok := strings.Cut(s, "|")
+	if !ok {
+		return msgRef{}
+	}
+	return msgRef{channel: ch, ts: ts}
+}
+
+// runState is what the worker remembers about a run's message between
+// deliveries. Only the worker goroutine touches it.
+type runState struct {
+	ref     msgRef
+	lastSeq uint64   // last event posted to the thread
+	hash    [32]byte // of the root message last sent, to skip no-op updates
+	dead    bool     // the channel is unreachable: deliver nothing more
+}
+
+// Run is the delivery worker: it posts and updates run messages and thread
+// replies, retrying rate-limited and failed calls without holding up the
+// engine. On start it re-syncs the messages of open runs. When ctx ends it
+// delivers what it can within a few seconds and returns nil.
+func (b *Bot) Run(ctx context.Context) error {
+	if b.eng() == nil {
+		return errors.New("bot: no engine attached")
+	}
+	states := map[int64]*runState{}
+	b.catchUp(ctx)
+	for {
+		if ctx.Err() != nil {
+			b.flush(context.WithoutCancel(ctx), states)
+			return nil
+		}
+		w, ok, wait := b.queue.take(b.clock.Now())
+		if ok {
+			b.process(ctx, states, w)
+			continue
+		}
+		var timer <-chan time.Time
+		if wait > 0 {
+			timer = b.clock.After(wait)
+		}
+		select {
+		case <-ctx.Done():
+		case <-b.queue.wake:
+		case <-timer:
+		}
+	}
+}
+
+func (b *Bot) flush(ctx context.Context, states map[int64]*runState) {
+	ctx, cancel := context.WithTimeout(ctx, flushTimeout)
+	defer cancel()
+	for ctx.Err() == nil {
+		w, ok, _ := b.queue.take(b.clock.Now())
+		if !ok {
+			return
+		}
+		b.process(ctx, states, w)
+	}
+	if n := b.queue.pending(); n > 0 {
+		b.log.Warn("stopping with undelivered Slack updates", slog.Int("runs", n))
+	}
+}
+
+// catchUp queues the runs whose messages may be out of date after a restart.
+func (b *Bot) catchUp(ctx context.Context) {
+	e := b.eng()
+	open, err := e.List(ctx, workflow.ListOptions{States: []workflow.State{workflow.StatePending, workflow.StateAwaitingApproval, workflow.StateRunning}})
+	if err != nil {
+		b.log.Error("list open runs for catch-up", slog.Any(workflow.KeyError, err))
+	}
+	recent, err := e.List(ctx, workflow.ListOptions{Limit: catchUpRecent})
+	if err != nil {
+		b.log.Error("list recent runs for catch-up", slog.Any(workflow.KeyError, err))
+	}
+	seen := map[int64]bool{}
+	for _, r := range open {
+		seen[r.ID] = true
+		b.queue.push(r, nil)
+	}
+	for _, r := range recent {
+		if !seen[r.ID] && r.State.Terminal() && r.MessageRef != "" {
+			b.queue.push(r, nil)
+		}
+	}
+}
+
+func (b *Bot) process(ctx context.Context, states map[int64]*runState, w work) {
+	id := w.run.ID
+	st := states[id]
+	if st == nil {
+		st = &runState{}
+		states[id] = st
+	}
+	if st.ref.zero() {
+		st.ref = parseMsgRef(w.run.MessageRef)
+	}
+	if w.dropped > 0 {
+		b.log.Warn("dropped thread replies while Slack was unreachable", slog.Int64(workflow.KeyRunID, id), slog.Int("events", w.dropped))
+	}
+	err := b.deliver(ctx, st, w)
+	if err == nil {
+		b.queue.done(w, false, time.Time{}, false)
+		return
+	}
+	if ctx.Err() != nil {
+		// Stopping: not Slack's fault; the flush tries again at once.
+		b.queue.done(w, true, time.Time{}, false)
+		return
+	}
+	delay, rateLimited := retryDelay(err, b.queue.failures(id)+1)
+	log := b.log.With(slog.Int64(workflow.KeyRunID, id), slog.Any(workflow.KeyError, err))
+	if !rateLimited && b.queue.failures(id)+1 >= deliveryMaxFailures {
+		log.Error("giving up delivering a run's Slack update")
+		b.queue.done(w, false, time.Time{}, false)
+		return
+	}
+	log.Warn("Slack update failed; will retry", slog.Duration("in", delay))
+	b.queue.done(w, true, b.clock.Now().Add(delay), !rateLimited)
+}
+
+// retryDelay is how long to wait after a failed Slack call: Slack's
+// Retry-After for rate limits, otherwise exponential backoff.
+func retryDelay(err error, failures int) (time.Duration, bool) {
+	var rl *slack.RateLimitedError
+	if errors.As(err, &rl) {
+		return max(rl.RetryAfter, time.Second), true
+	}
+	d := deliveryBackoffBase << min(failures-1, 10)
+	return min(d, deliveryBackoffMax), false
+}
+
+// permanent reports whether retrying a failed Slack call cannot help.
+func permanent(err error) bool {
+	var rl *slack.RateLimitedError
+	if errors.As(err, &rl) {
+		return false
+	}
+	var sc slack.StatusCodeError
+	if errors.As(err, &sc) {
+		return sc.Code < 500
+	}
+	switch slackCode(err) {
+	case "":
+		return false // network or context error
+	case "internal_error", "fatal_error", "service_unavailable", "request_timeout", "ratelimited":
+		return false
+	}
+	return true
+}
+
+// deliver brings a run's Slack presence up to date: the root message exists
+// and shows the snapshot, and every event is in its thread. A returned error
+// is worth retrying; permanent failures are logged and skipped.
+func (b *Bot) deliver(ctx context.Context, st *runState, w work) error {
+	run := w.run
+	log := b.log.With(slog.Int64(workflow.KeyRunID, run.ID))
+	if st.dead || run.Request.Channel == "" {
+		return nil // not ours (no channel), or the channel is unreachable
+	}
+	blocks := renderRun(run, b.links(), true)
+	text := FallbackText(run)
+	hash := hashMessage(blocks, text)
+
+	if st.ref.zero() {
+		if err := b.postRoot(ctx, st, run, blocks, text); err != nil {
+			if permanent(err) {
+				log.Error("post run message", slog.Any(workflow.KeyError, err))
+				return nil
+			}
+			return err
+		}
+		if st.dead {
+			return nil
+		}
+		st.hash = hash
+	} else if hash != st.hash {
+		_, _, _, err := b.client.UpdateMessageContext(ctx, st.ref.channel, st.ref.ts,
+			slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(text, false))
+		switch {
+		case slackCode(err) == errCodeMessageNotFound:
+			// Someone deleted the root message: post a new one.
+			log.Info("run message was deleted; posting it again")
+			if err := b.postRoot(ctx, st, run, blocks, text); err != nil {
+				if permanent(err) {
+					log.Error("post run message again", slog.Any(workflow.KeyError, err))
+					return nil
+				}
+				return err
+			}
+			if st.dead {
+				return nil
+			}
+		case err != nil && permanent(err):
+			log.Error("update run message", slog.Any(workflow.KeyError, err))
+		case err != nil:
+			return err
+		}
+		st.hash = hash
+	}
+
+	events := slices.Clone(w.events)
+	slices.SortStableFunc(events, func(a, b workflow.Event) int { return cmp.Compare(a.Seq, b.Seq) })
+	for _, ev := range events {
+		if ev.Seq != 0 && ev.Seq <= st.lastSeq {
+			continue // already posted before a retry
+		}
+		if reply, ok := eventText(run, ev, b.links()); ok {
+			_, _, err := b.client.PostMessageContext(ctx, st.ref.channel,
+				slack.MsgOptionText(reply, false), slack.MsgOptionTS(st.ref.ts), slack.MsgOptionDisableLinkUnfurl())
+			if err != nil && !permanent(err) {
+				return err
+			}
+			if err != nil {
+				log.Error("post thread reply", slog.String("event", string(ev.Type)), slog.Any(workflow.KeyError, err))
+			}
+		}
+		st.lastSeq = max(st.lastSeq, ev.Seq)
+	}
+	return nil
+}
+
+// postRoot posts the run's root message and stores its reference. When the
+// bot cannot post in the channel, the requester is told privately and the
+// run is cancelled, so no run goes on without a message.
+func (b *Bot) postRoot(ctx context.Context, st *runState, run *workflow.Run, blocks []slack.Block, text string) error {
+	ch, ts, err := b.client.PostMessageContext(ctx, run.Request.Channel,
+		slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(text, false), slack.MsgOptionDisableLinkUnfurl())
+	switch slackCode(err) {
+	case errCodeNotInChannel, errCodeChannelNotFound, errCodeIsArchived:
+		st.dead = true
+		b.unreachable(ctx, run, slackCode(err))
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("post run message: %w", err)
+	}
+	st.ref = msgRef{channel: ch, ts: ts}
+	if _, err := b.eng().SetMessageRef(ctx, run.ID, st.ref.String()); err != nil {
+		// The message exists; the worker keeps its reference in memory.
+		b.log.Error("store run message reference", slog.Int64(workflow.KeyRunID, run.ID), slog.Any(workflow.KeyError, err))
+	}
+	return nil
+}
+
+// unreachable handles a channel the bot cannot post in.
+func (b *Bot) unreachable(ctx context.Context, run *workflow.Run, code string) {
+	log := b.log.With(slog.Int64(workflow.KeyRunID, run.ID), slog.String("channel", run.Request.Channel), slog.String("slack_error", code))
+	log.Warn("cannot post the run message; cancelling the run")
+	reason := "ssobot is not in the channel; invite it with /invite @ssobot and start again"
+	outcome := "was cancelled"
+	if _, err := b.eng().Cancel(ctx, run.ID, workflow.SystemActor, reason); err != nil {
+		log.Error("cancel run without a message", slog.Any(workflow.KeyError, err))
+		outcome = "cannot be followed there"
+	}
+	msg := fmt.Sprintf(":warning: I can't post in <#%s>, so run #%d (%s) %s. Invite me there with `/invite @ssobot` and start again.",
+		run.Request.Channel, run.ID, Escape(run.Request.ApplicationName), outcome)
+	b.tellPrivately(ctx, run.ID, run.Request.RequestedBy, run.Request.Channel, msg)
+}
+
+// tellPrivately reaches a person by the command's response URL, else an
+// ephemeral message in the channel, else a direct message.
+func (b *Bot) tellPrivately(ctx context.Context, runID int64, user, channel, text string) {
+	if u := b.notices.lookup(runID, user, channel); u != "" {
+		if err := b.respond(ctx, u, text); err == nil {
+			return
+		}
+	}
+	if channel != "" {
+		if _, err := b.withRetry(ctx, func(ctx context.Context) (string, error) {
+			return b.client.PostEphemeralContext(ctx, channel, user, slack.MsgOptionText(text, false))
+		}); err == nil {
+			return
+		}
+	}
+	if _, err := b.withRetry(ctx, func(ctx context.Context) (string, error) {
+		_, ts, err := b.client.PostMessageContext(ctx, user, slack.MsgOptionText(text, false))
+		return ts, err
+	}); err != nil {
+		b.log.Error("could not reach the user privately", slog.Int64(workflow.KeyRunID, runID), slog.String(workflow.KeyUser, user), slog.Any(workflow.KeyError, err))
+	}
+}
+
+// respond answers through an interaction's or command's response URL,
+// privately, without replacing the original message.
+func (b *Bot) respond(ctx context.Context, responseURL, text string) error {
+	_, err := b.withRetry(ctx, func(ctx context.Context) (string, error) {
+		_, _, err := b.client.PostMessageContext(ctx, "",
+			slack.MsgOptionResponseURL(responseURL, slack.ResponseTypeEphemeral),
+			slack.MsgOptionText(Truncate(text, MaxMessageText), false))
+		return "", err
+	})
+	return err
+}
+
+// withRetry retries a Slack call on 429 as Slack asks, a few times.
+func (b *Bot) withRetry(ctx context.Context, call func(context.Context) (string, error)) (string, error) {
+	const attempts = 3
+	for i := 1; ; i++ {
+		v, err := call(ctx)
+		var rl *slack.RateLimitedError
+		if err == nil || !errors.As(err, &rl) || i == attempts {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-b.clock.After(max(rl.RetryAfter, time.Second)):
+		}
+	}
+}
+
+func (b *Bot) links() links {
+	return links{authentikURL: b.cfg.AuthentikURL, accountID: b.cfg.CloudflareAccountID}
+}
+
+func hashMessage(blocks []slack.Block, text string) [32]byte {
+	j, _ := json.Marshal(blocks)
+	return sha256.Sum256(append(j, text...))
+}

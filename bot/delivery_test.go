@@ -1,0 +1,353 @@
+package bot
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/ssobot/ssobot/bot/slacktest"
+	"github.com/ssobot/ssobot/workflow"
+)
+
+// rootPosts are the successful chat.postMessage calls outside threads.
+func rootPosts(calls []slacktest.Call) []slacktest.Call {
+	var out []slacktest.Call
+	for _, c := range okCalls(calls, "chat.postMessage") {
+		if c.Param("thread_ts") == "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func replies(calls []slacktest.Call) []slacktest.Call {
+	var out []slacktest.Call
+	for _, c := range okCalls(calls, "chat.postMessage") {
+		if c.Param("thread_ts") != "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func resultTS(c slacktest.Call) string {
+	ts, _ := c.Result["ts"].(string)
+	return ts
+}
+
+func awaiting(id int64, version uint64) *workflow.Run {
+	r := sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval)
+	r.ID, r.Version = id, version
+	return r
+}
+
+func TestDeliveryPostsRootThenEditsInPlace(t *testing.T) {
+	h := newHarness(t, nil)
+	eng := newFakeEngine(h.clock)
+	h.bot.Attach(eng)
+	run := awaiting(42, 3)
+	eng.put(run)
+
+	// Several snapshots before the worker runs coalesce into one message
+	// showing the newest; the events all reach the thread, in order.
+	older := run.Clone()
+	older.Version, older.State = 2, workflow.StatePending
+	older.Steps[1].Status = workflow.StepPending
+	h.bot.RunChanged(context.Background(), older, []workflow.Event{{RunID: 42, Seq: 2, Type: workflow.EventPlanned}})
+	h.bot.RunChanged(context.Background(), run, []workflow.Event{{RunID: 42, Seq: 3, Type: workflow.EventGateOpened, Step: workflow.GateAuthentik}})
+	h.bot.RunChanged(context.Background(), older, nil) // late, older snapshot: ignored
+	h.startWorker()
+
+	calls := h.waitCalls("root and two replies", func(c []slacktest.Call) bool { return len(replies(c)) == 2 })
+	roots := rootPosts(calls)
+	if len(roots) != 1 {
+		t.Fatalf("%d root messages; want 1\n%s", len(roots), callList(calls))
+	}
+	ts := resultTS(roots[0])
+	msg, ok := h.slack.Message("C1", ts)
+	if !ok || len(msg.Buttons()) != 2 || !strings.Contains(msg.Text, "Awaiting approval") {
+		t.Fatalf("root message %+v", msg)
+	}
+	rs := replies(calls)
+	if rs[0].Param("thread_ts") != ts || !strings.Contains(rs[0].Param("text"), "Preflight passed") ||
+		!strings.Contains(rs[1].Param("text"), "Waiting for approval") || rs[1].Param("reply_broadcast") == "true" {
+		t.Fatalf("replies:\n%s", callList(rs))
+	}
+	if got := eng.run(42).MessageRef; got != "C1|"+ts {
+		t.Fatalf("message ref %q; want C1|%s", got, ts)
+	}
+
+	// A decision: the same message loses its buttons.
+	decided := run.Clone()
+	decided.Version, decided.State = 5, workflow.StateRunning
+	decided.Steps[1].Status = workflow.StepSucceeded
+	decided.Steps[2].Status = workflow.StepRunning
+	decided.Approvals = []workflow.Approval{{Gate: workflow.GateAuthentik, User: "U2", Decision: workflow.Approve, At: t0}}
+	decided.MessageRef = "C1|" + ts
+	h.bot.RunChanged(context.Background(), decided, []workflow.Event{{RunID: 42, Seq: 4, Type: workflow.EventDecisionAccepted, Step: workflow.GateAuthentik, Actor: "U2"}})
+	calls = h.waitCalls("the update", func(c []slacktest.Call) bool { return len(okCalls(c, "chat.update")) == 1 && len(replies(c)) == 3 })
+	if up := okCalls(calls, "chat.update")[0]; up.Param("ts") != ts || up.Param("channel") != "C1" {
+		t.Fatalf("chat.update %s", up)
+	}
+	msg, _ = h.slack.Message("C1", ts)
+	if len(msg.Buttons()) != 0 || !strings.Contains(string(msg.BlocksJSON), "\\u003c@U2\\u003e approved") && !strings.Contains(string(msg.BlocksJSON), "<@U2> approved") {
+		t.Fatalf("decided message still has buttons or lacks the approval: %s", msg.BlocksJSON)
+	}
+
+	// A snapshot that renders the same is not sent again.
+	h.bot.RunChanged(context.Background(), decided.Clone(), nil)
+	h.bot.RunChanged(context.Background(), decided.Clone(), []workflow.Event{{RunID: 42, Seq: 5, Type: workflow.EventStepStarted, Step: workflow.StepAuthentikProvider}})
+	calls = h.waitCalls("the next reply", func(c []slacktest.Call) bool { return len(replies(c)) == 4 })
+	if n := len(okCalls(calls, "chat.update")); n != 1 {
+		t.Fatalf("%d chat.update calls for unchanged content; want 1", n)
+	}
+	if n := len(rootPosts(calls)); n != 1 {
+		t.Fatalf("%d root posts; want 1", n)
+	}
+}
+
+func TestDeliveryRepostsADeletedRoot(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	h.startWorker()
+	run := awaiting(7, 1)
+	eng.put(run)
+	h.bot.RunChanged(context.Background(), run, nil)
+	calls := h.waitCalls("the root", func(c []slacktest.Call) bool { return len(rootPosts(c)) == 1 })
+	first := resultTS(rootPosts(calls)[0])
+
+	h.slack.DeleteMessage("C1", first)
+	next := run.Clone()
+	next.Version, next.State = 2, workflow.StateRunning
+	next.Steps[1].Status = workflow.StepSucceeded
+	h.bot.RunChanged(context.Background(), next, []workflow.Event{{RunID: 7, Seq: 9, Type: workflow.EventGateApproved, Step: workflow.GateAuthentik}})
+	calls = h.waitCalls("a new root and its reply", func(c []slacktest.Call) bool { return len(rootPosts(c)) == 2 && len(replies(c)) == 1 })
+	second := resultTS(rootPosts(calls)[1])
+	if second == first {
+		t.Fatal("the new root has the old ts")
+	}
+	if up := h.slack.Calls("chat.update"); len(up) != 1 || up[0].Error != "message_not_found" {
+		t.Fatalf("chat.update calls:\n%s", callList(up))
+	}
+	if r := replies(calls)[0]; r.Param("thread_ts") != second {
+		t.Fatalf("reply went to thread %q; want the new root %q", r.Param("thread_ts"), second)
+	}
+	if got := eng.run(7).MessageRef; got != "C1|"+second {
+		t.Fatalf("message ref %q; want the new root", got)
+	}
+}
+
+func TestDeliveryHonoursRateLimits(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	h.startWorker()
+	run := awaiting(3, 1)
+	eng.put(run)
+	h.bot.RunChanged(context.Background(), run, nil)
+	calls := h.waitCalls("the root", func(c []slacktest.Call) bool { return len(rootPosts(c)) == 1 })
+	ts := resultTS(rootPosts(calls)[0])
+
+	h.slack.RateLimitNext("chat.update", 2, 7)
+	done := run.Clone()
+	done.Version, done.State = 9, workflow.StateSucceeded
+	for i := range done.Steps {
+		done.Steps[i].Status = workflow.StepSucceeded
+	}
+	h.bot.RunChanged(context.Background(), done, nil)
+	h.waitCalls("the update to land", func(c []slacktest.Call) bool { return len(okCalls(c, "chat.update")) == 1 })
+	if n := len(h.slack.Calls("chat.update")); n != 3 {
+		t.Fatalf("%d chat.update calls; want 2 rate-limited and 1 good", n)
+	}
+	var waited int
+	for _, w := range h.clock.Waits() {
+		if w >= 7*time.Second {
+			waited++
+		}
+	}
+	if waited < 2 {
+		t.Fatalf("worker waits %v; want two of at least Retry-After (7s)", h.clock.Waits())
+	}
+	msg, _ := h.slack.Message("C1", ts)
+	if !strings.Contains(msg.Text, "Succeeded") {
+		t.Fatalf("message text %q; want the caught-up state", msg.Text)
+	}
+}
+
+func TestDeliveryRetriesTransientFailuresWithoutDuplicates(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	h.startWorker()
+	run := awaiting(5, 1)
+	eng.put(run)
+	h.slack.FailNext("chat.postMessage", 1, "internal_error")
+	h.bot.RunChanged(context.Background(), run, []workflow.Event{
+		{RunID: 5, Seq: 3, Type: workflow.EventGateOpened, Step: workflow.GateAuthentik},
+		{RunID: 5, Seq: 2, Type: workflow.EventPlanned},
+	})
+	calls := h.waitCalls("root and replies", func(c []slacktest.Call) bool { return len(replies(c)) == 2 })
+	if n := len(rootPosts(calls)); n != 1 {
+		t.Fatalf("%d roots; want 1", n)
+	}
+	rs := replies(calls)
+	if !strings.Contains(rs[0].Param("text"), "Preflight passed") || !strings.Contains(rs[1].Param("text"), "Waiting for approval") {
+		t.Fatalf("replies out of order:\n%s", callList(rs))
+	}
+
+	// A reply that fails is retried; those already posted are not repeated.
+	h.slack.FailNext("chat.postMessage", 1, "service_unavailable")
+	h.bot.RunChanged(context.Background(), run, []workflow.Event{
+		{RunID: 5, Seq: 4, Type: workflow.EventNote, Message: "one"},
+		{RunID: 5, Seq: 5, Type: workflow.EventNote, Message: "two"},
+	})
+	calls = h.waitCalls("both notes", func(c []slacktest.Call) bool { return len(replies(c)) == 4 })
+	var notes []string
+	for _, r := range replies(calls)[2:] {
+		notes = append(notes, r.Param("text"))
+	}
+	if strings.Join(notes, ",") != ":memo: one,:memo: two" {
+		t.Fatalf("notes %q", notes)
+	}
+	if len(h.clock.Waits()) == 0 {
+		t.Fatal("no backoff before retrying")
+	}
+}
+
+func TestBotNotInChannel(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	eng.notifier = h.bot
+	h.startWorker()
+	h.slack.AddChannel("C9", "secret", false)
+	r := h.command("U1", "C9", "new Grafana")
+	if !strings.Contains(r.Text, "Run #1 started") {
+		t.Fatalf("reply %q", r.Text)
+	}
+	calls := h.waitCalls("the private notice", func(c []slacktest.Call) bool { return countMethod(c, slacktest.MethodResponseURL) == 1 })
+	if got := responseTexts(calls)[0]; !strings.Contains(got, "I can't post in <#C9>") || !strings.Contains(got, "/invite @ssobot") {
+		t.Fatalf("notice %q", got)
+	}
+	cancels := eng.Cancels()
+	if len(cancels) != 1 || !strings.HasPrefix(cancels[0], "1|"+workflow.SystemActor+"|") {
+		t.Fatalf("cancels %v; want run 1 cancelled by the system", cancels)
+	}
+	// The cancellation's own change posts nothing more. The worker is FIFO:
+	// once a later run's message is up, the cancelled run was handled.
+	h.bot.RunChanged(context.Background(), eng.run(1), []workflow.Event{{RunID: 1, Seq: 9, Type: workflow.EventCancelled}})
+	marker := awaiting(99, 1)
+	eng.put(marker)
+	h.bot.RunChanged(context.Background(), marker, nil)
+	calls = h.waitCalls("the marker run", func(c []slacktest.Call) bool { return len(rootPosts(c)) == 1 })
+	for _, c := range calls {
+		if c.Method == "chat.postMessage" && c.Param("channel") == "C9" && c.Error == "" {
+			t.Fatalf("posted in C9 after all: %s", c)
+		}
+	}
+	if n := len(h.slack.Calls("chat.postMessage")); n != 2 {
+		t.Fatalf("%d chat.postMessage calls; want the failed one and the marker\n%s", n, callList(h.slack.Calls()))
+	}
+}
+
+func TestBotNotInChannelWithoutResponseURLUsesDM(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	h.startWorker()
+	h.slack.AddChannel("C9", "secret", false)
+	run := awaiting(8, 1)
+	run.Request.Channel = "C9"
+	eng.put(run)
+	h.bot.RunChanged(context.Background(), run, nil)
+	calls := h.waitCalls("a DM", func(c []slacktest.Call) bool {
+		for _, m := range okCalls(c, "chat.postMessage") {
+			if m.Param("channel") == "U1" {
+				return true
+			}
+		}
+		return false
+	})
+	if n := len(okCalls(calls, "chat.postEphemeral")); n != 0 {
+		t.Fatalf("ephemeral in a channel the bot is not in succeeded?")
+	}
+	if c := eng.Cancels(); len(c) != 1 {
+		t.Fatalf("cancels %v", c)
+	}
+}
+
+func TestCatchUpOnStart(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	api := slack.New(h.slack.BotToken(), slack.OptionAPIURL(h.slack.APIURL()))
+	_, oldTS, err := api.PostMessage("C1", slack.MsgOptionText("old", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := awaiting(1, 4) // never posted (e.g. a crash right after Start)
+	finished := sampleRun("", "", workflow.StateSucceeded)
+	finished.ID, finished.MessageRef = 2, "C1|"+oldTS
+	noMessage := sampleRun(workflow.StepPreflight, workflow.StepFailed, workflow.StateFailed)
+	noMessage.ID = 3 // finished without a message: left alone
+	for _, r := range []*workflow.Run{open, finished, noMessage} {
+		eng.put(r)
+	}
+	h.startWorker()
+	calls := h.waitCalls("catch-up", func(c []slacktest.Call) bool {
+		return len(rootPosts(c)) == 2 && len(okCalls(c, "chat.update")) == 1
+	})
+	if up := okCalls(calls, "chat.update")[0]; up.Param("ts") != oldTS {
+		t.Fatalf("updated %s", up)
+	}
+	if r := eng.run(1); r.MessageRef == "" {
+		t.Fatal("the open run's message ref was not stored")
+	}
+	if r := eng.run(3); r.MessageRef != "" {
+		t.Fatal("a finished run without a message got one")
+	}
+}
+
+func TestRunFlushesOnShutdown(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	run := awaiting(4, 1)
+	eng.put(run)
+	h.bot.RunChanged(context.Background(), run, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := h.bot.Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := len(rootPosts(h.slack.Calls())); n != 1 {
+		t.Fatalf("%d root posts after shutdown; want the queued one delivered\n%s\n%s", n, callList(h.slack.Calls()), h.logBuf.String())
+	}
+}
+
+func TestRunNeedsAnEngine(t *testing.T) {
+	h := newHarness(t, nil)
+	if err := h.bot.Run(context.Background()); err == nil {
+		t.Fatal("Run without an engine did not fail")
+	}
+}
+
+func TestRunChangedNeverBlocks(t *testing.T) {
+	h := newHarness(t, nil) // no worker: nothing drains the queue
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 5000 {
+			h.bot.RunChanged(context.Background(), awaiting(int64(i%50+1), uint64(i)), []workflow.Event{{Seq: uint64(i), Type: workflow.EventNote}})
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("RunChanged blocked")
+	}
+	if n := h.bot.queue.pending(); n != 50 {
+		t.Fatalf("%d runs queued; want 50 (coalesced)", n)
+	}
+	for i := range maxQueuedEvents + 50 {
+		h.bot.RunChanged(context.Background(), awaiting(1000, 1), []workflow.Event{{Seq: uint64(i + 1), Type: workflow.EventNote}})
+	}
+	h.bot.queue.mu.Lock()
+	defer h.bot.queue.mu.Unlock()
+	if it := h.bot.queue.items[1]; len(it.events) != 100 || it.run.Version != 4950 {
+		t.Fatalf("run 1 holds %d events, version %d; want 100 and the newest", len(it.events), it.run.Version)
+	}
+	if it := h.bot.queue.items[1000]; len(it.events) != maxQueuedEvents || it.dropped != 50 || it.events[0].Seq != 51 {
+		t.Fatalf("run 1000 holds %d events, dropped %d; want the newest %d", len(it.events), it.dropped, maxQueuedEvents)
+	}
+}

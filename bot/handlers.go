@@ -1,0 +1,489 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/slack-go/slack"
+
+	"github.com/ssobot/ssobot/workflow"
+)
+
+// Timeouts of work done off the request path.
+const (
+	modalTimeout    = 3 * time.Second // a trigger_id lives 3 s
+	responseTimeout = 30 * time.Second
+	listLimit       = 10
+)
+
+// reply answers a slash command: the HTTP response body, or the Socket Mode
+// acknowledgement's payload.
+type reply struct {
+	ResponseType string        `json:"response_type,omitempty"`
+	Text         string        `json:"text"`
+	Blocks       []slack.Block `json:"blocks,omitempty"`
+}
+
+func private(text string) *reply {
+	return &reply{ResponseType: slack.ResponseTypeEphemeral, Text: Truncate(text, MaxMessageText)}
+}
+
+// serveCommand handles POST /slack/commands.
+func (b *Bot) serveCommand(w http.ResponseWriter, r *http.Request) {
+	defer b.recoverTo200(w)
+	body, ok := b.readVerified(w, r)
+	if !ok {
+		return
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		writeJSON(w, private("I could not read that command; please try again."))
+		return
+	}
+	resp := b.command(r.Context(), slashFromForm(form))
+	if resp == nil {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	writeJSON(w, resp)
+}
+
+// serveInteraction handles POST /slack/interactions.
+func (b *Bot) serveInteraction(w http.ResponseWriter, r *http.Request) {
+	defer b.recoverTo200(w)
+	body, ok := b.readVerified(w, r)
+	if !ok {
+		return
+	}
+	cb, err := parseInteraction(body)
+	if err != nil {
+		b.log.Warn("unreadable interaction payload", slog.Any(workflow.KeyError, err))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if resp := b.interaction(r.Context(), cb); resp != nil {
+		writeJSON(w, resp)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// parseInteraction decodes the form field payload of an interaction body.
+func parseInteraction(body []byte) (slack.InteractionCallback, error) {
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return slack.InteractionCallback{}, fmt.Errorf("parse form: %w", err)
+	}
+	payload := form.Get("payload")
+	if payload == "" {
+		return slack.InteractionCallback{}, errors.New("no payload")
+	}
+	var cb slack.InteractionCallback
+	if err := json.Unmarshal([]byte(payload), &cb); err != nil {
+		return slack.InteractionCallback{}, fmt.Errorf("decode payload: %w", err)
+	}
+	return cb, nil
+}
+
+// readVerified reads a bounded body and checks its signature. On failure it
+// answers (413 or 401) and nothing else happens.
+func (b *Bot) readVerified(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, b.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+			return nil, false
+		}
+		http.Error(w, "cannot read request body", http.StatusBadRequest)
+		return nil, false
+	}
+	if err := Verify(r.Header, body, b.cfg.SigningSecret, b.clock.Now()); err != nil {
+		b.log.Warn("refused a request without a valid Slack signature", slog.String("path", r.URL.Path), slog.Any(workflow.KeyError, err))
+		http.Error(w, "invalid signature", http.StatusUnauthorized)
+		return nil, false
+	}
+	if b.replays.seen(r.Header.Get(HeaderTimestamp) + r.Header.Get(HeaderSignature)) {
+		// Slack never sends the same signed request twice; a copy inside the
+		// window is a replay. The engine would refuse its effect anyway.
+		b.log.Warn("dropped a replayed Slack request", slog.String("path", r.URL.Path))
+		if r.URL.Path == "/slack/commands" {
+			writeJSON(w, private("This request was already handled."))
+		} else {
+			w.WriteHeader(http.StatusOK)
+		}
+		return nil, false
+	}
+	return body, true
+}
+
+// replayGuard remembers the signatures of verified requests for as long as
+// their timestamps stay inside the window.
+type replayGuard struct {
+	clock workflow.Clock
+	mu    sync.Mutex
+	sigs  map[string]time.Time // signature -> when to forget it
+	prune time.Time
+}
+
+func newReplayGuard(c workflow.Clock) *replayGuard {
+	return &replayGuard{clock: c, sigs: map[string]time.Time{}}
+}
+
+// seen records key and reports whether it was already recorded.
+func (g *replayGuard) seen(key string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.clock.Now()
+	if now.After(g.prune) {
+		for k, until := range g.sigs {
+			if now.After(until) {
+				delete(g.sigs, k)
+			}
+		}
+		g.prune = now.Add(time.Minute)
+	}
+	if until, ok := g.sigs[key]; ok && !now.After(until) {
+		return true
+	}
+	g.sigs[key] = now.Add(2 * SignatureWindow)
+	return false
+}
+
+// recoverTo200 keeps a bug from answering 500 to Slack: the person gets a
+// private apology instead.
+func (b *Bot) recoverTo200(w http.ResponseWriter) {
+	if v := recover(); v != nil {
+		b.log.Error("panic while handling a Slack request", slog.Any("panic", v))
+		writeJSON(w, private("Something went wrong on my side; please try again."))
+	}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func slashFromForm(f url.Values) slack.SlashCommand {
+	return slack.SlashCommand{
+		TeamID:      f.Get("team_id"),
+		TeamDomain:  f.Get("team_domain"),
+		ChannelID:   f.Get("channel_id"),
+		ChannelName: f.Get("channel_name"),
+		UserID:      f.Get("user_id"),
+		Command:     f.Get("command"),
+		Text:        f.Get("text"),
+		ResponseURL: f.Get("response_url"),
+		TriggerID:   f.Get("trigger_id"),
+		APIAppID:    f.Get("api_app_id"),
+	}
+}
+
+// command handles a slash command from either transport and returns the
+// acknowledgement (nil: an empty one). It makes no Slack Web API call.
+func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) *reply {
+	e := b.eng()
+	if e == nil {
+		return private("ssobot is starting up; try again in a minute.")
+	}
+	if cmd.UserID == "" {
+		return private("I could not tell who sent this command.")
+	}
+	if !b.channelAllowed(cmd.ChannelID) {
+		return private(b.channelRefusal())
+	}
+	c, err := ParseCommand(cmd.Text)
+	if err != nil {
+		var ue *UsageError
+		if !errors.As(err, &ue) {
+			ue = &UsageError{Problem: "I could not read that command"}
+		}
+		return private(":warning: " + capitalize(ue.Problem) + ".\n\n" + Usage(cmd.Command))
+	}
+	log := b.log.With(slog.String(workflow.KeyUser, cmd.UserID), slog.String("command", string(c.Kind)))
+	switch c.Kind {
+	case CmdHelp:
+		return private(Usage(cmd.Command))
+	case CmdModal:
+		if !b.requesterAllowed(cmd.UserID) {
+			return private(requesterRefusal)
+		}
+		trigger, channel, user, responseURL := cmd.TriggerID, cmd.ChannelID, cmd.UserID, cmd.ResponseURL
+		b.async(modalTimeout, func(ctx context.Context) { b.openModal(ctx, trigger, channel, user, responseURL) })
+		return nil
+	case CmdNew:
+		return b.startFromCommand(ctx, cmd, c, log)
+	case CmdStatus:
+		return b.status(ctx, c, log)
+	case CmdList:
+		return b.list(ctx, log)
+	case CmdCancel, CmdRetry:
+		// Eligibility may ask Slack (users.info, user groups): off the request path.
+		user, channel, responseURL := cmd.UserID, cmd.ChannelID, cmd.ResponseURL
+		b.async(responseTimeout, func(ctx context.Context) {
+			text := b.control(ctx, c, user, log)
+			if responseURL != "" && b.respond(ctx, responseURL, text) == nil {
+				return
+			}
+			b.tellPrivately(ctx, c.RunID, user, channel, text)
+		})
+		verb := "Cancelling"
+		if c.Kind == CmdRetry {
+			verb = "Retrying"
+		}
+		return private(fmt.Sprintf("%s run #%d…", verb, c.RunID))
+	}
+	return private(Usage(cmd.Command))
+}
+
+const requesterRefusal = "You are not allowed to start SSO setups here; ask an administrator of ssobot."
+
+func (b *Bot) startFromCommand(ctx context.Context, cmd slack.SlashCommand, c Command, log *slog.Logger) *reply {
+	if !b.requesterAllowed(cmd.UserID) {
+		return private(requesterRefusal)
+	}
+	req := workflow.Request{
+		ApplicationName: c.Name,
+		ApplicationSlug: c.Slug,
+		TeamDomain:      c.Team,
+		LoginMethodName: c.Login,
+		RequestedBy:     cmd.UserID,
+		Channel:         cmd.ChannelID,
+	}
+	e := b.eng()
+	req, err := e.Validate(req)
+	if errors.Is(err, workflow.ErrInvalidRequest) {
+		return private(":warning: " + userMessage(err) + ".\n\n" + Usage(cmd.Command))
+	}
+	if err != nil {
+		log.Error("validate request", slog.Any(workflow.KeyError, err))
+		return private("I could not check that request (something went wrong on my side); try again in a minute.")
+	}
+	b.notices.rememberRequest(cmd.UserID, cmd.ChannelID, cmd.ResponseURL)
+	run, err := e.Start(ctx, req)
+	if errors.Is(err, workflow.ErrInvalidRequest) {
+		return private(":warning: " + userMessage(err) + ".")
+	}
+	if err != nil {
+		log.Error("start run", slog.Any(workflow.KeyError, err))
+		return private("I could not start the run (something went wrong on my side); try again in a minute.")
+	}
+	b.notices.rememberRun(run.ID, cmd.ResponseURL)
+	b.queue.push(run, nil)
+	log.Info("run started", slog.Int64(workflow.KeyRunID, run.ID))
+	return private(fmt.Sprintf("Run #%d started: I'll post the plan in this channel.", run.ID))
+}
+
+func (b *Bot) status(ctx context.Context, c Command, log *slog.Logger) *reply {
+	run, err := b.eng().Get(ctx, c.RunID)
+	if errors.Is(err, workflow.ErrNotFound) {
+		return private(fmt.Sprintf("There is no run #%d; `list` shows the recent ones.", c.RunID))
+	}
+	if err != nil {
+		log.Error("get run", slog.Int64(workflow.KeyRunID, c.RunID), slog.Any(workflow.KeyError, err))
+		return private("I could not read that run (something went wrong on my side); try again in a minute.")
+	}
+	resp := &reply{ResponseType: slack.ResponseTypeEphemeral, Text: FallbackText(run), Blocks: renderRun(run, b.links(), false)}
+	if c.Public {
+		resp.ResponseType = slack.ResponseTypeInChannel
+	}
+	return resp
+}
+
+func (b *Bot) list(ctx context.Context, log *slog.Logger) *reply {
+	runs, err := b.eng().List(ctx, workflow.ListOptions{Limit: listLimit})
+	if err != nil {
+		log.Error("list runs", slog.Any(workflow.KeyError, err))
+		return private("I could not list the runs (something went wrong on my side); try again in a minute.")
+	}
+	if len(runs) == 0 {
+		return private("No runs yet. Start one with `new <application name>`.")
+	}
+	lines := []string{fmt.Sprintf("*The %d most recent runs*", len(runs))}
+	for _, r := range runs {
+		lines = append(lines, ListLine(r))
+	}
+	return private(strings.Join(lines, "\n"))
+}
+
+// ListLine is one run in `list`.
+func ListLine(r *workflow.Run) string {
+	name := firstNonEmpty(r.Params.ApplicationName, r.Request.ApplicationName)
+	line := fmt.Sprintf("`#%d` %s · %s", r.ID, Escape(truncateRunes(name, 60)), StateLabel(r.State))
+	if g := r.OpenGate(); g != nil {
+		line += " (" + gateShort(g.Name) + ")"
+	}
+	line += " · " + mention(r.Request.RequestedBy)
+	if !r.CreatedAt.IsZero() {
+		line += " · " + FormatDate(r.CreatedAt)
+	}
+	return line
+}
+
+// control runs a cancel or retry and says how it went.
+func (b *Bot) control(ctx context.Context, c Command, user string, log *slog.Logger) string {
+	var err error
+	if c.Kind == CmdCancel {
+		_, err = b.eng().Cancel(ctx, c.RunID, user, c.Reason)
+	} else {
+		_, err = b.eng().Retry(ctx, c.RunID, user)
+	}
+	var ref *workflow.RefusedError
+	switch {
+	case errors.As(err, &ref):
+		return ":no_entry: " + capitalize(ref.Reason) + "."
+	case errors.Is(err, workflow.ErrNotFound):
+		return fmt.Sprintf("There is no run #%d.", c.RunID)
+	case err != nil:
+		log.Error(string(c.Kind)+" run", slog.Int64(workflow.KeyRunID, c.RunID), slog.Any(workflow.KeyError, err))
+		return fmt.Sprintf("I could not %s run #%d (something went wrong on my side); try again in a minute.", c.Kind, c.RunID)
+	case c.Kind == CmdCancel:
+		return fmt.Sprintf(":heavy_minus_sign: Run #%d is cancelled.", c.RunID)
+	}
+	return fmt.Sprintf(":repeat: Run #%d is running again from its failed step.", c.RunID)
+}
+
+// interaction handles an interaction from either transport and returns the
+// acknowledgement's payload (nil: an empty one). Decisions run off the
+// request path because eligibility may ask Slack.
+func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) any {
+	switch cb.Type {
+	case slack.InteractionTypeBlockActions:
+		b.async(responseTimeout, func(ctx context.Context) { b.blockActions(ctx, cb) })
+		return nil
+	case slack.InteractionTypeViewSubmission:
+		return b.viewSubmission(ctx, cb)
+	case slack.InteractionTypeViewClosed:
+		return nil
+	}
+	b.async(responseTimeout, func(ctx context.Context) {
+		b.replyTo(ctx, cb, "I don't know that action.")
+	})
+	return nil
+}
+
+func (b *Bot) blockActions(ctx context.Context, cb slack.InteractionCallback) {
+	for _, a := range cb.ActionCallback.BlockActions {
+		if a == nil {
+			continue
+		}
+		var d workflow.Decision
+		switch a.ActionID {
+		case ActionApprove:
+			d = workflow.Approve
+		case ActionReject:
+			d = workflow.Reject
+		default:
+			b.replyTo(ctx, cb, "I don't know that action.")
+			continue
+		}
+		b.replyTo(ctx, cb, b.decide(ctx, cb.User.ID, d, a.Value))
+	}
+}
+
+// decide asks the engine to record a click and says how it went.
+func (b *Bot) decide(ctx context.Context, user string, d workflow.Decision, value string) string {
+	e := b.eng()
+	if e == nil {
+		return "ssobot is starting up; try again in a minute."
+	}
+	id, gate, nonce, err := ParseButtonValue(value)
+	if err != nil {
+		return "This button is not one I know; use the buttons on the run's latest message."
+	}
+	log := b.log.With(slog.Int64(workflow.KeyRunID, id), slog.String(workflow.KeyStep, string(gate)), slog.String(workflow.KeyUser, user))
+	_, err = e.Decide(ctx, workflow.DecisionRequest{RunID: id, Gate: gate, Nonce: nonce, User: user, Decision: d})
+	var ref *workflow.RefusedError
+	switch {
+	case errors.As(err, &ref):
+		log.Info("decision refused", slog.String("reason", ref.Reason))
+		return ":no_entry: " + b.refusalText(ctx, id, gate, ref)
+	case errors.Is(err, workflow.ErrNotFound):
+		return fmt.Sprintf("Run #%d no longer exists.", id)
+	case err != nil:
+		log.Error("decide", slog.Any(workflow.KeyError, err))
+		return "I could not record your decision (something went wrong on my side); try again in a minute."
+	}
+	return fmt.Sprintf(":ballot_box_with_check: You %s *%s* of run #%d.", pastTense(d), StepLabel(gate), id)
+}
+
+// refusalText explains a refused click; when someone decided first it names
+// them and when.
+func (b *Bot) refusalText(ctx context.Context, id int64, gate workflow.StepName, ref *workflow.RefusedError) string {
+	if ref.DecidedBy == "" {
+		return capitalize(ref.Reason) + "."
+	}
+	if run, err := b.eng().Get(ctx, id); err == nil {
+		as := run.ApprovalsFor(gate)
+		for i := len(as) - 1; i >= 0; i-- {
+			if as[i].User == ref.DecidedBy {
+				return fmt.Sprintf("Already %s by %s at %s.", pastTense(as[i].Decision), mention(ref.DecidedBy), FormatDate(as[i].At))
+			}
+		}
+	}
+	return fmt.Sprintf("Already decided by %s.", mention(ref.DecidedBy))
+}
+
+// replyTo answers the person behind an interaction privately.
+func (b *Bot) replyTo(ctx context.Context, cb slack.InteractionCallback, text string) {
+	if cb.ResponseURL != "" && b.respond(ctx, cb.ResponseURL, text) == nil {
+		return
+	}
+	channel := firstNonEmpty(cb.Channel.ID, cb.Container.ChannelID)
+	if channel == "" || cb.User.ID == "" {
+		return
+	}
+	if _, err := b.withRetry(ctx, func(ctx context.Context) (string, error) {
+		return b.client.PostEphemeralContext(ctx, channel, cb.User.ID, slack.MsgOptionText(Truncate(text, MaxMessageText), false))
+	}); err != nil {
+		b.log.Error("reply to an interaction", slog.String(workflow.KeyUser, cb.User.ID), slog.Any(workflow.KeyError, err))
+	}
+}
+
+func (b *Bot) channelAllowed(ch string) bool {
+	return len(b.cfg.AllowedChannels) == 0 || slices.Contains(b.cfg.AllowedChannels, ch)
+}
+
+func (b *Bot) requesterAllowed(user string) bool {
+	return len(b.cfg.AllowedRequesters) == 0 || slices.Contains(b.cfg.AllowedRequesters, user)
+}
+
+func (b *Bot) channelRefusal() string {
+	var chs []string
+	for _, c := range b.cfg.AllowedChannels {
+		chs = append(chs, "<#"+escapeEntities(c)+">")
+	}
+	return "ssobot takes requests only in " + joinOr(chs) + "."
+}
+
+// userMessage is an engine validation error in words for the person: the
+// sentinel's prefix removed, user-typed text escaped.
+func userMessage(err error) string {
+	msg := err.Error()
+	prefix := workflow.ErrInvalidRequest.Error() + ": "
+	if i := strings.Index(msg, prefix); i >= 0 {
+		msg = msg[i+len(prefix):]
+	}
+	return capitalize(Escape(msg))
+}
+
+func capitalize(s string) string {
+	r, n := utf8.DecodeRuneInString(s)
+	if n == 0 || r == utf8.RuneError {
+		return s
+	}
+	return string(unicode.ToUpper(r)) + s[n:]
+}

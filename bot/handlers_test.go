@@ -1,0 +1,565 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/ssobot/ssobot/bot/slacktest"
+	"github.com/ssobot/ssobot/workflow"
+)
+
+// newHandlerHarness attaches a fake engine without starting the delivery
+// worker, so every Slack call seen comes from the handlers themselves.
+func newHandlerHarness(t *testing.T, opts ...harnessOpt) (*harness, *fakeEngine) {
+	t.Helper()
+	h := newHarness(t, nil, opts...)
+	eng := newFakeEngine(h.clock)
+	h.bot.Attach(eng)
+	return h, eng
+}
+
+func TestRequestsWithoutAValidSignatureAreRefused(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	cmd := slacktest.SlashCommandForm(h.slack.NewSlashCommand("/sso-setup", "new Grafana", "U1", "C1"))
+	click := slacktest.BlockActionsPayload(slacktest.BlockAction{UserID: "U2", ActionID: ActionApprove, BlockID: BlockGate, Value: "1|authentik|n", ChannelID: "C1"})
+	now := h.clock.Now()
+	sign := func(body string, ts time.Time) http.Header {
+		hd := http.Header{}
+		hd.Set(HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
+		hd.Set(HeaderSignature, slacktest.Sign(testSecret, ts, []byte(body)))
+		return hd
+	}
+	tests := []struct {
+		name   string
+		header func(body string) http.Header
+		body   func(body string) string
+	}{
+		{"no headers", func(string) http.Header { return http.Header{} }, nil},
+		{"no signature", func(b string) http.Header { hd := sign(b, now); hd.Del(HeaderSignature); return hd }, nil},
+		{"no timestamp", func(b string) http.Header { hd := sign(b, now); hd.Del(HeaderTimestamp); return hd }, nil},
+		{"expired", func(b string) http.Header { return sign(b, now.Add(-6*time.Minute)) }, nil},
+		{"from the future", func(b string) http.Header { return sign(b, now.Add(6*time.Minute)) }, nil},
+		{"tampered body", func(b string) http.Header { return sign(b, now) }, func(b string) string { return strings.Replace(b, "U", "W", 1) }},
+		{"bad header format", func(b string) http.Header {
+			hd := sign(b, now)
+			hd.Set(HeaderSignature, strings.TrimPrefix(hd.Get(HeaderSignature), "v0="))
+			return hd
+		}, nil},
+		{"other secret", func(b string) http.Header {
+			hd := sign(b, now)
+			hd.Set(HeaderSignature, slacktest.Sign("not-the-secret", now, []byte(b)))
+			return hd
+		}, nil},
+	}
+	for _, path := range []string{"/slack/commands", "/slack/interactions"} {
+		form := cmd
+		if path == "/slack/interactions" {
+			form = click
+		}
+		for _, tt := range tests {
+			t.Run(path+"/"+tt.name, func(t *testing.T) {
+				body := form.Encode()
+				hd := tt.header(body)
+				if tt.body != nil {
+					body = tt.body(body)
+				}
+				req, _ := http.NewRequest(http.MethodPost, h.http.URL+path, strings.NewReader(body))
+				req.Header = hd
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusUnauthorized {
+					t.Fatalf("status %d; want 401", resp.StatusCode)
+				}
+			})
+		}
+	}
+	h.bot.wg.Wait()
+	if calls := eng.Calls(); len(calls) != 0 {
+		t.Fatalf("the engine was called for unsigned requests: %v", calls)
+	}
+	if calls := h.slack.Calls(); len(calls) != 0 {
+		t.Fatalf("Slack was called for unsigned requests:\n%s", callList(calls))
+	}
+}
+
+func TestBodyTooLarge(t *testing.T) {
+	h, eng := newHandlerHarness(t, func(c *Config) { c.MaxBodyBytes = 1024 })
+	form := slacktest.SlashCommandForm(h.slack.NewSlashCommand("/sso-setup", "new "+strings.Repeat("x", 2000), "U1", "C1"))
+	status, _ := h.post("/slack/commands", form)
+	if status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d; want 413", status)
+	}
+	if calls := eng.Calls(); len(calls) != 0 {
+		t.Fatalf("engine called: %v", calls)
+	}
+}
+
+func TestOnlyPOST(t *testing.T) {
+	h, _ := newHandlerHarness(t)
+	resp, err := http.Get(h.http.URL + "/slack/commands")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("GET status %d; want 405", resp.StatusCode)
+	}
+}
+
+func TestCommandNewStartsARunWithoutCallingSlack(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	r := h.command("U1", "C1", `new "My App" slug=my-app team=company login=SSO`)
+	if r.ResponseType != slack.ResponseTypeEphemeral || r.Text != "Run #1 started: I'll post the plan in this channel." {
+		t.Fatalf("reply = %+v", r)
+	}
+	run := eng.run(1)
+	want := workflow.Request{ApplicationName: "My App", ApplicationSlug: "my-app", TeamDomain: "company.cloudflareaccess.com",
+		LoginMethodName: "SSO", RequestedBy: "U1", Channel: "C1"}
+	if run == nil || run.Request != want {
+		t.Fatalf("started %+v; want request %+v", run, want)
+	}
+	if calls := h.slack.Calls(); len(calls) != 0 {
+		t.Fatalf("the command called Slack on the request path:\n%s", callList(calls))
+	}
+	if n := h.bot.queue.pending(); n != 1 {
+		t.Fatalf("%d runs queued for delivery; want 1", n)
+	}
+}
+
+func TestReplayedCommandHasNoEffect(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	form := slacktest.SlashCommandForm(h.slack.NewSlashCommand("/sso-setup", "new Grafana", "U1", "C1"))
+	ts := h.clock.Now()
+	_, first := h.postAt("/slack/commands", form, ts)
+	status, second := h.postAt("/slack/commands", form, ts)
+	if !strings.Contains(first, "Run #1 started") || status != http.StatusOK || !strings.Contains(second, "already handled") {
+		t.Fatalf("answers %q then %d %q", first, status, second)
+	}
+	if eng.run(2) != nil {
+		t.Fatal("the replay started a second run")
+	}
+	// The same command sent again (a new request) is a new run.
+	h.clock.Advance(time.Second)
+	if _, third := h.postAt("/slack/commands", form, h.clock.Now()); !strings.Contains(third, "Run #2 started") {
+		t.Fatalf("answer %q", third)
+	}
+}
+
+func TestCommandReplies(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	for i := 1; i <= 12; i++ {
+		r := sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval)
+		r.ID = int64(i)
+		name := fmt.Sprintf("App %d", i)
+		r.Request.ApplicationName, r.Params.ApplicationName = name, name
+		eng.put(r)
+	}
+	tests := []struct {
+		name     string
+		text     string
+		respType string
+		want     []string
+		notWant  []string
+	}{
+		{name: "help", text: "help", want: []string{"*Usage*", "`/sso-setup new <application name>"}},
+		{name: "unknown", text: "deploy", want: []string{":warning: I don't know the subcommand “deploy”.", "*Usage*"}},
+		{name: "malformed", text: "new Grafana color=red", want: []string{"nknown option `color=`", "*Usage*"}},
+		{name: "invalid slug", text: "new Grafana slug=authorize", want: []string{":warning: The slug", "reserved by authentik"}},
+		{name: "invalid team", text: "new Grafana team=bad_team!", want: []string{"is not a team domain"}},
+		{name: "escaped validation error", text: "new Grafana slug=&lt;!channel&gt;", want: []string{"&lt;!channel&gt;"}, notWant: []string{"<!channel>"}},
+		{name: "status", text: "status 3", respType: slack.ResponseTypeEphemeral, want: []string{"SSO setup #3 for App 3"}},
+		{name: "status public", text: "status 3 public", respType: slack.ResponseTypeInChannel, want: []string{"SSO setup #3"}},
+		{name: "status unknown", text: "status 99", want: []string{"There is no run #99"}},
+		{name: "list", text: "list", want: []string{"*The 10 most recent runs*", "`#12` App 12 · :raised_hand: Awaiting approval (authentik) · <@U1>", "`#3` App 3"}, notWant: []string{"`#2`", "`#1`"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := h.command("U1", "C1", tt.text)
+			if tt.respType == "" {
+				tt.respType = slack.ResponseTypeEphemeral
+			}
+			if r.ResponseType != tt.respType {
+				t.Errorf("response_type %q; want %q", r.ResponseType, tt.respType)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.Text, w) {
+					t.Errorf("reply lacks %q:\n%s", w, r.Text)
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(r.Text, w) {
+					t.Errorf("reply has %q:\n%s", w, r.Text)
+				}
+			}
+		})
+	}
+	t.Run("list is newest first", func(t *testing.T) {
+		text := h.command("U1", "C1", "list").Text
+		if i, j := strings.Index(text, "`#12`"), strings.Index(text, "`#11`"); i < 0 || j < 0 || i > j {
+			t.Fatalf("list order wrong:\n%s", text)
+		}
+		if n := strings.Count(text, "\n"); n != 10 {
+			t.Fatalf("list has %d run lines; want 10", n)
+		}
+	})
+	t.Run("status shows the run without buttons", func(t *testing.T) {
+		cmd := h.slack.NewSlashCommand("/sso-setup", "status 3", "U1", "C1")
+		_, body := h.post("/slack/commands", slacktest.SlashCommandForm(cmd))
+		for _, want := range []string{`"type":"header"`, "Approval to create the authentik provider and application (0 of 1)", "*Steps*"} {
+			if !strings.Contains(body, want) {
+				t.Errorf("status lacks %q:\n%s", want, body)
+			}
+		}
+		if strings.Contains(body, `"action_id":"approve"`) {
+			t.Errorf("status carries buttons:\n%s", body)
+		}
+	})
+	if calls := h.slack.Calls(); len(calls) != 0 {
+		t.Fatalf("commands called Slack on the request path:\n%s", callList(calls))
+	}
+}
+
+func TestCommandLimits(t *testing.T) {
+	h, eng := newHandlerHarness(t, func(c *Config) {
+		c.AllowedChannels = []string{"C1"}
+		c.AllowedRequesters = []string{"U1"}
+	})
+	h.slack.AddChannel("C2", "random", true)
+	if r := h.command("U1", "C2", "new Grafana"); !strings.Contains(r.Text, "ssobot takes requests only in <#C1>") {
+		t.Fatalf("other channel: %q", r.Text)
+	}
+	if r := h.command("U3", "C1", "new Grafana"); r.Text != requesterRefusal {
+		t.Fatalf("other requester: %q", r.Text)
+	}
+	if r := h.command("U3", "C1", ""); r.Text != requesterRefusal {
+		t.Fatalf("other requester, form: %q", r.Text)
+	}
+	if r := h.command("U3", "C1", "help"); !strings.Contains(r.Text, "*Usage*") {
+		t.Fatalf("help for anyone: %q", r.Text)
+	}
+	if r := h.command("U1", "C1", "new Grafana"); !strings.Contains(r.Text, "Run #1 started") {
+		t.Fatalf("allowed requester: %q", r.Text)
+	}
+	if eng.run(1) == nil || eng.run(2) != nil {
+		t.Fatal("want exactly the allowed request to start a run")
+	}
+}
+
+func TestCommandWithoutEngine(t *testing.T) {
+	h := newHarness(t, nil)
+	if r := h.command("U1", "C1", "new Grafana"); !strings.Contains(r.Text, "starting up") {
+		t.Fatalf("reply %q", r.Text)
+	}
+}
+
+func TestCancelAndRetryAnswerPrivatelyOffThePath(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	eng.put(sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval))
+	tests := []struct {
+		user, text, ack, final string
+	}{
+		{"U3", "cancel 42", "Cancelling run #42…", ":no_entry: Only the requester or an approver may do that."},
+		{"U1", "retry 42", "Retrying run #42…", ":no_entry: Run #42 is awaiting_approval; only failed runs can be retried."},
+		{"U1", "cancel 42 wrong name", "Cancelling run #42…", ":heavy_minus_sign: Run #42 is cancelled."},
+		{"U1", "cancel 7", "Cancelling run #7…", "There is no run #7."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.text, func(t *testing.T) {
+			before := len(h.slack.Calls(slacktest.MethodResponseURL))
+			if r := h.command(tt.user, "C1", tt.text); r.Text != tt.ack {
+				t.Fatalf("ack %q; want %q", r.Text, tt.ack)
+			}
+			calls := h.waitCalls("the private answer", func(c []slacktest.Call) bool {
+				return countMethod(c, slacktest.MethodResponseURL) > before
+			})
+			got := responseTexts(calls)[before]
+			if got != tt.final {
+				t.Fatalf("answer %q; want %q", got, tt.final)
+			}
+		})
+	}
+	if c := eng.Cancels(); len(c) != 3 || c[1] != "42|U1|wrong name" {
+		t.Fatalf("cancels = %v", c)
+	}
+}
+
+func TestSlashWithNoTextOpensTheForm(t *testing.T) {
+	h, _ := newHandlerHarness(t)
+	cmd := h.slack.NewSlashCommand("/sso-setup", "", "U1", "C1")
+	status, body := h.post("/slack/commands", slacktest.SlashCommandForm(cmd))
+	if status != http.StatusOK || strings.TrimSpace(body) != "" {
+		t.Fatalf("status %d body %q; want an empty 200", status, body)
+	}
+	h.waitCalls("views.open", func(c []slacktest.Call) bool { return len(okCalls(c, "views.open")) == 1 })
+	views := h.slack.Views()
+	if len(views) != 1 {
+		t.Fatalf("%d views opened", len(views))
+	}
+	call := okCalls(h.slack.Calls(), "views.open")[0]
+	if call.Param("trigger_id") != cmd.TriggerID {
+		t.Fatalf("views.open with trigger %q; want %q", call.Param("trigger_id"), cmd.TriggerID)
+	}
+	for _, want := range []string{ModalCallbackID, BlockAppName, BlockAppSlug, BlockTeamDomain, BlockLoginMethod, `\"channel\":\"C1\"`} {
+		if !strings.Contains(call.Param("view"), want) {
+			t.Errorf("view lacks %q: %s", want, call.Param("view"))
+		}
+	}
+}
+
+func TestFormThatCannotOpenIsExplained(t *testing.T) {
+	h, _ := newHandlerHarness(t)
+	h.slack.FailNext("views.open", 1, "expired_trigger_id")
+	h.command("U1", "C1", "")
+	calls := h.waitCalls("an apology", func(c []slacktest.Call) bool { return countMethod(c, slacktest.MethodResponseURL) == 1 })
+	if got := responseTexts(calls); !anyContains(got, "I could not open the form") {
+		t.Fatalf("private answers %q", got)
+	}
+}
+
+func submission(h *harness, user string, meta string, values map[string]string) url.Values {
+	st := map[string]map[string]slacktest.StateValue{}
+	for block, v := range values {
+		st[block] = map[string]slacktest.StateValue{ModalActionValue: {Type: "plain_text_input", Value: v}}
+	}
+	return slacktest.ViewSubmissionPayload(slacktest.ViewSubmission{UserID: user, TeamID: h.slack.TeamID(), ViewID: "V1",
+		CallbackID: ModalCallbackID, PrivateMetadata: meta, Values: st})
+}
+
+func TestViewSubmission(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	meta := `{"channel":"C1"}`
+	tests := []struct {
+		name     string
+		meta     string
+		values   map[string]string
+		wantErrs map[string]string // block -> substring; nil: accepted
+	}{
+		{"empty name", meta, map[string]string{BlockAppName: " "}, map[string]string{BlockAppName: "The application name is empty"}},
+		{"bad fields", meta, map[string]string{BlockAppName: "Grafana", BlockAppSlug: "Not A Slug", BlockTeamDomain: "bad_team", BlockLoginMethod: strings.Repeat("x", 101)},
+			map[string]string{BlockAppSlug: "may contain only", BlockTeamDomain: "is not a team domain", BlockLoginMethod: "longer than 100"}},
+		{"reserved slug", meta, map[string]string{BlockAppName: "Token", BlockAppSlug: "token"}, map[string]string{BlockAppSlug: "reserved"}},
+		{"slug not derivable", meta, map[string]string{BlockAppName: "日本"}, map[string]string{BlockAppName: "empty"}},
+		{"no channel", "", map[string]string{BlockAppName: "Grafana"}, map[string]string{BlockAppName: "cannot be started from this channel"}},
+		{"accepted", meta, map[string]string{BlockAppName: "Grafana", BlockTeamDomain: "Company.CloudflareAccess.com"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := h.post("/slack/interactions", submission(h, "U1", tt.meta, tt.values))
+			if status != http.StatusOK {
+				t.Fatalf("status %d", status)
+			}
+			if tt.wantErrs == nil {
+				if strings.TrimSpace(body) != "" {
+					t.Fatalf("body %q; want empty (close the form)", body)
+				}
+				return
+			}
+			var resp slack.ViewSubmissionResponse
+			if err := json.Unmarshal([]byte(body), &resp); err != nil {
+				t.Fatalf("decode %q: %v", body, err)
+			}
+			if resp.ResponseAction != slack.RAErrors || len(resp.Errors) != len(tt.wantErrs) {
+				t.Fatalf("response %+v; want errors on %v", resp, tt.wantErrs)
+			}
+			for block, want := range tt.wantErrs {
+				if !strings.Contains(resp.Errors[block], want) {
+					t.Errorf("error on %s = %q; want %q", block, resp.Errors[block], want)
+				}
+			}
+		})
+	}
+	run := eng.run(1)
+	if run == nil || run.Request.ApplicationName != "Grafana" || run.Request.Channel != "C1" || run.Request.TeamDomain != "company.cloudflareaccess.com" || run.Request.RequestedBy != "U1" {
+		t.Fatalf("run %+v", run)
+	}
+	if eng.run(2) != nil {
+		t.Fatal("a refused submission started a run")
+	}
+}
+
+func click(h *harness, user, action, value string) url.Values {
+	return slacktest.BlockActionsPayload(slacktest.BlockAction{UserID: user, TeamID: h.slack.TeamID(), ChannelID: "C1", MessageTS: "1.000001",
+		ActionID: action, BlockID: BlockGate, Value: value, ResponseURL: h.slack.NewResponseURLFor("C1", "", user), TriggerID: h.slack.NewTriggerID()})
+}
+
+func TestBlockActions(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	run := sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval)
+	run.Approvals = []workflow.Approval{{Gate: workflow.GateCloudflare, User: "U2", Decision: workflow.Approve, At: t0}}
+	eng.put(run)
+	eng.decideFn = func(d workflow.DecisionRequest) (*workflow.Run, error) {
+		switch d.User {
+		case "U2":
+			return run, nil
+		case "U1":
+			return nil, &workflow.RefusedError{Reason: "you requested run #42, so another approver must approve it"}
+		case "U4":
+			return nil, &workflow.RefusedError{Reason: "gate was decided", DecidedBy: "U2"}
+		case "U5":
+			return nil, fmt.Errorf("decide: %w", workflow.ErrNotFound)
+		}
+		return nil, errBoom
+	}
+	tests := []struct {
+		name, user, action, value, want string
+	}{
+		{"approve", "U2", ActionApprove, "42|authentik|nonce-authentik", ":ballot_box_with_check: You approved *Approval to create the authentik provider and application* of run #42."},
+		{"reject", "U2", ActionReject, "42|authentik|nonce-authentik", ":ballot_box_with_check: You rejected"},
+		{"self approval", "U1", ActionApprove, "42|authentik|nonce-authentik", ":no_entry: You requested run #42, so another approver must approve it."},
+		{"already decided names who and when", "U4", ActionApprove, "42|cloudflare|n", ":no_entry: Already approved by <@U2> at <!date^" + itoa(t0.Unix())},
+		{"gone", "U5", ActionApprove, "42|authentik|n", "Run #42 no longer exists."},
+		{"engine failure", "U6", ActionApprove, "42|authentik|n", "I could not record your decision"},
+		{"damaged value", "U2", ActionApprove, "garbage", "This button is not one I know"},
+		{"unknown action", "U2", "launch_missiles", "x", "I don't know that action."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(h.slack.Calls(slacktest.MethodResponseURL))
+			status, body := h.post("/slack/interactions", click(h, tt.user, tt.action, tt.value))
+			if status != http.StatusOK || strings.TrimSpace(body) != "" {
+				t.Fatalf("status %d body %q; want an empty 200", status, body)
+			}
+			calls := h.waitCalls("the private answer", func(c []slacktest.Call) bool {
+				return countMethod(c, slacktest.MethodResponseURL) > before
+			})
+			if got := responseTexts(calls)[before]; !strings.HasPrefix(got, tt.want) {
+				t.Fatalf("answer %q; want prefix %q", got, tt.want)
+			}
+		})
+	}
+	eng.mu.Lock()
+	defer eng.mu.Unlock()
+	if d := eng.decides[0]; d != (workflow.DecisionRequest{RunID: 42, Gate: workflow.GateAuthentik, Nonce: "nonce-authentik", User: "U2", Decision: workflow.Approve}) {
+		t.Fatalf("first decision %+v", d)
+	}
+	if d := eng.decides[1]; d.Decision != workflow.Reject {
+		t.Fatalf("second decision %+v", d)
+	}
+}
+
+func TestPrivateAnswerFallsBackToEphemeral(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	eng.decideFn = func(d workflow.DecisionRequest) (*workflow.Run, error) {
+		return nil, &workflow.RefusedError{Reason: "you are not an approver: ask <@U2>"}
+	}
+	form := slacktest.BlockActionsPayload(slacktest.BlockAction{UserID: "U3", ChannelID: "C1", MessageTS: "1.1", ActionID: ActionApprove, BlockID: BlockGate, Value: "1|authentik|n"})
+	h.post("/slack/interactions", form)
+	calls := h.waitCalls("chat.postEphemeral", func(c []slacktest.Call) bool { return len(okCalls(c, "chat.postEphemeral")) == 1 })
+	c := okCalls(calls, "chat.postEphemeral")[0]
+	if c.Param("user") != "U3" || c.Param("channel") != "C1" || c.Param("text") != ":no_entry: You are not an approver: ask <@U2>." {
+		t.Fatalf("ephemeral %s", c)
+	}
+}
+
+func TestUnknownInteractionGetsAPrivateReply(t *testing.T) {
+	h, _ := newHandlerHarness(t)
+	payload := fmt.Sprintf(`{"type":"shortcut","callback_id":"x","user":{"id":"U1"},"response_url":%q}`, h.slack.NewResponseURL())
+	status, _ := h.post("/slack/interactions", url.Values{"payload": {payload}})
+	if status != http.StatusOK {
+		t.Fatalf("status %d", status)
+	}
+	calls := h.waitCalls("the reply", func(c []slacktest.Call) bool { return countMethod(c, slacktest.MethodResponseURL) == 1 })
+	if got := responseTexts(calls); got[0] != "I don't know that action." {
+		t.Fatalf("reply %q", got)
+	}
+	// Unreadable payloads are acknowledged too: never a 500.
+	for _, form := range []url.Values{{}, {"payload": {"{"}}, {"payload": {`{"type":7}`}}} {
+		if status, _ := h.post("/slack/interactions", form); status != http.StatusOK {
+			t.Fatalf("payload %v: status %d", form, status)
+		}
+	}
+}
+
+type panickyEngine struct{ *fakeEngine }
+
+func (panickyEngine) Get(context.Context, int64) (*workflow.Run, error) { panic("bug") }
+
+func TestPanicIsNot500(t *testing.T) {
+	h := newHarness(t, nil)
+	h.bot.Attach(panickyEngine{newFakeEngine(h.clock)})
+	r := h.command("U1", "C1", "status 1")
+	if !strings.Contains(r.Text, "Something went wrong") {
+		t.Fatalf("reply %q", r.Text)
+	}
+}
+
+// refusingTransport fails every request: fuzzed payloads carry arbitrary
+// response URLs that must not reach the network.
+type refusingTransport struct{}
+
+func (refusingTransport) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("no network in this test")
+}
+
+func FuzzInteraction(f *testing.F) {
+	for _, s := range []string{
+		string(slacktest.BlockActionsJSON(slacktest.BlockAction{UserID: "U2", ActionID: ActionApprove, BlockID: BlockGate, Value: "1|authentik|n", ChannelID: "C1", ResponseURL: "http://127.0.0.1:1/r"})),
+		string(slacktest.BlockActionsJSON(slacktest.BlockAction{UserID: "U2", ActionID: ActionReject, BlockID: BlockGate, Value: "x|y", ChannelID: "C1"})),
+		string(slacktest.ViewSubmissionJSON(slacktest.ViewSubmission{UserID: "U1", CallbackID: ModalCallbackID, PrivateMetadata: `{"channel":"C1"}`,
+			Values: map[string]map[string]slacktest.StateValue{BlockAppName: {ModalActionValue: {Type: "plain_text_input", Value: "Grafana"}}}})),
+		`{"type":"view_submission","view":{"callback_id":"sso_setup_new","state":{"values":{"app_name":{"value":{"value":""}}}}}}`,
+		`{"type":"view_closed"}`, `{"type":"shortcut","response_url":"http://127.0.0.1:1/x"}`, `{`, ``, `null`, `{"type":"block_actions","actions":[null]}`,
+	} {
+		f.Add(s)
+	}
+	clock := newTestClock()
+	eng := newFakeEngine(clock)
+	eng.decideFn = func(d workflow.DecisionRequest) (*workflow.Run, error) {
+		return nil, &workflow.RefusedError{Reason: "no"}
+	}
+	b, err := New(Config{
+		Client:        slack.New("xoxb-fuzz", slack.OptionAPIURL("http://127.0.0.1:1/api/"), slack.OptionHTTPClient(&http.Client{Transport: refusingTransport{}})),
+		SigningSecret: workflow.NewSecret(testSecret),
+		Clock:         clock,
+		Logger:        slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	b.Attach(eng)
+	handler := b.Handler()
+	f.Fuzz(func(t *testing.T, payload string) {
+		body := url.Values{"payload": {payload}}.Encode()
+		req := slacktest.SignedRequest("http://bot/slack/interactions", testSecret, []byte(body), clock.Now())
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, req)
+		b.wg.Wait()
+		if rec.Code != http.StatusOK {
+			t.Fatalf("status %d for payload %q", rec.Code, payload)
+		}
+		if out := rec.Body.String(); strings.TrimSpace(out) != "" {
+			var v slack.ViewSubmissionResponse
+			if err := json.Unmarshal([]byte(out), &v); err != nil || v.ResponseAction != slack.RAErrors || len(v.Errors) == 0 {
+				t.Fatalf("answer %q is not a view_submission errors response", out)
+			}
+		}
+	})
+}
+
+func TestStartFailureIsExplained(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	eng.startErr = errBoom
+	r := h.command("U1", "C1", "new Grafana")
+	if r.ResponseType != slack.ResponseTypeEphemeral || !strings.Contains(r.Text, "I could not start the run") || strings.Contains(r.Text, "boom") {
+		t.Fatalf("reply %+v", r)
+	}
+	if !strings.Contains(h.logBuf.String(), "boom") {
+		t.Fatal("the failure was not logged")
+	}
+}

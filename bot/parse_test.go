@@ -1,0 +1,147 @@
+package bot
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"unicode"
+)
+
+func TestParseCommand(t *testing.T) {
+	tests := []struct {
+		name    string
+		text    string
+		want    Command
+		wantErr string // substring of the usage error
+	}{
+		{name: "empty opens the form", text: "", want: Command{Kind: CmdModal}},
+		{name: "blank opens the form", text: "  \t ", want: Command{Kind: CmdModal}},
+		{name: "new plain", text: "new Grafana", want: Command{Kind: CmdNew, Name: "Grafana"}},
+		{name: "new words", text: "new  My   Grafana ", want: Command{Kind: CmdNew, Name: "My Grafana"}},
+		{name: "subcommand case", text: "NEW Grafana", want: Command{Kind: CmdNew, Name: "Grafana"}},
+		{name: "new quoted", text: `new "My  App"`, want: Command{Kind: CmdNew, Name: "My  App"}},
+		{name: "new smart quotes", text: "new “My App” slug=my-app", want: Command{Kind: CmdNew, Name: "My App", Slug: "my-app"}},
+		{name: "new reversed smart quotes", text: "new ”My App” team=acme", want: Command{Kind: CmdNew, Name: "My App", Team: "acme"}},
+		{name: "new single quotes", text: "new 'My App'", want: Command{Kind: CmdNew, Name: "My App"}},
+		{name: "apostrophe in name", text: "new Bob's Grafana", want: Command{Kind: CmdNew, Name: "Bob's Grafana"}},
+		{name: "leading unclosed apostrophe is literal", text: "new 'Til Tuesday", want: Command{Kind: CmdNew, Name: "'Til Tuesday"}},
+		{name: "all options anywhere", text: "new slug=graf team=company.cloudflareaccess.com Grafana login=SSO Prod",
+			want: Command{Kind: CmdNew, Name: "Grafana Prod", Slug: "graf", Team: "company.cloudflareaccess.com", Login: "SSO"}},
+		{name: "option keys any case", text: "new Grafana SLUG=graf", want: Command{Kind: CmdNew, Name: "Grafana", Slug: "graf"}},
+		{name: "quoted option value", text: `new Grafana login="Company SSO"`, want: Command{Kind: CmdNew, Name: "Grafana", Login: "Company SSO"}},
+		{name: "smart quoted option value", text: "new Grafana login=“Company SSO”", want: Command{Kind: CmdNew, Name: "Grafana", Login: "Company SSO"}},
+		{name: "quoted key=value is part of the name", text: `new "a=b" app`, want: Command{Kind: CmdNew, Name: "a=b app"}},
+		{name: "equals without key is a word", text: "new =x Grafana", want: Command{Kind: CmdNew, Name: "=x Grafana"}},
+		{name: "slack escapes are undone", text: "new Tom &amp; Jerry &lt;3", want: Command{Kind: CmdNew, Name: "Tom & Jerry <3"}},
+		{name: "slack link markup", text: "new Grafana team=<http://company.cloudflareaccess.com|company.cloudflareaccess.com>",
+			want: Command{Kind: CmdNew, Name: "Grafana", Team: "company.cloudflareaccess.com"}},
+		{name: "bare link", text: "new Grafana team=<https://company.cloudflareaccess.com>", want: Command{Kind: CmdNew, Name: "Grafana", Team: "https://company.cloudflareaccess.com"}},
+		{name: "channel mention becomes inert text", text: "new <!channel> app", want: Command{Kind: CmdNew, Name: "@channel app"}},
+		{name: "unknown option", text: "new Grafana color=blue", wantErr: "unknown option `color=`; the options are `slug=`, `team=` and `login=`"},
+		{name: "duplicate option", text: "new Grafana slug=a slug=b", wantErr: "`slug=` is given twice"},
+		{name: "duplicate option any case", text: "new Grafana slug=a Slug=b", wantErr: "given twice"},
+		{name: "empty option", text: "new Grafana slug=", wantErr: "`slug=` needs a value"},
+		{name: "no name", text: "new slug=x", wantErr: "give the application name"},
+		{name: "new alone", text: "new", wantErr: "give the application name"},
+		{name: "unclosed double quote", text: `new "My App`, wantErr: "a quote is not closed"},
+		{name: "unclosed smart quote", text: "new “My App", wantErr: "a quote is not closed"},
+		{name: "status", text: "status 42", want: Command{Kind: CmdStatus, RunID: 42}},
+		{name: "status hash", text: "status #42", want: Command{Kind: CmdStatus, RunID: 42}},
+		{name: "status public", text: "status 42 public", want: Command{Kind: CmdStatus, RunID: 42, Public: true}},
+		{name: "status public first", text: "status PUBLIC 7", want: Command{Kind: CmdStatus, RunID: 7, Public: true}},
+		{name: "status no id", text: "status", wantErr: "takes one run number"},
+		{name: "status two ids", text: "status 1 2", wantErr: "takes one run number"},
+		{name: "status bad id", text: "status abc", wantErr: "is not a run number"},
+		{name: "status zero", text: "status 0", wantErr: "is not a run number"},
+		{name: "status negative", text: "status -3", wantErr: "is not a run number"},
+		{name: "status public twice", text: "status 1 public public", wantErr: "`public` is given twice"},
+		{name: "list", text: "list", want: Command{Kind: CmdList}},
+		{name: "list extra", text: "list all", wantErr: "`list` takes no arguments"},
+		{name: "cancel", text: "cancel 3", want: Command{Kind: CmdCancel, RunID: 3}},
+		{name: "cancel reason", text: "cancel 3 wrong   name", want: Command{Kind: CmdCancel, RunID: 3, Reason: "wrong name"}},
+		{name: "cancel no id", text: "cancel", wantErr: "needs a run number"},
+		{name: "retry", text: "retry #9", want: Command{Kind: CmdRetry, RunID: 9}},
+		{name: "retry extra", text: "retry 9 now", wantErr: "takes only a run number"},
+		{name: "help", text: "help", want: Command{Kind: CmdHelp}},
+		{name: "help extra ignored", text: "Help me", want: Command{Kind: CmdHelp}},
+		{name: "unknown subcommand", text: "deploy prod", wantErr: "I don't know the subcommand “deploy”"},
+		{name: "unknown subcommand escaped", text: "<!here>", wantErr: "“@here”"},
+		{name: "unknown subcommand with markup is escaped", text: "*bold*", wantErr: "“\u200b*\u200bbold\u200b*\u200b”"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseCommand(tt.text)
+			if tt.wantErr != "" {
+				var ue *UsageError
+				if !errors.As(err, &ue) {
+					t.Fatalf("ParseCommand(%q) = %+v, %v; want a UsageError containing %q", tt.text, got, err, tt.wantErr)
+				}
+				if !strings.Contains(ue.Problem, tt.wantErr) {
+					t.Fatalf("ParseCommand(%q) error %q; want it to contain %q", tt.text, ue.Problem, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseCommand(%q): %v", tt.text, err)
+			}
+			if got != tt.want {
+				t.Fatalf("ParseCommand(%q) = %+v; want %+v", tt.text, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestUsageNamesTheCommand(t *testing.T) {
+	u := Usage("/sso")
+	for _, want := range []string{"`/sso new <application name>", "`/sso status <run> [public]`", "`/sso list`", "`/sso cancel", "`/sso retry", "`/sso help`"} {
+		if !strings.Contains(u, want) {
+			t.Errorf("Usage lacks %q:\n%s", want, u)
+		}
+	}
+	if !strings.Contains(Usage(""), "/sso-setup new") {
+		t.Error("Usage without a command name should default to /sso-setup")
+	}
+}
+
+func FuzzParseCommand(f *testing.F) {
+	for _, s := range []string{"", "new Grafana", `new "My App" slug=my-app team=acme login=SSO`, "new “A” slug=“b”",
+		"status 1 public", "cancel 2 because", "retry #3", "list", "help", "new 'x", `new "x`, "new a=b=c", "new <!channel>", "new &amp;&lt;&gt;"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		c, err := ParseCommand(text)
+		again, err2 := ParseCommand(text)
+		if c != again || (err == nil) != (err2 == nil) {
+			t.Fatalf("ParseCommand is not deterministic on %q", text)
+		}
+		if err != nil {
+			var ue *UsageError
+			if !errors.As(err, &ue) || ue.Problem == "" {
+				t.Fatalf("ParseCommand(%q) error %v is not a UsageError with a problem", text, err)
+			}
+			return
+		}
+		switch c.Kind {
+		case CmdNew:
+			if c.Name == "" || c.Name != strings.TrimSpace(c.Name) {
+				t.Fatalf("ParseCommand(%q) gave name %q", text, c.Name)
+			}
+			for _, v := range []string{c.Slug, c.Team, c.Login} {
+				if v != strings.TrimSpace(v) {
+					t.Fatalf("ParseCommand(%q) gave an untrimmed option %q", text, v)
+				}
+			}
+		case CmdStatus, CmdCancel, CmdRetry:
+			if c.RunID <= 0 {
+				t.Fatalf("ParseCommand(%q) gave run %d", text, c.RunID)
+			}
+		case CmdModal:
+			if strings.TrimFunc(cleanSlackText(text), unicode.IsSpace) != "" {
+				t.Fatalf("ParseCommand(%q) opened the form for non-empty text", text)
+			}
+		case CmdList, CmdHelp:
+		default:
+			t.Fatalf("ParseCommand(%q) gave kind %q", text, c.Kind)
+		}
+	})
+}

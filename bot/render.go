@@ -1,0 +1,546 @@
+package bot
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/slack-go/slack"
+
+	"github.com/ssobot/ssobot/workflow"
+)
+
+// Slack's limits on Block Kit text.
+const (
+	MaxSectionText = 3000
+	MaxFieldText   = 2000
+	MaxHeaderText  = 150
+	MaxButtonValue = 2000
+	// MaxMessageText bounds thread replies and fallback texts; Slack allows
+	// more, people read less.
+	MaxMessageText = 3000
+)
+
+const truncatedMark = "… (truncated)"
+
+// Action and block IDs of the run message and the modal. They are part of
+// the interface with Slack: clicks on old messages carry them.
+const (
+	ActionApprove = "approve"
+	ActionReject  = "reject"
+
+	BlockGate = "gate"
+
+	ModalCallbackID  = "sso_setup_new"
+	BlockAppName     = "app_name"
+	BlockAppSlug     = "app_slug"
+	BlockTeamDomain  = "team_domain"
+	BlockLoginMethod = "login_method"
+	ModalActionValue = "value"
+)
+
+// Truncate shortens s to at most limit bytes (Slack counts characters; bytes
+// are never fewer), cutting on a rune boundary and saying so visibly.
+func Truncate(s string, limit int) string {
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit - len(truncatedMark)
+	if cut < 0 {
+		cut = 0
+	}
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	// Never leave half a link, mention or entity behind.
+	if i := strings.LastIndexByte(s[:cut], '<'); i >= 0 && !strings.Contains(s[i:cut], ">") {
+		cut = i
+	}
+	if i := strings.LastIndexByte(s[:cut], '&'); i >= 0 && !strings.Contains(s[i:cut], ";") {
+		cut = i
+	}
+	return s[:cut] + truncatedMark
+}
+
+var mrkdwnEscaper = strings.NewReplacer(
+	"&", "&amp;", "<", "&lt;", ">", "&gt;",
+	// Slack has no escape for formatting characters; a zero-width space on
+	// either side keeps them from pairing up into bold, italics, strike or code.
+	"*", "\u200b*\u200b", "_", "\u200b_\u200b", "~", "\u200b~\u200b", "`", "\u200b`\u200b",
+)
+
+// Escape makes text typed by a person safe inside mrkdwn: it cannot mention
+// (<!channel>, <@U1>), link or format.
+func Escape(s string) string { return mrkdwnEscaper.Replace(s) }
+
+// plainSafe keeps angle brackets out of plain_text, where Slack's handling
+// of entities is not documented: look-alikes cannot form a mention or link.
+func plainSafe(s string) string { return strings.NewReplacer("<", "‹", ">", "›").Replace(s) }
+
+var entityEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// escapeEntities escapes only what Slack requires, for text inside code spans
+// and link targets.
+func escapeEntities(s string) string { return entityEscaper.Replace(s) }
+
+var (
+	slackUserID  = regexp.MustCompile(`^[UW][A-Z0-9]+$`)
+	slackGroupID = regexp.MustCompile(`^S[A-Z0-9]+$`)
+)
+
+// mention renders a Slack user ID as a mention; anything else (an admin API
+// user, the engine itself) as escaped text.
+func mention(user string) string {
+	switch {
+	case user == workflow.SystemActor:
+		return "ssobot"
+	case slackUserID.MatchString(user):
+		return "<@" + user + ">"
+	case user == "":
+		return "someone"
+	}
+	return Escape(user)
+}
+
+// FormatDate renders a time that each reader sees in their own time zone.
+func FormatDate(t time.Time) string {
+	return fmt.Sprintf("<!date^%d^{date_short_pretty} {time}|%s>", t.Unix(), t.UTC().Format("2006-01-02 15:04 UTC"))
+}
+
+func code(s string) string {
+	return "`" + strings.ReplaceAll(escapeEntities(s), "`", "'") + "`"
+}
+
+func link(url, label string) string {
+	if url == "" {
+		return label
+	}
+	return "<" + strings.ReplaceAll(escapeEntities(url), "|", "%7C") + "|" + label + ">"
+}
+
+// StepLabel names a step or gate for people.
+func StepLabel(name workflow.StepName) string {
+	switch name {
+	case workflow.StepPreflight:
+		return "Preflight checks"
+	case workflow.GateAuthentik:
+		return "Approval to create the authentik provider and application"
+	case workflow.StepAuthentikProvider:
+		return "Create the authentik OAuth2/OpenID provider"
+	case workflow.StepAuthentikApplication:
+		return "Create the authentik application"
+	case workflow.GateCloudflare:
+		return "Approval to add the Cloudflare login method"
+	case workflow.StepCloudflareLoginMethod:
+		return "Add the Cloudflare Access login method"
+	case workflow.StepVerify:
+		return "Verify the login method"
+	}
+	return Escape(string(name))
+}
+
+// StateLabel describes a run's state with its emoji.
+func StateLabel(s workflow.State) string {
+	switch s {
+	case workflow.StatePending:
+		return ":mag: Preflight running"
+	case workflow.StateAwaitingApproval:
+		return ":raised_hand: Awaiting approval"
+	case workflow.StateRunning:
+		return ":gear: Running"
+	case workflow.StateSucceeded:
+		return ":white_check_mark: Succeeded"
+	case workflow.StateFailed:
+		return ":x: Failed"
+	case workflow.StateRejected:
+		return ":no_entry_sign: Rejected"
+	case workflow.StateExpired:
+		return ":alarm_clock: Expired"
+	case workflow.StateCancelled:
+		return ":heavy_minus_sign: Cancelled"
+	}
+	return Escape(string(s))
+}
+
+func stepEmoji(s workflow.StepStatus) string {
+	switch s {
+	case workflow.StepRunning:
+		return ":hourglass_flowing_sand:"
+	case workflow.StepWaiting:
+		return ":raised_hand:"
+	case workflow.StepSucceeded:
+		return ":white_check_mark:"
+	case workflow.StepFailed:
+		return ":x:"
+	case workflow.StepRejected:
+		return ":no_entry_sign:"
+	case workflow.StepExpired:
+		return ":alarm_clock:"
+	case workflow.StepCancelled:
+		return ":heavy_minus_sign:"
+	}
+	return ":white_circle:"
+}
+
+// links builds the admin URLs of a run's resources.
+type links struct {
+	authentikURL string
+	accountID    string
+}
+
+func (l links) withRun(r *workflow.Run) links {
+	if r.Params.AuthentikURL != "" {
+		l.authentikURL = r.Params.AuthentikURL
+	}
+	if r.Params.AccountID != "" {
+		l.accountID = r.Params.AccountID
+	}
+	l.authentikURL = strings.TrimRight(l.authentikURL, "/")
+	return l
+}
+
+func (l links) provider(id int) string {
+	if l.authentikURL == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s/if/admin/#/core/providers/%d", l.authentikURL, id)
+}
+
+func (l links) application(slug string) string {
+	if l.authentikURL == "" {
+		return ""
+	}
+	return l.authentikURL + "/if/admin/#/core/applications/" + slug
+}
+
+func (l links) dashboard(r *workflow.Run) string {
+	if r.DashboardURL != "" {
+		return r.DashboardURL
+	}
+	if l.accountID == "" {
+		return ""
+	}
+	return "https://one.dash.cloudflare.com/" + l.accountID + "/settings/authentication"
+}
+
+// RenderRun renders a run's message: title, requester, parameters, the
+// checklist of steps, approvals, created resources, the last error and, at an
+// open gate, the Approve and Reject buttons. It is a pure function of the run.
+func RenderRun(r *workflow.Run) []slack.Block {
+	return renderRun(r, links{}, true)
+}
+
+func renderRun(r *workflow.Run, l links, buttons bool) []slack.Block {
+	l = l.withRun(r)
+	p := r.Params
+	name := p.ApplicationName
+	if name == "" {
+		name = r.Request.ApplicationName
+	}
+	blocks := []slack.Block{
+		slack.NewHeaderBlock(plain(Truncate(fmt.Sprintf("SSO setup #%d: %s", r.ID, plainSafe(name)), MaxHeaderText)), slack.HeaderBlockOptionBlockID("header")),
+	}
+
+	fields := []*slack.TextBlockObject{
+		mrkdwnField("*State*\n" + StateLabel(r.State)),
+		mrkdwnField("*Requested by*\n" + mention(r.Request.RequestedBy)),
+		mrkdwnField("*Application*\n" + Escape(name)),
+	}
+	if slug := firstNonEmpty(p.ApplicationSlug, r.Request.ApplicationSlug); slug != "" {
+		fields = append(fields, mrkdwnField("*Slug*\n"+code(slug)))
+	}
+	if team := firstNonEmpty(p.TeamDomain, r.Request.TeamDomain); team != "" {
+		fields = append(fields, mrkdwnField("*Team domain*\n"+Escape(team)))
+	} else {
+		fields = append(fields, mrkdwnField("*Team domain*\n_from the Cloudflare account_"))
+	}
+	if login := firstNonEmpty(p.LoginMethodName, r.Request.LoginMethodName); login != "" {
+		fields = append(fields, mrkdwnField("*Login method*\n"+Escape(login)))
+	}
+	if p.ProviderName != "" {
+		fields = append(fields, mrkdwnField("*Provider*\n"+Escape(p.ProviderName)))
+	}
+	blocks = append(blocks, slack.NewSectionBlock(nil, fields, nil, slack.SectionBlockOptionBlockID("summary")))
+
+	var steps []string
+	for i := range r.Steps {
+		steps = append(steps, stepLine(r, &r.Steps[i]))
+	}
+	if len(steps) > 0 {
+		blocks = append(blocks, section("steps", "*Steps*\n"+strings.Join(steps, "\n")))
+	}
+
+	if len(r.Approvals) > 0 {
+		var lines []string
+		for _, a := range r.Approvals {
+			emoji := ":white_check_mark:"
+			if a.Decision == workflow.Reject {
+				emoji = ":no_entry_sign:"
+			}
+			line := fmt.Sprintf("%s %s %s _%s_ %s", emoji, mention(a.User), pastTense(a.Decision), gateShort(a.Gate), FormatDate(a.At))
+			if a.Reason != "" {
+				line += ": " + Escape(a.Reason)
+			}
+			lines = append(lines, line)
+		}
+		blocks = append(blocks, section("approvals", "*Approvals*\n"+strings.Join(lines, "\n")))
+	}
+
+	if res := resourceLines(r, l); len(res) > 0 {
+		blocks = append(blocks, section("resources", "*Created*\n"+strings.Join(res, "\n")))
+	}
+
+	if len(r.Problems) > 0 {
+		var lines []string
+		for _, pr := range r.Problems {
+			lines = append(lines, "• "+Escape(pr))
+		}
+		blocks = append(blocks, section("problems", "*Preflight found*\n"+strings.Join(lines, "\n")))
+	}
+
+	if e := r.LastError(); e != "" {
+		blocks = append(blocks, section("error", "*Last error*\n"+Escape(e)))
+	}
+
+	if r.State == workflow.StateSucceeded {
+		if u := l.dashboard(r); u != "" {
+			blocks = append(blocks, section("test", ":point_right: Test the login method in the "+link(u, "Cloudflare dashboard")+" (Authentication → Login methods → Test)."))
+		}
+	}
+
+	if g := r.OpenGate(); g != nil && buttons {
+		blocks = append(blocks, gateBlocks(r, g)...)
+	}
+
+	footer := fmt.Sprintf("Run #%d", r.ID)
+	if p.ClientID != "" {
+		footer += " · client ID " + code(p.ClientID)
+	}
+	if !r.UpdatedAt.IsZero() {
+		footer += " · updated " + FormatDate(r.UpdatedAt)
+	}
+	blocks = append(blocks, slack.NewDividerBlock(), slack.NewContextBlock("footer", mrkdwn(Truncate(footer, MaxSectionText))))
+	return blocks
+}
+
+func gateBlocks(r *workflow.Run, g *workflow.Step) []slack.Block {
+	got := len(r.ApprovalsFor(g.Name))
+	text := fmt.Sprintf(":raised_hand: *%s*: %d of %d approval(s)", StepLabel(g.Name), got, max(g.Required, 1))
+	if !g.Deadline.IsZero() {
+		text += ", expires " + FormatDate(g.Deadline)
+	}
+	value := ButtonValue(r.ID, g.Name, g.Nonce)
+	approve := slack.NewButtonBlockElement(ActionApprove, value, plain("Approve")).WithStyle(slack.StylePrimary)
+	reject := slack.NewButtonBlockElement(ActionReject, value, plain("Reject")).WithStyle(slack.StyleDanger).
+		WithConfirm(slack.NewConfirmationBlockObject(
+			plain("Reject this run?"),
+			mrkdwn(Truncate(fmt.Sprintf("Run #%d will end as rejected and nothing more will be created.", r.ID), MaxSectionText)),
+			plain("Reject"), plain("Keep it")).WithStyle(slack.StyleDanger))
+	return []slack.Block{
+		section("gate_info", text),
+		slack.NewActionBlock(BlockGate, approve, reject),
+	}
+}
+
+// ButtonValue is the value of a gate's buttons: the run, the gate and its
+// nonce, so a click on a stale message is refused by the engine.
+func ButtonValue(id int64, gate workflow.StepName, nonce string) string {
+	return fmt.Sprintf("%d|%s|%s", id, gate, nonce)
+}
+
+// ParseButtonValue reverses ButtonValue.
+func ParseButtonValue(v string) (id int64, gate workflow.StepName, nonce string, err error) {
+	parts := strings.SplitN(v, "|", 3)
+	if len(parts) != 3 {
+		return 0, "", "", fmt.Errorf("button value has %d parts, want 3", len(parts))
+	}
+	id, err = strconv.ParseInt(parts[0], 10, 64)
+	if err != nil || id <= 0 {
+		return 0, "", "", fmt.Errorf("button value: bad run id")
+	}
+	if parts[1] == "" {
+		return 0, "", "", fmt.Errorf("button value: no gate")
+	}
+	return id, workflow.StepName(parts[1]), parts[2], nil
+}
+
+func stepLine(r *workflow.Run, s *workflow.Step) string {
+	line := stepEmoji(s.Status) + " " + StepLabel(s.Name)
+	switch {
+	case s.Kind == workflow.KindGate && s.Status == workflow.StepWaiting:
+		line += fmt.Sprintf(" (%d of %d)", len(r.ApprovalsFor(s.Name)), max(s.Required, 1))
+	case s.Status == workflow.StepRunning && s.Attempts > 1:
+		line += fmt.Sprintf(" (attempt %d", s.Attempts)
+		if !s.NextAttemptAt.IsZero() {
+			line += ", next " + FormatDate(s.NextAttemptAt)
+		}
+		line += ")"
+	case s.Status == workflow.StepFailed && s.Attempts > 0:
+		line += fmt.Sprintf(" (after %d attempt(s))", s.Attempts)
+	}
+	return line
+}
+
+func resourceLines(r *workflow.Run, l links) []string {
+	var lines []string
+	res := r.Resources
+	if res.AuthentikProviderID != 0 {
+		lines = append(lines, "• authentik provider "+link(l.provider(res.AuthentikProviderID), fmt.Sprintf("#%d", res.AuthentikProviderID)))
+	}
+	if res.AuthentikApplicationSlug != "" {
+		lines = append(lines, "• authentik application "+link(l.application(res.AuthentikApplicationSlug), Escape(res.AuthentikApplicationSlug)))
+	}
+	if res.CloudflareIdentityProviderID != "" {
+		lines = append(lines, "• Cloudflare login method "+link(l.dashboard(r), Escape(res.CloudflareIdentityProviderID)))
+	}
+	return lines
+}
+
+func gateShort(g workflow.StepName) string {
+	switch g {
+	case workflow.GateAuthentik:
+		return "authentik"
+	case workflow.GateCloudflare:
+		return "Cloudflare"
+	}
+	return Escape(string(g))
+}
+
+func pastTense(d workflow.Decision) string {
+	if d == workflow.Reject {
+		return "rejected"
+	}
+	return "approved"
+}
+
+// FallbackText is the message's plain text, for notifications and clients
+// without Block Kit.
+func FallbackText(r *workflow.Run) string {
+	name := firstNonEmpty(r.Params.ApplicationName, r.Request.ApplicationName)
+	return Truncate(fmt.Sprintf("SSO setup #%d for %s: %s", r.ID, Escape(name), StateLabel(r.State)), MaxMessageText)
+}
+
+// EventText renders an event as a thread reply; false for events that stay in
+// the audit log only (refusals are explained privately).
+func EventText(r *workflow.Run, ev workflow.Event) (string, bool) { return eventText(r, ev, links{}) }
+
+func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
+	l = l.withRun(r)
+	step := StepLabel(ev.Step)
+	var s string
+	switch ev.Type {
+	case workflow.EventPlanned:
+		s = ":clipboard: Preflight passed: the plan is ready for approval."
+	case workflow.EventStepStarted:
+		s = fmt.Sprintf(":arrow_forward: Started *%s*", step)
+		if a := ev.Data["attempt"]; a != "" && a != "1" {
+			s += " (attempt " + Escape(a) + ")"
+		}
+	case workflow.EventStepSucceeded:
+		s = fmt.Sprintf(":white_check_mark: *%s* done", step)
+	case workflow.EventResourceCreated:
+		s = ":package: Created: " + Escape(ev.Message)
+	case workflow.EventResourceFound:
+		s = ":mag: Found from an earlier attempt: " + Escape(ev.Message)
+	case workflow.EventAttemptFailed:
+		s = fmt.Sprintf(":warning: *%s*: attempt failed: %s", step, Escape(ev.Message))
+	case workflow.EventStepFailed:
+		s = fmt.Sprintf(":x: *%s* failed: %s", step, Escape(ev.Message))
+	case workflow.EventGateOpened:
+		s = fmt.Sprintf(":raised_hand: Waiting for approval: *%s*", step)
+		if g := r.Step(ev.Step); g != nil && !g.Deadline.IsZero() {
+			s += ", expires " + FormatDate(g.Deadline)
+		}
+	case workflow.EventDecisionAccepted:
+		s = fmt.Sprintf(":ballot_box_with_check: %s: %s", mention(ev.Actor), Escape(ev.Message))
+		if d := decisionOf(r, ev); d != "" {
+			s = fmt.Sprintf(":ballot_box_with_check: %s %s *%s*", mention(ev.Actor), pastTense(d), step)
+		}
+		if reason := ev.Data["reason"]; reason != "" {
+			s += ": " + Escape(reason)
+		}
+	case workflow.EventGateApproved:
+		s = fmt.Sprintf(":white_check_mark: *%s* approved", step)
+	case workflow.EventGateRejected:
+		s = fmt.Sprintf("%s :no_entry_sign: Run #%d was rejected: %s", mention(r.Request.RequestedBy), r.ID, Escape(ev.Message))
+	case workflow.EventGateExpired:
+		s = fmt.Sprintf("%s :alarm_clock: *%s* expired without a decision; run #%d has ended.", mention(r.Request.RequestedBy), step, r.ID)
+	case workflow.EventCancelled:
+		s = fmt.Sprintf("%s :heavy_minus_sign: Run #%d was cancelled: %s", mention(r.Request.RequestedBy), r.ID, Escape(ev.Message))
+	case workflow.EventRetried:
+		s = fmt.Sprintf(":repeat: %s retried the run from *%s*", mention(ev.Actor), step)
+	case workflow.EventSucceeded:
+		s = fmt.Sprintf("%s :tada: Run #%d succeeded.", mention(r.Request.RequestedBy), r.ID)
+		if u := l.dashboard(r); u != "" {
+			s += " Test the login method in the " + link(u, "Cloudflare dashboard") + "."
+		}
+	case workflow.EventFailed:
+		s = fmt.Sprintf("%s :x: Run #%d failed: %s. Fix the cause, then `retry %d`.", mention(r.Request.RequestedBy), r.ID, Escape(ev.Message), r.ID)
+	case workflow.EventNote:
+		s = ":memo: " + Escape(ev.Message)
+	default:
+		// created, state changes, intents and refusals: audit log only.
+		return "", false
+	}
+	if d := dataText(ev.Data); d != "" {
+		s += "\n" + d
+	}
+	return Truncate(s, MaxMessageText), true
+}
+
+// decisionOf finds the decision an accepted-decision event recorded.
+func decisionOf(r *workflow.Run, ev workflow.Event) workflow.Decision {
+	for i := len(r.Approvals) - 1; i >= 0; i-- {
+		if a := r.Approvals[i]; a.Gate == ev.Step && a.User == ev.Actor {
+			return a.Decision
+		}
+	}
+	return ""
+}
+
+// shownElsewhere are event data keys the reply's text already covers.
+var shownElsewhere = map[string]bool{"reason": true, "attempt": true, "deadline": true, "required": true, "dashboard_url": true}
+
+// dataText lists an event's data (IDs of created objects), skipping keys
+// shown elsewhere.
+func dataText(data map[string]string) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(data)) {
+		if shownElsewhere[k] || data[k] == "" {
+			continue
+		}
+		parts = append(parts, Escape(k)+": "+code(data[k]))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "_" + strings.Join(parts, " · ") + "_"
+}
+
+func plain(s string) *slack.TextBlockObject {
+	return slack.NewTextBlockObject(slack.PlainTextType, s, true, false)
+}
+
+func mrkdwn(s string) *slack.TextBlockObject {
+	return slack.NewTextBlockObject(slack.MarkdownType, s, false, false)
+}
+
+func mrkdwnField(s string) *slack.TextBlockObject { return mrkdwn(Truncate(s, MaxFieldText)) }
+
+func section(id, text string) *slack.SectionBlock {
+	return slack.NewSectionBlock(mrkdwn(Truncate(text, MaxSectionText)), nil, nil, slack.SectionBlockOptionBlockID(id))
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}

@@ -1,0 +1,367 @@
+package bot
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/slack-go/slack"
+
+	"github.com/ssobot/ssobot/bot/slacktest"
+	"github.com/ssobot/ssobot/workflow"
+)
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// sampleRun is a run of Grafana at the given point of its plan: steps
+// before upto succeeded, upto has status st.
+func sampleRun(upto workflow.StepName, st workflow.StepStatus, state workflow.State) *workflow.Run {
+	r := &workflow.Run{
+		ID: 42, State: state, Version: 3,
+		Request: workflow.Request{ApplicationName: "Grafana", RequestedBy: "U1", Channel: "C1"},
+		Params: workflow.Params{ApplicationName: "Grafana", ApplicationSlug: "grafana", ProviderName: "Provider for Grafana",
+			TeamDomain: "company.cloudflareaccess.com", LoginMethodName: "authentik", ClientID: "cid-1",
+			AuthentikURL: "https://auth.example.com", AccountID: "acc123"},
+		CreatedAt: t0, UpdatedAt: t0.Add(time.Minute),
+	}
+	reached := false
+	for _, p := range workflow.Plan {
+		s := workflow.Step{Name: p.Name, Kind: p.Kind, Status: workflow.StepPending}
+		switch {
+		case p.Name == upto:
+			s.Status, reached = st, true
+		case !reached:
+			s.Status = workflow.StepSucceeded
+		}
+		if p.Kind == workflow.KindGate {
+			s.Required, s.Nonce, s.Deadline = 1, "nonce-"+string(p.Name), t0.Add(24*time.Hour)
+		}
+		r.Steps = append(r.Steps, s)
+	}
+	return r
+}
+
+func blocksJSON(t *testing.T, blocks []slack.Block) string {
+	t.Helper()
+	j, err := json.Marshal(blocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(j)
+}
+
+func buttonsOf(blocks []slack.Block) []*slack.ButtonBlockElement {
+	var out []*slack.ButtonBlockElement
+	for _, b := range blocks {
+		if a, ok := b.(*slack.ActionBlock); ok {
+			for _, e := range a.Elements.ElementSet {
+				if btn, ok := e.(*slack.ButtonBlockElement); ok {
+					out = append(out, btn)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func TestRenderRun(t *testing.T) {
+	succeeded := sampleRun("", "", workflow.StateSucceeded)
+	succeeded.Resources = workflow.Resources{AuthentikProviderID: 5, AuthentikApplicationSlug: "grafana", CloudflareIdentityProviderID: "idp-9"}
+	succeeded.Approvals = []workflow.Approval{
+		{Gate: workflow.GateAuthentik, User: "U2", Decision: workflow.Approve, At: t0.Add(time.Hour)},
+		{Gate: workflow.GateCloudflare, User: "U2", Decision: workflow.Approve, At: t0.Add(2 * time.Hour)},
+	}
+	succeeded.DashboardURL = "https://one.dash.cloudflare.com/acc123/settings/authentication"
+
+	failed := sampleRun(workflow.StepAuthentikProvider, workflow.StepFailed, workflow.StateFailed)
+	failed.Steps[2].Attempts = 3
+	failed.Steps[2].Errors = []workflow.AttemptError{{Attempt: 3, Error: "authentik: create provider: 403 Forbidden"}}
+
+	retrying := sampleRun(workflow.StepAuthentikProvider, workflow.StepRunning, workflow.StateRunning)
+	retrying.Steps[2].Attempts = 2
+	retrying.Steps[2].NextAttemptAt = t0.Add(time.Minute)
+
+	rejected := sampleRun(workflow.GateAuthentik, workflow.StepRejected, workflow.StateRejected)
+	rejected.Approvals = []workflow.Approval{{Gate: workflow.GateAuthentik, User: "U2", Decision: workflow.Reject, At: t0, Reason: "not now"}}
+	rejected.Error = "rejected by U2 at gate authentik: not now"
+
+	preflightFailed := sampleRun(workflow.StepPreflight, workflow.StepFailed, workflow.StateFailed)
+	preflightFailed.Problems = []string{"the signing key \"authentik Self-signed Certificate\" does not exist"}
+
+	tests := []struct {
+		name    string
+		run     *workflow.Run
+		buttons bool
+		want    []string
+		notWant []string
+	}{
+		{name: "pending", run: sampleRun(workflow.StepPreflight, workflow.StepRunning, workflow.StatePending),
+			want: []string{"SSO setup #42: Grafana", ":mag: Preflight running", "<@U1>", "`grafana`", "company.cloudflareaccess.com",
+				":hourglass_flowing_sand: Preflight checks", ":white_circle: Create the authentik application", "client ID `cid-1`"},
+			notWant: []string{"Approve", "*Approvals*", "*Created*", "*Last error*"}},
+		{name: "awaiting authentik approval", run: sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval), buttons: true,
+			want: []string{":raised_hand: Awaiting approval", ":white_check_mark: Preflight checks", ":raised_hand: Approval to create the authentik provider and application (0 of 1)",
+				"expires <!date^", `"style":"danger"`, `"confirm"`, "Reject this run?"}},
+		{name: "retrying", run: retrying,
+			want: []string{":hourglass_flowing_sand: Create the authentik OAuth2/OpenID provider (attempt 2, next <!date^"}},
+		{name: "failed", run: failed,
+			want: []string{":x: Failed", ":x: Create the authentik OAuth2/OpenID provider (after 3 attempt(s))", "*Last error*", "403 Forbidden"}},
+		{name: "preflight problems", run: preflightFailed,
+			want: []string{"*Preflight found*", "• the signing key"}},
+		{name: "rejected", run: rejected,
+			want: []string{":no_entry_sign: Rejected", ":no_entry_sign: <@U2> rejected _authentik_", "not now"}},
+		{name: "succeeded", run: succeeded,
+			want: []string{":white_check_mark: Succeeded", ":white_check_mark: Verify the login method",
+				"<@U2> approved _authentik_ <!date^" + itoa(t0.Add(time.Hour).Unix()) + "^{date_short_pretty} {time}|2026-03-01 13:00 UTC>",
+				"<@U2> approved _Cloudflare_",
+				"<https://auth.example.com/if/admin/#/core/providers/5|#5>",
+				"<https://auth.example.com/if/admin/#/core/applications/grafana|grafana>",
+				"<https://one.dash.cloudflare.com/acc123/settings/authentication|idp-9>",
+				"Test the login method"},
+			notWant: []string{"Approve", "*Last error*"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			blocks := RenderRun(tt.run)
+			j := blocksJSON(t, blocks)
+			for _, w := range tt.want {
+				if !strings.Contains(j, w) && !strings.Contains(j, jsonText(w)) {
+					t.Errorf("rendered run lacks %q\n%s", w, j)
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(j, w) || strings.Contains(j, jsonText(w)) {
+					t.Errorf("rendered run has %q\n%s", w, j)
+				}
+			}
+			btns := buttonsOf(blocks)
+			if !tt.buttons {
+				if len(btns) != 0 {
+					t.Fatalf("got %d buttons; want none", len(btns))
+				}
+				return
+			}
+			if len(btns) != 2 || btns[0].ActionID != ActionApprove || btns[1].ActionID != ActionReject {
+				t.Fatalf("buttons = %+v; want approve and reject", btns)
+			}
+			if btns[0].Confirm != nil || btns[1].Confirm == nil {
+				t.Errorf("only Reject should ask for confirmation")
+			}
+			for _, btn := range btns {
+				id, gate, nonce, err := ParseButtonValue(btn.Value)
+				if err != nil || id != 42 || gate != workflow.GateAuthentik || nonce != "nonce-authentik" {
+					t.Errorf("button value %q = %d %q %q %v", btn.Value, id, gate, nonce, err)
+				}
+			}
+		})
+	}
+}
+
+// jsonText is how s appears inside a JSON string.
+func jsonText(s string) string {
+	j, _ := json.Marshal(s)
+	return string(j[1 : len(j)-1])
+}
+
+func itoa(n int64) string { j, _ := json.Marshal(n); return string(j) }
+
+func TestRenderEscapesUserText(t *testing.T) {
+	evil := "<!channel> <@U999> *bold* _it_ ~s~ `code` & <https://evil.example|click>"
+	r := sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval)
+	r.Request.ApplicationName, r.Params.ApplicationName = evil, evil
+	r.Params.LoginMethodName = evil
+	r.Problems = []string{evil}
+	r.Error = evil
+	blocks := RenderRun(r)
+	h, ok := blocks[0].(*slack.HeaderBlock)
+	if !ok || strings.ContainsAny(h.Text.Text, "<>") {
+		t.Errorf("header %+v keeps angle brackets", blocks[0])
+	}
+	// Formatting does not apply in the plain_text header: check the rest.
+	j := blocksJSON(t, blocks[1:])
+	for _, bad := range []string{"<!channel>", "<@U999>", "<https://evil", "*bold*", "_it_", "~s~", "`code`"} {
+		if strings.Contains(j, jsonText(bad)) {
+			t.Errorf("user text %q survived unescaped:\n%s", bad, j)
+		}
+	}
+	if !strings.Contains(j, jsonText("&lt;!channel&gt; &lt;@U999&gt;")) || !strings.Contains(j, "\\u0026amp;") && !strings.Contains(j, "&amp;") {
+		t.Errorf("escaped text missing:\n%s", j)
+	}
+	if got := FallbackText(r); strings.Contains(got, "<!channel>") {
+		t.Errorf("fallback text %q is not escaped", got)
+	}
+	ev := workflow.Event{Type: workflow.EventAttemptFailed, Step: workflow.StepAuthentikProvider, Message: evil}
+	txt, ok := EventText(r, ev)
+	if !ok || strings.Contains(txt, "<!channel>") || strings.Contains(txt, "<@U999>") {
+		t.Errorf("event text %q is not escaped", txt)
+	}
+}
+
+func TestEscape(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"Grafana", "Grafana"},
+		{"a & b", "a &amp; b"},
+		{"<!channel>", "&lt;!channel&gt;"},
+		{"<@U1>", "&lt;@U1&gt;"},
+		{"*x*", "\u200b*\u200bx\u200b*\u200b"},
+		{"&amp;", "&amp;amp;"},
+	}
+	for _, tt := range tests {
+		if got := Escape(tt.in); got != tt.want {
+			t.Errorf("Escape(%q) = %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	long := strings.Repeat("é", 4000) // 2 bytes each
+	tests := []struct {
+		name string
+		in   string
+		max  int
+	}{
+		{"short", "hello", 3000},
+		{"exact", strings.Repeat("a", 3000), 3000},
+		{"long ascii", strings.Repeat("a", 5000), 3000},
+		{"long multibyte", long, 3000},
+		{"cut inside a link", strings.Repeat("a", 2980) + "<https://example.com|x>", 3000},
+		{"cut inside an entity", strings.Repeat("a", 2986) + "&amp;&amp;&amp;&amp;", 3000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Truncate(tt.in, tt.max)
+			if len(got) > tt.max || !utf8.ValidString(got) {
+				t.Fatalf("Truncate gave %d bytes, valid UTF-8 %v", len(got), utf8.ValidString(got))
+			}
+			if len(tt.in) <= tt.max {
+				if got != tt.in {
+					t.Fatalf("Truncate changed a short text")
+				}
+				return
+			}
+			if !strings.HasSuffix(got, "… (truncated)") {
+				t.Fatalf("Truncate did not mark the cut: %q", got[len(got)-20:])
+			}
+			rest := strings.TrimSuffix(got, "… (truncated)")
+			if strings.Count(rest, "<") != strings.Count(rest, ">") {
+				t.Errorf("Truncate left half a link: %q", rest[len(rest)-30:])
+			}
+			if i := strings.LastIndex(rest, "&"); i >= 0 && !strings.Contains(rest[i:], ";") {
+				t.Errorf("Truncate left half an entity: %q", rest[len(rest)-10:])
+			}
+		})
+	}
+}
+
+func TestRenderTruncatesLongSections(t *testing.T) {
+	r := sampleRun(workflow.StepVerify, workflow.StepFailed, workflow.StateFailed)
+	r.Error = strings.Repeat("x", 10_000)
+	for _, b := range RenderRun(r) {
+		s, ok := b.(*slack.SectionBlock)
+		if !ok {
+			continue
+		}
+		if s.Text != nil && len(s.Text.Text) > MaxSectionText {
+			t.Errorf("section %s has %d bytes", s.BlockID, len(s.Text.Text))
+		}
+		if s.BlockID == "error" && !strings.HasSuffix(s.Text.Text, "… (truncated)") {
+			t.Errorf("error section not marked truncated")
+		}
+		for _, f := range s.Fields {
+			if len(f.Text) > MaxFieldText {
+				t.Errorf("field of %s has %d bytes", s.BlockID, len(f.Text))
+			}
+		}
+	}
+}
+
+// TestRenderIsValidBlockKit posts every rendering to the fake Slack, which
+// checks Block Kit's rules and limits.
+func TestRenderIsValidBlockKit(t *testing.T) {
+	srv := slacktest.NewServer()
+	defer srv.Close()
+	srv.AddChannel("C1", "sso", true)
+	api := slack.New(srv.BotToken(), slack.OptionAPIURL(srv.APIURL()))
+	long := sampleRun(workflow.StepVerify, workflow.StepFailed, workflow.StateFailed)
+	name := strings.Repeat("Ω", 100)
+	long.Request.ApplicationName, long.Params.ApplicationName = name, name
+	long.Error = strings.Repeat("<&>", 5000)
+	long.Problems = []string{strings.Repeat("p", 4000), strings.Repeat("q", 4000)}
+	runs := []*workflow.Run{
+		sampleRun(workflow.StepPreflight, workflow.StepRunning, workflow.StatePending),
+		sampleRun(workflow.GateCloudflare, workflow.StepWaiting, workflow.StateAwaitingApproval),
+		long,
+	}
+	for _, r := range runs {
+		if _, _, err := api.PostMessage("C1", slack.MsgOptionBlocks(RenderRun(r)...), slack.MsgOptionText(FallbackText(r), false)); err != nil {
+			t.Errorf("run in state %s: chat.postMessage: %v (%v)", r.State, err, srv.Calls("chat.postMessage"))
+		}
+	}
+	// The status answer (no buttons) and the form must be valid too.
+	if _, err := api.OpenView(srv.NewTriggerID(), NewRunModal("C1")); err != nil {
+		t.Errorf("views.open: %v", err)
+	}
+}
+
+func TestEventText(t *testing.T) {
+	r := sampleRun(workflow.GateCloudflare, workflow.StepWaiting, workflow.StateAwaitingApproval)
+	r.Approvals = []workflow.Approval{{Gate: workflow.GateAuthentik, User: "U2", Decision: workflow.Approve, At: t0}}
+	done := sampleRun("", "", workflow.StateSucceeded)
+	tests := []struct {
+		name string
+		run  *workflow.Run
+		ev   workflow.Event
+		want string // "" when the event stays in the audit log
+	}{
+		{"created", r, workflow.Event{Type: workflow.EventCreated}, ""},
+		{"refused decision is private", r, workflow.Event{Type: workflow.EventDecisionRefused, Actor: "U3"}, ""},
+		{"intent", r, workflow.Event{Type: workflow.EventStepIntent}, ""},
+		{"step started", r, workflow.Event{Type: workflow.EventStepStarted, Step: workflow.StepAuthentikProvider}, ":arrow_forward: Started *Create the authentik OAuth2/OpenID provider*"},
+		{"step succeeded with IDs", r, workflow.Event{Type: workflow.EventStepSucceeded, Step: workflow.StepAuthentikProvider, Data: map[string]string{"provider_id": "5"}},
+			":white_check_mark: *Create the authentik OAuth2/OpenID provider* done\n_provider\u200b_\u200bid: `5`_"},
+		{"attempt failed", r, workflow.Event{Type: workflow.EventAttemptFailed, Step: workflow.StepVerify, Message: "jwks empty"}, ":warning: *Verify the login method*: attempt failed: jwks empty"},
+		{"gate opened", r, workflow.Event{Type: workflow.EventGateOpened, Step: workflow.GateCloudflare}, ":raised_hand: Waiting for approval: *Approval to add the Cloudflare login method*, expires <!date^"},
+		{"decision", r, workflow.Event{Type: workflow.EventDecisionAccepted, Step: workflow.GateAuthentik, Actor: "U2"}, ":ballot_box_with_check: <@U2> approved *Approval to create the authentik provider and application*"},
+		{"succeeded mentions requester", done, workflow.Event{Type: workflow.EventSucceeded}, "<@U1> :tada: Run #42 succeeded."},
+		{"failed mentions requester", r, workflow.Event{Type: workflow.EventFailed, Message: "verify failed"}, "<@U1> :x: Run #42 failed: verify failed"},
+		{"expired mentions requester", r, workflow.Event{Type: workflow.EventGateExpired, Step: workflow.GateCloudflare}, "<@U1> :alarm_clock:"},
+		{"cancelled mentions requester", r, workflow.Event{Type: workflow.EventCancelled, Message: "cancelled by ssobot"}, "<@U1> :heavy_minus_sign: Run #42 was cancelled"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := EventText(tt.run, tt.ev)
+			if tt.want == "" {
+				if ok {
+					t.Fatalf("EventText = %q; want no thread reply", got)
+				}
+				return
+			}
+			if !ok || !strings.HasPrefix(got, tt.want) {
+				t.Fatalf("EventText = %q, %v; want prefix %q", got, ok, tt.want)
+			}
+		})
+	}
+}
+
+func TestButtonValueRoundTrip(t *testing.T) {
+	v := ButtonValue(7, workflow.GateCloudflare, "n|once")
+	id, gate, nonce, err := ParseButtonValue(v)
+	if err != nil || id != 7 || gate != workflow.GateCloudflare || nonce != "n|once" {
+		t.Fatalf("ParseButtonValue(%q) = %d %q %q %v", v, id, gate, nonce, err)
+	}
+	for _, bad := range []string{"", "7", "7|gate", "x|gate|n", "0|gate|n", "-1|gate|n", "7||n"} {
+		if _, _, _, err := ParseButtonValue(bad); err == nil {
+			t.Errorf("ParseButtonValue(%q) accepted", bad)
+		}
+	}
+}
+
+func TestMention(t *testing.T) {
+	for in, want := range map[string]string{"U123": "<@U123>", "W9ABC": "<@W9ABC>", "admin@example.com": "admin@example.com", "<!here>": "&lt;!here&gt;", workflow.SystemActor: "ssobot", "": "someone"} {
+		if got := mention(in); got != want {
+			t.Errorf("mention(%q) = %q; want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,82 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
+
+	"github.com/ssobot/ssobot/workflow"
+)
+
+// RunSocketMode serves slash commands and interactions over Socket Mode with
+// the app-level token (xapp-…), through the same handlers as HTTP mode.
+// Every envelope is acknowledged; slash commands and view submissions carry
+// their answer in the acknowledgement. It returns when ctx ends (nil) or the
+// connection cannot be re-established.
+func (b *Bot) RunSocketMode(ctx context.Context, appToken workflow.Secret) error {
+	if appToken.IsZero() {
+		return errors.New("socket mode: no app-level token")
+	}
+	// A copy of the bot's client with the app-level token added: the
+	// socketmode client calls apps.connections.open with it.
+	api := *b.client
+	slack.OptionAppLevelToken(appToken.Reveal())(&api)
+	smc := socketmode.New(&api)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- smc.RunContext(ctx) }()
+
+	for {
+		select {
+		case <-ctx.Done():
+			<-errc
+			return nil
+		case err := <-errc:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		case evt := <-smc.Events:
+			b.socketEvent(ctx, smc, evt)
+		}
+	}
+}
+
+func (b *Bot) socketEvent(ctx context.Context, smc *socketmode.Client, evt socketmode.Event) {
+	var payload any
+	switch evt.Type {
+	case socketmode.EventTypeSlashCommand:
+		cmd, ok := evt.Data.(slack.SlashCommand)
+		if !ok {
+			break
+		}
+		if r := b.command(ctx, cmd); r != nil {
+			payload = r
+		}
+	case socketmode.EventTypeInteractive:
+		cb, ok := evt.Data.(slack.InteractionCallback)
+		if !ok {
+			break
+		}
+		payload = b.interaction(ctx, cb)
+	case socketmode.EventTypeConnecting:
+		b.log.Info("socket mode: connecting")
+		return
+	case socketmode.EventTypeConnected:
+		b.log.Info("socket mode: connected")
+		return
+	case socketmode.EventTypeConnectionError, socketmode.EventTypeInvalidAuth, socketmode.EventTypeIncomingError, socketmode.EventTypeErrorBadMessage, socketmode.EventTypeErrorWriteFailed:
+		b.log.Warn("socket mode: " + string(evt.Type))
+	}
+	if evt.Request == nil || evt.Request.EnvelopeID == "" {
+		return
+	}
+	if err := smc.AckCtx(ctx, evt.Request.EnvelopeID, payload); err != nil {
+		b.log.Error("socket mode: acknowledge", slog.String("type", string(evt.Type)), slog.Any(workflow.KeyError, err))
+	}
+}

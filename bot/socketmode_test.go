@@ -1,0 +1,99 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ssobot/ssobot/bot/slacktest"
+	"github.com/ssobot/ssobot/workflow"
+)
+
+func TestSocketMode(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	eng.decideFn = func(d workflow.DecisionRequest) (*workflow.Run, error) {
+		return nil, &workflow.RefusedError{Reason: "you are not an approver: ask <@U2>"}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- h.bot.RunSocketMode(runCtx, workflow.NewSecret(h.slack.AppToken())) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("RunSocketMode: %v", err)
+		}
+	}()
+	if err := h.slack.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	send := func(typ string, payload any) json.RawMessage {
+		t.Helper()
+		id, err := h.slack.SendEnvelope(ctx, typ, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := h.slack.WaitAck(ctx, id)
+		if err != nil {
+			t.Fatalf("no ack for %s: %v", typ, err)
+		}
+		return ack
+	}
+
+	t.Run("slash command answers in the ack", func(t *testing.T) {
+		ack := send(slacktest.EnvelopeSlashCommands, h.slack.NewSlashCommand("/sso-setup", "new Grafana", "U1", "C1"))
+		var r testReply
+		if err := json.Unmarshal(ack, &r); err != nil || r.Text != "Run #1 started: I'll post the plan in this channel." || r.ResponseType != "ephemeral" {
+			t.Fatalf("ack %s (%v)", ack, err)
+		}
+		if eng.run(1) == nil {
+			t.Fatal("no run started")
+		}
+	})
+	t.Run("help", func(t *testing.T) {
+		ack := send(slacktest.EnvelopeSlashCommands, h.slack.NewSlashCommand("/sso-setup", "help", "U3", "C1"))
+		if !strings.Contains(string(ack), "*Usage*") {
+			t.Fatalf("ack %s", ack)
+		}
+	})
+	t.Run("view submission errors in the ack", func(t *testing.T) {
+		v := slacktest.ViewSubmissionJSON(slacktest.ViewSubmission{UserID: "U1", CallbackID: ModalCallbackID, PrivateMetadata: `{"channel":"C1"}`,
+			Values: map[string]map[string]slacktest.StateValue{
+				BlockAppName: {ModalActionValue: {Type: "plain_text_input", Value: "Grafana"}},
+				BlockAppSlug: {ModalActionValue: {Type: "plain_text_input", Value: "token"}},
+			}})
+		ack := send(slacktest.EnvelopeInteractive, v)
+		var resp struct {
+			ResponseAction string            `json:"response_action"`
+			Errors         map[string]string `json:"errors"`
+		}
+		if err := json.Unmarshal(ack, &resp); err != nil || resp.ResponseAction != "errors" || !strings.Contains(resp.Errors[BlockAppSlug], "reserved") {
+			t.Fatalf("ack %s (%v)", ack, err)
+		}
+	})
+	t.Run("click is acked empty and answered privately", func(t *testing.T) {
+		a := slacktest.BlockActionsJSON(slacktest.BlockAction{UserID: "U3", ChannelID: "C1", MessageTS: "1.1", ActionID: ActionApprove,
+			BlockID: BlockGate, Value: "1|authentik|n", ResponseURL: h.slack.NewResponseURLFor("C1", "", "U3")})
+		if ack := send(slacktest.EnvelopeInteractive, a); len(ack) != 0 && string(ack) != "null" {
+			t.Fatalf("ack payload %s; want none", ack)
+		}
+		calls := h.waitCalls("the private answer", func(c []slacktest.Call) bool { return countMethod(c, slacktest.MethodResponseURL) == 1 })
+		if got := responseTexts(calls)[0]; got != ":no_entry: You are not an approver: ask <@U2>." {
+			t.Fatalf("answer %q", got)
+		}
+	})
+	t.Run("events are acked too", func(t *testing.T) {
+		send(slacktest.EnvelopeEventsAPI, map[string]any{"type": "event_callback", "event": map[string]any{"type": "app_mention"}})
+	})
+}
+
+func TestSocketModeNeedsAToken(t *testing.T) {
+	h, _ := newHandlerHarness(t)
+	if err := h.bot.RunSocketMode(context.Background(), workflow.Secret{}); err == nil {
+		t.Fatal("RunSocketMode without a token did not fail")
+	}
+}
