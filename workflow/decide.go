@@ -102,6 +102,8 @@ func (e *Engine) checkDecision(r *Run, d DecisionRequest, eligible bool, reason 
 		return refused("gate %s of run #%d is not open yet", d.Gate, r.ID)
 	case gate.Status != StepWaiting:
 		return refused("gate %s of run #%d is %s", d.Gate, r.ID, gate.Status)
+	case d.MessageRef != "" && r.MessageRef != "" && d.MessageRef != r.MessageRef:
+		return refused("this button does not belong to run #%d's message", r.ID)
 	case d.Nonce != gate.Nonce:
 		return refused("this button is from an older message of run #%d; use the latest message", r.ID)
 	case !eligible:

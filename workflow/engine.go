@@ -100,6 +100,9 @@ type DecisionRequest struct {
 	User     string
 	Decision Decision
 	Reason   string
+	// MessageRef is the front end's reference to the message that was
+	// clicked, when known: a click on another run's message is refused.
+	MessageRef string
 }
 
 // Engine drives runs from request to end. Its methods are safe for concurrent use.

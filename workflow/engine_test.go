@@ -237,6 +237,9 @@ func TestDecisionRefusals(t *testing.T) {
 	r := h.newRun(workflow.Request{})
 	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
 	ctx := context.Background()
+	if _, err := h.engine.SetMessageRef(ctx, r.ID, "C1|123.000"); err != nil {
+		t.Fatal(err)
+	}
 	decide := func(user, nonce string, gate workflow.StepName, d workflow.Decision) error {
 		_, err := h.engine.Decide(ctx, workflow.DecisionRequest{RunID: r.ID, Gate: gate, Nonce: nonce, User: user, Decision: d})
 		return err
@@ -249,6 +252,10 @@ func TestDecisionRefusals(t *testing.T) {
 		{"requester approves own run", decide(requester, g.Nonce, g.Name, workflow.Approve), "another approver"},
 		{"non-approver", decide("U_STRANGER", g.Nonce, g.Name, workflow.Approve), "not an approver"},
 		{"stale nonce", decide(approver, "old-nonce", g.Name, workflow.Approve), "older message"},
+		{"another run's message", func() error {
+			_, err := h.engine.Decide(ctx, workflow.DecisionRequest{RunID: r.ID, Gate: g.Name, Nonce: g.Nonce, User: approver, Decision: workflow.Approve, MessageRef: "C1|999.000"})
+			return err
+		}(), "does not belong to run"},
 		{"gate not open", decide(approver, g.Nonce, workflow.GateCloudflare, workflow.Approve), "not open"},
 		{"unknown gate", decide(approver, g.Nonce, "deploy", workflow.Approve), "no gate"},
 	}
