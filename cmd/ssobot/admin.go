@@ -1,0 +1,328 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/ssobot/ssobot/workflow"
+)
+
+// runReader reads runs; the store and the engine both implement it.
+type runReader interface {
+	GetRun(ctx context.Context, id int64) (*workflow.Run, error)
+	ListRuns(ctx context.Context, opts workflow.ListOptions) ([]*workflow.Run, error)
+	Events(ctx context.Context, id int64) ([]workflow.Event, error)
+}
+
+// adminConfig wires the admin listener.
+type adminConfig struct {
+	Runs runReader
+	// Backup writes a consistent copy of the database.
+	Backup func(ctx context.Context, w io.Writer) (int64, error)
+	// Ready returns why the bot is not ready, or nil.
+	Ready   func() error
+	Metrics http.Handler
+	Logger  *slog.Logger
+	Clock   func() time.Time
+}
+
+// Limits of GET /api/runs.
+const (
+	defaultRunsLimit = 50
+	maxRunsLimit     = 500
+)
+
+// newAdminHandler serves /healthz, /readyz, /metrics, /api/runs,
+// /api/runs/{id} and /api/backup. Nothing it serves holds a secret: runs
+// never store one.
+func newAdminHandler(cfg adminConfig) http.Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	a := &admin{cfg: cfg}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", a.readyz)
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics)
+	}
+	mux.HandleFunc("GET /api/runs", a.listRuns)
+	mux.HandleFunc("GET /api/runs/{id}", a.getRun)
+	mux.HandleFunc("GET /api/backup", a.backup)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, apiError{Error: "no such endpoint: try /healthz, /readyz, /metrics, /api/runs, /api/runs/{id} or /api/backup"})
+	})
+	return mux
+}
+
+type admin struct{ cfg adminConfig }
+
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func (a *admin) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if a.cfg.Ready != nil {
+		if err := a.cfg.Ready(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "not ready: %v\n", err)
+			return
+		}
+	}
+	io.WriteString(w, "ready\n")
+}
+
+// runList is the body of GET /api/runs.
+type runList struct {
+	Runs []runView `json:"runs"`
+}
+
+func (a *admin) listRuns(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	opts := workflow.ListOptions{Limit: defaultRunsLimit}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeJSON(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("limit %q must be a whole number from 1 to %d", v, maxRunsLimit)})
+			return
+		}
+		opts.Limit = min(n, maxRunsLimit)
+	}
+	if v := q.Get("before"); v != "" {
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || id < 1 {
+			writeJSON(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("before %q must be a run ID", v)})
+			return
+		}
+		opts.BeforeID = id
+	}
+	for _, s := range q["state"] {
+		if !workflow.State(s).Valid() {
+			writeJSON(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("state %q is not one of %v", s, workflow.States)})
+			return
+		}
+		opts.States = append(opts.States, workflow.State(s))
+	}
+	runs, err := a.cfg.Runs.ListRuns(r.Context(), opts)
+	if err != nil {
+		a.serverError(w, r, "list runs", err)
+		return
+	}
+	out := runList{Runs: make([]runView, 0, len(runs))}
+	for _, run := range runs {
+		out.Runs = append(out.Runs, newRunView(run, nil))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *admin) getRun(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		writeJSON(w, http.StatusNotFound, apiError{Error: fmt.Sprintf("run %q not found: run IDs are positive numbers", r.PathValue("id"))})
+		return
+	}
+	run, err := a.cfg.Runs.GetRun(r.Context(), id)
+	if errors.Is(err, workflow.ErrNotFound) {
+		writeJSON(w, http.StatusNotFound, apiError{Error: fmt.Sprintf("run %d not found", id)})
+		return
+	}
+	if err != nil {
+		a.serverError(w, r, "get run", err)
+		return
+	}
+	events, err := a.cfg.Runs.Events(r.Context(), id)
+	if err != nil {
+		a.serverError(w, r, "get run events", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newRunView(run, events))
+}
+
+func (a *admin) backup(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.Backup == nil {
+		writeJSON(w, http.StatusNotImplemented, apiError{Error: "backup is not available"})
+		return
+	}
+	name := "ssobot-" + a.cfg.Clock().UTC().Format("20060102T150405Z") + ".db"
+	cw := &countingWriter{w: w, header: func() {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+		w.Header().Set("Cache-Control", "no-store")
+	}}
+	n, err := a.cfg.Backup(r.Context(), cw)
+	if err != nil {
+		if cw.n == 0 {
+			a.serverError(w, r, "backup", err)
+			return
+		}
+		// The status is sent: cut the stream short so the client sees a
+		// truncated body rather than a silently corrupt copy.
+		a.cfg.Logger.Error("backup interrupted", "bytes", cw.n, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	a.cfg.Logger.Info("backup served", "bytes", n, "remote", r.RemoteAddr)
+}
+
+// countingWriter sets the response headers before the first byte.
+type countingWriter struct {
+	w      io.Writer
+	header func()
+	n      int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	if c.n == 0 && c.header != nil {
+		c.header()
+		c.header = nil
+	}
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (a *admin) serverError(w http.ResponseWriter, r *http.Request, op string, err error) {
+	a.cfg.Logger.Error("admin request failed", "op", op, "path", r.URL.Path, "err", err)
+	writeJSON(w, http.StatusInternalServerError, apiError{Error: op + ": " + err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // the client has gone when this fails
+}
+
+// runView is the JSON form of a run served by the admin API and printed by
+// `ssobot runs`.
+type runView struct {
+	ID              int64          `json:"id"`
+	State           workflow.State `json:"state"`
+	ApplicationName string         `json:"application_name"`
+	ApplicationSlug string         `json:"application_slug"`
+	TeamDomain      string         `json:"team_domain"`
+	LoginMethodName string         `json:"login_method_name,omitempty"`
+	ProviderName    string         `json:"provider_name,omitempty"`
+	ClientID        string         `json:"client_id,omitempty"`
+	RequestedBy     string         `json:"requested_by"`
+	Channel         string         `json:"channel,omitempty"`
+	CreatedAt       time.Time      `json:"created_at"`
+	UpdatedAt       time.Time      `json:"updated_at"`
+	Error           string         `json:"error,omitempty"`
+	Problems        []string       `json:"problems,omitempty"`
+	DashboardURL    string         `json:"dashboard_url,omitempty"`
+	Steps           []stepView     `json:"steps"`
+	Approvals       []approvalView `json:"approvals"`
+	Resources       resourcesView  `json:"resources"`
+	Events          []eventView    `json:"events,omitempty"`
+}
+
+type stepView struct {
+	Name       workflow.StepName   `json:"name"`
+	Kind       workflow.StepKind   `json:"kind"`
+	Status     workflow.StepStatus `json:"status"`
+	Attempts   int                 `json:"attempts"`
+	Error      string              `json:"error"`
+	StartedAt  *time.Time          `json:"started_at,omitempty"`
+	FinishedAt *time.Time          `json:"finished_at,omitempty"`
+	Deadline   *time.Time          `json:"deadline,omitempty"`
+}
+
+type approvalView struct {
+	Gate     workflow.StepName `json:"gate"`
+	User     string            `json:"user"`
+	Decision workflow.Decision `json:"decision"`
+	At       time.Time         `json:"at"`
+	Reason   string            `json:"reason,omitempty"`
+}
+
+// resourcesView holds null for what is not created yet.
+type resourcesView struct {
+	AuthentikProviderID          *int    `json:"authentik_provider_id"`
+	AuthentikApplicationSlug     *string `json:"authentik_application_slug"`
+	CloudflareIdentityProviderID *string `json:"cloudflare_identity_provider_id"`
+}
+
+type eventView struct {
+	Seq     uint64             `json:"seq"`
+	At      time.Time          `json:"at"`
+	Type    workflow.EventType `json:"type"`
+	Step    workflow.StepName  `json:"step,omitempty"`
+	Actor   string             `json:"actor,omitempty"`
+	Message string             `json:"message"`
+}
+
+func newRunView(r *workflow.Run, events []workflow.Event) runView {
+	v := runView{
+		ID:              r.ID,
+		State:           r.State,
+		ApplicationName: first(r.Params.ApplicationName, r.Request.ApplicationName),
+		ApplicationSlug: first(r.Params.ApplicationSlug, r.Request.ApplicationSlug),
+		TeamDomain:      first(r.Params.TeamDomain, r.Request.TeamDomain),
+		LoginMethodName: first(r.Params.LoginMethodName, r.Request.LoginMethodName),
+		ProviderName:    r.Params.ProviderName,
+		ClientID:        r.Params.ClientID,
+		RequestedBy:     r.Request.RequestedBy,
+		Channel:         r.Request.Channel,
+		CreatedAt:       r.CreatedAt,
+		UpdatedAt:       r.UpdatedAt,
+		Error:           r.Error,
+		Problems:        r.Problems,
+		DashboardURL:    r.DashboardURL,
+		Steps:           make([]stepView, 0, len(r.Steps)),
+		Approvals:       make([]approvalView, 0, len(r.Approvals)),
+	}
+	for i := range r.Steps {
+		s := &r.Steps[i]
+		v.Steps = append(v.Steps, stepView{
+			Name: s.Name, Kind: s.Kind, Status: s.Status, Attempts: s.Attempts, Error: s.LastError(),
+			StartedAt: timePtr(s.StartedAt), FinishedAt: timePtr(s.FinishedAt), Deadline: timePtr(s.Deadline),
+		})
+	}
+	for _, a := range r.Approvals {
+		v.Approvals = append(v.Approvals, approvalView{Gate: a.Gate, User: a.User, Decision: a.Decision, At: a.At, Reason: a.Reason})
+	}
+	if id := r.Resources.AuthentikProviderID; id != 0 {
+		v.Resources.AuthentikProviderID = &id
+	}
+	if s := r.Resources.AuthentikApplicationSlug; s != "" {
+		v.Resources.AuthentikApplicationSlug = &s
+	}
+	if s := r.Resources.CloudflareIdentityProviderID; s != "" {
+		v.Resources.CloudflareIdentityProviderID = &s
+	}
+	for _, e := range events {
+		v.Events = append(v.Events, eventView{Seq: e.Seq, At: e.At, Type: e.Type, Step: e.Step, Actor: e.Actor, Message: e.Message})
+	}
+	return v
+}
+
+func first(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}

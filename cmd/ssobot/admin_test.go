@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ssobot/ssobot/store"
+	"github.com/ssobot/ssobot/workflow"
+)
+
+var testTime = time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
+
+// testRun is a finished run as the engine leaves it.
+func testRun(name string, state workflow.State) *workflow.Run {
+	slug := workflow.Slugify(name)
+	r := &workflow.Run{
+		State:   state,
+		Request: workflow.Request{ApplicationName: name, RequestedBy: "U0ALICE", Channel: "C0OPS"},
+		Params: workflow.Params{
+			ApplicationName: name, ApplicationSlug: slug, ProviderName: name + " (Cloudflare Access)",
+			TeamDomain: "acme.cloudflareaccess.com", LoginMethodName: "authentik", ClientID: "ssobot-" + slug,
+			AuthentikURL: "https://auth.example.com",
+		},
+		CreatedAt: testTime,
+		UpdatedAt: testTime.Add(time.Minute),
+	}
+	for _, p := range workflow.Plan {
+		r.Steps = append(r.Steps, workflow.Step{Name: p.Name, Kind: p.Kind, Status: workflow.StepSucceeded, Attempts: 1})
+	}
+	if state == workflow.StateSucceeded {
+		r.Approvals = []workflow.Approval{
+			{Gate: workflow.GateAuthentik, User: "U0BOB", Decision: workflow.Approve, At: testTime.Add(10 * time.Second)},
+			{Gate: workflow.GateCloudflare, User: "U0BOB", Decision: workflow.Approve, At: testTime.Add(20 * time.Second)},
+		}
+		r.Resources = workflow.Resources{AuthentikProviderID: 7, AuthentikApplicationSlug: slug, CloudflareIdentityProviderID: "f174e90a-fafe-4643-bbbc-4a0ed4fc8415"}
+	} else {
+		s := r.Step(workflow.StepAuthentikProvider)
+		s.Status, s.Attempts = workflow.StepFailed, 2
+		s.Errors = []workflow.AttemptError{{Attempt: 1, Error: "authentik: create provider: 503"}, {Attempt: 2, Error: "authentik: create provider: 400 Bad Request: name taken"}}
+		for i := range r.Steps[3:] {
+			r.Steps[3+i].Status, r.Steps[3+i].Attempts = workflow.StepPending, 0
+		}
+		r.Error = "authentik-provider failed"
+	}
+	return r
+}
+
+// openTestStore opens a store in a temporary directory with runs created
+// by the given constructors, oldest first.
+func openTestStore(t *testing.T, runs ...*workflow.Run) (*store.Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ssobot.db")
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	for _, r := range runs {
+		ev := workflow.Event{At: r.CreatedAt, Type: workflow.EventCreated, Actor: r.Request.RequestedBy, Message: "requested " + r.Request.ApplicationName}
+		if err := st.CreateRun(context.Background(), r, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st, path
+}
+
+func TestAdmin(t *testing.T) {
+	st, _ := openTestStore(t, testRun("Grafana", workflow.StateSucceeded), testRun("Wiki", workflow.StateFailed), testRun("Vault", workflow.StateSucceeded))
+	defer st.Close()
+	ready := errors.New("engine not running")
+	h := newAdminHandler(adminConfig{
+		Runs:    st,
+		Backup:  st.Backup,
+		Ready:   func() error { return ready },
+		Metrics: NewMetrics(st).Handler(),
+		Clock:   func() time.Time { return testTime },
+	})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	get := func(t *testing.T, path string) (*http.Response, []byte) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, b
+	}
+
+	tests := []struct {
+		path   string
+		status int
+		check  func(t *testing.T, resp *http.Response, body []byte)
+	}{
+		{path: "/healthz", status: 200},
+		{path: "/readyz", status: 503, check: func(t *testing.T, _ *http.Response, body []byte) {
+			if !strings.Contains(string(body), "engine not running") {
+				t.Errorf("readyz body = %q, want the reason", body)
+			}
+		}},
+		{path: "/metrics", status: 200, check: func(t *testing.T, _ *http.Response, body []byte) {
+			requireLines(t, string(body), `ssobot_runs{state="succeeded"} 2`, `ssobot_runs{state="failed"} 1`)
+		}},
+		{path: "/api/runs", status: 200, check: func(t *testing.T, _ *http.Response, body []byte) {
+			var got struct {
+				Runs []map[string]any `json:"runs"`
+			}
+			if err := json.Unmarshal(body, &got); err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, r := range got.Runs {
+				names = append(names, r["application_name"].(string))
+			}
+			if strings.Join(names, ",") != "Vault,Wiki,Grafana" {
+				t.Errorf("runs = %v, want newest first", names)
+			}
+			// Every documented field is present.
+			for _, k := range []string{"id", "state", "application_name", "application_slug", "team_domain", "requested_by", "created_at", "updated_at", "steps", "approvals", "resources"} {
+				if _, ok := got.Runs[0][k]; !ok {
+					t.Errorf("run lacks %q", k)
+				}
+			}
+		}},
+		{path: "/api/runs?limit=1", status: 200, check: func(t *testing.T, _ *http.Response, body []byte) {
+			var got runList
+			if err := json.Unmarshal(body, &got); err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Runs) != 1 || got.Runs[0].ApplicationName != "Vault" {
+				t.Errorf("limit=1 gave %+v", got.Runs)
+			}
+		}},
+		{path: "/api/runs?state=failed", status: 200, check: func(t *testing.T, _ *http.Response, body []byte) {
+			var got runList
+			if err := json.Unmarshal(body, &got); err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Runs) != 1 || got.Runs[0].State != workflow.StateFailed {
+				t.Errorf("state=failed gave %+v", got.Runs)
+			}
+		}},
+		{path: "/api/runs?limit=0", status: 400},
+		{path: "/api/runs?limit=abc", status: 400},
+		{path: "/api/runs?state=bogus", status: 400},
+		{path: "/api/runs/1", status: 200, check: func(t *testing.T, _ *http.Response, body []byte) {
+			const want = `{
+  "id": 1,
+  "state": "succeeded",
+  "application_name": "Grafana",
+  "application_slug": "grafana",
+  "team_domain": "acme.cloudflareaccess.com",
+  "login_method_name": "authentik",
+  "provider_name": "Grafana (Cloudflare Access)",
+  "client_id": "ssobot-grafana",
+  "requested_by": "U0ALICE",
+  "channel": "C0OPS",
+  "created_at": "2026-05-04T10:00:00Z",
+  "updated_at": "2026-05-04T10:01:00Z",
+  "steps": [
+    {
+      "name": "preflight",
+      "kind": "action",
+      "status": "succeeded",
+      "attempts": 1,
+      "error": ""
+    },`
+			if !strings.HasPrefix(string(body), want) {
+				t.Errorf("run JSON starts\n%s\nwant\n%s", body[:min(len(body), len(want)+100)], want)
+			}
+			var got runView
+			if err := json.Unmarshal(body, &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Resources.AuthentikProviderID == nil || *got.Resources.AuthentikProviderID != 7 || *got.Resources.AuthentikApplicationSlug != "grafana" {
+				t.Errorf("resources = %+v", got.Resources)
+			}
+			if len(got.Approvals) != 2 || got.Approvals[1].Gate != workflow.GateCloudflare || got.Approvals[1].User != "U0BOB" {
+				t.Errorf("approvals = %+v", got.Approvals)
+			}
+			if len(got.Events) != 1 || got.Events[0].Type != workflow.EventCreated {
+				t.Errorf("events = %+v", got.Events)
+			}
+		}},
+		{path: "/api/runs/2", status: 200, check: func(t *testing.T, _ *http.Response, body []byte) {
+			var got map[string]any
+			if err := json.Unmarshal(body, &got); err != nil {
+				t.Fatal(err)
+			}
+			res := got["resources"].(map[string]any)
+			for _, k := range []string{"authentik_provider_id", "authentik_application_slug", "cloudflare_identity_provider_id"} {
+				if v, ok := res[k]; !ok || v != nil {
+					t.Errorf("resources[%q] = %v, %v; want null", k, v, ok)
+				}
+			}
+			step := got["steps"].([]any)[2].(map[string]any)
+			if step["error"] != "authentik: create provider: 400 Bad Request: name taken" || step["attempts"] != 2.0 {
+				t.Errorf("failed step = %v, want its last error", step)
+			}
+		}},
+		{path: "/api/runs/99", status: 404, check: func(t *testing.T, resp *http.Response, body []byte) {
+			if resp.Header.Get("Content-Type") != "application/json" || !strings.Contains(string(body), `"error": "run 99 not found"`) {
+				t.Errorf("404 = %s %s", resp.Header.Get("Content-Type"), body)
+			}
+		}},
+		{path: "/api/runs/abc", status: 404},
+		{path: "/nope", status: 404},
+		{path: "/api/backup", status: 200, check: func(t *testing.T, resp *http.Response, body []byte) {
+			if ct := resp.Header.Get("Content-Type"); ct != "application/octet-stream" {
+				t.Errorf("Content-Type = %q", ct)
+			}
+			if cd := resp.Header.Get("Content-Disposition"); cd != `attachment; filename="ssobot-20260504T100000Z.db"` {
+				t.Errorf("Content-Disposition = %q", cd)
+			}
+			// The copy is a database the store opens, with the same runs.
+			path := filepath.Join(t.TempDir(), "backup.db")
+			if err := os.WriteFile(path, body, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cp, err := store.Open(path, store.Options{ReadOnly: true})
+			if err != nil {
+				t.Fatalf("open backup: %v", err)
+			}
+			defer cp.Close()
+			if err := cp.Check(); err != nil {
+				t.Errorf("backup check: %v", err)
+			}
+			runs, err := cp.ListRuns(context.Background(), workflow.ListOptions{})
+			if err != nil || len(runs) != 3 {
+				t.Errorf("backup has %d runs, %v; want 3", len(runs), err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			resp, body := get(t, tt.path)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("GET %s = %d, want %d: %s", tt.path, resp.StatusCode, tt.status, body)
+			}
+			if tt.check != nil {
+				tt.check(t, resp, body)
+			}
+		})
+	}
+
+	ready = nil
+	if resp, body := get(t, "/readyz"); resp.StatusCode != 200 {
+		t.Errorf("readyz once ready = %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestAdminBackupFailure(t *testing.T) {
+	h := newAdminHandler(adminConfig{
+		Backup: func(context.Context, io.Writer) (int64, error) { return 0, errors.New("database closed") },
+	})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/backup", nil))
+	if rec.Code != http.StatusInternalServerError || rec.Header().Get("Content-Disposition") != "" {
+		t.Errorf("failed backup = %d %v, want 500 without an attachment", rec.Code, rec.Header())
+	}
+	if !bytes.Contains(rec.Body.Bytes(), []byte("database closed")) {
+		t.Errorf("body = %s", rec.Body)
+	}
+}

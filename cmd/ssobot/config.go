@@ -1,0 +1,403 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ssobot/ssobot/workflow"
+)
+
+// Config is the configuration of `ssobot serve`, read from the environment.
+type Config struct {
+	SlackBotToken      workflow.Secret
+	SlackSigningSecret workflow.Secret // empty in Socket Mode
+	SlackAppToken      workflow.Secret // set: Socket Mode
+	SlackAPIURL        string          // "" for Slack's; otherwise ends with "/"
+
+	AuthentikURL   string // public https URL, no trailing slash
+	AuthentikToken workflow.Secret
+
+	CloudflareAPIToken  workflow.Secret
+	CloudflareAccountID string
+	CloudflareBaseURL   string // "" for Cloudflare's
+
+	ApproverUsers     []string
+	ApproverGroups    []string
+	ApprovalsRequired int
+	AllowSelfApproval bool
+	ApprovalTTL       time.Duration
+	Channels          []string
+	Requesters        []string
+
+	AuthorizationFlow string
+	InvalidationFlow  string
+	SigningKey        string
+
+	DBPath      string
+	Listen      string
+	AdminListen string
+	LogFormat   string // "json" or "text"
+	LogLevel    slog.Level
+}
+
+// SocketMode reports whether the bot connects to Slack over Socket Mode
+// instead of receiving HTTP requests.
+func (c Config) SocketMode() bool { return !c.SlackAppToken.IsZero() }
+
+// ConfigError lists every problem found in the configuration, each naming
+// the variable to set.
+type ConfigError struct {
+	Problems []string
+}
+
+func (e *ConfigError) Error() string {
+	return "invalid configuration:\n  - " + strings.Join(e.Problems, "\n  - ")
+}
+
+// Defaults of the optional variables.
+const (
+	defaultDB          = "ssobot.db"
+	defaultListen      = ":8080"
+	defaultAdminListen = "127.0.0.1:9090"
+	defaultApprovalTTL = 24 * time.Hour
+)
+
+// envVar documents one variable; the list drives `ssobot serve -h`.
+type envVar struct {
+	Name     string
+	Secret   bool // also accepted as NAME_FILE
+	Required string
+	Default  string
+	Help     string
+}
+
+var envVars = []envVar{
+	{"SLACK_BOT_TOKEN", true, "yes", "", "bot token, xoxb-..."},
+	{"SLACK_SIGNING_SECRET", true, "HTTP mode", "", "signing secret of the Slack app"},
+	{"SLACK_APP_TOKEN", true, "no", "", "app-level token xapp-... with connections:write: switches to Socket Mode"},
+	{"SLACK_API_URL", false, "no", "https://slack.com/api/", "Slack Web API base URL"},
+	{"AUTHENTIK_URL", false, "yes", "", "authentik's public https URL"},
+	{"AUTHENTIK_TOKEN", true, "yes", "", "authentik API token (intent API, no expiry)"},
+	{"CLOUDFLARE_API_TOKEN", true, "yes", "", `token with "Access: Organizations, Identity Providers, and Groups Write"`},
+	{"CLOUDFLARE_ACCOUNT_ID", false, "yes", "", "Cloudflare account ID (32 hex characters)"},
+	{"CLOUDFLARE_BASE_URL", false, "no", "https://api.cloudflare.com/client/v4", "Cloudflare API base URL"},
+	{"SSOBOT_APPROVERS", false, "yes", "", "comma-separated Slack user IDs (U..., W...) and user group IDs (S...)"},
+	{"SSOBOT_APPROVALS_REQUIRED", false, "no", "1", "approvals needed on each gate"},
+	{"SSOBOT_ALLOW_SELF_APPROVAL", false, "no", "false", "whether the requester may approve their own run"},
+	{"SSOBOT_APPROVAL_TTL", false, "no", "24h", "how long a gate waits for approvals"},
+	{"SSOBOT_CHANNELS", false, "no", "", "channel IDs where /sso-setup is allowed (empty: any)"},
+	{"SSOBOT_REQUESTERS", false, "no", "", "user IDs allowed to request (empty: anyone)"},
+	{"SSOBOT_AUTHORIZATION_FLOW", false, "no", "default-provider-authorization-explicit-consent", "authentik authorization flow slug"},
+	{"SSOBOT_INVALIDATION_FLOW", false, "no", "default-provider-invalidation-flow", "authentik invalidation flow slug"},
+	{"SSOBOT_SIGNING_KEY", false, "no", "authentik Self-signed Certificate", "authentik certificate name signing the tokens"},
+	{"SSOBOT_DB", false, "no", defaultDB, "bbolt database file"},
+	{"SSOBOT_LISTEN", false, "no", defaultListen, "address of the Slack endpoints (HTTP mode)"},
+	{"SSOBOT_ADMIN_LISTEN", false, "no", defaultAdminListen, "address of /healthz, /readyz, /metrics, /api"},
+	{"SSOBOT_LOG_FORMAT", false, "no", "json", "json or text"},
+	{"SSOBOT_LOG_LEVEL", false, "no", "info", "debug, info, warn or error"},
+}
+
+var (
+	userIDPattern    = regexp.MustCompile(`^[UW][A-Z0-9]{2,}$`)
+	groupIDPattern   = regexp.MustCompile(`^S[A-Z0-9]{2,}$`)
+	channelIDPattern = regexp.MustCompile(`^[CGD][A-Z0-9]{2,}$`)
+	accountIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
+)
+
+// LoadConfig reads the configuration through getenv and readFile (for the
+// NAME_FILE form of secrets). It reports every problem at once in a
+// *ConfigError, never the value of a secret.
+func LoadConfig(getenv func(string) string, readFile func(string) ([]byte, error)) (Config, error) {
+	l := loader{getenv: getenv, readFile: readFile}
+	var c Config
+
+	c.SlackBotToken = l.secret("SLACK_BOT_TOKEN", true, "xoxb-", "a bot token")
+	c.SlackAppToken = l.secret("SLACK_APP_TOKEN", false, "xapp-", "an app-level token")
+	c.SlackSigningSecret = l.secret("SLACK_SIGNING_SECRET", false, "", "")
+	if c.SlackAppToken.IsZero() && c.SlackSigningSecret.IsZero() && !l.failed("SLACK_SIGNING_SECRET") && !l.failed("SLACK_APP_TOKEN") {
+		l.problem("SLACK_SIGNING_SECRET is required in HTTP mode: set it (or SLACK_SIGNING_SECRET_FILE) to the app's signing secret, or set SLACK_APP_TOKEN to use Socket Mode")
+	}
+	if u := l.url("SLACK_API_URL", false, false); u != "" {
+		c.SlackAPIURL = strings.TrimSuffix(u, "/") + "/" // slack-go joins with the method name
+	}
+
+	c.AuthentikURL = l.url("AUTHENTIK_URL", true, true)
+	c.AuthentikToken = l.secret("AUTHENTIK_TOKEN", true, "", "")
+
+	c.CloudflareAPIToken = l.secret("CLOUDFLARE_API_TOKEN", true, "", "")
+	if c.CloudflareAccountID = strings.TrimSpace(getenv("CLOUDFLARE_ACCOUNT_ID")); c.CloudflareAccountID == "" {
+		l.problem("CLOUDFLARE_ACCOUNT_ID is required: set it to the account ID shown in the Cloudflare dashboard (32 hex characters)")
+	} else if !accountIDPattern.MatchString(c.CloudflareAccountID) {
+		l.problem(fmt.Sprintf("CLOUDFLARE_ACCOUNT_ID %q is not an account ID: expected 32 lowercase hex characters", c.CloudflareAccountID))
+	}
+	c.CloudflareBaseURL = l.url("CLOUDFLARE_BASE_URL", false, false)
+
+	l.approvers(&c)
+	c.ApprovalsRequired = l.positiveInt("SSOBOT_APPROVALS_REQUIRED", 1)
+	c.AllowSelfApproval = l.bool("SSOBOT_ALLOW_SELF_APPROVAL", false)
+	c.ApprovalTTL = l.duration("SSOBOT_APPROVAL_TTL", defaultApprovalTTL)
+	c.Channels = l.ids("SSOBOT_CHANNELS", channelIDPattern, "channel IDs (C..., G...)")
+	c.Requesters = l.ids("SSOBOT_REQUESTERS", userIDPattern, "user IDs (U..., W...)")
+
+	c.AuthorizationFlow = strings.TrimSpace(getenv("SSOBOT_AUTHORIZATION_FLOW"))
+	c.InvalidationFlow = strings.TrimSpace(getenv("SSOBOT_INVALIDATION_FLOW"))
+	c.SigningKey = strings.TrimSpace(getenv("SSOBOT_SIGNING_KEY"))
+	for _, v := range []struct{ name, val string }{
+		{"SSOBOT_AUTHORIZATION_FLOW", c.AuthorizationFlow},
+		{"SSOBOT_INVALIDATION_FLOW", c.InvalidationFlow},
+	} {
+		if v.val != "" && workflow.ValidateSlug(v.val) != nil {
+			l.problem(fmt.Sprintf("%s %q is not a flow slug: use lowercase letters, digits and dashes, e.g. default-provider-authorization-explicit-consent", v.name, v.val))
+		}
+	}
+
+	c.DBPath = l.str("SSOBOT_DB", defaultDB)
+	c.Listen = l.addr("SSOBOT_LISTEN", defaultListen)
+	c.AdminListen = l.addr("SSOBOT_ADMIN_LISTEN", defaultAdminListen)
+	switch c.LogFormat = strings.ToLower(l.str("SSOBOT_LOG_FORMAT", "json")); c.LogFormat {
+	case "json", "text":
+	default:
+		l.problem(fmt.Sprintf("SSOBOT_LOG_FORMAT %q is not a log format: set it to json or text", c.LogFormat))
+	}
+	if v := strings.TrimSpace(getenv("SSOBOT_LOG_LEVEL")); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			l.problem(fmt.Sprintf("SSOBOT_LOG_LEVEL %q is not a log level: set it to debug, info, warn or error", v))
+		}
+	}
+
+	if len(l.problems) > 0 {
+		return Config{}, &ConfigError{Problems: l.problems}
+	}
+	return c, nil
+}
+
+type loader struct {
+	getenv   func(string) string
+	readFile func(string) ([]byte, error)
+	problems []string
+	bad      map[string]bool
+}
+
+func (l *loader) problem(p string) { l.problems = append(l.problems, p) }
+
+func (l *loader) fail(name, p string) {
+	if l.bad == nil {
+		l.bad = map[string]bool{}
+	}
+	l.bad[name] = true
+	l.problem(p)
+}
+
+func (l *loader) failed(name string) bool { return l.bad[name] }
+
+// secret reads NAME or the file named by NAME_FILE. Problems describe the
+// value's shape, never the value.
+func (l *loader) secret(name string, required bool, prefix, kind string) workflow.Secret {
+	v, file := l.getenv(name), strings.TrimSpace(l.getenv(name+"_FILE"))
+	switch {
+	case v != "" && file != "":
+		l.fail(name, fmt.Sprintf("%s and %s_FILE are both set: set only one", name, name))
+		return workflow.Secret{}
+	case file != "":
+		b, err := l.readFile(file)
+		if err != nil {
+			l.fail(name, fmt.Sprintf("%s_FILE: cannot read %s: %v", name, file, unwrapPathError(err)))
+			return workflow.Secret{}
+		}
+		v = string(b)
+		// Files written by editors and `echo` end with one newline.
+		v = strings.TrimSuffix(v, "\n")
+		v = strings.TrimSuffix(v, "\r")
+		if v == "" {
+			l.fail(name, fmt.Sprintf("%s_FILE: %s is empty", name, file))
+			return workflow.Secret{}
+		}
+	case v == "":
+		if required {
+			l.fail(name, fmt.Sprintf("%s is required: set it or %s_FILE (a file holding it)", name, name))
+		}
+		return workflow.Secret{}
+	}
+	if strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		l.fail(name, fmt.Sprintf("%s contains spaces or control characters: check for stray quotes or line breaks", name))
+		return workflow.Secret{}
+	}
+	if prefix != "" && !strings.HasPrefix(v, prefix) {
+		hint := ""
+		for _, p := range []struct{ prefix, what string }{
+			{"xoxb-", "a bot token"}, {"xoxp-", "a user token"}, {"xapp-", "an app-level token"}, {"xoxe", "a refresh or config token"},
+		} {
+			if strings.HasPrefix(v, p.prefix) {
+				hint = fmt.Sprintf(" (this value looks like %s)", p.what)
+			}
+		}
+		l.fail(name, fmt.Sprintf("%s must be %s starting with %s%s", name, kind, prefix, hint))
+		return workflow.Secret{}
+	}
+	return workflow.NewSecret(v)
+}
+
+func unwrapPathError(err error) error {
+	if u := errors.Unwrap(err); u != nil {
+		return u
+	}
+	return err
+}
+
+func (l *loader) str(name, def string) string {
+	if v := strings.TrimSpace(l.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+// url validates an absolute URL without query or fragment and returns it
+// without a trailing slash (except SLACK_API_URL, handled by the caller).
+func (l *loader) url(name string, required, httpsOnly bool) string {
+	v := strings.TrimSpace(l.getenv(name))
+	if v == "" {
+		if required {
+			l.fail(name, fmt.Sprintf("%s is required: set it to an absolute https URL, e.g. https://auth.example.com", name))
+		}
+		return ""
+	}
+	u, err := url.Parse(v)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		l.fail(name, fmt.Sprintf("%s %q is not an absolute URL: use e.g. https://auth.example.com", name, v))
+		return ""
+	case httpsOnly && u.Scheme != "https":
+		l.fail(name, fmt.Sprintf("%s %q must use https: Cloudflare only talks to identity providers over https", name, v))
+		return ""
+	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		l.fail(name, fmt.Sprintf("%s %q must not contain a query, fragment or user info", name, v))
+		return ""
+	}
+	return strings.TrimSuffix(v, "/")
+}
+
+func (l *loader) approvers(c *Config) {
+	v := strings.TrimSpace(l.getenv("SSOBOT_APPROVERS"))
+	if v == "" {
+		l.problem("SSOBOT_APPROVERS is required: set it to comma-separated Slack user IDs (U..., W...) and user group IDs (S...) of the people who approve")
+		return
+	}
+	var bad []string
+	for _, id := range splitList(v) {
+		switch {
+		case userIDPattern.MatchString(id):
+			c.ApproverUsers = append(c.ApproverUsers, id)
+		case groupIDPattern.MatchString(id):
+			c.ApproverGroups = append(c.ApproverGroups, id)
+		default:
+			bad = append(bad, strconv.Quote(id))
+		}
+	}
+	switch {
+	case len(bad) > 0:
+		l.problem(fmt.Sprintf("SSOBOT_APPROVERS: %s not Slack user IDs (U..., W...) or user group IDs (S...); names and @handles do not work, copy the ID from the profile's \"Copy member ID\"", strings.Join(bad, ", ")+isAre(len(bad))))
+	case len(c.ApproverUsers)+len(c.ApproverGroups) == 0:
+		l.problem("SSOBOT_APPROVERS is empty: list at least one Slack user or user group ID")
+	}
+}
+
+func isAre(n int) string {
+	if n == 1 {
+		return " is"
+	}
+	return " are"
+}
+
+func (l *loader) ids(name string, pattern *regexp.Regexp, what string) []string {
+	var out, bad []string
+	for _, id := range splitList(l.getenv(name)) {
+		if pattern.MatchString(id) {
+			out = append(out, id)
+		} else {
+			bad = append(bad, strconv.Quote(id))
+		}
+	}
+	if len(bad) > 0 {
+		l.problem(fmt.Sprintf("%s: %s not %s", name, strings.Join(bad, ", ")+isAre(len(bad)), what))
+	}
+	return out
+}
+
+// splitList splits a comma- or space-separated list, dropping empty items
+// and duplicates.
+func splitList(v string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' }) {
+		if !seen[f] {
+			seen[f] = true
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (l *loader) positiveInt(name string, def int) int {
+	v := strings.TrimSpace(l.getenv(name))
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		l.problem(fmt.Sprintf("%s %q must be a whole number of at least 1", name, v))
+		return def
+	}
+	return n
+}
+
+func (l *loader) bool(name string, def bool) bool {
+	v := strings.TrimSpace(l.getenv(name))
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		l.problem(fmt.Sprintf("%s %q must be true or false", name, v))
+		return def
+	}
+	return b
+}
+
+func (l *loader) duration(name string, def time.Duration) time.Duration {
+	v := strings.TrimSpace(l.getenv(name))
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		l.problem(fmt.Sprintf("%s %q must be a positive duration such as 24h, 90m or 3600s", name, v))
+		return def
+	}
+	return d
+}
+
+func (l *loader) addr(name, def string) string {
+	v := strings.TrimSpace(l.getenv(name))
+	if v == "" {
+		return def
+	}
+	_, port, err := net.SplitHostPort(v)
+	if err == nil {
+		var n int
+		if n, err = strconv.Atoi(port); err == nil && (n < 0 || n > 65535) {
+			err = errors.New("port out of range")
+		}
+	}
+	if err != nil {
+		l.problem(fmt.Sprintf("%s %q is not a listen address: use host:port, e.g. :8080 or 127.0.0.1:9090", name, v))
+		return def
+	}
+	return v
+}

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+const testAccountID = "0123456789abcdef0123456789abcdef"
+
+// validEnv is a complete HTTP-mode configuration.
+func validEnv() map[string]string {
+	return map[string]string{
+		"SLACK_BOT_TOKEN":       "xoxb-1-2-abc",
+		"SLACK_SIGNING_SECRET":  "8f742231b10e8888abcd99yyyzzz85a5",
+		"AUTHENTIK_URL":         "https://auth.example.com/",
+		"AUTHENTIK_TOKEN":       "ak-token",
+		"CLOUDFLARE_API_TOKEN":  "cf-token",
+		"CLOUDFLARE_ACCOUNT_ID": testAccountID,
+		"SSOBOT_APPROVERS":      "U012AB3CD, S0614TZR7",
+	}
+}
+
+type fakeFS map[string]string
+
+func (f fakeFS) readFile(name string) ([]byte, error) {
+	if v, ok := f[name]; ok {
+		return []byte(v), nil
+	}
+	return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+}
+
+func TestLoadConfig(t *testing.T) {
+	tests := []struct {
+		name  string
+		set   map[string]string // "" deletes
+		files fakeFS
+		check func(t *testing.T, c Config)
+		// problems are substrings; each must appear in exactly one problem,
+		// and the number of problems must match.
+		problems []string
+	}{
+		{
+			name: "defaults",
+			check: func(t *testing.T, c Config) {
+				want := Config{ApprovalsRequired: 1, ApprovalTTL: 24 * time.Hour, DBPath: "ssobot.db", Listen: ":8080", AdminListen: "127.0.0.1:9090", LogFormat: "json", LogLevel: slog.LevelInfo}
+				got := Config{ApprovalsRequired: c.ApprovalsRequired, ApprovalTTL: c.ApprovalTTL, DBPath: c.DBPath, Listen: c.Listen, AdminListen: c.AdminListen, LogFormat: c.LogFormat, LogLevel: c.LogLevel}
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("defaults = %+v, want %+v", got, want)
+				}
+				if c.AuthentikURL != "https://auth.example.com" {
+					t.Errorf("AuthentikURL = %q, want the trailing slash trimmed", c.AuthentikURL)
+				}
+				if !slices.Equal(c.ApproverUsers, []string{"U012AB3CD"}) || !slices.Equal(c.ApproverGroups, []string{"S0614TZR7"}) {
+					t.Errorf("approvers = %v / %v", c.ApproverUsers, c.ApproverGroups)
+				}
+				if c.SocketMode() || c.SlackAPIURL != "" || c.CloudflareBaseURL != "" || c.AllowSelfApproval {
+					t.Errorf("unexpected non-default: %+v", c)
+				}
+				if c.SlackBotToken.Reveal() != "xoxb-1-2-abc" || c.AuthentikToken.Reveal() != "ak-token" || c.CloudflareAPIToken.Reveal() != "cf-token" {
+					t.Error("secrets not carried")
+				}
+			},
+		},
+		{
+			name: "every option set",
+			set: map[string]string{
+				"SLACK_API_URL":              "http://127.0.0.1:1234/api",
+				"CLOUDFLARE_BASE_URL":        "http://127.0.0.1:5678/client/v4/",
+				"SSOBOT_APPROVALS_REQUIRED":  "2",
+				"SSOBOT_ALLOW_SELF_APPROVAL": "true",
+				"SSOBOT_APPROVAL_TTL":        "90m",
+				"SSOBOT_CHANNELS":            "C0123ABC,G0456DEF",
+				"SSOBOT_REQUESTERS":          "U0AAA W0BBB U0AAA",
+				"SSOBOT_AUTHORIZATION_FLOW":  "my-flow",
+				"SSOBOT_INVALIDATION_FLOW":   "my-invalidation",
+				"SSOBOT_SIGNING_KEY":         "My Key",
+				"SSOBOT_DB":                  "/data/x.db",
+				"SSOBOT_LISTEN":              "127.0.0.1:0",
+				"SSOBOT_ADMIN_LISTEN":        "[::1]:9999",
+				"SSOBOT_LOG_FORMAT":          "TEXT",
+				"SSOBOT_LOG_LEVEL":           "debug",
+			},
+			check: func(t *testing.T, c Config) {
+				if c.SlackAPIURL != "http://127.0.0.1:1234/api/" {
+					t.Errorf("SlackAPIURL = %q, want a trailing slash", c.SlackAPIURL)
+				}
+				if c.CloudflareBaseURL != "http://127.0.0.1:5678/client/v4" {
+					t.Errorf("CloudflareBaseURL = %q", c.CloudflareBaseURL)
+				}
+				if c.ApprovalsRequired != 2 || !c.AllowSelfApproval || c.ApprovalTTL != 90*time.Minute {
+					t.Errorf("approval settings = %d %v %v", c.ApprovalsRequired, c.AllowSelfApproval, c.ApprovalTTL)
+				}
+				if !slices.Equal(c.Channels, []string{"C0123ABC", "G0456DEF"}) || !slices.Equal(c.Requesters, []string{"U0AAA", "W0BBB"}) {
+					t.Errorf("allow-lists = %v %v", c.Channels, c.Requesters)
+				}
+				if c.AuthorizationFlow != "my-flow" || c.InvalidationFlow != "my-invalidation" || c.SigningKey != "My Key" {
+					t.Errorf("authentik overrides = %q %q %q", c.AuthorizationFlow, c.InvalidationFlow, c.SigningKey)
+				}
+				if c.DBPath != "/data/x.db" || c.Listen != "127.0.0.1:0" || c.AdminListen != "[::1]:9999" || c.LogFormat != "text" || c.LogLevel != slog.LevelDebug {
+					t.Errorf("server settings = %q %q %q %q %v", c.DBPath, c.Listen, c.AdminListen, c.LogFormat, c.LogLevel)
+				}
+			},
+		},
+		{
+			name:  "secrets from files, one trailing newline trimmed",
+			set:   map[string]string{"SLACK_BOT_TOKEN": "", "SLACK_BOT_TOKEN_FILE": "/run/secrets/bot", "AUTHENTIK_TOKEN": "", "AUTHENTIK_TOKEN_FILE": "/run/secrets/ak", "CLOUDFLARE_API_TOKEN": "", "CLOUDFLARE_API_TOKEN_FILE": "/run/secrets/cf"},
+			files: fakeFS{"/run/secrets/bot": "xoxb-from-file\n", "/run/secrets/ak": "ak-file\r\n", "/run/secrets/cf": "cf-file"},
+			check: func(t *testing.T, c Config) {
+				if c.SlackBotToken.Reveal() != "xoxb-from-file" || c.AuthentikToken.Reveal() != "ak-file" || c.CloudflareAPIToken.Reveal() != "cf-file" {
+					t.Errorf("secrets = %q %q %q", c.SlackBotToken.Reveal(), c.AuthentikToken.Reveal(), c.CloudflareAPIToken.Reveal())
+				}
+			},
+		},
+		{
+			name: "socket mode needs no signing secret",
+			set:  map[string]string{"SLACK_SIGNING_SECRET": "", "SLACK_APP_TOKEN": "xapp-1-A-1-abc"},
+			check: func(t *testing.T, c Config) {
+				if !c.SocketMode() {
+					t.Error("SocketMode() = false")
+				}
+			},
+		},
+		{
+			name: "nothing set lists every required variable",
+			set: map[string]string{"SLACK_BOT_TOKEN": "", "SLACK_SIGNING_SECRET": "", "AUTHENTIK_URL": "", "AUTHENTIK_TOKEN": "",
+				"CLOUDFLARE_API_TOKEN": "", "CLOUDFLARE_ACCOUNT_ID": "", "SSOBOT_APPROVERS": ""},
+			problems: []string{"SLACK_BOT_TOKEN is required", "SLACK_SIGNING_SECRET is required", "AUTHENTIK_URL is required", "AUTHENTIK_TOKEN is required",
+				"CLOUDFLARE_API_TOKEN is required", "CLOUDFLARE_ACCOUNT_ID is required", "SSOBOT_APPROVERS is required"},
+		},
+		{
+			name:     "both value and file",
+			set:      map[string]string{"AUTHENTIK_TOKEN_FILE": "/x"},
+			files:    fakeFS{"/x": "file-secret-value"},
+			problems: []string{"AUTHENTIK_TOKEN and AUTHENTIK_TOKEN_FILE are both set"},
+		},
+		{
+			name:     "unreadable and empty secret files",
+			set:      map[string]string{"AUTHENTIK_TOKEN": "", "AUTHENTIK_TOKEN_FILE": "/missing", "CLOUDFLARE_API_TOKEN": "", "CLOUDFLARE_API_TOKEN_FILE": "/empty"},
+			files:    fakeFS{"/empty": "\n"},
+			problems: []string{"AUTHENTIK_TOKEN_FILE: cannot read /missing: file does not exist", "CLOUDFLARE_API_TOKEN_FILE: /empty is empty"},
+		},
+		{
+			name:     "wrong token kinds",
+			set:      map[string]string{"SLACK_BOT_TOKEN": "xoxp-user-token", "SLACK_APP_TOKEN": "xoxb-bot"},
+			problems: []string{"SLACK_BOT_TOKEN must be a bot token starting with xoxb- (this value looks like a user token)", "SLACK_APP_TOKEN must be an app-level token starting with xapp- (this value looks like a bot token)"},
+		},
+		{
+			name:     "stray whitespace in a secret",
+			set:      map[string]string{"CLOUDFLARE_API_TOKEN": "abc def"},
+			problems: []string{"CLOUDFLARE_API_TOKEN contains spaces"},
+		},
+		{
+			name:     "authentik over http",
+			set:      map[string]string{"AUTHENTIK_URL": "http://auth.example.com"},
+			problems: []string{"AUTHENTIK_URL \"http://auth.example.com\" must use https"},
+		},
+		{
+			name:     "malformed URLs",
+			set:      map[string]string{"AUTHENTIK_URL": "auth.example.com", "SLACK_API_URL": "ftp://x", "CLOUDFLARE_BASE_URL": "https://x/?a=b"},
+			problems: []string{"AUTHENTIK_URL \"auth.example.com\" is not an absolute URL", "SLACK_API_URL \"ftp://x\" is not an absolute URL", "CLOUDFLARE_BASE_URL \"https://x/?a=b\" must not contain a query"},
+		},
+		{
+			name:     "malformed account and approvers",
+			set:      map[string]string{"CLOUDFLARE_ACCOUNT_ID": "acme", "SSOBOT_APPROVERS": "U012AB3CD,@bob,alice"},
+			problems: []string{"CLOUDFLARE_ACCOUNT_ID \"acme\" is not an account ID", `SSOBOT_APPROVERS: "@bob", "alice" are not Slack user IDs`},
+		},
+		{
+			name:     "approvers only commas",
+			set:      map[string]string{"SSOBOT_APPROVERS": " , ,"},
+			problems: []string{"SSOBOT_APPROVERS is empty"},
+		},
+		{
+			name: "malformed numbers, durations, addresses, log settings",
+			set: map[string]string{"SSOBOT_APPROVALS_REQUIRED": "0", "SSOBOT_ALLOW_SELF_APPROVAL": "maybe", "SSOBOT_APPROVAL_TTL": "1d",
+				"SSOBOT_LISTEN": "8080", "SSOBOT_ADMIN_LISTEN": "127.0.0.1:99999", "SSOBOT_LOG_FORMAT": "xml", "SSOBOT_LOG_LEVEL": "loud",
+				"SSOBOT_CHANNELS": "general", "SSOBOT_REQUESTERS": "S0614TZR7", "SSOBOT_AUTHORIZATION_FLOW": "Has Spaces"},
+			problems: []string{"SSOBOT_APPROVALS_REQUIRED \"0\" must be a whole number of at least 1", "SSOBOT_ALLOW_SELF_APPROVAL \"maybe\" must be true or false",
+				"SSOBOT_APPROVAL_TTL \"1d\" must be a positive duration", "SSOBOT_LISTEN \"8080\" is not a listen address", "SSOBOT_ADMIN_LISTEN \"127.0.0.1:99999\" is not a listen address",
+				"SSOBOT_LOG_FORMAT \"xml\"", "SSOBOT_LOG_LEVEL \"loud\"", `SSOBOT_CHANNELS: "general" is not channel IDs`, `SSOBOT_REQUESTERS: "S0614TZR7" is not user IDs`,
+				"SSOBOT_AUTHORIZATION_FLOW \"Has Spaces\" is not a flow slug"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := validEnv()
+			maps.Copy(env, tt.set)
+			c, err := LoadConfig(func(k string) string { return env[k] }, tt.files.readFile)
+			if len(tt.problems) == 0 {
+				if err != nil {
+					t.Fatalf("LoadConfig: %v", err)
+				}
+				if tt.check != nil {
+					tt.check(t, c)
+				}
+				return
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("LoadConfig error = %v, want a *ConfigError", err)
+			}
+			if len(ce.Problems) != len(tt.problems) {
+				t.Errorf("got %d problems, want %d:\n%s", len(ce.Problems), len(tt.problems), err)
+			}
+			for _, want := range tt.problems {
+				n := 0
+				for _, p := range ce.Problems {
+					if strings.Contains(p, want) {
+						n++
+					}
+				}
+				if n != 1 {
+					t.Errorf("problem %q found %d times in:\n%s", want, n, err)
+				}
+			}
+			// No problem may quote a secret.
+			for k, v := range env {
+				if isSecretVar(k) && v != "" && strings.Contains(err.Error(), v) {
+					t.Errorf("error reveals the value of %s: %s", k, err)
+				}
+			}
+			for _, v := range tt.files {
+				if s := strings.TrimSpace(v); s != "" && strings.Contains(err.Error(), s) {
+					t.Errorf("error reveals a secret file's content: %s", err)
+				}
+			}
+		})
+	}
+}
+
+func isSecretVar(name string) bool {
+	for _, v := range envVars {
+		if v.Name == name {
+			return v.Secret
+		}
+	}
+	return false
+}

@@ -1,0 +1,70 @@
+// Command ssobot is a Slack bot that sets up single sign-on through
+// authentik for Cloudflare Zero Trust Access: /sso-setup new <App> creates an
+// authentik OAuth2/OpenID provider and application and the matching OpenID
+// Connect login method in Cloudflare Access, after approvals clicked in Slack.
+//
+// Subcommands: serve, demo, manifest, runs, version. See README.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // a runtime failure: a credential refused, the database locked, a listener failed
+	exitUsage   = 2 // missing or malformed configuration or arguments
+)
+
+func main() {
+	// SIGINT and SIGTERM end ctx: serve shuts down gracefully.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.ReadFile, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `ssobot sets up authentik single sign-on for Cloudflare Zero Trust Access from Slack.
+
+Usage:
+  ssobot serve                       run the bot (configured by environment variables; -h lists them)
+  ssobot demo                        run a complete setup against built-in fakes, no configuration needed
+  ssobot manifest [--url URL]        print the Slack app manifest (Socket Mode without --url)
+  ssobot runs list [--json]          list runs, from a running bot's admin API or the database file
+  ssobot runs show <id> [--json]     show one run with its steps, decisions and audit log
+  ssobot version                     print the version
+`
+
+// run executes one subcommand and returns the process exit code. Every
+// outside dependency is a parameter so tests run it in-process.
+func run(ctx context.Context, args []string, getenv func(string) string, readFile func(string) ([]byte, error), stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		return serveCmd(ctx, rest, getenv, readFile, stdout, stderr)
+	case "demo":
+		return demoCmd(ctx, rest, getenv, stdout, stderr)
+	case "manifest":
+		return manifestCmd(rest, stdout, stderr)
+	case "runs":
+		return runsCmd(ctx, rest, getenv, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, Version())
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "ssobot: unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Paths of the Slack endpoints in HTTP mode.
+const (
+	slackCommandsPath     = "/slack/commands"
+	slackInteractionsPath = "/slack/interactions"
+)
+
+// slashCommand is the command the bot registers.
+const slashCommand = "/sso-setup"
+
+// botScopes are the bot token scopes the code uses: the slash command,
+// posting and editing run messages (chat.postMessage, chat.update,
+// chat.postEphemeral), checking approvers (users.info) and expanding
+// approver user groups (usergroups.users.list).
+var botScopes = []string{"commands", "chat:write", "users:read", "usergroups:read"}
+
+// The manifest's structs keep the field order Slack's documentation uses.
+type manifest struct {
+	DisplayInformation struct {
+		Name            string `yaml:"name"`
+		Description     string `yaml:"description"`
+		LongDescription string `yaml:"long_description,omitempty"`
+		BackgroundColor string `yaml:"background_color"`
+	} `yaml:"display_information"`
+	Features struct {
+		BotUser struct {
+			DisplayName  string `yaml:"display_name"`
+			AlwaysOnline bool   `yaml:"always_online"`
+		} `yaml:"bot_user"`
+		SlashCommands []manifestCommand `yaml:"slash_commands"`
+	} `yaml:"features"`
+	OAuthConfig struct {
+		Scopes struct {
+			Bot []string `yaml:"bot"`
+		} `yaml:"scopes"`
+	} `yaml:"oauth_config"`
+	Settings struct {
+		Interactivity struct {
+			IsEnabled  bool   `yaml:"is_enabled"`
+			RequestURL string `yaml:"request_url,omitempty"`
+		} `yaml:"interactivity"`
+		OrgDeployEnabled     bool `yaml:"org_deploy_enabled"`
+		SocketModeEnabled    bool `yaml:"socket_mode_enabled"`
+		TokenRotationEnabled bool `yaml:"token_rotation_enabled"`
+	} `yaml:"settings"`
+}
+
+type manifestCommand struct {
+	Command      string `yaml:"command"`
+	URL          string `yaml:"url,omitempty"`
+	Description  string `yaml:"description"`
+	UsageHint    string `yaml:"usage_hint"`
+	ShouldEscape bool   `yaml:"should_escape"`
+}
+
+// Manifest returns the Slack app manifest as YAML. Without a base URL the
+// app uses Socket Mode; with one, Slack sends requests to its endpoints.
+func Manifest(baseURL string) ([]byte, error) {
+	var m manifest
+	m.DisplayInformation.Name = "ssobot"
+	m.DisplayInformation.Description = "Sets up authentik single sign-on for Cloudflare Zero Trust Access, with approvals."
+	m.DisplayInformation.LongDescription = "Type /sso-setup new <Application> to create an authentik OAuth2/OpenID provider and application and the matching OpenID Connect login method in Cloudflare Zero Trust Access. Each phase waits for approvals clicked in Slack; every step is recorded and shown in the run's thread."
+	m.DisplayInformation.BackgroundColor = "#1f2d3d"
+	m.Features.BotUser.DisplayName = "ssobot"
+	m.Features.BotUser.AlwaysOnline = true
+	cmd := manifestCommand{
+		Command:     slashCommand,
+		Description: "Set up SSO for an application (authentik + Cloudflare Access)",
+		UsageHint:   "new <application name> [slug=…] [team=…] [login=…] | status <run> | list | cancel <run> | retry <run> | help",
+	}
+	m.OAuthConfig.Scopes.Bot = botScopes
+	m.Settings.Interactivity.IsEnabled = true
+	if baseURL == "" {
+		m.Settings.SocketModeEnabled = true
+	} else {
+		u, err := url.Parse(baseURL)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return nil, errors.New("the URL must be an absolute https URL such as https://bot.example.com: Slack sends requests only over https")
+		}
+		base := strings.TrimSuffix(baseURL, "/")
+		cmd.URL = base + slackCommandsPath
+		m.Settings.Interactivity.RequestURL = base + slackInteractionsPath
+	}
+	m.Features.SlashCommands = []manifestCommand{cmd}
+
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(m); err != nil {
+		return nil, fmt.Errorf("encode manifest: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encode manifest: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// manifestCmd implements `ssobot manifest [--url https://bot.example.com]`.
+func manifestCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ssobot manifest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	base := fs.String("url", "", "public https URL of the bot: Slack sends commands and clicks there (default: Socket Mode)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: ssobot manifest [--url https://bot.example.com]\n\nPrints the Slack app manifest: paste it at https://api.slack.com/apps > Create New App > From a manifest.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	m, err := Manifest(*base)
+	if err != nil {
+		fmt.Fprintf(stderr, "ssobot manifest: %v\n", err)
+		return exitUsage
+	}
+	stdout.Write(m)
+	return exitOK
+}

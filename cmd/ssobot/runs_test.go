@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/ssobot/ssobot/workflow"
+)
+
+func TestRunsCommand(t *testing.T) {
+	st, dbPath := openTestStore(t, testRun("Grafana", workflow.StateSucceeded), testRun("Wiki", workflow.StateFailed))
+	admin := httptest.NewServer(newAdminHandler(adminConfig{Runs: st, Backup: st.Backup}))
+	defer admin.Close()
+
+	// An address where nothing listens: the command falls back to the file.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAdmin := "http://" + ln.Addr().String()
+	ln.Close()
+
+	type source struct {
+		name  string
+		args  []string
+		setup func(t *testing.T) // runs before the command
+	}
+	sources := []source{
+		{name: "admin API", args: []string{"--admin", admin.URL}},
+		{name: "admin API from SSOBOT_ADMIN_LISTEN", args: nil},
+		// The bot holds the database open; close it so the read-only open
+		// gets its shared lock, as when no bot runs.
+		{name: "database file", args: []string{"--admin", deadAdmin, "--db", dbPath}, setup: func(t *testing.T) { st.Close() }},
+	}
+	env := map[string]string{"SSOBOT_ADMIN_LISTEN": strings.TrimPrefix(admin.URL, "http://")}
+	tests := []struct {
+		args   []string
+		code   int
+		stdout []string // substrings
+		check  func(t *testing.T, out []byte)
+	}{
+		{args: []string{"list"}, stdout: []string{"ID  STATE", "2   failed     Wiki", "1   succeeded  Grafana", "authentik-provider (failed)"}},
+		{args: []string{"list", "--json"}, check: func(t *testing.T, out []byte) {
+			var got runList
+			if err := json.Unmarshal(out, &got); err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Runs) != 2 || got.Runs[0].ApplicationName != "Wiki" {
+				t.Errorf("runs = %+v", got.Runs)
+			}
+		}},
+		{args: []string{"show", "1"}, stdout: []string{"Run           #1", "State         succeeded", "Application   Grafana (slug grafana)", "authentik provider       7", "authentik   approve  by U0BOB", "run.created"}},
+		{args: []string{"show", "--json", "2"}, check: func(t *testing.T, out []byte) {
+			var got runView
+			if err := json.Unmarshal(out, &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.ID != 2 || got.Steps[2].Error == "" || len(got.Events) != 1 {
+				t.Errorf("run = %+v", got)
+			}
+		}},
+		{args: []string{"show", "99"}, code: exitFailure},
+		{args: []string{"show", "x"}, code: exitUsage},
+		{args: []string{"frobnicate"}, code: exitUsage},
+	}
+	for _, src := range sources {
+		t.Run(src.name, func(t *testing.T) {
+			if src.setup != nil {
+				src.setup(t)
+			}
+			for _, tt := range tests {
+				t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+					var stdout, stderr bytes.Buffer
+					args := append(append([]string{"runs"}, tt.args...), src.args...)
+					code := run(context.Background(), args, func(k string) string { return env[k] }, nil, &stdout, &stderr)
+					if code != tt.code {
+						t.Fatalf("exit %d, want %d; stderr: %s", code, tt.code, stderr.String())
+					}
+					for _, want := range tt.stdout {
+						if !strings.Contains(stdout.String(), want) {
+							t.Errorf("output lacks %q:\n%s", want, stdout.String())
+						}
+					}
+					if tt.check != nil {
+						tt.check(t, stdout.Bytes())
+					}
+				})
+			}
+		})
+	}
+}
+
+func TestAdminBaseURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"":               "http://127.0.0.1:9090",
+		":9091":          "http://127.0.0.1:9091",
+		"0.0.0.0:9092":   "http://127.0.0.1:9092",
+		"[::]:9093":      "http://127.0.0.1:9093",
+		"10.0.0.5:9094":  "http://10.0.0.5:9094",
+		"localhost:9095": "http://localhost:9095",
+	} {
+		if got := adminBaseURL(in); got != want {
+			t.Errorf("adminBaseURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

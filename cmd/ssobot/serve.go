@@ -1,0 +1,482 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/ssobot/ssobot/bot"
+	"github.com/ssobot/ssobot/store"
+	"github.com/ssobot/ssobot/workflow"
+	"github.com/ssobot/ssobot/workflow/authentik"
+	"github.com/ssobot/ssobot/workflow/cloudflare"
+	"github.com/ssobot/ssobot/workflow/oidc"
+)
+
+// Timeouts of the server and its clients.
+const (
+	apiTimeout        = 30 * time.Second // one HTTP call to Slack, authentik or Cloudflare
+	checkTimeout      = 30 * time.Second // all start-up credential checks
+	shutdownTimeout   = 20 * time.Second // in-flight Slack requests at shutdown
+	storeLockTimeout  = 2 * time.Second
+	readHeaderTimeout = 10 * time.Second
+)
+
+// serveCmd implements `ssobot serve`.
+func serveCmd(ctx context.Context, args []string, getenv func(string) string, readFile func(string) ([]byte, error), stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ssobot serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { printServeUsage(stderr) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		printServeUsage(stderr)
+		return exitUsage
+	}
+	cfg, err := LoadConfig(getenv, readFile)
+	if err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			noun := "problems"
+			if len(ce.Problems) == 1 {
+				noun = "problem"
+			}
+			fmt.Fprintf(stderr, "ssobot serve: the configuration is incomplete or wrong (%d %s):\n", len(ce.Problems), noun)
+			for _, p := range ce.Problems {
+				fmt.Fprintf(stderr, "  - %s\n", p)
+			}
+			fmt.Fprint(stderr, "\nRun `ssobot serve -h` for every variable, or `ssobot demo` to try ssobot without any.\n")
+			return exitUsage
+		}
+		fmt.Fprintf(stderr, "ssobot serve: %v\n", err)
+		return exitUsage
+	}
+	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
+	log.Info("starting", "version", Version(), "socket_mode", cfg.SocketMode(), "db", cfg.DBPath,
+		"authentik_url", cfg.AuthentikURL, "cloudflare_account_id", cfg.CloudflareAccountID,
+		"approvers", len(cfg.ApproverUsers)+len(cfg.ApproverGroups), "approvals_required", cfg.ApprovalsRequired,
+		"approval_ttl", cfg.ApprovalTTL.String(), "allow_self_approval", cfg.AllowSelfApproval)
+
+	a, err := newApp(cfg, appOptions{Logger: log})
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return exitFailure
+	}
+	defer a.Close()
+
+	cctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	err = a.CheckCredentials(cctx)
+	cancel()
+	if err != nil {
+		// One line per refused credential, naming its variable.
+		for _, e := range unjoin(err) {
+			var ce *CredentialError
+			if errors.As(e, &ce) {
+				log.Error("credential refused", "credential", ce.Variable, "check", ce.Check, "err", ce.Err)
+			} else {
+				log.Error("credential check failed", "err", e)
+			}
+		}
+		return exitFailure
+	}
+
+	var slackLn net.Listener
+	if !cfg.SocketMode() {
+		if slackLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+			log.Error("listen for Slack requests (SSOBOT_LISTEN)", "addr", cfg.Listen, "err", err)
+			return exitFailure
+		}
+	}
+	adminLn, err := net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		if slackLn != nil {
+			slackLn.Close()
+		}
+		log.Error("listen for the admin API (SSOBOT_ADMIN_LISTEN)", "addr", cfg.AdminListen, "err", err)
+		return exitFailure
+	}
+	if err := a.Serve(ctx, slackLn, adminLn); err != nil {
+		log.Error("stopped on error", "err", err)
+		return exitFailure
+	}
+	log.Info("stopped")
+	return exitOK
+}
+
+func printServeUsage(w io.Writer) {
+	fmt.Fprint(w, "usage: ssobot serve\n\nConfiguration comes from environment variables. Every secret can instead be\ngiven as NAME_FILE, the path of a file holding it (Docker and Kubernetes secrets).\n\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tREQUIRED\tDEFAULT\tMEANING")
+	for _, v := range envVars {
+		name := v.Name
+		if v.Secret {
+			name += " (or _FILE)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", name, v.Required, dash(v.Default), v.Help)
+	}
+	tw.Flush()
+}
+
+// appOptions are what the demo and tests inject beyond the configuration.
+type appOptions struct {
+	Logger *slog.Logger
+	// Roots replaces the system roots for authentik (API and public OIDC
+	// URLs); nil keeps the system's, which honour SSL_CERT_FILE.
+	Roots *x509.CertPool
+	Clock workflow.Clock // nil: the system clock
+}
+
+// app is the wired bot: store, clients, bot, engine and metrics.
+type app struct {
+	cfg        Config
+	log        *slog.Logger
+	store      *store.Store
+	metrics    *Metrics
+	slack      *slack.Client
+	authentik  *authentik.Client
+	cloudflare *cloudflare.Client
+	bot        *bot.Bot
+	engine     *workflow.Engine
+
+	mu       sync.Mutex
+	stopping bool
+}
+
+// newApp opens the database and wires every part. The caller closes the
+// app, which closes the database.
+func newApp(cfg Config, opts appOptions) (*app, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	st, err := store.Open(cfg.DBPath, store.Options{Timeout: storeLockTimeout})
+	switch {
+	case errors.Is(err, store.ErrLocked):
+		return nil, fmt.Errorf("another ssobot process holds %s (SSOBOT_DB): run one replica per database: %w", cfg.DBPath, err)
+	case errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrSchema):
+		return nil, fmt.Errorf("%s (SSOBOT_DB) cannot be used; it was left untouched: %w", cfg.DBPath, err)
+	case err != nil:
+		return nil, fmt.Errorf("open database %s (SSOBOT_DB): %w", cfg.DBPath, err)
+	}
+	a := &app{cfg: cfg, log: log, store: st, metrics: NewMetrics(st)}
+	if err := a.wire(opts); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *app) wire(opts appOptions) error {
+	cfg := a.cfg
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	tlsBase := base
+	if opts.Roots != nil {
+		tlsBase = base.Clone()
+		tlsBase.TLSClientConfig = &tls.Config{RootCAs: opts.Roots, MinVersion: tls.VersionTLS12}
+	}
+	client := func(system string, rt http.RoundTripper) *http.Client {
+		return &http.Client{Timeout: apiTimeout, Transport: a.metrics.Transport(system, rt)}
+	}
+
+	slackOpts := []slack.Option{slack.OptionHTTPClient(client(systemSlack, base))}
+	if cfg.SlackAPIURL != "" {
+		slackOpts = append(slackOpts, slack.OptionAPIURL(cfg.SlackAPIURL))
+	}
+	a.slack = slack.New(cfg.SlackBotToken.Reveal(), slackOpts...)
+
+	var err error
+	a.authentik, err = authentik.New(cfg.AuthentikURL, cfg.AuthentikToken, client(systemAuthentik, tlsBase))
+	if err != nil {
+		return fmt.Errorf("authentik client (AUTHENTIK_URL): %w", err)
+	}
+	a.cloudflare = cloudflare.New(cfg.CloudflareAccountID, cfg.CloudflareAPIToken, cfg.CloudflareBaseURL, client(systemCloudflare, base))
+	// The public OIDC URLs are checked the way Cloudflare fetches them: with
+	// the system roots, unless the demo injects its own.
+	endpoints := oidc.New(nil)
+	if opts.Roots != nil {
+		endpoints = oidc.New(oidc.WithRoots(opts.Roots))
+	}
+
+	a.bot, err = bot.New(bot.Config{
+		Client:              a.slack,
+		SigningSecret:       cfg.SlackSigningSecret,
+		ApproverUsers:       cfg.ApproverUsers,
+		ApproverGroups:      cfg.ApproverGroups,
+		AllowedChannels:     cfg.Channels,
+		AllowedRequesters:   cfg.Requesters,
+		AuthentikURL:        cfg.AuthentikURL,
+		CloudflareAccountID: cfg.CloudflareAccountID,
+		Logger:              a.log.With("component", "bot"),
+		Clock:               opts.Clock,
+	})
+	if err != nil {
+		return fmt.Errorf("slack bot: %w", err)
+	}
+	a.engine, err = workflow.New(workflow.Config{
+		Store:     a.store,
+		Authentik: a.authentik,
+		Access:    a.cloudflare,
+		Endpoints: endpoints,
+		Approvers: a.bot.Approvers(),
+		Notifier:  a.bot,
+		Observer:  a.metrics,
+		Clock:     opts.Clock,
+		Logger:    a.log.With("component", "engine"),
+		Defaults: workflow.Defaults{
+			AuthentikURL:      cfg.AuthentikURL,
+			AuthorizationFlow: cfg.AuthorizationFlow,
+			InvalidationFlow:  cfg.InvalidationFlow,
+			SigningKey:        cfg.SigningKey,
+		},
+		ApprovalsRequired: cfg.ApprovalsRequired,
+		AllowSelfApproval: cfg.AllowSelfApproval,
+		ApprovalTTL:       cfg.ApprovalTTL,
+	})
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	a.bot.Attach(a.engine)
+	return nil
+}
+
+// CredentialError names the credential that failed its start-up check.
+type CredentialError struct {
+	Variable string // the environment variable holding it
+	Check    string // what was tried
+	Err      error
+}
+
+func (e *CredentialError) Error() string {
+	return fmt.Sprintf("%s: %s: %v", e.Variable, e.Check, e.Err)
+}
+
+func (e *CredentialError) Unwrap() error { return e.Err }
+
+// CheckCredentials tries every credential at once: Slack auth.test,
+// authentik users/me, Cloudflare token verify and organization read. It
+// returns every failure, each naming its variable and the reason.
+func (a *app) CheckCredentials(ctx context.Context) error {
+	type check struct {
+		variable, what string
+		fn             func(context.Context) (string, error)
+	}
+	checks := []check{
+		{"SLACK_BOT_TOKEN", "Slack auth.test", func(ctx context.Context) (string, error) {
+			r, err := a.slack.AuthTestContext(ctx)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("bot %s (%s) in workspace %s", r.User, r.UserID, r.Team), nil
+		}},
+		{"AUTHENTIK_TOKEN", "authentik GET /api/v3/core/users/me/ at " + a.cfg.AuthentikURL, func(ctx context.Context) (string, error) {
+			u, err := a.authentik.Me(ctx)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("user %s (pk %d)", u.Username, u.PK), nil
+		}},
+		{"CLOUDFLARE_API_TOKEN", "Cloudflare token verify and Access organization read", func(ctx context.Context) (string, error) {
+			if err := a.cloudflare.VerifyToken(ctx); err != nil {
+				return "", fmt.Errorf("token verify: %w", err)
+			}
+			org, err := a.cloudflare.Organization(ctx)
+			if err != nil {
+				return "", fmt.Errorf("read the Zero Trust organization of account %s (CLOUDFLARE_ACCOUNT_ID; the token needs \"Access: Organizations, Identity Providers, and Groups Write\"): %w", a.cfg.CloudflareAccountID, err)
+			}
+			return "team domain " + org.AuthDomain, nil
+		}},
+	}
+	errs := make([]error, len(checks))
+	var wg sync.WaitGroup
+	for i, c := range checks {
+		wg.Go(func() {
+			start := time.Now()
+			who, err := c.fn(ctx)
+			if err != nil {
+				errs[i] = &CredentialError{Variable: c.variable, Check: c.what, Err: err}
+				return
+			}
+			a.log.Info("credential ok", "credential", c.variable, "identity", who, "duration", time.Since(start).Round(time.Millisecond).String())
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Serve runs the engine, the bot's delivery worker, the Slack endpoints
+// (on slackLn; nil in Socket Mode) and the admin API (on adminLn) until ctx
+// ends or one of them fails. Then it stops accepting Slack requests, lets
+// running steps reach their recorded results, and stops the rest. It does
+// not close the store: Close does.
+func (a *app) Serve(ctx context.Context, slackLn, adminLn net.Listener) error {
+	errc := make(chan error, 4)
+
+	admin := &http.Server{
+		Handler: newAdminHandler(adminConfig{
+			Runs:    a.store,
+			Backup:  a.store.Backup,
+			Ready:   a.ready,
+			Metrics: a.metrics.Handler(),
+			Logger:  a.log.With("component", "admin"),
+		}),
+		ReadHeaderTimeout: readHeaderTimeout,
+	}
+	go func() {
+		if err := admin.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("admin listener: %w", err)
+		}
+	}()
+	a.log.Info("admin API listening", "addr", adminLn.Addr().String())
+
+	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	engineDone := make(chan error, 1)
+	go func() { engineDone <- a.engine.Run(engineCtx) }()
+
+	botCtx, stopBot := context.WithCancel(context.WithoutCancel(ctx))
+	botDone := make(chan error, 1)
+	go func() { botDone <- a.bot.Run(botCtx) }()
+
+	var slackSrv *http.Server
+	socketCtx, stopSocket := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSocket()
+	var socketDone chan error // nil in HTTP mode: never ready
+	if slackLn != nil {
+		slackSrv = &http.Server{
+			Handler:           a.bot.Handler(),
+			ReadHeaderTimeout: readHeaderTimeout,
+			// Slack waits 3 s for an answer; anything slower is a stuck client.
+			ReadTimeout:  30 * time.Second,
+			WriteTimeout: 30 * time.Second,
+			IdleTimeout:  2 * time.Minute,
+		}
+		go func() {
+			if err := slackSrv.Serve(slackLn); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("slack listener: %w", err)
+			}
+		}()
+		a.log.Info("slack endpoints listening", "addr", slackLn.Addr().String(),
+			"commands", slackCommandsPath, "interactions", slackInteractionsPath)
+	} else {
+		socketDone = make(chan error, 1)
+		go func() { socketDone <- a.bot.RunSocketMode(socketCtx, a.cfg.SlackAppToken) }()
+		a.log.Info("slack socket mode connecting")
+	}
+
+	// Wait for the signal or for the first component to stop: one that
+	// stops by itself is a failure. The *Ended flags record who returned.
+	var (
+		failure                            error
+		engineEnded, botEnded, socketEnded bool
+	)
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutting down", "reason", context.Cause(ctx).Error())
+	case failure = <-errc:
+	case err := <-engineDone:
+		engineEnded = true
+		failure = fmt.Errorf("engine stopped: %w", orUnexpected(err))
+	case err := <-botDone:
+		botEnded = true
+		failure = fmt.Errorf("bot delivery stopped: %w", orUnexpected(err))
+	case err := <-socketDone:
+		socketEnded = true
+		failure = fmt.Errorf("slack socket mode stopped: %w", orUnexpected(err))
+	}
+	a.mu.Lock()
+	a.stopping = true
+	a.mu.Unlock()
+
+	// 1. Stop taking requests from Slack; requests already in flight finish.
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if slackSrv != nil {
+		if err := slackSrv.Shutdown(sctx); err != nil {
+			a.log.Warn("slack listener shutdown", "err", err)
+		}
+	}
+	stopSocket()
+	if socketDone != nil && !socketEnded {
+		if err := <-socketDone; err != nil && !errors.Is(err, context.Canceled) {
+			a.log.Warn("slack socket mode", "err", err)
+		}
+	}
+	// 2. The engine returns once running steps have recorded their result.
+	stopEngine()
+	if !engineEnded {
+		if err := <-engineDone; err != nil && failure == nil {
+			failure = fmt.Errorf("engine: %w", err)
+		}
+	}
+	// 3. The delivery worker stops last, so the final messages are queued.
+	stopBot()
+	if !botEnded {
+		if err := <-botDone; err != nil && !errors.Is(err, context.Canceled) && failure == nil {
+			failure = fmt.Errorf("bot delivery: %w", err)
+		}
+	}
+	if err := admin.Shutdown(sctx); err != nil {
+		a.log.Warn("admin listener shutdown", "err", err)
+	}
+	return failure
+}
+
+// unjoin lists the errors joined by errors.Join.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func orUnexpected(err error) error {
+	if err == nil {
+		return errors.New("unexpectedly")
+	}
+	return err
+}
+
+// ready explains why the bot cannot take work, or returns nil.
+func (a *app) ready() error {
+	a.mu.Lock()
+	stopping := a.stopping
+	a.mu.Unlock()
+	var problems []string
+	if stopping {
+		problems = append(problems, "shutting down")
+	}
+	if !a.engine.Ready() {
+		problems = append(problems, "engine not running")
+	}
+	if _, err := a.store.CountByState(context.Background()); err != nil {
+		problems = append(problems, "database: "+err.Error())
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Close closes the database.
+func (a *app) Close() error {
+	if err := a.store.Close(); err != nil {
+		return fmt.Errorf("close database: %w", err)
+	}
+	return nil
+}
