@@ -392,10 +392,22 @@ func (e *Engine) notify(ctx context.Context, r *Run, events []Event) {
 func (e *Engine) attempt(ctx context.Context, r *Run, name StepName) (crashed bool, err error) {
 	log := e.log.With(slog.Int64(KeyRunID, r.ID), slog.String(KeyStep, string(name)))
 	var attemptNo int
+	gaveUp := false
 	r, err = e.update(ctx, r.ID, func(r *Run) ([]Event, error) {
 		s := r.Step(name)
 		if r.State.Terminal() || r.Current() != s || s.Kind != KindAction {
 			return nil, errStale
+		}
+		// Attempts are counted before the call, so a step that kills the
+		// process every time cannot loop forever across restarts.
+		if s.Status == StepRunning && s.NextAttemptAt.IsZero() && s.Attempts-s.RetriedAtAttempt >= e.cfg.Retry.MaxAttempts {
+			gaveUp = true
+			now := e.cfg.Clock.Now().UTC()
+			s.Status, s.FinishedAt = StepFailed, now
+			why := fmt.Sprintf("%s failed: gave up after %d attempts that never finished (the process stopped during each)", name, s.Attempts-s.RetriedAtAttempt)
+			s.Errors = append(s.Errors, AttemptError{Attempt: s.Attempts, At: now, Error: why})
+			r.Error = why
+			return []Event{{Type: EventStepFailed, Step: name, Message: why}, {Type: EventFailed, Step: name, Message: why}}, r.transition(StateFailed)
 		}
 		s.Attempts++
 		attemptNo = s.Attempts
@@ -410,7 +422,7 @@ func (e *Engine) attempt(ctx context.Context, r *Run, name StepName) (crashed bo
 			Data: map[string]string{"attempt": fmt.Sprint(s.Attempts)}})
 		return evs, nil
 	})
-	if errors.Is(err, errStale) {
+	if errors.Is(err, errStale) || gaveUp {
 		return false, nil
 	}
 	if err != nil {

@@ -659,3 +659,35 @@ func TestRateLimitBlockNoRetryStorm(t *testing.T) {
 		t.Errorf("%d calls refused during %d block periods for %d runs: a retry storm", refused, blocks, runs)
 	}
 }
+
+// TestCrashLoopGivesUp: a step during which the process dies every time
+// fails the run once its attempts are spent, instead of looping forever.
+func TestCrashLoopGivesUp(t *testing.T) {
+	h := newHarness(t)
+	const budget = 3
+	crashAlways := func(c *workflow.Config) {
+		c.Retry.MaxAttempts = budget
+		c.CrashHook = func(p workflow.CrashPoint, s workflow.StepName) bool { return p == workflow.CrashAfterIntent }
+	}
+	h.start(crashAlways)
+	r := h.newRun(workflow.Request{})
+	for i := range budget + 1 {
+		cur := h.feed.wait(t, r.ID, fmt.Sprintf("attempt %d", i+1), func(r *workflow.Run) bool {
+			s := r.Step(workflow.StepPreflight)
+			return s.Attempts == min(i+1, budget) || r.State == workflow.StateFailed
+		})
+		if cur.State == workflow.StateFailed {
+			if i != budget {
+				t.Fatalf("failed after %d restarts, want %d", i, budget)
+			}
+			if s := cur.Step(workflow.StepPreflight); s.Attempts != budget || !strings.Contains(cur.Error, "never finished") {
+				t.Errorf("step %+v error %q", s, cur.Error)
+			}
+			return
+		}
+		h.stop()
+		h.feed = newFeed()
+		h.start(crashAlways)
+	}
+	t.Fatal("the run never gave up")
+}
