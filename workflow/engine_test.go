@@ -691,3 +691,24 @@ func TestCrashLoopGivesUp(t *testing.T) {
 	}
 	t.Fatal("the run never gave up")
 }
+
+// TestProviderWithoutSigningKeyFails: authentik dropping the signing key
+// fails the step with the reason (HS256), and the provider is still recorded.
+func TestProviderWithoutSigningKeyFails(t *testing.T) {
+	h := newHarness(t)
+	h.ak.IgnoreSigningKey()
+	h.start(nil)
+	r := h.newRun(workflow.Request{})
+	h.approve(r.ID, workflow.GateAuthentik)
+	done := h.feed.waitState(t, r.ID, workflow.StateFailed)
+	if s := done.Step(workflow.StepAuthentikProvider); s.Status != workflow.StepFailed || !strings.Contains(done.Error, "HS256") {
+		t.Fatalf("step %+v error %q", s, done.Error)
+	}
+	provs := h.ak.Providers()
+	if len(provs) != 1 || done.Resources.AuthentikProviderID != provs[0].PK {
+		t.Errorf("the created provider is not recorded: %+v vs %d providers", done.Resources, len(provs))
+	}
+	if len(h.ak.Applications())+len(h.cf.IdentityProviders()) != 0 {
+		t.Error("the run went on after an unusable provider")
+	}
+}

@@ -211,27 +211,31 @@ func (e *Engine) createProvider(ctx context.Context, r *Run) (outcome, error) {
 			PropertyMappings:       slices.Clone(p.ScopeMappingIDs),
 			IncludeClaimsInIDToken: true,
 		})
-		if err != nil {
-			return outcome{}, fmt.Errorf("create provider: %w", err)
-		}
 	default:
 		return outcome{}, fmt.Errorf("find provider by client_id: %w", err)
 	}
+	var out outcome
+	id := prov.PK
+	if id != 0 {
+		// Recorded even when the provider is unusable: nothing created goes
+		// without a record in its run.
+		out.apply = func(r *Run) { r.Resources.AuthentikProviderID = id }
+		out.events = []Event{resourceEvent(found, StepAuthentikProvider, "authentik provider", strconv.Itoa(id), p.ProviderName)}
+	}
+	if err != nil {
+		return out, fmt.Errorf("create provider: %w", err)
+	}
 	if prov.SigningKey == "" {
-		return outcome{}, &APIError{System: "authentik", Op: "create provider", Permanent: true,
+		return out, &APIError{System: "authentik", Op: "create provider", Permanent: true,
 			Message: fmt.Sprintf("provider %d has no signing key: tokens would be signed HS256 and Cloudflare would reject them", prov.PK)}
 	}
 	if prov.EncryptionKey != "" {
-		return outcome{}, &APIError{System: "authentik", Op: "create provider", Permanent: true,
+		return out, &APIError{System: "authentik", Op: "create provider", Permanent: true,
 			Message: fmt.Sprintf("provider %d has an encryption key: Cloudflare cannot read encrypted tokens", prov.PK)}
 	}
-	id := prov.PK
-	return outcome{
-		apply:   func(r *Run) { r.Resources.AuthentikProviderID = id },
-		events:  []Event{resourceEvent(found, StepAuthentikProvider, "authentik provider", strconv.Itoa(id), p.ProviderName)},
-		message: fmt.Sprintf("provider %q is #%d (client_id %s)", p.ProviderName, id, p.ClientID),
-		data:    map[string]string{"provider_id": strconv.Itoa(id), "client_id": p.ClientID},
-	}, nil
+	out.message = fmt.Sprintf("provider %q is #%d (client_id %s)", p.ProviderName, id, p.ClientID)
+	out.data = map[string]string{"provider_id": strconv.Itoa(id), "client_id": p.ClientID}
+	return out, nil
 }
 
 func resourceEvent(found bool, step StepName, kind, id, name string) Event {
