@@ -152,11 +152,18 @@ func (b *Bot) Handler() http.Handler {
 	return mux
 }
 
-// async runs fn off the request path with a bounded context.
+// async runs fn off the request path with a bounded context. A panic there
+// is logged, not fatal: one bad click must not stop the bot for everyone
+// (the engine's records are durable, but the bot's queue is not).
 func (b *Bot) async(timeout time.Duration, fn func(ctx context.Context)) {
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
+		defer func() {
+			if v := recover(); v != nil {
+				b.log.Error("panic in background work for Slack", slog.Any("panic", v))
+			}
+		}()
 		ctx, cancel := context.WithTimeout(b.bgCtx, timeout)
 		defer cancel()
 		fn(ctx)

@@ -30,11 +30,22 @@ type e2e struct {
 	*harness
 	engine *workflow.Engine
 	store  *store.Store
+	dbPath string
 	ak     *authentiktest.Server
 	cf     *cloudflaretest.Server
+
+	engCfg  workflow.Config
+	stopEng func() // stops the running engine and waits for it
 }
 
 func newE2E(t *testing.T, opts ...harnessOpt) *e2e {
+	t.Helper()
+	return newE2EWith(t, nil, opts...)
+}
+
+// newE2EWith is newE2E with a change to the engine's configuration (e.g. a
+// crash hook).
+func newE2EWith(t *testing.T, engOpt func(*workflow.Config), opts ...harnessOpt) *e2e {
 	t.Helper()
 	ak := authentiktest.New()
 	t.Cleanup(ak.Close)
@@ -46,7 +57,8 @@ func newE2E(t *testing.T, opts ...harnessOpt) *e2e {
 		c.CloudflareAccountID = e2eAccount
 	}}, opts...)...)
 
-	st, err := store.Open(filepath.Join(t.TempDir(), "ssobot.db"), store.Options{Timeout: time.Second})
+	dbPath := filepath.Join(t.TempDir(), "ssobot.db")
+	st, err := store.Open(dbPath, store.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,32 +72,24 @@ func newE2E(t *testing.T, opts ...harnessOpt) *e2e {
 	if !roots.AppendCertsFromPEM(ak.CertPEM()) {
 		t.Fatal("fake authentik certificate is not PEM")
 	}
-	engineClock := workflowtest.NewClock(time.Now())
-	ctx, cancel := context.WithCancel(context.Background())
-	go engineClock.AutoAdvance(ctx, time.Hour)
-	eng, err := workflow.New(workflow.Config{
+	cfg := workflow.Config{
 		Store:     st,
 		Authentik: akAPI,
 		Access:    cloudflare.New(e2eAccount, workflow.NewSecret(cf.Token()), cf.URL(), nil),
 		Endpoints: oidc.New(oidc.WithRoots(roots)),
 		Approvers: h.bot.Approvers(),
 		Notifier:  h.bot,
-		Clock:     engineClock,
 		Logger:    slog.New(slog.NewTextHandler(h.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Defaults:  workflow.Defaults{AuthentikURL: ak.URL()},
 		Retry:     workflow.RetryPolicy{MaxAttempts: 4, Base: time.Second, Max: time.Minute},
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	h.bot.Attach(eng)
-	done := make(chan error, 1)
-	go func() { done <- eng.Run(ctx) }()
+	if engOpt != nil {
+		engOpt(&cfg)
+	}
+	e := &e2e{harness: h, store: st, dbPath: dbPath, ak: ak, cf: cf, engCfg: cfg}
+	e.startEngine(cfg)
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("engine: %v", err)
-		}
+		e.stopEng()
 		if err := st.Check(); err != nil {
 			t.Errorf("database check: %v", err)
 		}
@@ -95,7 +99,41 @@ func newE2E(t *testing.T, opts ...harnessOpt) *e2e {
 	})
 	// Registered after the engine's cleanup, so it stops first.
 	h.startWorker()
-	return &e2e{harness: h, engine: eng, store: st, ak: ak, cf: cf}
+	return e
+}
+
+// startEngine builds an engine on the store, attaches it to the bot and
+// runs it on a clock that skips every wait.
+func (e *e2e) startEngine(cfg workflow.Config) {
+	e.t.Helper()
+	clock := workflowtest.NewClock(time.Now())
+	cfg.Clock = clock
+	eng, err := workflow.New(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go clock.AutoAdvance(ctx, time.Hour)
+	e.bot.Attach(eng)
+	e.engine = eng
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	e.stopEng = func() {
+		cancel()
+		if err := <-done; err != nil {
+			e.t.Errorf("engine: %v", err)
+		}
+	}
+}
+
+// restartEngine stops the engine, as a crash would, and starts a fresh one
+// on the same store without the crash hook; it resumes the open runs.
+func (e *e2e) restartEngine() {
+	e.t.Helper()
+	e.stopEng()
+	cfg := e.engCfg
+	cfg.CrashHook = nil
+	e.startEngine(cfg)
 }
 
 // root waits for the run's root message to satisfy pred and returns it.

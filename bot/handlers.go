@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,6 +53,12 @@ func (b *Bot) serveCommand(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, private("I could not read that command; please try again."))
 		return
 	}
+	if !validForm(form) {
+		// Slack sends only UTF-8; anything else would be stored mangled.
+		b.log.Warn("refused a slash command that is not valid UTF-8")
+		writeJSON(w, private("I could not read that command: it is not valid UTF-8. Please type it again."))
+		return
+	}
 	resp := b.command(r.Context(), slashFromForm(form))
 	if resp == nil {
 		w.WriteHeader(http.StatusOK)
@@ -90,6 +97,10 @@ func parseInteraction(body []byte) (slack.InteractionCallback, error) {
 	if payload == "" {
 		return slack.InteractionCallback{}, errors.New("no payload")
 	}
+	// encoding/json would replace invalid bytes with U+FFFD and carry on.
+	if !utf8.ValidString(payload) {
+		return slack.InteractionCallback{}, errors.New("payload is not valid UTF-8")
+	}
 	var cb slack.InteractionCallback
 	if err := json.Unmarshal([]byte(payload), &cb); err != nil {
 		return slack.InteractionCallback{}, fmt.Errorf("decode payload: %w", err)
@@ -115,9 +126,10 @@ func (b *Bot) readVerified(w http.ResponseWriter, r *http.Request) ([]byte, bool
 		http.Error(w, "invalid signature", http.StatusUnauthorized)
 		return nil, false
 	}
-	if b.replays.seen(r.Header.Get(HeaderTimestamp) + r.Header.Get(HeaderSignature)) {
+	if b.replays.seen(replayKey(r.Header.Get(HeaderTimestamp), body)) {
 		// Slack never sends the same signed request twice; a copy inside the
-		// window is a replay. The engine would refuse its effect anyway.
+		// window is a replay. A copied click would be refused by the engine,
+		// but a copied `new` would start a second run.
 		b.log.Warn("dropped a replayed Slack request", slog.String("path", r.URL.Path))
 		if r.URL.Path == "/slack/commands" {
 			writeJSON(w, private("This request was already handled."))
@@ -129,12 +141,21 @@ func (b *Bot) readVerified(w http.ResponseWriter, r *http.Request) ([]byte, bool
 	return body, true
 }
 
-// replayGuard remembers the signatures of verified requests for as long as
+// replayKey identifies a signed request by what the signature covers, not
+// by how the signature header is spelled.
+func replayKey(ts string, body []byte) string {
+	h := sha256.New()
+	h.Write([]byte(ts + ":"))
+	h.Write(body)
+	return string(h.Sum(nil))
+}
+
+// replayGuard remembers the verified requests (by replayKey) for as long as
 // their timestamps stay inside the window.
 type replayGuard struct {
 	clock workflow.Clock
 	mu    sync.Mutex
-	sigs  map[string]time.Time // signature -> when to forget it
+	sigs  map[string]time.Time // replayKey -> when to forget it
 	prune time.Time
 }
 
@@ -175,6 +196,21 @@ func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// validForm reports whether every key and value of a form is valid UTF-8.
+func validForm(f url.Values) bool {
+	for k, vs := range f {
+		if !utf8.ValidString(k) {
+			return false
+		}
+		for _, v := range vs {
+			if !utf8.ValidString(v) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func slashFromForm(f url.Values) slack.SlashCommand {
@@ -390,12 +426,27 @@ func (b *Bot) blockActions(ctx context.Context, cb slack.InteractionCallback) {
 			b.replyTo(ctx, cb, "I don't know that action.")
 			continue
 		}
-		b.replyTo(ctx, cb, b.decide(ctx, cb.User.ID, d, a.Value))
+		b.replyTo(ctx, cb, b.decide(ctx, cb.User.ID, d, a.Value, clickedMessage(cb)))
 	}
 }
 
-// decide asks the engine to record a click and says how it went.
-func (b *Bot) decide(ctx context.Context, user string, d workflow.Decision, value string) string {
+// clickedMessage is the reference, in the form of Run.MessageRef, of the
+// message holding a clicked button. The engine refuses a click whose
+// message is not the run's root message, so a button value pasted into
+// another run's message decides nothing. A click from no message (a modal)
+// or from an ephemeral message gets the reference "|", which is no run's
+// message: the bot never puts gate buttons anywhere but on the root.
+func clickedMessage(cb slack.InteractionCallback) string {
+	ref := msgRef{channel: firstNonEmpty(cb.Container.ChannelID, cb.Channel.ID), ts: cb.Container.MessageTs}
+	if cb.Container.IsEphemeral || ref.zero() {
+		return msgRef{}.String()
+	}
+	return ref.String()
+}
+
+// decide asks the engine to record a click on the message clicked and says
+// how it went.
+func (b *Bot) decide(ctx context.Context, user string, d workflow.Decision, value, clicked string) string {
 	e := b.eng()
 	if e == nil {
 		return "ssobot is starting up; try again in a minute."
@@ -405,14 +456,14 @@ func (b *Bot) decide(ctx context.Context, user string, d workflow.Decision, valu
 		return "This button is not one I know; use the buttons on the run's latest message."
 	}
 	log := b.log.With(slog.Int64(workflow.KeyRunID, id), slog.String(workflow.KeyStep, string(gate)), slog.String(workflow.KeyUser, user))
-	_, err = e.Decide(ctx, workflow.DecisionRequest{RunID: id, Gate: gate, Nonce: nonce, User: user, Decision: d})
+	_, err = e.Decide(ctx, workflow.DecisionRequest{RunID: id, Gate: gate, Nonce: nonce, User: user, Decision: d, MessageRef: clicked})
 	var ref *workflow.RefusedError
 	switch {
 	case errors.As(err, &ref):
 		log.Info("decision refused", slog.String("reason", ref.Reason))
 		return ":no_entry: " + b.refusalText(ctx, id, gate, ref)
 	case errors.Is(err, workflow.ErrNotFound):
-		return fmt.Sprintf("Run #%d no longer exists.", id)
+		return fmt.Sprintf("There is no run #%d.", id)
 	case err != nil:
 		log.Error("decide", slog.Any(workflow.KeyError, err))
 		return "I could not record your decision (something went wrong on my side); try again in a minute."

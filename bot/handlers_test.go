@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/slack-go/slack"
 
@@ -354,7 +355,9 @@ func TestViewSubmission(t *testing.T) {
 		{"bad fields", meta, map[string]string{BlockAppName: "Grafana", BlockAppSlug: "Not A Slug", BlockTeamDomain: "bad_team", BlockLoginMethod: strings.Repeat("x", 101)},
 			map[string]string{BlockAppSlug: "may contain only", BlockTeamDomain: "is not a team domain", BlockLoginMethod: "longer than 100"}},
 		{"reserved slug", meta, map[string]string{BlockAppName: "Token", BlockAppSlug: "token"}, map[string]string{BlockAppSlug: "reserved"}},
-		{"slug not derivable", meta, map[string]string{BlockAppName: "日本"}, map[string]string{BlockAppName: "empty"}},
+		{"slug not derivable from letters", meta, map[string]string{BlockAppName: "日本語"}, map[string]string{BlockAppSlug: "No slug can be made from this name"}},
+		{"slug not derivable from punctuation", meta, map[string]string{BlockAppName: "!!!"}, map[string]string{BlockAppSlug: "No slug can be made from this name"}},
+		{"no slug needed when given", meta, map[string]string{BlockAppName: "!!!", BlockAppSlug: "bad slug"}, map[string]string{BlockAppSlug: "may contain only"}},
 		{"no channel", "", map[string]string{BlockAppName: "Grafana"}, map[string]string{BlockAppName: "cannot be started from this channel"}},
 		{"accepted", meta, map[string]string{BlockAppName: "Grafana", BlockTeamDomain: "Company.CloudflareAccess.com"}, nil},
 	}
@@ -423,7 +426,7 @@ func TestBlockActions(t *testing.T) {
 		{"reject", "U2", ActionReject, "42|authentik|nonce-authentik", ":ballot_box_with_check: You rejected"},
 		{"self approval", "U1", ActionApprove, "42|authentik|nonce-authentik", ":no_entry: You requested run #42, so another approver must approve it."},
 		{"already decided names who and when", "U4", ActionApprove, "42|cloudflare|n", ":no_entry: Already approved by <@U2> at <!date^" + itoa(t0.Unix())},
-		{"gone", "U5", ActionApprove, "42|authentik|n", "Run #42 no longer exists."},
+		{"gone", "U5", ActionApprove, "42|authentik|n", "There is no run #42."},
 		{"engine failure", "U6", ActionApprove, "42|authentik|n", "I could not record your decision"},
 		{"damaged value", "U2", ActionApprove, "garbage", "This button is not one I know"},
 		{"unknown action", "U2", "launch_missiles", "x", "I don't know that action."},
@@ -445,7 +448,8 @@ func TestBlockActions(t *testing.T) {
 	}
 	eng.mu.Lock()
 	defer eng.mu.Unlock()
-	if d := eng.decides[0]; d != (workflow.DecisionRequest{RunID: 42, Gate: workflow.GateAuthentik, Nonce: "nonce-authentik", User: "U2", Decision: workflow.Approve}) {
+	// The clicked message goes along, for the engine to compare with the run's.
+	if d := eng.decides[0]; d != (workflow.DecisionRequest{RunID: 42, Gate: workflow.GateAuthentik, Nonce: "nonce-authentik", User: "U2", Decision: workflow.Approve, MessageRef: "C1|1.000001"}) {
 		t.Fatalf("first decision %+v", d)
 	}
 	if d := eng.decides[1]; d.Decision != workflow.Reject {
@@ -490,12 +494,49 @@ type panickyEngine struct{ *fakeEngine }
 
 func (panickyEngine) Get(context.Context, int64) (*workflow.Run, error) { panic("bug") }
 
+// panicky panics in Decide and Cancel, off the request path, with a
+// credential in the panic value.
+type panicky struct{ *fakeEngine }
+
+const panicToken = "xoxb-panic-token-1234"
+
+func (panicky) Decide(context.Context, workflow.DecisionRequest) (*workflow.Run, error) {
+	panic(fmt.Errorf("decide with token %v", workflow.NewSecret(panicToken)))
+}
+
+func (panicky) Cancel(context.Context, int64, string, string) (*workflow.Run, error) {
+	panic(fmt.Sprintf("cancel with token %s", workflow.NewSecret(panicToken)))
+}
+
 func TestPanicIsNot500(t *testing.T) {
 	h := newHarness(t, nil)
 	h.bot.Attach(panickyEngine{newFakeEngine(h.clock)})
 	r := h.command("U1", "C1", "status 1")
 	if !strings.Contains(r.Text, "Something went wrong") {
 		t.Fatalf("reply %q", r.Text)
+	}
+}
+
+func TestPanicOffTheRequestPathIsContained(t *testing.T) {
+	h := newHarness(t, nil)
+	h.bot.Attach(panicky{newFakeEngine(h.clock)})
+	if status, _ := h.post("/slack/interactions", click(h, "U2", ActionApprove, "1|authentik|n")); status != http.StatusOK {
+		t.Fatalf("click status %d", status)
+	}
+	if r := h.command("U1", "C1", "cancel 1"); !strings.Contains(r.Text, "Cancelling run #1") {
+		t.Fatalf("cancel ack %q", r.Text)
+	}
+	h.bot.wg.Wait() // returns: the panicking goroutines ended
+	logs := h.logBuf.String()
+	if n := strings.Count(logs, "panic in background work"); n != 2 {
+		t.Fatalf("%d panics logged; want 2:\n%s", n, logs)
+	}
+	if strings.Contains(logs, panicToken) {
+		t.Fatal("the panic value's credential reached the logs")
+	}
+	// The bot still answers.
+	if r := h.command("U1", "C1", "help"); !strings.Contains(r.Text, "*Usage*") {
+		t.Fatalf("help after panics: %q", r.Text)
 	}
 }
 
@@ -509,36 +550,41 @@ func (refusingTransport) RoundTrip(*http.Request) (*http.Response, error) {
 
 func FuzzInteraction(f *testing.F) {
 	for _, s := range []string{
-		string(slacktest.BlockActionsJSON(slacktest.BlockAction{UserID: "U2", ActionID: ActionApprove, BlockID: BlockGate, Value: "1|authentik|n", ChannelID: "C1", ResponseURL: "http://127.0.0.1:1/r"})),
+		string(slacktest.BlockActionsJSON(slacktest.BlockAction{UserID: "U2", ActionID: ActionApprove, BlockID: BlockGate, Value: "1|authentik|n", ChannelID: "C1", MessageTS: "1.1", ResponseURL: "http://127.0.0.1:1/r"})),
 		string(slacktest.BlockActionsJSON(slacktest.BlockAction{UserID: "U2", ActionID: ActionReject, BlockID: BlockGate, Value: "x|y", ChannelID: "C1"})),
+		string(slacktest.BlockActionsJSON(slacktest.BlockAction{UserID: "U2", ActionID: ActionApprove, BlockID: BlockGate, Value: "1|authentik|n", ViewID: "V1"})),
+		string(slacktest.BlockActionsJSON(slacktest.BlockAction{UserID: "U2", ActionID: ActionApprove, BlockID: BlockGate, Value: "1|<!channel>|n", ChannelID: "C1", MessageTS: "1.1", IsEphemeral: true})),
 		string(slacktest.ViewSubmissionJSON(slacktest.ViewSubmission{UserID: "U1", CallbackID: ModalCallbackID, PrivateMetadata: `{"channel":"C1"}`,
 			Values: map[string]map[string]slacktest.StateValue{BlockAppName: {ModalActionValue: {Type: "plain_text_input", Value: "Grafana"}}}})),
 		`{"type":"view_submission","view":{"callback_id":"sso_setup_new","state":{"values":{"app_name":{"value":{"value":""}}}}}}`,
+		`{"type":"view_submission","view":{"callback_id":"sso_setup_new","private_metadata":"{\"channel\":\"C1\"}","state":{"values":{"app_name":{"value":{"value":"Graf` + "\xff" + `ana"}}}}}}`,
+		"{\"type\":\"block_actions\",\"user\":{\"id\":\"U\xff\"},\"actions\":[{\"action_id\":\"approve\",\"block_id\":\"gate\",\"value\":\"1|authentik|n\"}]}",
 		`{"type":"view_closed"}`, `{"type":"shortcut","response_url":"http://127.0.0.1:1/x"}`, `{`, ``, `null`, `{"type":"block_actions","actions":[null]}`,
 	} {
 		f.Add(s)
 	}
-	clock := newTestClock()
-	eng := newFakeEngine(clock)
-	eng.decideFn = func(d workflow.DecisionRequest) (*workflow.Run, error) {
-		return nil, &workflow.RefusedError{Reason: "no"}
-	}
-	b, err := New(Config{
-		Client:        slack.New("xoxb-fuzz", slack.OptionAPIURL("http://127.0.0.1:1/api/"), slack.OptionHTTPClient(&http.Client{Transport: refusingTransport{}})),
-		SigningSecret: workflow.NewSecret(testSecret),
-		Clock:         clock,
-		Logger:        slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		f.Fatal(err)
-	}
-	b.Attach(eng)
-	handler := b.Handler()
 	f.Fuzz(func(t *testing.T, payload string) {
+		// A bot per input: nothing one input leaves behind (queued runs,
+		// remembered signatures) changes how the next is handled.
+		clock := newTestClock()
+		eng := newFakeEngine(clock)
+		eng.decideFn = func(d workflow.DecisionRequest) (*workflow.Run, error) {
+			return nil, &workflow.RefusedError{Reason: "no"}
+		}
+		b, err := New(Config{
+			Client:        slack.New("xoxb-fuzz", slack.OptionAPIURL("http://127.0.0.1:1/api/"), slack.OptionHTTPClient(&http.Client{Transport: refusingTransport{}})),
+			SigningSecret: workflow.NewSecret(testSecret),
+			Clock:         clock,
+			Logger:        slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Attach(eng)
 		body := url.Values{"payload": {payload}}.Encode()
 		req := slacktest.SignedRequest("http://bot/slack/interactions", testSecret, []byte(body), clock.Now())
 		rec := httptest.NewRecorder()
-		handler.ServeHTTP(rec, req)
+		b.Handler().ServeHTTP(rec, req)
 		b.wg.Wait()
 		if rec.Code != http.StatusOK {
 			t.Fatalf("status %d for payload %q", rec.Code, payload)
@@ -547,6 +593,24 @@ func FuzzInteraction(f *testing.F) {
 			var v slack.ViewSubmissionResponse
 			if err := json.Unmarshal([]byte(out), &v); err != nil || v.ResponseAction != slack.RAErrors || len(v.Errors) == 0 {
 				t.Fatalf("answer %q is not a view_submission errors response", out)
+			}
+		}
+		// Whatever reached the engine is well formed: valid UTF-8, a gate
+		// of the plan, and the message clicked, so a click is never taken
+		// without its message being checked.
+		eng.mu.Lock()
+		defer eng.mu.Unlock()
+		if len(eng.decides) > 0 && !utf8.ValidString(payload) {
+			t.Fatalf("a payload of invalid UTF-8 reached the engine: %q", payload)
+		}
+		for _, d := range eng.decides {
+			if !isGate(d.Gate) || d.MessageRef == "" || d.RunID <= 0 || !utf8.ValidString(d.User+d.Nonce+d.MessageRef) {
+				t.Fatalf("engine asked to decide %+v", d)
+			}
+		}
+		for _, r := range eng.runs {
+			if !utf8.ValidString(r.Request.ApplicationName + r.Request.ApplicationSlug + r.Request.LoginMethodName + r.Request.TeamDomain + r.Request.RequestedBy + r.Request.Channel) {
+				t.Fatalf("run started from invalid UTF-8: %+v", r.Request)
 			}
 		}
 	})

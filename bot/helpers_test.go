@@ -138,11 +138,13 @@ func (f *fakeEngine) Start(ctx context.Context, req workflow.Request) (*workflow
 	}
 	f.runs[r.ID] = r
 	n := f.notifier
+	// Cloned under the lock: the worker may cancel the run at once.
+	snap := r.Clone()
 	f.mu.Unlock()
 	if n != nil {
-		n.RunChanged(ctx, r.Clone(), []workflow.Event{{RunID: r.ID, Seq: 1, Type: workflow.EventCreated}})
+		n.RunChanged(ctx, snap.Clone(), []workflow.Event{{RunID: snap.ID, Seq: 1, Type: workflow.EventCreated}})
 	}
-	return r.Clone(), nil
+	return snap, nil
 }
 
 // put stores a run as the engine's current state.

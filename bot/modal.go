@@ -78,10 +78,14 @@ func ValidateModal(f map[string]string) map[string]string {
 	if err := workflow.ValidateName("application name", f[BlockAppName]); err != nil {
 		errs[BlockAppName] = plainMessage(err)
 	}
-	if s := f[BlockAppSlug]; s != "" {
+	switch s := f[BlockAppSlug]; {
+	case s != "":
 		if err := workflow.ValidateSlug(strings.ToLower(s)); err != nil {
 			errs[BlockAppSlug] = plainMessage(err)
 		}
+	case errs[BlockAppName] == "" && workflow.Slugify(f[BlockAppName]) == "":
+		// Names like "日本語" or "!!!" leave nothing to derive a slug from.
+		errs[BlockAppSlug] = "No slug can be made from this name; enter one (lowercase letters, digits and dashes)."
 	}
 	if t := f[BlockTeamDomain]; t != "" {
 		if _, err := workflow.NormalizeTeamDomain(t); err != nil {
@@ -103,7 +107,7 @@ func plainMessage(err error) string {
 	if i := strings.Index(msg, prefix); i >= 0 {
 		msg = msg[i+len(prefix):]
 	}
-	return truncateRunes(capitalize(msg), 150)
+	return truncateRunes(capitalize(plainSafe(msg)), 150)
 }
 
 // viewSubmission validates the form inline and starts the run. It returns

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // CommandKind is what a slash command asks for.
@@ -73,6 +74,9 @@ func Usage(cmd string) string {
 // ParseCommand parses the text of a slash command. It is a pure function:
 // errors are *UsageError telling what was wrong.
 func ParseCommand(text string) (Command, error) {
+	if !utf8.ValidString(text) {
+		return Command{}, usageErr("the command is not valid UTF-8; please type it again")
+	}
 	toks, err := tokenize(cleanSlackText(text))
 	if err != nil {
 		return Command{}, err

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+	"unicode/utf8"
 )
 
 func TestParseCommand(t *testing.T) {
@@ -108,8 +109,17 @@ func FuzzParseCommand(f *testing.F) {
 		"status 1 public", "cancel 2 because", "retry #3", "list", "help", "new 'x", `new "x`, "new a=b=c", "new <!channel>", "new &amp;&lt;&gt;"} {
 		f.Add(s)
 	}
+	for _, s := range []string{"new Graf\xffana", "new 日本語", "new !!!", "cancel 1 \xc3\x28", "new <!channel> <@U1|x> <https://e.example|e>"} {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, text string) {
 		c, err := ParseCommand(text)
+		if err == nil && !utf8.ValidString(text) {
+			t.Fatalf("ParseCommand accepted invalid UTF-8 %q", text)
+		}
+		if !utf8.ValidString(c.Name + c.Slug + c.Team + c.Login + c.Reason) {
+			t.Fatalf("ParseCommand(%q) gave invalid UTF-8 %+v", text, c)
+		}
 		again, err2 := ParseCommand(text)
 		if c != again || (err == nil) != (err2 == nil) {
 			t.Fatalf("ParseCommand is not deterministic on %q", text)

@@ -363,10 +363,22 @@ func ParseButtonValue(v string) (id int64, gate workflow.StepName, nonce string,
 	if err != nil || id <= 0 {
 		return 0, "", "", fmt.Errorf("button value: bad run id")
 	}
-	if parts[1] == "" {
-		return 0, "", "", fmt.Errorf("button value: no gate")
+	gate = workflow.StepName(parts[1])
+	// Only gates of the plan: the engine echoes the gate in its refusals,
+	// so a forged value must not carry text of its own.
+	if !isGate(gate) {
+		return 0, "", "", fmt.Errorf("button value: unknown gate")
 	}
-	return id, workflow.StepName(parts[1]), parts[2], nil
+	return id, gate, parts[2], nil
+}
+
+func isGate(name workflow.StepName) bool {
+	for _, p := range workflow.Plan {
+		if p.Name == name && p.Kind == workflow.KindGate {
+			return true
+		}
+	}
+	return false
 }
 
 func stepLine(r *workflow.Run, s *workflow.Step) string {

@@ -55,15 +55,18 @@ func (b *Bot) socketEvent(ctx context.Context, smc *socketmode.Client, evt socke
 		if !ok {
 			break
 		}
-		if r := b.command(ctx, cmd); r != nil {
-			payload = r
-		}
+		payload = b.guard(func() any {
+			if r := b.command(ctx, cmd); r != nil {
+				return r
+			}
+			return nil
+		})
 	case socketmode.EventTypeInteractive:
 		cb, ok := evt.Data.(slack.InteractionCallback)
 		if !ok {
 			break
 		}
-		payload = b.interaction(ctx, cb)
+		payload = b.guard(func() any { return b.interaction(ctx, cb) })
 	case socketmode.EventTypeConnecting:
 		b.log.Info("socket mode: connecting")
 		return
@@ -79,4 +82,16 @@ func (b *Bot) socketEvent(ctx context.Context, smc *socketmode.Client, evt socke
 	if err := smc.AckCtx(ctx, evt.Request.EnvelopeID, payload); err != nil {
 		b.log.Error("socket mode: acknowledge", slog.String("type", string(evt.Type)), slog.Any(workflow.KeyError, err))
 	}
+}
+
+// guard runs a handler of an envelope. A panic is logged and answered with
+// an apology, as over HTTP, and never ends the connection's event loop.
+func (b *Bot) guard(handle func() any) (payload any) {
+	defer func() {
+		if v := recover(); v != nil {
+			b.log.Error("panic while handling a Slack request", slog.Any("panic", v))
+			payload = private("Something went wrong on my side; please try again.")
+		}
+	}()
+	return handle()
 }

@@ -91,6 +91,39 @@ func TestSocketMode(t *testing.T) {
 	})
 }
 
+func TestSocketModeSurvivesAPanic(t *testing.T) {
+	h := newHarness(t, nil)
+	h.bot.Attach(panickyEngine{newFakeEngine(h.clock)})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- h.bot.RunSocketMode(runCtx, workflow.NewSecret(h.slack.AppToken())) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("RunSocketMode: %v", err)
+		}
+	}()
+	if err := h.slack.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range []string{"status 1", "help"} { // Get panics; help still works after
+		id, err := h.slack.SendEnvelope(ctx, slacktest.EnvelopeSlashCommands, h.slack.NewSlashCommand("/sso-setup", text, "U1", "C1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := h.slack.WaitAck(ctx, id)
+		if err != nil {
+			t.Fatalf("%q: no ack: %v", text, err)
+		}
+		want := map[string]string{"status 1": "Something went wrong", "help": "*Usage*"}[text]
+		if !strings.Contains(string(ack), want) {
+			t.Fatalf("%q: ack %s; want %q", text, ack, want)
+		}
+	}
+}
+
 func TestSocketModeNeedsAToken(t *testing.T) {
 	h, _ := newHandlerHarness(t)
 	if err := h.bot.RunSocketMode(context.Background(), workflow.Secret{}); err == nil {

@@ -53,11 +53,11 @@ func Verify(h http.Header, body []byte, secret workflow.Secret, now time.Time) e
 	if !ok {
 		return errBadSignature
 	}
-	got, err := hex.DecodeString(hexSig)
-	if err != nil || len(got) != sha256.Size {
-		return errBadSignature
-	}
-	if !hmac.Equal(got, sign(secret, ts, body)) {
+	// Compared as text, not decoded: Slack writes lowercase hex, and a
+	// signature that also verified in other spellings (upper case) would
+	// let a copied request pass for a new one.
+	want := hex.EncodeToString(sign(secret, ts, body))
+	if !hmac.Equal([]byte(hexSig), []byte(want)) {
 		return errBadSignature
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,6 +57,11 @@ func TestVerify(t *testing.T) {
 		{"no v0 prefix", vectorHeader(vectorSig[3:], vectorTS), []byte(vectorBody), secret, at, errBadSignature},
 		{"v1 scheme", vectorHeader("v1="+vectorSig[3:], vectorTS), []byte(vectorBody), secret, at, errBadSignature},
 		{"not hex", vectorHeader("v0=zz", vectorTS), []byte(vectorBody), secret, at, errBadSignature},
+		// Found by FuzzVerify: the same bytes in upper-case hex verified, so
+		// a copied request could pass the replay check as a new one.
+		{"upper-case hex", vectorHeader(strings.ToUpper(vectorSig[:3])+strings.ToUpper(vectorSig[3:]), vectorTS), []byte(vectorBody), secret, at, errBadSignature},
+		{"mixed-case hex", vectorHeader("v0=A"+vectorSig[4:], vectorTS), []byte(vectorBody), secret, at, errBadSignature},
+		{"trailing byte", vectorHeader(vectorSig+"0", vectorTS), []byte(vectorBody), secret, at, errBadSignature},
 		{"short signature", vectorHeader(vectorSig[:20], vectorTS), []byte(vectorBody), secret, at, errBadSignature},
 		{"timestamp not a number", vectorHeader(vectorSig, "yesterday"), []byte(vectorBody), secret, at, errBadTimestamp},
 		{"timestamp changed", vectorHeader(vectorSig, "1531420619"), []byte(vectorBody), secret, at, errBadSignature},
