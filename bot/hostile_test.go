@@ -298,7 +298,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		)
 	}
 	refused = append(refused,
-		cell{"U1", ActionApprove, 1, "you requested run #1, so another approver must approve it"},
+		cell{"U1", ActionApprove, 1, "you requested run #1, so another approver must decide"},
+		cell{"U1", ActionReject, 1, "you requested run #1, so another approver must decide"},
 		cell{"U6", ActionApprove, 2, notApprover},
 		cell{"U6", ActionReject, 2, notApprover},
 	)

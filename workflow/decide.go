@@ -87,7 +87,7 @@ func reasonData(reason string) map[string]string {
 func (e *Engine) checkDecision(r *Run, d DecisionRequest, eligible bool, reason string) *RefusedError {
 	gate := r.Step(d.Gate)
 	if gate == nil || gate.Kind != KindGate {
-		return refused("run #%d has no gate %q", r.ID, d.Gate)
+		return refused("run #%d has no such gate", r.ID)
 	}
 	if decided := r.ApprovalsFor(d.Gate); gate.Status != StepWaiting && len(decided) > 0 {
 		last := decided[len(decided)-1]
@@ -108,8 +108,9 @@ func (e *Engine) checkDecision(r *Run, d DecisionRequest, eligible bool, reason 
 		return refused("this button is from an older message of run #%d; use the latest message", r.ID)
 	case !eligible:
 		return refused("%s", reason)
-	case d.User == r.Request.RequestedBy && !e.cfg.AllowSelfApproval && d.Decision == Approve:
-		return refused("you requested run #%d, so another approver must approve it", r.ID)
+	case d.User == r.Request.RequestedBy && !e.cfg.AllowSelfApproval:
+		// Rejecting is refused too: a requester who changed their mind cancels.
+		return refused("you requested run #%d, so another approver must decide; to stop it, cancel it", r.ID)
 	}
 	for _, a := range r.ApprovalsFor(d.Gate) {
 		if a.User == d.User {

@@ -250,6 +250,7 @@ func TestDecisionRefusals(t *testing.T) {
 		want string
 	}{
 		{"requester approves own run", decide(requester, g.Nonce, g.Name, workflow.Approve), "another approver"},
+		{"requester rejects own run", decide(requester, g.Nonce, g.Name, workflow.Reject), "another approver"},
 		{"non-approver", decide("U_STRANGER", g.Nonce, g.Name, workflow.Approve), "not an approver"},
 		{"stale nonce", decide(approver, "old-nonce", g.Name, workflow.Approve), "older message"},
 		{"another run's message", func() error {
@@ -257,7 +258,7 @@ func TestDecisionRefusals(t *testing.T) {
 			return err
 		}(), "does not belong to run"},
 		{"gate not open", decide(approver, g.Nonce, workflow.GateCloudflare, workflow.Approve), "not open"},
-		{"unknown gate", decide(approver, g.Nonce, "deploy", workflow.Approve), "no gate"},
+		{"unknown gate", decide(approver, g.Nonce, "deploy", workflow.Approve), "no such gate"},
 	}
 	for _, tt := range tests {
 		if !isRefused(tt.err) || !strings.Contains(tt.err.Error(), tt.want) {
