@@ -32,6 +32,7 @@ type Engine interface {
 	List(ctx context.Context, opts workflow.ListOptions) ([]*workflow.Run, error)
 	Events(ctx context.Context, id int64) ([]workflow.Event, error)
 	SetMessageRef(ctx context.Context, id int64, ref string) (*workflow.Run, error)
+	SetDelivered(ctx context.Context, id int64, seq uint64) (*workflow.Run, error)
 }
 
 // Config configures a Bot. Client is required.

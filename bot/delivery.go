@@ -126,9 +126,38 @@ func (b *Bot) catchUp(ctx context.Context) {
 	}
 	for _, r := range recent {
 		if !seen[r.ID] && r.State.Terminal() && r.MessageRef != "" {
-			b.queue.push(r, nil)
+			b.queue.push(r, b.undeliveredOutcome(ctx, r))
 		}
 	}
+}
+
+// undeliveredOutcome returns the events that end a run (and mention its
+// requester) when the process stopped before posting them: Delivered is
+// written once they are in the thread.
+func (b *Bot) undeliveredOutcome(ctx context.Context, r *workflow.Run) []workflow.Event {
+	if r.Delivered != 0 {
+		return nil
+	}
+	events, err := b.eng().Events(ctx, r.ID)
+	if err != nil {
+		b.log.Error("read events for catch-up", slog.Int64(workflow.KeyRunID, r.ID), slog.Any(workflow.KeyError, err))
+		return nil
+	}
+	var out []workflow.Event
+	for _, ev := range events {
+		if ev.Seq > r.Delivered && endsRun(ev.Type) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func endsRun(t workflow.EventType) bool {
+	switch t {
+	case workflow.EventSucceeded, workflow.EventFailed, workflow.EventCancelled, workflow.EventGateRejected, workflow.EventGateExpired:
+		return true
+	}
+	return false
 }
 
 func (b *Bot) process(ctx context.Context, states map[int64]*runState, w work) {
@@ -262,6 +291,12 @@ func (b *Bot) deliver(ctx context.Context, st *runState, w work) error {
 			}
 		}
 		st.lastSeq = max(st.lastSeq, ev.Seq)
+	}
+	if run.State.Terminal() && st.lastSeq > run.Delivered && slices.ContainsFunc(events, func(ev workflow.Event) bool { return endsRun(ev.Type) }) {
+		// One write per run, so a restart does not lose the outcome reply.
+		if _, err := b.eng().SetDelivered(ctx, run.ID, st.lastSeq); err != nil {
+			log.Error("record delivered events", slog.Any(workflow.KeyError, err))
+		}
 	}
 	return nil
 }

@@ -351,3 +351,57 @@ func TestRunChangedNeverBlocks(t *testing.T) {
 		t.Fatalf("run 1000 holds %d events, dropped %d; want the newest %d", len(it.events), it.dropped, maxQueuedEvents)
 	}
 }
+
+// TestCatchUpPostsUndeliveredOutcome: the process stopped after a run ended
+// but before its outcome reached the thread; the next start posts it, with
+// the requester mentioned, once.
+func TestCatchUpPostsUndeliveredOutcome(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	api := slack.New(h.slack.BotToken(), slack.OptionAPIURL(h.slack.APIURL()))
+	_, rootTS, err := api.PostMessage("C1", slack.MsgOptionText("run 2", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished := sampleRun("", "", workflow.StateSucceeded)
+	finished.ID, finished.MessageRef = 2, "C1|"+rootTS
+	eng.put(finished)
+	eng.mu.Lock()
+	eng.events = map[int64][]workflow.Event{2: {
+		{RunID: 2, Seq: 9, Type: workflow.EventStepSucceeded, Step: workflow.StepVerify, Message: "verified"},
+		{RunID: 2, Seq: 10, Type: workflow.EventSucceeded, Message: "the login method is ready"},
+	}}
+	eng.mu.Unlock()
+	// With its context already done, Run catches up, flushes and returns.
+	stopped, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := h.bot.Run(stopped); err != nil {
+		t.Fatal(err)
+	}
+	mentioned := false
+	for _, m := range h.slack.Thread("C1", rootTS) {
+		mentioned = mentioned || (m.TS != rootTS && strings.Contains(m.Text, "<@"+finished.Request.RequestedBy+">"))
+	}
+	if !mentioned {
+		t.Fatalf("no outcome reply mentioning the requester:\n%s", callList(h.slack.Calls()))
+	}
+	if d := eng.run(2).Delivered; d != 10 {
+		t.Errorf("Delivered = %d, want 10", d)
+	}
+	if replies := len(h.slack.Thread("C1", rootTS)) - 1; replies != 1 {
+		t.Errorf("%d thread replies, want only the outcome", replies)
+	}
+
+	// A second start finds nothing left to post.
+	again, err := New(h.bot.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Attach(eng)
+	before := len(h.slack.Thread("C1", rootTS))
+	if err := again.Run(stopped); err != nil {
+		t.Fatal(err)
+	}
+	if after := len(h.slack.Thread("C1", rootTS)); after != before {
+		t.Errorf("the outcome was posted again: %d replies, was %d", after, before)
+	}
+}

@@ -75,6 +75,7 @@ type fakeEngine struct {
 	decideFn func(d workflow.DecisionRequest) (*workflow.Run, error)
 	startErr error
 	notifier workflow.Notifier
+	events   map[int64][]workflow.Event
 }
 
 func newFakeEngine(c workflow.Clock) *fakeEngine {
@@ -238,7 +239,21 @@ func (f *fakeEngine) List(ctx context.Context, opts workflow.ListOptions) ([]*wo
 
 func (f *fakeEngine) Events(ctx context.Context, id int64) ([]workflow.Event, error) {
 	f.record("Events")
-	return nil, nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.events[id]), nil
+}
+
+func (f *fakeEngine) SetDelivered(ctx context.Context, id int64, seq uint64) (*workflow.Run, error) {
+	f.record("SetDelivered")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.runs[id]
+	if !ok {
+		return nil, fmt.Errorf("run %d: %w", id, workflow.ErrNotFound)
+	}
+	r.Delivered = max(r.Delivered, seq)
+	return r.Clone(), nil
 }
 
 func (f *fakeEngine) SetMessageRef(ctx context.Context, id int64, ref string) (*workflow.Run, error) {

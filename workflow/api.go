@@ -59,3 +59,9 @@ func (e *Engine) Events(ctx context.Context, id int64) ([]Event, error) {
 func (e *Engine) SetMessageRef(ctx context.Context, id int64, ref string) (*Run, error) {
 	return e.setMessageRef(ctx, id, ref)
 }
+
+// SetDelivered records the Seq of the last event the front end delivered.
+// It never moves backwards.
+func (e *Engine) SetDelivered(ctx context.Context, id int64, seq uint64) (*Run, error) {
+	return e.setDelivered(ctx, id, seq)
+}

@@ -241,3 +241,20 @@ func (e *Engine) setMessageRef(ctx context.Context, id int64, ref string) (*Run,
 }
 
 var errUnchanged = errors.New("unchanged")
+
+func (e *Engine) setDelivered(ctx context.Context, id int64, seq uint64) (*Run, error) {
+	r, err := e.cfg.Store.UpdateRun(ctx, id, func(r *Run) ([]Event, error) {
+		if seq <= r.Delivered {
+			return nil, errUnchanged
+		}
+		r.Delivered = seq
+		return nil, nil
+	})
+	if errors.Is(err, errUnchanged) {
+		return e.cfg.Store.GetRun(ctx, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("set delivered of run %d: %w", id, err)
+	}
+	return r, nil
+}

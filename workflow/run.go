@@ -222,6 +222,9 @@ type Run struct {
 	DashboardURL string `json:"dashboard_url,omitempty"`
 	// MessageRef is the bot's reference to the run's message; opaque to the engine.
 	MessageRef string `json:"message_ref,omitempty"`
+	// Delivered is the Seq of the last event the front end has delivered
+	// for certain, so that after a restart it can finish what it had not.
+	Delivered uint64 `json:"delivered,omitempty"`
 
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`

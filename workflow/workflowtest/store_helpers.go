@@ -90,6 +90,7 @@ func storeFullRun(variant string) *workflow.Run {
 		Error:        "authentik: create provider: 400 Bad Request: {\"slug\":[\"exists\"]} " + variant,
 		DashboardURL: "https://one.dash.cloudflare.com/account/settings/authentication",
 		MessageRef:   "C0CHANNEL/1712345678.000100/" + variant,
+		Delivered:    7,
 		CreatedAt:    at(0),
 		UpdatedAt:    at(time.Hour + time.Nanosecond),
 	}
