@@ -371,15 +371,15 @@ func (d *demo) slashCommand(ctx context.Context, text string) error {
 	return d.post(ctx, slackCommandsPath, body, "alice")
 }
 
-// click sends bob's signed click on a button of the run's message.
-func (d *demo) click(ctx context.Context, ts string, btn slacktest.Button) error {
-	a, err := d.sl.ClickButton(demoChannel, ts, btn.ActionID, demoApprover)
+// click sends a person's signed click on a button of the run's message.
+func (d *demo) click(ctx context.Context, ts string, btn slacktest.Button, user, name string) error {
+	a, err := d.sl.ClickButton(demoChannel, ts, btn.ActionID, user)
 	if err != nil {
 		return err
 	}
-	d.replyTo[a.ResponseURL] = "bob"
-	d.out.user("bob", "#platform", "clicks ["+btn.Text+"]")
-	return d.post(ctx, slackInteractionsPath, []byte(slacktest.BlockActionsPayload(a).Encode()), "bob")
+	d.replyTo[a.ResponseURL] = name
+	d.out.user(name, "#platform", "clicks ["+btn.Text+"]")
+	return d.post(ctx, slackInteractionsPath, []byte(slacktest.BlockActionsPayload(a).Encode()), name)
 }
 
 // post sends a signed request the way Slack does and prints any immediate
@@ -457,8 +457,14 @@ func (d *demo) approveIfAsked(ctx context.Context) error {
 	if !ok || d.clicked[btn.Value] {
 		return nil
 	}
+	if len(d.clicked) == 0 {
+		// alice tries to approve her own request first: refused privately.
+		if err := d.click(ctx, d.rootTS, btn, demoRequester, "alice"); err != nil {
+			return err
+		}
+	}
 	d.clicked[btn.Value] = true
-	return d.click(ctx, d.rootTS, btn)
+	return d.click(ctx, d.rootTS, btn, demoApprover, "bob")
 }
 
 // finished reports whether the run ended and Slack shows it.

@@ -282,7 +282,7 @@ var (
 
 var emoji = map[string]string{
 	"white_check_mark": "✅", "x": "❌", "raised_hand": "✋", "hourglass_flowing_sand": "⏳",
-	"gear": "⚙️", "mag": "🔍", "no_entry_sign": "🚫", "alarm_clock": "⏰", "heavy_minus_sign": "➖",
+	"gear": "⚙️", "mag": "🔍", "no_entry_sign": "🚫", "no_entry": "⛔", "alarm_clock": "⏰", "heavy_minus_sign": "➖",
 	"white_circle": "⚪", "point_right": "👉", "tada": "🎉", "clipboard": "📋", "arrow_forward": "▶️",
 	"package": "📦", "warning": "⚠️", "ballot_box_with_check": "☑️", "repeat": "🔁", "memo": "📝",
 	"lock": "🔒", "key": "🔑", "wave": "👋", "information_source": "ℹ️", "hourglass": "⌛",
