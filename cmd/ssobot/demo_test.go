@@ -42,8 +42,11 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q", w)
 		}
 	}
-	if strings.Count(out, "clicks [Approve]") != 2 {
-		t.Errorf("bob clicked Approve %d times, want once per gate", strings.Count(out, "clicks [Approve]"))
+	if n := strings.Count(out, "bob in #platform: clicks [Approve]"); n != 2 {
+		t.Errorf("bob clicked Approve %d times, want once per gate", n)
+	}
+	if !strings.Contains(out, "alice in #platform: clicks [Approve]") || !strings.Contains(out, "replied to alice only: ⛔ You are not an approver") {
+		t.Error("the requester's own click was not shown refused")
 	}
 	if strings.Contains(out, "\x1b[") {
 		t.Error("colours written to a non-terminal")
