@@ -148,7 +148,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 		CloudflareAPIToken:  workflow.NewSecret(d.cf.Token()),
 		CloudflareAccountID: demoAccountID,
 		CloudflareBaseURL:   d.cf.URL(),
-		ApproverUsers:       []string{demoApprover},
+		ApproverUsers:       []string{demoRequester, demoApprover},
 		ApprovalsRequired:   1,
 		ApprovalTTL:         defaultApprovalTTL,
 		DBPath:              d.dbPath,
@@ -158,7 +158,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 	d.out.note("The real bot, engine and bbolt store, against in-process fakes over real HTTP:")
 	d.out.note("  authentik   %s  (TLS, generated certificate)", d.ak.URL())
 	d.out.note("  Cloudflare  %s  (account %s, team %s.cloudflareaccess.com)", d.cf.URL(), demoAccountID, demoTeam)
-	d.out.note("  Slack       %s  (#platform; alice requests, bob approves)", d.sl.APIURL())
+	d.out.note("  Slack       %s  (#platform; alice and bob are approvers; alice requests, bob approves)", d.sl.APIURL())
 	d.out.note("  database    %s", d.dbPath)
 
 	d.a, err = newApp(cfg, appOptions{Logger: d.log, Roots: roots})

@@ -45,7 +45,7 @@ func TestDemo(t *testing.T) {
 	if n := strings.Count(out, "bob in #platform: clicks [Approve]"); n != 2 {
 		t.Errorf("bob clicked Approve %d times, want once per gate", n)
 	}
-	if !strings.Contains(out, "alice in #platform: clicks [Approve]") || !strings.Contains(out, "replied to alice only: ⛔ You are not an approver") {
+	if !strings.Contains(out, "alice in #platform: clicks [Approve]") || !strings.Contains(out, "replied to alice only: ⛔ You requested run #1, so another approver must decide") {
 		t.Error("the requester's own click was not shown refused")
 	}
 	if strings.Contains(out, "\x1b[") {
