@@ -24,9 +24,9 @@ const (
 	deliveryMaxFailures = 8
 	// flushTimeout bounds the delivery of what is left when Run stops.
 	flushTimeout = 5 * time.Second
-	// catchUpRecent is how many recent finished runs get their message
-	// refreshed at start, in case the process stopped before it was.
-	catchUpRecent = 20
+	// catchUpRecent is how many of the newest runs are looked at on start
+	// for finished runs whose end the process stopped before delivering.
+	catchUpRecent = 200
 )
 
 // RunChanged implements workflow.Notifier. It only queues: the delivery
@@ -125,7 +125,9 @@ func (b *Bot) catchUp(ctx context.Context) {
 		b.queue.push(r, nil)
 	}
 	for _, r := range recent {
-		if !seen[r.ID] && r.State.Terminal() && r.MessageRef != "" {
+		// Delivered is written once a finished run's message and outcome
+		// are in Slack: the rest need bringing up to date.
+		if !seen[r.ID] && r.State.Terminal() && r.MessageRef != "" && r.Delivered == 0 {
 			b.queue.push(r, b.undeliveredOutcome(ctx, r))
 		}
 	}
