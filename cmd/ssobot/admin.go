@@ -225,6 +225,7 @@ type runView struct {
 	Error           string         `json:"error,omitempty"`
 	Problems        []string       `json:"problems,omitempty"`
 	DashboardURL    string         `json:"dashboard_url,omitempty"`
+	SlackMessage    string         `json:"slack_message,omitempty"` // "channel|ts" of the run's message
 	Steps           []stepView     `json:"steps"`
 	Approvals       []approvalView `json:"approvals"`
 	Resources       resourcesView  `json:"resources"`
@@ -283,6 +284,7 @@ func newRunView(r *workflow.Run, events []workflow.Event) runView {
 		Error:           r.Error,
 		Problems:        r.Problems,
 		DashboardURL:    r.DashboardURL,
+		SlackMessage:    r.MessageRef,
 		Steps:           make([]stepView, 0, len(r.Steps)),
 		Approvals:       make([]approvalView, 0, len(r.Approvals)),
 	}
