@@ -1,0 +1,280 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ssobot/ssobot/bot"
+	"github.com/ssobot/ssobot/bot/slacktest"
+	"github.com/ssobot/ssobot/workflow"
+)
+
+// benchAck measures how fast the Slack endpoints answer, with 1, 50 and 200
+// concurrent senders each sending its next request as soon as the previous
+// one is answered, next to a floor measured the same way in the same run: a
+// bare handler that reads the body and checks the signature.
+func benchAck(ctx context.Context, b *bench, s *benchSection) error {
+	e, err := newBenchEnv(ctx, benchEnvOptions{})
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+
+	// A run for status requests and clicks: its authentik gate is approved,
+	// so the Approve clicks below are refused ("already approved by…"),
+	// which exercises verify, parse, the hand-off and the engine's refusal.
+	run, err := e.start(ctx, "Grafana")
+	if err != nil {
+		return err
+	}
+	if err := e.settle(ctx, 50*time.Millisecond); err != nil {
+		return err
+	}
+	run, err = e.app.engine.Get(ctx, run.ID)
+	if err != nil {
+		return err
+	}
+	g := run.OpenGate()
+	if g == nil {
+		return fmt.Errorf("run %d is %s, not waiting for approval", run.ID, run.State)
+	}
+	channel, ts, _ := strings.Cut(run.MessageRef, "|")
+	click, err := e.sl.ClickButton(channel, ts, bot.ActionApprove, benchApprover)
+	if err != nil {
+		return fmt.Errorf("the run's message: %w", err)
+	}
+	if _, err := e.app.engine.Decide(ctx, workflow.DecisionRequest{RunID: run.ID, Gate: g.Name, Nonce: g.Nonce, User: benchApprover, Decision: workflow.Approve}); err != nil {
+		return err
+	}
+	if err := e.settle(ctx, 50*time.Millisecond); err != nil {
+		return err
+	}
+
+	floor, err := newBenchFloor(e.secret)
+	if err != nil {
+		return err
+	}
+	defer floor.Close()
+
+	levels := pick(b, []int{1, 5, 10}, []int{1, 50, 200})
+	target := levels[1]       // the level the targets are stated for
+	counts := map[int][2]int{ // senders -> {requests for cheap kinds, for new}
+		1:         {pick(b, 5, 500), pick(b, 2, 100)},
+		levels[1]: {pick(b, 10, 2000), pick(b, 5, 200)},
+		levels[2]: {pick(b, 20, 4000), pick(b, 10, 400)},
+	}
+	newSeq := 0
+	kinds := []benchAckKind{
+		{name: "floor: read + bot.Verify", key: "floor", floor: true, want: "", gen: func(i int) ([]byte, string) {
+			return benchCommandBody(e, fmt.Sprintf("status %d", run.ID)), slackCommandsPath
+		}},
+		{name: "/slack/commands status", key: "command_status", want: "Grafana", gen: func(i int) ([]byte, string) {
+			return benchCommandBody(e, fmt.Sprintf("status %d", run.ID)), slackCommandsPath
+		}},
+		{name: "/slack/commands new", key: "command_new", want: "started", isNew: true, gen: func(i int) ([]byte, string) {
+			newSeq++
+			return benchCommandBody(e, fmt.Sprintf("new Bench %d", newSeq)), slackCommandsPath
+		}},
+		{name: "/slack/interactions Approve", key: "interaction_approve", want: "", gen: func(i int) ([]byte, string) {
+			a := click
+			a.TriggerID = fmt.Sprintf("%d.%d.bench", i, time.Now().UnixNano())
+			a.ResponseURL = e.sl.NewResponseURLFor(channel, ts, benchApprover)
+			return []byte(slacktest.BlockActionsPayload(a).Encode()), slackInteractionsPath
+		}},
+	}
+
+	t := s.table("Acknowledgement latency (closed loop: each sender sends its next request when answered)",
+		"endpoint", "senders", "requests", "p50", "p99", "max", "req/s", "p99 ÷ floor p99", "errors")
+	floorP99 := map[int]time.Duration{}
+	results := map[string]map[int]benchStats{}
+	for _, level := range levels {
+		for _, k := range kinds {
+			n := counts[level][0]
+			if k.isNew {
+				n = counts[level][1]
+			}
+			b.logf("   %s, %d senders, %d requests", k.name, level, n)
+			base := e.slackURL
+			if k.floor {
+				base = floor.url
+			}
+			st, rate, bad, err := benchLoad(ctx, base, e.secret, level, n, k)
+			if err != nil {
+				return err
+			}
+			// Background work a request started (runs, replies) must not
+			// leak into the next measurement.
+			if err := e.settle(ctx, 100*time.Millisecond); err != nil {
+				return err
+			}
+			ratio := "1.00"
+			if k.floor {
+				floorP99[level] = st.P99
+			} else if f := floorP99[level]; f > 0 {
+				ratio = fmt.Sprintf("%.2f", float64(st.P99)/float64(f))
+			}
+			if results[k.name] == nil {
+				results[k.name] = map[int]benchStats{}
+			}
+			results[k.name][level] = st
+			t.row(k.name, strconv.Itoa(level), strconv.Itoa(st.N), fmtDur(st.P50), fmtDur(st.P99), fmtDur(st.Max),
+				fmt.Sprintf("%.0f", rate), ratio, strconv.Itoa(bad))
+			s.value(fmt.Sprintf("%s_%d_p99_ms", k.key, level), ms(st.P99))
+			s.value(fmt.Sprintf("%s_%d_p50_ms", k.key, level), ms(st.P50))
+		}
+	}
+	for _, k := range kinds[1:] {
+		st := results[k.name][target]
+		f := floorP99[target]
+		s.check(fmt.Sprintf("%s p99, %d senders", k.name, target), "< 50ms", fmtDur(st.P99), st.P99 < 50*time.Millisecond)
+		s.check(fmt.Sprintf("%s p99 vs floor, %d senders", k.name, target), "≤ 2 × floor p99", fmt.Sprintf("%.2f × (%s)", float64(st.P99)/float64(max(f, 1)), fmtDur(f)), st.P99 <= 2*f)
+	}
+	s.note("Each request is a distinct signed body (Slack never resends one; the replay guard would short-cut a copy). " +
+		"Senders, server, engine, bbolt and fakes share the machine's cores; the floor runs on its own listener in the same process. " +
+		"\"new\" commits the run (one synced bbolt commit) before answering and starts its preflight; the Approve clicks are answered at once and decided in the background (refused: the gate was already approved, which records the refusal in the audit log).")
+	e.logs.report(s, "ack")
+	return nil
+}
+
+// benchAckKind is one kind of request the load generator sends.
+type benchAckKind struct {
+	name  string
+	key   string // in the JSON values
+	floor bool
+	isNew bool
+	want  string // the answer must contain this
+	gen   func(i int) (body []byte, path string)
+}
+
+// benchCommandBody is alice's slash command as Slack sends it.
+func benchCommandBody(e *benchEnv, text string) []byte {
+	cmd := e.sl.NewSlashCommand(slashCommand, text, benchRequester, benchChannel)
+	return []byte(slacktest.SlashCommandForm(cmd).Encode())
+}
+
+type benchRequest struct {
+	path, ts, sig string
+	body          []byte
+}
+
+// benchLoad sends n requests of kind k (plus one warm-up request per
+// sender, not measured) from senders concurrent senders and returns the
+// latency statistics, the rate, and how many answers were wrong.
+func benchLoad(ctx context.Context, base, secret string, senders, n int, k benchAckKind) (benchStats, float64, int, error) {
+	// Bodies and signatures are made before the clock starts.
+	now := time.Now()
+	reqs := make([]benchRequest, senders+n)
+	for i := range reqs {
+		body, path := k.gen(i)
+		reqs[i] = benchRequest{path: path, body: body, ts: strconv.FormatInt(now.Unix(), 10), sig: slacktest.Sign(secret, now, body)}
+	}
+	client := newBenchClient(senders)
+	defer client.CloseIdleConnections()
+
+	var bad atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	send := func(r benchRequest) time.Duration {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+r.path, bytes.NewReader(r.body))
+		if err != nil {
+			errOnce.Do(func() { firstErr = err })
+			return 0
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set(bot.HeaderTimestamp, r.ts)
+		req.Header.Set(bot.HeaderSignature, r.sig)
+		start := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			errOnce.Do(func() { firstErr = err })
+			bad.Add(1)
+			return time.Since(start)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		d := time.Since(start)
+		if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), k.want) {
+			bad.Add(1)
+		}
+		return d
+	}
+	run := func(rs []benchRequest, lat []time.Duration) time.Duration {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range senders {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= len(rs) || ctx.Err() != nil {
+						return
+					}
+					d := send(rs[i])
+					if lat != nil {
+						lat[i] = d
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	// Warm-up: every sender opens its connection.
+	run(reqs[:senders], nil)
+	bad.Store(0)
+	lat := make([]time.Duration, n)
+	elapsed := run(reqs[senders:], lat)
+	if ctx.Err() != nil {
+		return benchStats{}, 0, 0, ctx.Err()
+	}
+	if int(bad.Load()) == n && firstErr != nil {
+		return benchStats{}, 0, 0, fmt.Errorf("every request failed: %w", firstErr)
+	}
+	return stats(lat), float64(n) / elapsed.Seconds(), int(bad.Load()), nil
+}
+
+// benchFloor is the floor of the acknowledgement path: an HTTP server that
+// reads the body and verifies the signature, and nothing else.
+type benchFloor struct {
+	srv *http.Server
+	url string
+}
+
+func newBenchFloor(secret string) (*benchFloor, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	sec := workflow.NewSecret(secret)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, bot.DefaultMaxBodyBytes))
+		if err != nil {
+			http.Error(w, "cannot read request body", http.StatusBadRequest)
+			return
+		}
+		if err := bot.Verify(r.Header, body, sec, time.Now()); err != nil {
+			http.Error(w, "invalid signature", http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	// The same server settings as serve's Slack listener.
+	f := &benchFloor{
+		srv: &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute},
+		url: "http://" + ln.Addr().String(),
+	}
+	// A failing listener shows as failed requests in the figures.
+	go func() { _ = f.srv.Serve(ln) }()
+	return f, nil
+}
+
+func (f *benchFloor) Close() error { return f.srv.Close() }

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ssobot/ssobot/workflow"
+)
+
+// benchLatency is the latency given to every authentik and Cloudflare call
+// in the second measurement.
+const benchLatency = 50 * time.Millisecond
+
+// benchEngine measures what a run costs beyond the APIs it waits for, how
+// many runs complete per second when many run at once, against the bound
+// the disk sets (synced bbolt commits per second ÷ commits per run), and
+// lists the commits of one run.
+func benchEngine(ctx context.Context, b *bench, s *benchSection) error {
+	e, err := newBenchEnv(ctx, benchEnvOptions{AutoApprove: true})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if e != nil {
+			e.Close()
+		}
+	}()
+
+	// One run first: connections, the approver's users.info cache.
+	if _, err := benchSerialRun(ctx, e, "Warm Up"); err != nil {
+		return err
+	}
+
+	// 1. One run at a time, zero-latency fakes, approvals at once.
+	b.logf("   serial runs, zero-latency fakes")
+	var zero []benchRunResult
+	for i := range pick(b, 2, 30) {
+		r, err := benchSerialRun(ctx, e, fmt.Sprintf("Serial %d", i))
+		if err != nil {
+			return err
+		}
+		zero = append(zero, r)
+	}
+
+	// 2. The same with 50 ms on every authentik and Cloudflare call.
+	b.logf("   serial runs, %s per API call", benchLatency)
+	e.ak.SetLatency(benchLatency)
+	e.cf.SetLatency(benchLatency)
+	var slow []benchRunResult
+	for i := range pick(b, 1, 10) {
+		r, err := benchSerialRun(ctx, e, fmt.Sprintf("Slow %d", i))
+		if err != nil {
+			return err
+		}
+		slow = append(slow, r)
+	}
+	e.ak.SetLatency(0)
+	e.cf.SetLatency(0)
+	// The fakes delay with timers, which fire late by a fraction of a
+	// millisecond each on a VM: part of the API latency, not of ssobot.
+	late := benchTimerLateness(slow[0].calls(), benchLatency)
+
+	t := s.table("Engine cost per run (one run at a time, approvals given through the engine's API the moment a gate opens)",
+		"fakes", "runs", "API calls on the critical path", "wall p50", "wall max", "overhead p50", "overhead max", "of which the fakes' timers fired late")
+	zeroWall := make([]time.Duration, 0, len(zero))
+	for _, r := range zero {
+		zeroWall = append(zeroWall, r.wall)
+	}
+	zs := stats(zeroWall)
+	t.row("zero latency", strconv.Itoa(len(zero)), strconv.Itoa(zero[0].calls()), fmtDur(zs.P50), fmtDur(zs.Max), fmtDur(zs.P50), fmtDur(zs.Max), "")
+	var slowWall, overhead []time.Duration
+	for _, r := range slow {
+		slowWall = append(slowWall, r.wall)
+		overhead = append(overhead, r.wall-time.Duration(r.calls())*benchLatency)
+	}
+	ss, ovs := stats(slowWall), stats(overhead)
+	t.row(benchLatency.String()+" per call", strconv.Itoa(len(slow)), strconv.Itoa(slow[0].calls()), fmtDur(ss.P50), fmtDur(ss.Max), fmtDur(ovs.P50), fmtDur(ovs.Max), fmtDur(late))
+	s.value("timer_lateness_ms", ms(late))
+	s.value("run_zero_latency_p50_ms", ms(zs.P50))
+	s.value("run_overhead_p50_ms", ms(ovs.P50))
+	s.value("run_overhead_max_ms", ms(ovs.Max))
+	s.check("overhead per run beyond API latency (p50)", "< 20ms", fmtDur(ovs.P50), ovs.P50 < 20*time.Millisecond)
+	s.check("overhead per run beyond API latency (max)", "< 20ms", fmtDur(ovs.Max), ovs.Max < 20*time.Millisecond)
+
+	// 3. Throughput: K runs at once, against the bound the disk sets, in
+	// a fresh bot and account (the login methods above would lengthen
+	// Cloudflare's list, see the calls section).
+	list := e.store.Commits(zero[0].id)
+	e.logs.report(s, "engine")
+	if err := e.Close(); err != nil {
+		return err
+	}
+	k := pick(b, 4, 50)
+	b.logf("   %d concurrent runs", k)
+	if e, err = newBenchEnv(ctx, benchEnvOptions{AutoApprove: true}); err != nil {
+		return err
+	}
+	if _, err := benchSerialRun(ctx, e, "Warm Up"); err != nil {
+		return err
+	}
+	syncRate, err := benchSyncedCommits(filepath.Join(e.dir, "commit-probe.db"), pick(b, 50, 1000))
+	if err != nil {
+		return err
+	}
+	before := e.counters()
+	cpuBefore := processCPU()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, k)
+	for i := range k {
+		wg.Go(func() {
+			r, err := e.start(ctx, fmt.Sprintf("Concurrent %d", i))
+			if err == nil {
+				var st workflow.State
+				st, err = e.wait(ctx, r.ID)
+				if err == nil && st != workflow.StateSucceeded {
+					err = fmt.Errorf("run %d ended %s", r.ID, st)
+				}
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	cpu := processCPU() - cpuBefore
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	if err := e.settle(ctx, 50*time.Millisecond); err != nil {
+		return err
+	}
+	d := e.counters().sub(before)
+	commitsPerRun := float64(d.commits) / float64(k)
+	throughput := float64(k) / elapsed.Seconds()
+	bound := syncRate / commitsPerRun
+	tt := s.table("Throughput of concurrent runs (zero-latency fakes; the engine runs at most 16 steps at once)",
+		"runs at once", "elapsed", "runs/s", "CPU per run (whole process)", "CPU busy", "synced commits/s (plain bbolt loop, same disk)", "commits per run", "bound: commits/s ÷ commits per run", "runs/s ÷ bound")
+	tt.row(strconv.Itoa(k), fmtDur(elapsed), fmt.Sprintf("%.1f", throughput), fmtDur(cpu/time.Duration(k)),
+		fmt.Sprintf("%.0f%% of %d CPUs", 100*cpu.Seconds()/elapsed.Seconds()/float64(runtime.NumCPU()), runtime.NumCPU()),
+		fmt.Sprintf("%.0f", syncRate), fmt.Sprintf("%.1f", commitsPerRun), fmt.Sprintf("%.1f runs/s", bound), fmt.Sprintf("%.2f", throughput/bound))
+	s.value("cpu_per_run_ms", ms(cpu/time.Duration(k)))
+	s.value("throughput_runs_per_s", roundTo(throughput, 2))
+	s.value("synced_commits_per_s", roundTo(syncRate, 1))
+	s.value("bound_runs_per_s", roundTo(bound, 2))
+	s.value("commits_per_run", roundTo(commitsPerRun, 2))
+	s.check(fmt.Sprintf("throughput, %d runs at once", k), "≥ ½ × bound", fmt.Sprintf("%.1f runs/s, bound %.1f", throughput, bound), throughput >= bound/2)
+
+	// 4. The commits of one run, one by one, against what the design needs.
+	ct := s.table(fmt.Sprintf("The %d commits of one run (run #%d), next to the %d the design needs", len(list), zero[0].id, benchMinCommits),
+		"#", "what the commit wrote", "needed?")
+	extra := 0
+	for i, c := range list {
+		why := benchCommitNeed(c)
+		if strings.HasPrefix(why, "no") {
+			extra++
+		}
+		ct.row(strconv.Itoa(i+1), c, why)
+	}
+	s.value("commits_per_run_min", benchMinCommits)
+	s.check("commits per run", fmt.Sprintf("the design's minimum, %d", benchMinCommits), fmt.Sprintf("%d (%d not needed)", len(list), extra), len(list) <= benchMinCommits)
+	s.note("Minimum commits of a run: create 1, preflight result 1, message reference 1 (the run's Slack message is edited after restarts), "+
+		"two decisions 2, three side effects × (intent + result) 6, verify result 1 = 12. "+
+		"Overhead = wall time − API calls on the critical path × %s; the calls are counted by the fakes (authentik's API and public OIDC URLs, Cloudflare), one after another within a run.", benchLatency)
+	e.logs.report(s, "throughput")
+	return nil
+}
+
+// benchMinCommits is the fewest commits a run needs (see benchCommitNeed).
+const benchMinCommits = 12
+
+// benchCommitNeed says whether the design needs a commit, by what it wrote.
+func benchCommitNeed(c string) string {
+	has := func(t workflow.EventType) bool { return strings.Contains(c, string(t)) }
+	readOnly := strings.Contains(c, "["+string(workflow.StepPreflight)+"]") || strings.Contains(c, "["+string(workflow.StepVerify)+"]")
+	switch {
+	case strings.HasPrefix(c, "create run"):
+		return "yes: the request, durable before the acknowledgement"
+	case strings.Contains(c, "message ref"):
+		return "yes: the message is edited after a restart"
+	case strings.Contains(c, "delivered"):
+		return "no: the bot's delivery mark (the outcome reply survives a restart); not in the design's minimum"
+	case has(workflow.EventStepIntent) && readOnly:
+		return "no: the intent of a read-only step (a crash just re-runs it)"
+	case has(workflow.EventStepIntent):
+		return "yes: the intent before a side effect"
+	case has(workflow.EventDecisionAccepted):
+		return "yes: the decision"
+	case has(workflow.EventStepSucceeded), has(workflow.EventStepFailed), has(workflow.EventAttemptFailed):
+		return "yes: the step's result"
+	}
+	return "?"
+}
+
+// benchRunResult is one run measured alone.
+type benchRunResult struct {
+	id    int64
+	wall  time.Duration
+	delta benchCounters
+}
+
+// calls is the number of authentik and Cloudflare calls, all made one after
+// another within a run.
+func (r benchRunResult) calls() int { return r.delta.authentik + r.delta.oidcAPI + r.delta.cloudflare }
+
+// benchSerialRun runs one setup to its end with nothing else going on and
+// measures it; the counters include the Slack delivery that follows.
+func benchSerialRun(ctx context.Context, e *benchEnv, name string) (benchRunResult, error) {
+	if err := e.settle(ctx, 20*time.Millisecond); err != nil {
+		return benchRunResult{}, err
+	}
+	before := e.counters()
+	start := time.Now()
+	r, err := e.start(ctx, name)
+	if err != nil {
+		return benchRunResult{}, err
+	}
+	st, err := e.wait(ctx, r.ID)
+	wall := time.Since(start)
+	if err != nil {
+		return benchRunResult{}, err
+	}
+	if st != workflow.StateSucceeded {
+		run, _ := e.app.engine.Get(ctx, r.ID)
+		return benchRunResult{}, fmt.Errorf("run %d (%s) ended %s: %s", r.ID, name, st, run.LastError())
+	}
+	if err := e.settle(ctx, 30*time.Millisecond); err != nil {
+		return benchRunResult{}, err
+	}
+	return benchRunResult{id: r.ID, wall: wall, delta: e.counters().sub(before)}, nil
+}
+
+// benchTimerLateness is how late n timers of d, one after another, fire in
+// total on this machine.
+func benchTimerLateness(n int, d time.Duration) time.Duration {
+	var late time.Duration
+	for range n {
+		start := time.Now()
+		t := time.NewTimer(d)
+		<-t.C
+		late += time.Since(start) - d
+	}
+	return late
+}
+
+// processCPU is the CPU time this process used so far, user and system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchSyncedCommits measures synced bbolt commits per second on the disk
+// holding path: n one-key write transactions in a row, each fsynced.
+func benchSyncedCommits(path string, n int) (float64, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return 0, fmt.Errorf("commit probe: %w", err)
+	}
+	defer db.Close()
+	value := make([]byte, 512)
+	start := time.Now()
+	for i := range n {
+		err := db.Update(func(tx *bolt.Tx) error {
+			bk, err := tx.CreateBucketIfNotExists([]byte("probe"))
+			if err != nil {
+				return err
+			}
+			return bk.Put([]byte(fmt.Sprintf("%016d", i)), value)
+		})
+		if err != nil {
+			return 0, fmt.Errorf("commit probe: %w", err)
+		}
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
