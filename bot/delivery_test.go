@@ -122,7 +122,7 @@ func TestDeliveryRepostsADeletedRoot(t *testing.T) {
 	next := run.Clone()
 	next.Version, next.State = 2, workflow.StateRunning
 	next.Steps[1].Status = workflow.StepSucceeded
-	h.bot.RunChanged(context.Background(), next, []workflow.Event{{RunID: 7, Seq: 9, Type: workflow.EventGateApproved, Step: workflow.GateAuthentik}})
+	h.bot.RunChanged(context.Background(), next, []workflow.Event{{RunID: 7, Seq: 9, Type: workflow.EventDecisionAccepted, Step: workflow.GateAuthentik, Actor: "U2"}})
 	calls = h.waitCalls("a new root and its reply", func(c []slacktest.Call) bool { return len(rootPosts(c)) == 2 && len(replies(c)) == 1 })
 	second := resultTS(rootPosts(calls)[1])
 	if second == first {

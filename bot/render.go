@@ -454,9 +454,10 @@ func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
 			s += " (attempt " + Escape(a) + ")"
 		}
 	case workflow.EventStepSucceeded:
+		if ev.Step == workflow.StepPreflight {
+			return "", false // the plan reply says it
+		}
 		s = fmt.Sprintf(":white_check_mark: *%s* done", step)
-	case workflow.EventResourceCreated:
-		s = ":package: Created: " + Escape(ev.Message)
 	case workflow.EventResourceFound:
 		s = ":mag: Found from an earlier attempt: " + Escape(ev.Message)
 	case workflow.EventAttemptFailed:
@@ -476,8 +477,6 @@ func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
 		if reason := ev.Data["reason"]; reason != "" {
 			s += ": " + Escape(reason)
 		}
-	case workflow.EventGateApproved:
-		s = fmt.Sprintf(":white_check_mark: *%s* approved", step)
 	case workflow.EventGateRejected:
 		s = fmt.Sprintf("%s :no_entry_sign: Run #%d was rejected: %s", mention(r.Request.RequestedBy), r.ID, Escape(ev.Message))
 	case workflow.EventGateExpired:
@@ -496,7 +495,9 @@ func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
 	case workflow.EventNote:
 		s = ":memo: " + Escape(ev.Message)
 	default:
-		// created, state changes, intents and refusals: audit log only.
+		// Created, state changes, intents, resources created (the step's
+		// "done" reply carries their IDs), gates approved (the decision
+		// reply says it) and refusals: audit log only, to keep threads short.
 		return "", false
 	}
 	if d := dataText(ev.Data); d != "" {
