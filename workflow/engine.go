@@ -265,6 +265,16 @@ func (e *Engine) drive(ctx context.Context, id int64) {
 	}
 }
 
+// cancelWake drops the run's pending wake-up: it is moving on, or done.
+func (e *Engine) cancelWake(id int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if cancel := e.wakers[id]; cancel != nil {
+		cancel()
+		delete(e.wakers, id)
+	}
+}
+
 // wakeAt kicks the run at time t on the engine's clock, replacing an earlier wake.
 func (e *Engine) wakeAt(id int64, t time.Time) {
 	e.mu.Lock()
@@ -299,6 +309,7 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 			return false
 		}
 		if r.State.Terminal() {
+			e.cancelWake(id)
 			return false
 		}
 		step := r.Current()
@@ -324,6 +335,7 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 			e.wakeAt(id, step.NextAttemptAt)
 			return false
 		}
+		e.cancelWake(id)
 		select {
 		case e.sem <- struct{}{}:
 		case <-ctx.Done():

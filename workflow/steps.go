@@ -193,9 +193,20 @@ func (e *Engine) belongsToRun(ctx context.Context, r *Run, providerID int) bool 
 	return err == nil && prov.ClientID == r.Params.ClientID
 }
 
+// firstAttempt reports whether no earlier attempt of the step can have
+// reached the API: attempts are recorded before each call, so only the
+// first may skip looking for what an earlier one made.
+func firstAttempt(r *Run, name StepName) bool { return r.Step(name).Attempts == 1 }
+
 func (e *Engine) createProvider(ctx context.Context, r *Run) (outcome, error) {
 	p := r.Params
-	prov, err := e.cfg.Authentik.ProviderByClientID(ctx, p.ClientID)
+	// The client_id is new to this run: on a first attempt nobody can have
+	// a provider with it yet.
+	err := error(ErrNotFound)
+	var prov Provider
+	if !firstAttempt(r, StepAuthentikProvider) {
+		prov, err = e.cfg.Authentik.ProviderByClientID(ctx, p.ClientID)
+	}
 	found := err == nil
 	switch {
 	case found:
@@ -248,7 +259,13 @@ func resourceEvent(found bool, step StepName, kind, id, name string) Event {
 func (e *Engine) createApplication(ctx context.Context, r *Run) (outcome, error) {
 	p := r.Params
 	providerID := r.Resources.AuthentikProviderID
-	app, err := e.cfg.Authentik.ApplicationBySlug(ctx, p.ApplicationSlug)
+	// Preflight found the slug free; if someone took it since, the create
+	// fails with authentik's own message.
+	err := error(ErrNotFound)
+	var app Application
+	if !firstAttempt(r, StepAuthentikApplication) {
+		app, err = e.cfg.Authentik.ApplicationBySlug(ctx, p.ApplicationSlug)
+	}
 	found := err == nil
 	switch {
 	case found:
