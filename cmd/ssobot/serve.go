@@ -188,6 +188,9 @@ func newApp(cfg Config, opts appOptions) (*app, error) {
 func (a *app) wire(opts appOptions) error {
 	cfg := a.cfg
 	base := http.DefaultTransport.(*http.Transport).Clone()
+	// Concurrent steps talk to the same hosts: keep their connections (and
+	// TLS sessions) instead of Go's default of two idle per host.
+	base.MaxIdleConnsPerHost = 32
 	tlsBase := base
 	if opts.Roots != nil {
 		tlsBase = base.Clone()

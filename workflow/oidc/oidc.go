@@ -26,7 +26,9 @@ type Checker struct {
 // system roots (SSL_CERT_FILE and SSL_CERT_DIR are honoured by crypto/x509).
 func New(client *http.Client) *Checker {
 	if client == nil {
-		client = &http.Client{Timeout: 15 * time.Second}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = 32
+		client = &http.Client{Timeout: 15 * time.Second, Transport: t}
 	}
 	return &Checker{client: client}
 }
@@ -36,6 +38,7 @@ func New(client *http.Client) *Checker {
 func WithRoots(roots *x509.CertPool) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	t.MaxIdleConnsPerHost = 32
 	return &http.Client{Timeout: 15 * time.Second, Transport: t}
 }
 
