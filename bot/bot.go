@@ -94,6 +94,8 @@ type Bot struct {
 	// bgCtx is the parent of background work, which is bounded by timeouts
 	// rather than by the request that started it.
 	bgCtx context.Context
+	// bgSlots bounds the background work running at once.
+	bgSlots chan struct{}
 }
 
 // New checks the configuration and returns a bot.
@@ -124,6 +126,7 @@ func New(cfg Config) (*Bot, error) {
 	}
 	b.appr = newApprovers(cfg.Client, cfg.ApproverUsers, cfg.ApproverGroups, cfg.GroupCacheTTL, cfg.Clock, cfg.Logger)
 	b.bgCtx = context.Background()
+	b.bgSlots = make(chan struct{}, backgroundWorkers)
 	return b, nil
 }
 
@@ -156,10 +159,18 @@ func (b *Bot) Handler() http.Handler {
 // async runs fn off the request path with a bounded context. A panic there
 // is logged, not fatal: one bad click must not stop the bot for everyone
 // (the engine's records are durable, but the bot's queue is not).
+// backgroundWorkers bounds concurrent background work (decisions, modals,
+// private replies): enough to overlap Slack round trips on a small machine.
+const backgroundWorkers = 8
+
 func (b *Bot) async(timeout time.Duration, fn func(ctx context.Context)) {
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
+		// A bounded number run at once, so a flood of clicks cannot take the
+		// CPU from acknowledgements; the rest wait their turn, none dropped.
+		b.bgSlots <- struct{}{}
+		defer func() { <-b.bgSlots }()
 		defer func() {
 			if v := recover(); v != nil {
 				b.log.Error("panic in background work for Slack", slog.Any("panic", v))
