@@ -15,9 +15,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -346,16 +344,7 @@ func newCountingFakes(t *testing.T, cfOpts ...cloudflaretest.Option) (*fakes, *f
 			slacktest.WithAppToken("xapp-1-"+randomHex(12)+"-"+randomHex(16))),
 		secret: randomHex(16),
 	}
-	t.Cleanup(f.ak.Close)
-	t.Cleanup(f.cf.Close)
-	t.Cleanup(f.sl.Close)
-	f.sl.AddUser(slacktest.User{ID: "U0ALICE", Name: "alice"})
-	f.sl.AddUser(slacktest.User{ID: "U0BOB", Name: "bob"})
-	f.sl.AddChannel("C0OPS", "ops", true)
-	f.certFile = filepath.Join(t.TempDir(), "authentik-ca.pem")
-	if err := os.WriteFile(f.certFile, f.ak.CertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	f.setUp(t)
 	return f, faults
 }
 

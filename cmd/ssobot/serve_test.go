@@ -105,14 +105,10 @@ type fakes struct {
 	secret   string
 }
 
-func newFakes(t *testing.T) *fakes {
+// setUp registers the fakes' cleanup, adds alice, bob and #ops, and writes
+// authentik's certificate for SSL_CERT_FILE.
+func (f *fakes) setUp(t *testing.T) {
 	t.Helper()
-	f := &fakes{
-		ak:     authentiktest.New(),
-		cf:     cloudflaretest.New(testAccountID, cloudflaretest.WithTeam("acme")),
-		sl:     slacktest.NewServer(),
-		secret: randomHex(16),
-	}
 	t.Cleanup(f.ak.Close)
 	t.Cleanup(f.cf.Close)
 	t.Cleanup(f.sl.Close)
@@ -123,6 +119,17 @@ func newFakes(t *testing.T) *fakes {
 	if err := os.WriteFile(f.certFile, f.ak.CertPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func newFakes(t *testing.T) *fakes {
+	t.Helper()
+	f := &fakes{
+		ak:     authentiktest.New(),
+		cf:     cloudflaretest.New(testAccountID, cloudflaretest.WithTeam("acme")),
+		sl:     slacktest.NewServer(),
+		secret: randomHex(16),
+	}
+	f.setUp(t)
 	return f
 }
 
