@@ -1,16 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/ssobot/ssobot/workflow"
 	"github.com/ssobot/ssobot/workflow/authentik/authentiktest"
@@ -283,70 +282,23 @@ func benchDuplicates(n int, key func(int) string, runs map[string]bool) (dups, f
 // benchRoutes reads ssobot_api_requests_total from the admin API, summed
 // over statuses: "system route" -> count.
 func benchRoutes(ctx context.Context, e *benchEnv) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.adminURL+"/metrics", nil)
+	fams, err := scrapeMetrics(ctx, e.adminURL)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	return parseAPIRequests(resp.Body)
+	return apiRequests(fams), nil
 }
 
-func parseAPIRequests(r io.Reader) (map[string]float64, error) {
+// apiRequests sums ssobot_api_requests_total over statuses, per system and
+// route. Slack is left out: the Slack fake counts it, response_url posts too.
+func apiRequests(fams map[string]*dto.MetricFamily) map[string]float64 {
 	out := map[string]float64{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line, ok := strings.CutPrefix(sc.Text(), "ssobot_api_requests_total{")
-		if !ok {
-			continue
-		}
-		labels, value, ok := strings.Cut(line, "} ")
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			continue
-		}
-		l := parseLabels(labels)
+	for _, m := range fams["ssobot_api_requests_total"].GetMetric() {
+		l := metricLabels(m)
 		if l["system"] == systemSlack {
-			continue // counted by the Slack fake, with response_url posts
+			continue
 		}
-		out[l["system"]+" "+l["method"]] += v
-	}
-	return out, sc.Err()
-}
-
-// parseLabels reads name="value" pairs of the exposition format.
-func parseLabels(s string) map[string]string {
-	out := map[string]string{}
-	for s != "" {
-		name, rest, ok := strings.Cut(s, `="`)
-		if !ok {
-			break
-		}
-		var val strings.Builder
-		i := 0
-		for ; i < len(rest); i++ {
-			if rest[i] == '\\' && i+1 < len(rest) {
-				i++
-				val.WriteByte(rest[i])
-				continue
-			}
-			if rest[i] == '"' {
-				break
-			}
-			val.WriteByte(rest[i])
-		}
-		out[strings.TrimPrefix(name, ",")] = val.String()
-		if i+1 >= len(rest) {
-			break
-		}
-		s = strings.TrimPrefix(rest[i+1:], ",")
+		out[l["system"]+" "+l["method"]] += metricValue(m)
 	}
 	return out
 }

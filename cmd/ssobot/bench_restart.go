@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -686,28 +685,17 @@ func (p *benchProc) memory(ctx context.Context) (benchMemory, error) {
 
 // metrics reads unlabelled series from the admin API's /metrics.
 func (p *benchProc) metrics(ctx context.Context, names ...string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.adminURL+"/metrics", nil)
+	fams, err := scrapeMetrics(ctx, p.adminURL)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
-	}
-	defer resp.Body.Close()
 	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || !slices.Contains(names, name) {
-			continue
-		}
-		if v, err := strconv.ParseFloat(value, 64); err == nil {
-			out[name] = v
+	for _, name := range names {
+		if ms := fams[name].GetMetric(); len(ms) > 0 {
+			out[name] = metricValue(ms[0])
 		}
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // lastFailure describes the newest failed run, from the admin API.
@@ -738,33 +726,15 @@ func (p *benchProc) lastFailure(ctx context.Context) string {
 
 // runCounts reads ssobot_runs{state} from the admin API.
 func (p *benchProc) runCounts(ctx context.Context) (map[string]int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.adminURL+"/metrics", nil)
+	fams, err := scrapeMetrics(ctx, p.adminURL)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
-	}
-	defer resp.Body.Close()
 	out := map[string]int{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line, ok := strings.CutPrefix(sc.Text(), "ssobot_runs{")
-		if !ok {
-			continue
-		}
-		labels, value, ok := strings.Cut(line, "} ")
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(value, 64)
-		if err == nil {
-			out[parseLabels(labels)["state"]] = int(v)
-		}
+	for _, m := range fams["ssobot_runs"].GetMetric() {
+		out[metricLabels(m)["state"]] = int(metricValue(m))
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // stop sends SIGTERM and returns how long the process took to exit.

@@ -127,17 +127,13 @@ func TestBenchHelpers(t *testing.T) {
 		}
 	}
 
-	labels := parseLabels(`method="GET /core/users/me/",status="200",system="authentik"`)
-	if labels["method"] != "GET /core/users/me/" || labels["status"] != "200" || labels["system"] != "authentik" {
-		t.Errorf("parseLabels = %v", labels)
-	}
-	routes, err := parseAPIRequests(strings.NewReader(`# HELP x
+	fams, err := parseMetrics(strings.NewReader(`# TYPE ssobot_api_requests_total counter
 ssobot_api_requests_total{method="GET /flows/instances/",status="200",system="authentik"} 2
 ssobot_api_requests_total{method="GET /flows/instances/",status="503",system="authentik"} 1
 ssobot_api_requests_total{method="chat.update",status="200",system="slack"} 5
 `))
-	if err != nil || len(routes) != 1 || routes["authentik GET /flows/instances/"] != 3 {
-		t.Errorf("parseAPIRequests = %v, %v", routes, err)
+	if routes := apiRequests(fams); err != nil || len(routes) != 1 || routes["authentik GET /flows/instances/"] != 3 {
+		t.Errorf("apiRequests = %v, %v", routes, err)
 	}
 
 	for _, tt := range []struct{ pkg, kind string }{
