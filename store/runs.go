@@ -34,7 +34,8 @@ func (s *Store) CreateRun(ctx context.Context, r *workflow.Run, events ...workfl
 		id      int64
 		written []workflow.Event
 	)
-	err := s.update(func(tx *bolt.Tx) error {
+	// createRun only works inside the transaction, so it may be batched.
+	err := s.batch(func(tx *bolt.Tx) error {
 		var err error
 		id, written, err = createRun(tx, r, events)
 		return err
