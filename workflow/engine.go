@@ -303,8 +303,9 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 	for ctx.Err() == nil {
 		r, err := e.cfg.Store.GetRun(ctx, id)
 		if err != nil {
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && !errors.Is(err, ErrNotFound) {
 				e.log.Error("load run", slog.Int64(KeyRunID, id), slog.Any(KeyError, err))
+				e.wakeAt(id, e.cfg.Clock.Now().Add(storeRetryDelay))
 			}
 			return false
 		}
@@ -328,6 +329,7 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 		case step.Kind == KindGate:
 			if err := e.openGate(ctx, id, step.Name); err != nil {
 				e.log.Error("open gate", slog.Int64(KeyRunID, id), slog.String(KeyStep, string(step.Name)), slog.Any(KeyError, err))
+				e.wakeAt(id, now.Add(storeRetryDelay))
 				return false
 			}
 			continue
@@ -349,12 +351,17 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 		if err != nil {
 			if ctx.Err() == nil {
 				e.log.Error("attempt", slog.Int64(KeyRunID, id), slog.String(KeyStep, string(step.Name)), slog.Any(KeyError, err))
+				e.wakeAt(id, e.cfg.Clock.Now().Add(storeRetryDelay))
 			}
 			return false
 		}
 	}
 	return false
 }
+
+// storeRetryDelay is how long a run waits after its own record could not be
+// read or written, before the engine tries again.
+const storeRetryDelay = 5 * time.Second
 
 func (e *Engine) crash(p CrashPoint, step StepName) bool {
 	return e.cfg.CrashHook != nil && e.cfg.CrashHook(p, step)
