@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // outcome is what a successful call of a step produced: changes to record
@@ -50,108 +51,163 @@ func permissionProblem(err error, system, permission, what string) string {
 	return fmt.Sprintf("could not %s: %v", what, err)
 }
 
-// preflight reads everything the run needs and resolves the plan. Transient
-// errors retry the whole preflight; everything else becomes a problem.
+// findings collects what one preflight check found: problems for a person,
+// and transient errors that make the whole preflight try again.
+type findings struct {
+	problems  []string
+	transient error
+}
+
+// check records err, if any, as transient or as the given problem, and
+// reports whether there was none.
+func (f *findings) check(err error, problem string) bool {
+	if err == nil {
+		return true
+	}
+	if IsTransient(err) {
+		f.transient = errors.Join(f.transient, err)
+	} else {
+		f.problems = append(f.problems, problem)
+	}
+	return false
+}
+
+func (f *findings) add(problem string) { f.problems = append(f.problems, problem) }
+
+// parallel runs the checks at once, each with its own findings, and merges
+// those in the checks' order so the problems read the same every time.
+func parallel(checks ...func(f *findings)) findings {
+	results := make([]findings, len(checks))
+	var wg sync.WaitGroup
+	for i, c := range checks {
+		wg.Go(func() { c(&results[i]) })
+	}
+	wg.Wait()
+	var all findings
+	for _, r := range results {
+		all.problems = append(all.problems, r.problems...)
+		all.transient = errors.Join(all.transient, r.transient)
+	}
+	return all
+}
+
+// preflight reads everything the run needs and resolves the plan. The reads
+// are independent, so they run at once: the plan is ready after about two
+// round trips instead of ten. Transient errors retry the whole preflight;
+// everything else becomes a problem.
 func (e *Engine) preflight(ctx context.Context, r *Run) (outcome, error) {
 	p := r.Params
-	var problems []string
-	var transient error
-	check := func(err error, problem string) bool {
-		if err == nil {
-			return true
-		}
-		if IsTransient(err) {
-			transient = errors.Join(transient, err)
-		} else {
-			problems = append(problems, problem)
-		}
-		return false
-	}
 	notFound := func(err error) bool { return errors.Is(err, ErrNotFound) }
-
-	// authentik
-	authentikOK := true
-	if _, err := e.cfg.Authentik.Me(ctx); err != nil {
-		var api *APIError
-		msg := fmt.Sprintf("the authentik token does not work: %v", err)
-		if errors.As(err, &api) && api.Status == 403 {
-			msg = fmt.Sprintf("the authentik token was refused (%s): create an API token (intent API, no expiry) for the ssobot service account and set AUTHENTIK_TOKEN", api.Message)
+	var (
+		authFlow, invFlow Flow
+		cert              Certificate
+		scopes            []ScopeMapping
+		team              = p.TeamDomain
+	)
+	authentikChecks := func(f *findings) {
+		// A bad token fails every other call the same way: check it first.
+		if _, err := e.cfg.Authentik.Me(ctx); err != nil {
+			var api *APIError
+			msg := fmt.Sprintf("the authentik token does not work: %v", err)
+			if errors.As(err, &api) && api.Status == 403 {
+				msg = fmt.Sprintf("the authentik token was refused (%s): create an API token (intent API, no expiry) for the ssobot service account and set AUTHENTIK_TOKEN", api.Message)
+			}
+			f.check(err, msg)
+			return
 		}
-		authentikOK = check(err, msg)
+		sub := parallel(
+			func(f *findings) {
+				var err error
+				authFlow, err = e.cfg.Authentik.FlowBySlug(ctx, "authorization", p.AuthorizationFlowSlug)
+				if notFound(err) {
+					f.add(fmt.Sprintf("no authorization flow with slug %q in authentik; set SSOBOT_AUTHORIZATION_FLOW to an existing one", p.AuthorizationFlowSlug))
+				} else {
+					f.check(err, permissionProblem(err, "authentik", "view_flow", "read the authorization flow"))
+				}
+			},
+			func(f *findings) {
+				var err error
+				invFlow, err = e.cfg.Authentik.FlowBySlug(ctx, "invalidation", p.InvalidationFlowSlug)
+				if notFound(err) {
+					f.add(fmt.Sprintf("no invalidation flow with slug %q in authentik (required on providers since 2024.10); set SSOBOT_INVALIDATION_FLOW to an existing one", p.InvalidationFlowSlug))
+				} else {
+					f.check(err, permissionProblem(err, "authentik", "view_flow", "read the invalidation flow"))
+				}
+			},
+			func(f *findings) {
+				var err error
+				cert, err = e.cfg.Authentik.CertificateByName(ctx, p.SigningKeyName)
+				switch {
+				case notFound(err):
+					f.add(fmt.Sprintf("no certificate named %q in authentik: without a signing key tokens are signed HS256 and Cloudflare rejects them; set SSOBOT_SIGNING_KEY to a certificate with a private key", p.SigningKeyName))
+				case err == nil && !cert.HasKey:
+					f.add(fmt.Sprintf("the certificate %q in authentik has no private key, so it cannot sign tokens; set SSOBOT_SIGNING_KEY to a certificate with a private key", p.SigningKeyName))
+				default:
+					f.check(err, permissionProblem(err, "authentik", "view_certificatekeypair", "read the signing key"))
+				}
+			},
+			func(f *findings) {
+				var err error
+				scopes, err = e.cfg.Authentik.ScopeMappings(ctx, RequiredScopes)
+				if f.check(err, permissionProblem(err, "authentik", "view_scopemapping", "read the scope mappings")) {
+					for _, want := range RequiredScopes {
+						if !slices.ContainsFunc(scopes, func(s ScopeMapping) bool { return s.Managed == want }) {
+							f.add(fmt.Sprintf("the scope mapping %s is missing in authentik: without it tokens lack claims Cloudflare needs", want))
+						}
+					}
+				}
+			},
+			func(f *findings) {
+				app, err := e.cfg.Authentik.ApplicationBySlug(ctx, p.ApplicationSlug)
+				if err == nil && !e.belongsToRun(ctx, r, app.Provider) {
+					f.add(fmt.Sprintf("an application with slug %q already exists in authentik; choose another with slug=<slug>", p.ApplicationSlug))
+				} else if !notFound(err) {
+					f.check(err, permissionProblem(err, "authentik", "view_application", "check that the application slug is free"))
+				}
+			},
+			func(f *findings) {
+				prov, err := e.cfg.Authentik.ProviderByName(ctx, p.ProviderName)
+				if err == nil && prov.ClientID != p.ClientID {
+					f.add(fmt.Sprintf("a provider named %q already exists in authentik; rename it or choose another application name", p.ProviderName))
+				} else if !notFound(err) {
+					f.check(err, permissionProblem(err, "authentik", "view_oauth2provider", "check that the provider name is free"))
+				}
+			},
+		)
+		*f = sub
 	}
-	var authFlow, invFlow Flow
-	var cert Certificate
-	var scopes []ScopeMapping
-	if authentikOK {
-		var err error
-		authFlow, err = e.cfg.Authentik.FlowBySlug(ctx, "authorization", p.AuthorizationFlowSlug)
-		if notFound(err) {
-			problems = append(problems, fmt.Sprintf("no authorization flow with slug %q in authentik; set SSOBOT_AUTHORIZATION_FLOW to an existing one", p.AuthorizationFlowSlug))
-		} else {
-			check(err, permissionProblem(err, "authentik", "view_flow", "read the authorization flow"))
-		}
-		invFlow, err = e.cfg.Authentik.FlowBySlug(ctx, "invalidation", p.InvalidationFlowSlug)
-		if notFound(err) {
-			problems = append(problems, fmt.Sprintf("no invalidation flow with slug %q in authentik (required on providers since 2024.10); set SSOBOT_INVALIDATION_FLOW to an existing one", p.InvalidationFlowSlug))
-		} else {
-			check(err, permissionProblem(err, "authentik", "view_flow", "read the invalidation flow"))
-		}
-		cert, err = e.cfg.Authentik.CertificateByName(ctx, p.SigningKeyName)
-		switch {
-		case notFound(err):
-			problems = append(problems, fmt.Sprintf("no certificate named %q in authentik: without a signing key tokens are signed HS256 and Cloudflare rejects them; set SSOBOT_SIGNING_KEY to a certificate with a private key", p.SigningKeyName))
-		case err == nil && !cert.HasKey:
-			problems = append(problems, fmt.Sprintf("the certificate %q in authentik has no private key, so it cannot sign tokens; set SSOBOT_SIGNING_KEY to a certificate with a private key", p.SigningKeyName))
-		default:
-			check(err, permissionProblem(err, "authentik", "view_certificatekeypair", "read the signing key"))
-		}
-		scopes, err = e.cfg.Authentik.ScopeMappings(ctx, RequiredScopes)
-		if check(err, permissionProblem(err, "authentik", "view_scopemapping", "read the scope mappings")) {
-			for _, want := range RequiredScopes {
-				if !slices.ContainsFunc(scopes, func(s ScopeMapping) bool { return s.Managed == want }) {
-					problems = append(problems, fmt.Sprintf("the scope mapping %s is missing in authentik: without it tokens lack claims Cloudflare needs", want))
+	found := parallel(
+		authentikChecks,
+		func(f *findings) {
+			if team != "" {
+				return
+			}
+			org, err := e.cfg.Access.Organization(ctx)
+			if f.check(err, permissionProblem(err, "cloudflare", "", "read the Zero Trust organization")) {
+				if org.AuthDomain == "" {
+					f.add("the Cloudflare account has no Zero Trust team domain yet: set one up in Zero Trust, or give it with team=<team domain>")
+				}
+				team = org.AuthDomain
+			}
+		},
+		func(f *findings) {
+			idps, err := e.cfg.Access.ListIdentityProviders(ctx)
+			if f.check(err, permissionProblem(err, "cloudflare", "", "list login methods")) {
+				for _, idp := range idps {
+					if idp.Name == p.LoginMethodName && idp.Config.ClientID != p.ClientID {
+						f.add(fmt.Sprintf("a login method named %q already exists in Cloudflare Access; choose another name with login=<name>", p.LoginMethodName))
+						break
+					}
 				}
 			}
-		}
-		app, err := e.cfg.Authentik.ApplicationBySlug(ctx, p.ApplicationSlug)
-		if err == nil && !e.belongsToRun(ctx, r, app.Provider) {
-			problems = append(problems, fmt.Sprintf("an application with slug %q already exists in authentik; choose another with slug=<slug>", p.ApplicationSlug))
-		} else if !notFound(err) {
-			check(err, permissionProblem(err, "authentik", "view_application", "check that the application slug is free"))
-		}
-		prov, err := e.cfg.Authentik.ProviderByName(ctx, p.ProviderName)
-		if err == nil && prov.ClientID != p.ClientID {
-			problems = append(problems, fmt.Sprintf("a provider named %q already exists in authentik; rename it or choose another application name", p.ProviderName))
-		} else if !notFound(err) {
-			check(err, permissionProblem(err, "authentik", "view_oauth2provider", "check that the provider name is free"))
-		}
-	}
-
-	// Cloudflare
-	team := p.TeamDomain
-	if team == "" {
-		org, err := e.cfg.Access.Organization(ctx)
-		if check(err, permissionProblem(err, "cloudflare", "", "read the Zero Trust organization")) {
-			if org.AuthDomain == "" {
-				problems = append(problems, "the Cloudflare account has no Zero Trust team domain yet: set one up in Zero Trust, or give it with team=<team domain>")
-			}
-			team = org.AuthDomain
-		}
-	}
-	idps, err := e.cfg.Access.ListIdentityProviders(ctx)
-	if check(err, permissionProblem(err, "cloudflare", "", "list login methods")) {
-		for _, idp := range idps {
-			if idp.Name == p.LoginMethodName && idp.Config.ClientID != p.ClientID {
-				problems = append(problems, fmt.Sprintf("a login method named %q already exists in Cloudflare Access; choose another name with login=<name>", p.LoginMethodName))
-				break
-			}
-		}
-	}
-
-	// The public URL, as Cloudflare will reach it.
-	if err := e.cfg.Endpoints.CheckTLS(ctx, p.AuthentikURL+"/"); err != nil {
-		check(err, fmt.Sprintf("authentik's public URL %s must answer over HTTPS with a publicly trusted certificate (Cloudflare requires one): %v", p.AuthentikURL, err))
-	}
+		},
+		// The public URL, as Cloudflare will reach it.
+		func(f *findings) {
+			err := e.cfg.Endpoints.CheckTLS(ctx, p.AuthentikURL+"/")
+			f.check(err, fmt.Sprintf("authentik's public URL %s must answer over HTTPS with a publicly trusted certificate (Cloudflare requires one): %v", p.AuthentikURL, err))
+		},
+	)
+	problems, transient := found.problems, found.transient
 
 	if transient != nil {
 		return outcome{}, fmt.Errorf("preflight: %w", transient)

@@ -24,6 +24,11 @@ const benchLatency = 50 * time.Millisecond
 // many runs complete per second when many run at once, against the bound
 // the disk sets (synced bbolt commits per second ÷ commits per run), and
 // lists the commits of one run.
+// benchPreflightParallel is how many of preflight's calls overlap another:
+// after the token check its other nine reads (six to authentik, the
+// organization, the login methods, the TLS check) run at once.
+const benchPreflightParallel = 8
+
 func benchEngine(ctx context.Context, b *bench, s *benchSection) error {
 	e, err := newBenchEnv(ctx, benchEnvOptions{AutoApprove: true})
 	if err != nil {
@@ -76,14 +81,15 @@ func benchEngine(ctx context.Context, b *bench, s *benchSection) error {
 		zeroWall = append(zeroWall, r.wall)
 	}
 	zs := stats(zeroWall)
-	t.row("zero latency", strconv.Itoa(len(zero)), strconv.Itoa(zero[0].calls()), fmtDur(zs.P50), fmtDur(zs.Max), fmtDur(zs.P50), fmtDur(zs.Max), "")
+	critical := func(r benchRunResult) int { return r.calls() - benchPreflightParallel }
+	t.row("zero latency", strconv.Itoa(len(zero)), fmt.Sprintf("%d of %d", critical(zero[0]), zero[0].calls()), fmtDur(zs.P50), fmtDur(zs.Max), fmtDur(zs.P50), fmtDur(zs.Max), "")
 	var slowWall, overhead []time.Duration
 	for _, r := range slow {
 		slowWall = append(slowWall, r.wall)
-		overhead = append(overhead, r.wall-time.Duration(r.calls())*benchLatency)
+		overhead = append(overhead, r.wall-time.Duration(critical(r))*benchLatency)
 	}
 	ss, ovs := stats(slowWall), stats(overhead)
-	t.row(benchLatency.String()+" per call", strconv.Itoa(len(slow)), strconv.Itoa(slow[0].calls()), fmtDur(ss.P50), fmtDur(ss.Max), fmtDur(ovs.P50), fmtDur(ovs.Max), fmtDur(late))
+	t.row(benchLatency.String()+" per call", strconv.Itoa(len(slow)), fmt.Sprintf("%d of %d", critical(slow[0]), slow[0].calls()), fmtDur(ss.P50), fmtDur(ss.Max), fmtDur(ovs.P50), fmtDur(ovs.Max), fmtDur(late))
 	s.value("timer_lateness_ms", ms(late))
 	s.value("run_zero_latency_p50_ms", ms(zs.P50))
 	s.value("run_overhead_p50_ms", ms(ovs.P50))
@@ -171,7 +177,7 @@ func benchEngine(ctx context.Context, b *bench, s *benchSection) error {
 	s.check("commits per run", fmt.Sprintf("the design's minimum, %d", benchMinCommits), fmt.Sprintf("%d (%d not needed)", len(list), extra), len(list) <= benchMinCommits)
 	s.note("Minimum commits of a run: create 1, preflight result 1, message reference 1 (the run's Slack message is edited after restarts), "+
 		"two decisions 2, three side effects × (intent + result) 6, verify result 1 = 12. "+
-		"Overhead = wall time − API calls on the critical path × %s; the calls are counted by the fakes (authentik's API and public OIDC URLs, Cloudflare), one after another within a run.", benchLatency)
+		"Overhead = wall time − API calls on the critical path × %s. The calls are counted by the fakes (authentik's API and public OIDC URLs, Cloudflare); preflight checks the authentik token, then makes its other %d reads at once, so %d of them are off the critical path.", benchLatency, benchPreflightParallel+1, benchPreflightParallel)
 	e.logs.report(s, "throughput")
 	return nil
 }
