@@ -348,6 +348,14 @@ func (e *Engine) createApplication(ctx context.Context, r *Run) (outcome, error)
 	}, nil
 }
 
+// wrapErr names what failed, or returns nil.
+func wrapErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
 // wantLoginMethod is the exact login method the run adds.
 func wantLoginMethod(p Params) OIDCConfig {
 	return OIDCConfig{
@@ -406,9 +414,23 @@ func (e *Engine) createLoginMethod(ctx context.Context, r *Run) (outcome, error)
 func (e *Engine) verify(ctx context.Context, r *Run) (outcome, error) {
 	p := r.Params
 	var mismatches []string
-	idp, err := e.cfg.Access.GetIdentityProvider(ctx, r.Resources.CloudflareIdentityProviderID)
-	if err != nil {
-		return outcome{}, fmt.Errorf("read login method back: %w", err)
+	// The four reads are independent: make them at once.
+	var (
+		idp                            IdentityProvider
+		disc                           Discovery
+		keys                           JWKS
+		prov                           Provider
+		idpErr, discErr, keysErr, pErr error
+		wg                             sync.WaitGroup
+	)
+	wg.Go(func() { idp, idpErr = e.cfg.Access.GetIdentityProvider(ctx, r.Resources.CloudflareIdentityProviderID) })
+	wg.Go(func() { disc, discErr = e.cfg.Endpoints.Discovery(ctx, p.DiscoveryURL) })
+	wg.Go(func() { keys, keysErr = e.cfg.Endpoints.JWKS(ctx, p.CertsURL) })
+	wg.Go(func() { prov, pErr = e.cfg.Authentik.GetProvider(ctx, r.Resources.AuthentikProviderID) })
+	wg.Wait()
+	if err := errors.Join(wrapErr("read login method back", idpErr), wrapErr("fetch discovery document", discErr),
+		wrapErr("fetch JWKS", keysErr), wrapErr("read provider back", pErr)); err != nil {
+		return outcome{}, err
 	}
 	want := wantLoginMethod(p)
 	got := idp.Config
@@ -432,27 +454,15 @@ func (e *Engine) verify(ctx context.Context, r *Run) (outcome, error) {
 		mismatches = append(mismatches, "the login method has PKCE off")
 	}
 
-	disc, err := e.cfg.Endpoints.Discovery(ctx, p.DiscoveryURL)
-	if err != nil {
-		return outcome{}, fmt.Errorf("fetch discovery document: %w", err)
-	}
 	cmp("the discovery document's authorization_endpoint", disc.AuthorizationEndpoint, p.AuthURL)
 	cmp("the discovery document's token_endpoint", disc.TokenEndpoint, p.TokenURL)
 	cmp("the discovery document's jwks_uri", disc.JWKSURI, p.CertsURL)
-	keys, err := e.cfg.Endpoints.JWKS(ctx, p.CertsURL)
-	if err != nil {
-		return outcome{}, fmt.Errorf("fetch JWKS: %w", err)
-	}
 	if !slices.ContainsFunc(keys.Keys, func(k JWK) bool {
 		return (k.KTY == "RSA" || k.KTY == "EC") && k.Use != "enc" && !strings.HasPrefix(k.Alg, "HS")
 	}) {
 		mismatches = append(mismatches, fmt.Sprintf("the JWKS at %s has no RS or ES signing key: set a signing key on the provider", p.CertsURL))
 	}
 
-	prov, err := e.cfg.Authentik.GetProvider(ctx, r.Resources.AuthentikProviderID)
-	if err != nil {
-		return outcome{}, fmt.Errorf("read provider back: %w", err)
-	}
 	if !slices.Contains(prov.RedirectURIs, RedirectURI{MatchingMode: "strict", URL: p.CallbackURL}) {
 		mismatches = append(mismatches, fmt.Sprintf("the provider's redirect URIs %v do not include %s with strict matching", prov.RedirectURIs, p.CallbackURL))
 	}
