@@ -23,7 +23,6 @@ import (
 	"github.com/ssobot/ssobot/workflow"
 	"github.com/ssobot/ssobot/workflow/authentik/authentiktest"
 	"github.com/ssobot/ssobot/workflow/cloudflare/cloudflaretest"
-	"github.com/ssobot/ssobot/workflow/oidc"
 )
 
 // The bench's cast: the demo's workspace.
@@ -233,34 +232,11 @@ func clickOnButtons(sl *slacktest.Server, after int64, post func(body []byte)) f
 }
 
 // benchEngineConfig is the engine configuration wire builds, with the
-// bench's store and notifier.
+// bench's store, notifier and retry policy.
 func benchEngineConfig(a *app, opts appOptions, st workflow.Store, n workflow.Notifier, retry workflow.RetryPolicy) workflow.Config {
-	cfg := a.cfg
-	endpoints := oidc.New(nil)
-	if opts.Roots != nil {
-		endpoints = oidc.New(oidc.WithRoots(opts.Roots))
-	}
-	return workflow.Config{
-		Store:     st,
-		Authentik: a.authentik,
-		Access:    a.cloudflare,
-		Endpoints: endpoints,
-		Approvers: a.bot.Approvers(),
-		Notifier:  n,
-		Observer:  a.metrics,
-		Clock:     opts.Clock,
-		Logger:    a.log.With("component", "engine"),
-		Defaults: workflow.Defaults{
-			AuthentikURL:      cfg.AuthentikURL,
-			AuthorizationFlow: cfg.AuthorizationFlow,
-			InvalidationFlow:  cfg.InvalidationFlow,
-			SigningKey:        cfg.SigningKey,
-		},
-		ApprovalsRequired: cfg.ApprovalsRequired,
-		AllowSelfApproval: cfg.AllowSelfApproval,
-		ApprovalTTL:       cfg.ApprovalTTL,
-		Retry:             retry,
-	}
+	cfg := a.engineConfig(opts)
+	cfg.Store, cfg.Notifier, cfg.Retry = st, n, retry
+	return cfg
 }
 
 // RunChanged implements workflow.Notifier: the bot first, as in serve, then

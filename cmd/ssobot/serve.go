@@ -185,6 +185,38 @@ func newApp(cfg Config, opts appOptions) (*app, error) {
 	return a, nil
 }
 
+// engineConfig is the engine's configuration over the app's clients, store,
+// bot and metrics.
+func (a *app) engineConfig(opts appOptions) workflow.Config {
+	cfg := a.cfg
+	// The public OIDC URLs are checked the way Cloudflare fetches them: with
+	// the system roots, unless the demo injects its own.
+	endpoints := oidc.New(nil)
+	if opts.Roots != nil {
+		endpoints = oidc.New(oidc.WithRoots(opts.Roots))
+	}
+	return workflow.Config{
+		Store:     a.store,
+		Authentik: a.authentik,
+		Access:    a.cloudflare,
+		Endpoints: endpoints,
+		Approvers: a.bot.Approvers(),
+		Notifier:  a.bot,
+		Observer:  a.metrics,
+		Clock:     opts.Clock,
+		Logger:    a.log.With("component", "engine"),
+		Defaults: workflow.Defaults{
+			AuthentikURL:      cfg.AuthentikURL,
+			AuthorizationFlow: cfg.AuthorizationFlow,
+			InvalidationFlow:  cfg.InvalidationFlow,
+			SigningKey:        cfg.SigningKey,
+		},
+		ApprovalsRequired: cfg.ApprovalsRequired,
+		AllowSelfApproval: cfg.AllowSelfApproval,
+		ApprovalTTL:       cfg.ApprovalTTL,
+	}
+}
+
 func (a *app) wire(opts appOptions) error {
 	cfg := a.cfg
 	base := http.DefaultTransport.(*http.Transport).Clone()
@@ -212,12 +244,6 @@ func (a *app) wire(opts appOptions) error {
 		return fmt.Errorf("authentik client (AUTHENTIK_URL): %w", err)
 	}
 	a.cloudflare = cloudflare.New(cfg.CloudflareAccountID, cfg.CloudflareAPIToken, cfg.CloudflareBaseURL, client(systemCloudflare, base))
-	// The public OIDC URLs are checked the way Cloudflare fetches them: with
-	// the system roots, unless the demo injects its own.
-	endpoints := oidc.New(nil)
-	if opts.Roots != nil {
-		endpoints = oidc.New(oidc.WithRoots(opts.Roots))
-	}
 
 	a.bot, err = bot.New(bot.Config{
 		Client:              a.slack,
@@ -234,26 +260,7 @@ func (a *app) wire(opts appOptions) error {
 	if err != nil {
 		return fmt.Errorf("slack bot: %w", err)
 	}
-	a.engine, err = workflow.New(workflow.Config{
-		Store:     a.store,
-		Authentik: a.authentik,
-		Access:    a.cloudflare,
-		Endpoints: endpoints,
-		Approvers: a.bot.Approvers(),
-		Notifier:  a.bot,
-		Observer:  a.metrics,
-		Clock:     opts.Clock,
-		Logger:    a.log.With("component", "engine"),
-		Defaults: workflow.Defaults{
-			AuthentikURL:      cfg.AuthentikURL,
-			AuthorizationFlow: cfg.AuthorizationFlow,
-			InvalidationFlow:  cfg.InvalidationFlow,
-			SigningKey:        cfg.SigningKey,
-		},
-		ApprovalsRequired: cfg.ApprovalsRequired,
-		AllowSelfApproval: cfg.AllowSelfApproval,
-		ApprovalTTL:       cfg.ApprovalTTL,
-	})
+	a.engine, err = workflow.New(a.engineConfig(opts))
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
