@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -36,15 +35,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprint(stderr, "usage: ssobot bench [--quick] [--json] [--only SECTIONS]\n\nMeasures ssobot against built-in fakes of authentik, Cloudflare and Slack on\nloopback and prints every figure next to its target. Run it from the\nrepository (go run ./cmd/ssobot bench) so it can build the binary.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if *only != "" {
 		for _, s := range strings.Split(*only, ",") {

@@ -50,15 +50,8 @@ func demoCmd(ctx context.Context, args []string, getenv func(string) string, std
 		fmt.Fprint(stderr, "usage: ssobot demo [-v] [-app NAME]\n\nRuns one complete setup against built-in fakes of authentik, Cloudflare and Slack.\nThe database is a temporary file unless SSOBOT_DB is set.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	ctx, cancel := context.WithTimeout(ctx, demoTimeout)
 	defer cancel()

@@ -3,11 +3,13 @@
 // authentik OAuth2/OpenID provider and application and the matching OpenID
 // Connect login method in Cloudflare Access, after approvals clicked in Slack.
 //
-// Subcommands: serve, demo, manifest, runs, version. See README.md.
+// Subcommands: serve, demo, manifest, runs, bench, version. See README.md.
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -70,4 +72,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, readFil
 		fmt.Fprintf(stderr, "ssobot: unknown command %q\n\n%s", cmd, usage)
 		return exitUsage
 	}
+}
+
+// parseFlags parses a subcommand's flags, which take no other arguments. When
+// it returns false the command ends with that exit code: 0 for -h, else a
+// usage error (the flag package has already said what was wrong).
+func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return exitUsage, false
+	}
+	return 0, true
 }

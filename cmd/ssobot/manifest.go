@@ -117,15 +117,8 @@ func manifestCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, "usage: ssobot manifest [--url https://bot.example.com]\n\nPrints the Slack app manifest: paste it at https://api.slack.com/apps > Create New App > From a manifest.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	m, err := Manifest(*base)
 	if err != nil {
