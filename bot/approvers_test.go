@@ -10,9 +10,10 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/ssobot/ssobot/bot/slacktest"
+	"github.com/ssobot/ssobot/workflow/workflowtest"
 )
 
-func newTestApprovers(t *testing.T, users, groups []string) (*approvers, *slacktest.Server, *testClock, *syncBuffer) {
+func newTestApprovers(t *testing.T, users, groups []string) (*approvers, *slacktest.Server, *testClock, *workflowtest.Buffer) {
 	t.Helper()
 	srv := slacktest.NewServer()
 	t.Cleanup(srv.Close)
@@ -28,7 +29,7 @@ func newTestApprovers(t *testing.T, users, groups []string) (*approvers, *slackt
 	}
 	srv.AddUserGroup("S1", "U3", "UDEL", "UBOT")
 	clock := newTestClock()
-	logs := &syncBuffer{}
+	logs := &workflowtest.Buffer{}
 	a := newApprovers(slack.New(srv.BotToken(), slack.OptionAPIURL(srv.APIURL())), users, groups, time.Minute, clock,
 		slog.New(slog.NewTextHandler(logs, nil)))
 	return a, srv, clock, logs

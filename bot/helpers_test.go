@@ -20,6 +20,7 @@ import (
 
 	"github.com/ssobot/ssobot/bot/slacktest"
 	"github.com/ssobot/ssobot/workflow"
+	"github.com/ssobot/ssobot/workflow/workflowtest"
 )
 
 const testSecret = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -286,24 +287,7 @@ type harness struct {
 	bot    *Bot
 	clock  *testClock
 	http   *httptest.Server
-	logBuf *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logBuf *workflowtest.Buffer
 }
 
 type harnessOpt func(*Config)
@@ -320,7 +304,7 @@ func newHarness(t *testing.T, eng Engine, opts ...harnessOpt) *harness {
 	srv.AddUser(slacktest.User{ID: "U2", Name: "approver"})
 	srv.AddUser(slacktest.User{ID: "U3", Name: "bystander"})
 	clock := newTestClock()
-	logBuf := &syncBuffer{}
+	logBuf := &workflowtest.Buffer{}
 	cfg := Config{
 		Client:              slack.New(srv.BotToken(), slack.OptionAPIURL(srv.APIURL())),
 		SigningSecret:       workflow.NewSecret(testSecret),

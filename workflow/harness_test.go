@@ -1,7 +1,6 @@
 package workflow_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -113,30 +112,13 @@ type harness struct {
 	cf     *cloudflaretest.Server
 	clock  *workflowtest.Clock
 	dbPath string
-	logs   *syncBuffer
+	logs   *workflowtest.Buffer
 	appr   *approvers
 	feed   *feed
 
 	store  *store.Store
 	engine *workflow.Engine
 	stop   func()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newHarness(t *testing.T) *harness {
@@ -162,7 +144,7 @@ func newHarness(t *testing.T) *harness {
 		t: t, ak: ak, cf: cf,
 		clock:  workflowtest.NewClock(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)),
 		dbPath: filepath.Join(t.TempDir(), "ssobot.db"),
-		logs:   &syncBuffer{},
+		logs:   &workflowtest.Buffer{},
 		appr:   &approvers{ids: map[string]bool{approver: true, requester: true}},
 		feed:   newFeed(),
 	}
