@@ -95,12 +95,14 @@ type demo struct {
 	rootTS  string
 	clicked map[string]bool   // button values already clicked
 	replyTo map[string]string // response_url → the person it answers
+	pending map[string]bool   // response_urls of clicks not yet answered
 }
 
 func (d *demo) run(ctx context.Context) (err error) {
 	start := time.Now()
 	d.clicked = map[string]bool{}
 	d.replyTo = map[string]string{}
+	d.pending = map[string]bool{}
 	d.http = &http.Client{Timeout: 10 * time.Second}
 
 	// The fakes: authentik over TLS with a generated certificate, Cloudflare
@@ -371,6 +373,7 @@ func (d *demo) click(ctx context.Context, ts string, btn slacktest.Button, user,
 		return err
 	}
 	d.replyTo[a.ResponseURL] = name
+	d.pending[a.ResponseURL] = true
 	d.out.user(name, "#platform", "clicks ["+btn.Text+"]")
 	return d.post(ctx, slackInteractionsPath, []byte(slacktest.BlockActionsPayload(a).Encode()), name)
 }
@@ -429,6 +432,7 @@ func (d *demo) handle(ctx context.Context, c slacktest.Call) error {
 	case slacktest.MethodResponseURL:
 		if text := d.out.messageText(c.JSON); text != "" {
 			d.out.private(d.replyTo[c.URL], text)
+			delete(d.pending, c.URL)
 		}
 	case "views.open":
 		d.out.note("  (the bot opened a form)")
@@ -473,7 +477,8 @@ func (d *demo) finished(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if !r.State.Terminal() || d.rootTS == "" {
+	// Every click has had its private answer too.
+	if !r.State.Terminal() || d.rootTS == "" || len(d.pending) > 0 {
 		return false, nil
 	}
 	msg, ok := d.sl.Message(demoChannel, d.rootTS)
