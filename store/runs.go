@@ -34,8 +34,7 @@ func (s *Store) CreateRun(ctx context.Context, r *workflow.Run, events ...workfl
 		id      int64
 		written []workflow.Event
 	)
-	// createRun only works inside the transaction, so it may be batched.
-	err := s.batch(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		var err error
 		id, written, err = createRun(tx, r, events)
 		return err
@@ -70,7 +69,7 @@ func (s *Store) GetRun(ctx context.Context, id int64) (*workflow.Run, error) {
 // An error of fn is returned as it is and nothing is written. bbolt runs one
 // write transaction at a time, so fn sees the latest version and no other
 // writer interleaves: this is the engine's compare-and-set. fn is called at
-// most once (the store never uses bolt's Batch, which may call it twice).
+// most once, even when the commit is shared with other writes.
 func (s *Store) UpdateRun(ctx context.Context, id int64, fn func(r *workflow.Run) ([]workflow.Event, error)) (*workflow.Run, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("update run %d: %w", id, err)
@@ -82,6 +81,9 @@ func (s *Store) UpdateRun(ctx context.Context, id int64, fn func(r *workflow.Run
 	)
 	err := s.update(func(tx *bolt.Tx) error {
 		r, err := getRun(tx, id)
+		if errors.Is(err, workflow.ErrNotFound) {
+			return errSkip(err)
+		}
 		if err != nil {
 			return err
 		}
@@ -90,13 +92,13 @@ func (s *Store) UpdateRun(ctx context.Context, id int64, fn func(r *workflow.Run
 		events, err = callFn(fn, r)
 		if err != nil {
 			fnErr = err
-			return err
+			return errSkip(err)
 		}
 		switch {
 		case r.ID != id:
-			return fmt.Errorf("fn changed the run's ID to %d", r.ID)
+			return errSkip(fmt.Errorf("fn changed the run's ID to %d", r.ID))
 		case !r.State.Valid():
-			return fmt.Errorf("invalid state %q", r.State)
+			return errSkip(fmt.Errorf("invalid state %q", r.State))
 		}
 		r.Version = version + 1
 		if err := putRun(tx, r, old); err != nil {
@@ -137,7 +139,7 @@ func (s *Store) AppendEvents(ctx context.Context, id int64, events ...workflow.E
 	var written []workflow.Event
 	err := s.update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketRuns).Get(runKey(id)) == nil {
-			return workflow.ErrNotFound
+			return errSkip(workflow.ErrNotFound)
 		}
 		var err error
 		written, err = appendEvents(tx, id, events)

@@ -74,7 +74,10 @@ type Store struct {
 	db       *bolt.DB
 	path     string
 	readOnly bool
-	commits  atomic.Uint64
+
+	committer committer
+	commits   atomic.Uint64 // write transactions committed (each one fsync)
+	writes    atomic.Uint64 // writes committed in them
 }
 
 // Open opens the database at path, creating it unless opts.ReadOnly. It never
@@ -161,9 +164,6 @@ func openBolt(path string, readOnly bool, timeout time.Duration) (db *bolt.DB, e
 	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, ReadOnly: readOnly})
 	switch {
 	case err == nil:
-		// New runs arriving together share a commit; a lone one waits at
-		// most this long for company.
-		db.MaxBatchDelay = batchDelay
 		return db, nil
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("another ssobot process holds %s (waited %s): %w", path, timeout, ErrLocked)
@@ -291,42 +291,13 @@ func (s *Store) Close() error {
 // Path is the database file's path.
 func (s *Store) Path() string { return s.path }
 
-// Commits counts the write transactions this Store has committed, for benchmarks.
+// Commits counts the write transactions this Store has committed, each
+// synced to disk once; for benchmarks.
 func (s *Store) Commits() uint64 { return s.commits.Load() }
 
-// update runs fn in one write transaction and counts the commit.
-func (s *Store) update(fn func(tx *bolt.Tx) error) (err error) {
-	if s.readOnly {
-		return fmt.Errorf("%s: %w", s.path, ErrReadOnly)
-	}
-	defer s.recoverDamage(&err)
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	if err := s.db.Update(fn); err != nil {
-		return err
-	}
-	s.commits.Add(1)
-	return nil
-}
-
-// batchDelay bounds how long a batched write waits for others to join it.
-const batchDelay = 500 * time.Microsecond
-
-// batch is update for a function that may run more than once (it only
-// works inside its transaction): bbolt's Batch lets concurrent callers share
-// one commit and fsync, and reruns a function alone if another in its group
-// fails. UpdateRun never uses it: its fn must run exactly once.
-func (s *Store) batch(fn func(tx *bolt.Tx) error) (err error) {
-	if s.readOnly {
-		return fmt.Errorf("%s: %w", s.path, ErrReadOnly)
-	}
-	defer s.recoverDamage(&err)
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	if err := s.db.Batch(fn); err != nil {
-		return err
-	}
-	s.commits.Add(1)
-	return nil
-}
+// Writes counts the writes (CreateRun, UpdateRun, AppendEvents) committed;
+// concurrent writes share a commit, so Writes ≥ Commits.
+func (s *Store) Writes() uint64 { return s.writes.Load() }
 
 // view runs fn in one read transaction.
 func (s *Store) view(fn func(tx *bolt.Tx) error) (err error) {

@@ -315,7 +315,7 @@ func (e *benchEnv) slackMethods() map[string]int64 {
 
 // benchCounters are the counters a run moves.
 type benchCounters struct {
-	commits            uint64
+	commits, writes    uint64 // synced commits; writes, which concurrent runs share commits for
 	slack              int64
 	authentik, oidcAPI int // authentik API calls; authentik's public OIDC URLs
 	cloudflare         int
@@ -326,6 +326,7 @@ func (e *benchEnv) counters() benchCounters {
 	akAPI := e.ak.Calls("", "/api/v3/")
 	return benchCounters{
 		commits:    e.app.store.Commits(),
+		writes:     e.app.store.Writes(),
 		slack:      e.slackCalls.Load(),
 		authentik:  akAPI,
 		oidcAPI:    akAll - akAPI,
@@ -336,6 +337,7 @@ func (e *benchEnv) counters() benchCounters {
 func (c benchCounters) sub(o benchCounters) benchCounters {
 	return benchCounters{
 		commits:    c.commits - o.commits,
+		writes:     c.writes - o.writes,
 		slack:      c.slack - o.slack,
 		authentik:  c.authentik - o.authentik,
 		oidcAPI:    c.oidcAPI - o.oidcAPI,
