@@ -60,6 +60,11 @@ type Config struct {
 	// CloudflareAccountID is for dashboard links when a run lacks it.
 	CloudflareAccountID string
 
+	// Foreground, when set, is told about every request being answered, so
+	// that background work built to wait on it (see Foreground.Transport)
+	// gives way to acknowledgements.
+	Foreground *Foreground
+
 	Clock        workflow.Clock // nil: the system clock
 	Logger       *slog.Logger   // nil: discard
 	MaxBodyBytes int64          // largest accepted request body; default 64 KiB
@@ -153,7 +158,7 @@ func (b *Bot) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /slack/commands", b.serveCommand)
 	mux.HandleFunc("POST /slack/interactions", b.serveInteraction)
-	return mux
+	return b.cfg.Foreground.handler(mux)
 }
 
 // async runs fn off the request path with a bounded context. A panic there
@@ -171,6 +176,11 @@ func (b *Bot) async(timeout time.Duration, fn func(ctx context.Context)) {
 		// CPU from acknowledgements; the rest wait their turn, none dropped.
 		b.bgSlots <- struct{}{}
 		defer func() { <-b.bgSlots }()
+		// Acknowledgements first (a nil error: bgCtx ends only at shutdown,
+		// and then fn's own context is done too).
+		if done, err := b.cfg.Foreground.Yield(b.bgCtx); err == nil {
+			defer done()
+		}
 		defer func() {
 			if v := recover(); v != nil {
 				b.log.Error("panic in background work for Slack", slog.Any("panic", v))

@@ -101,11 +101,50 @@ func parseInteraction(body []byte) (slack.InteractionCallback, error) {
 	if !utf8.ValidString(payload) {
 		return slack.InteractionCallback{}, errors.New("payload is not valid UTF-8")
 	}
-	var cb slack.InteractionCallback
-	if err := json.Unmarshal([]byte(payload), &cb); err != nil {
+	var p interactionPayload
+	if err := json.Unmarshal([]byte(payload), &p); err != nil {
 		return slack.InteractionCallback{}, fmt.Errorf("decode payload: %w", err)
 	}
+	cb := slack.InteractionCallback{Type: p.Type, ResponseURL: p.ResponseURL, TriggerID: p.TriggerID}
+	cb.User.ID, cb.User.Name = p.User.ID, p.User.Name
+	cb.Channel.ID = p.Channel.ID
+	cb.Container = slack.Container{Type: p.Container.Type, ViewID: p.Container.ViewID, MessageTs: p.Container.MessageTs, ChannelID: p.Container.ChannelID, IsEphemeral: p.Container.IsEphemeral}
+	for _, a := range p.Actions {
+		if a != nil {
+			cb.ActionCallback.BlockActions = append(cb.ActionCallback.BlockActions, a)
+		}
+	}
+	if p.Type == slack.InteractionTypeViewSubmission && len(p.View) > 0 {
+		if err := json.Unmarshal(p.View, &cb.View); err != nil {
+			return slack.InteractionCallback{}, fmt.Errorf("decode view: %w", err)
+		}
+	}
 	return cb, nil
+}
+
+// interactionPayload is what the bot reads of an interaction. A click's
+// payload carries the whole message it was on (every block of the run's
+// message); decoding only these fields keeps the acknowledgement cheap.
+type interactionPayload struct {
+	Type        slack.InteractionType `json:"type"`
+	ResponseURL string                `json:"response_url"`
+	TriggerID   string                `json:"trigger_id"`
+	User        struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	} `json:"user"`
+	Channel struct {
+		ID string `json:"id"`
+	} `json:"channel"`
+	Container struct {
+		Type        string `json:"type"`
+		ViewID      string `json:"view_id"`
+		MessageTs   string `json:"message_ts"`
+		ChannelID   string `json:"channel_id"`
+		IsEphemeral bool   `json:"is_ephemeral"`
+	} `json:"container"`
+	Actions []*slack.BlockAction `json:"actions"`
+	View    json.RawMessage      `json:"view"`
 }
 
 // readVerified reads a bounded body and checks its signature. On failure it

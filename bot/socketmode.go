@@ -48,6 +48,7 @@ func (b *Bot) RunSocketMode(ctx context.Context, appToken workflow.Secret) error
 }
 
 func (b *Bot) socketEvent(ctx context.Context, smc *socketmode.Client, evt socketmode.Event) {
+	defer b.cfg.Foreground.Begin()()
 	var payload any
 	switch evt.Type {
 	case socketmode.EventTypeSlashCommand:

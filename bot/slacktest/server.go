@@ -98,6 +98,7 @@ type Server struct {
 	noGroups bool
 	channels map[string]*channel
 	msgs     map[string][]*stored // per channel, in post order
+	byTS     map[string]*stored   // channel|ts -> message
 	tsSeq    int64
 	respURLs map[string]*responseURL
 	respSeq  int
@@ -140,6 +141,7 @@ func NewServer(opts ...Option) *Server {
 		groups:   map[string][]string{},
 		channels: map[string]*channel{},
 		msgs:     map[string][]*stored{},
+		byTS:     map[string]*stored{},
 		respURLs: map[string]*responseURL{},
 		triggers: map[string]*trigger{},
 		views:    map[string]*storedView{},

@@ -153,6 +153,8 @@ type app struct {
 	authentik  *authentik.Client
 	cloudflare *cloudflare.Client
 	bot        *bot.Bot
+	// foreground lets acknowledgements go before background API calls.
+	foreground *bot.Foreground
 	engine     *workflow.Engine
 
 	mu       sync.Mutex
@@ -191,10 +193,12 @@ func (a *app) engineConfig(opts appOptions) workflow.Config {
 	cfg := a.cfg
 	// The public OIDC URLs are checked the way Cloudflare fetches them: with
 	// the system roots, unless the demo injects its own.
-	endpoints := oidc.New(nil)
+	oidcClient := oidc.SystemClient()
 	if opts.Roots != nil {
-		endpoints = oidc.New(oidc.WithRoots(opts.Roots))
+		oidcClient = oidc.WithRoots(opts.Roots)
 	}
+	oidcClient.Transport = a.foreground.Transport(oidcClient.Transport)
+	endpoints := oidc.New(oidcClient)
 	return workflow.Config{
 		Store:     a.store,
 		Authentik: a.authentik,
@@ -217,19 +221,29 @@ func (a *app) engineConfig(opts appOptions) workflow.Config {
 	}
 }
 
+// maxConnsPerHost bounds the connections to each API host.
+const maxConnsPerHost = 32
+
 func (a *app) wire(opts appOptions) error {
 	cfg := a.cfg
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	// Concurrent steps talk to the same hosts: keep their connections (and
-	// TLS sessions) instead of Go's default of two idle per host.
-	base.MaxIdleConnsPerHost = 32
+	// TLS sessions) instead of Go's default of two idle per host, and let a
+	// burst wait for one of them rather than open connections (each a TLS
+	// handshake for authentik) that would be closed right after.
+	base.MaxIdleConnsPerHost = maxConnsPerHost
+	base.MaxConnsPerHost = maxConnsPerHost
 	tlsBase := base
 	if opts.Roots != nil {
 		tlsBase = base.Clone()
 		tlsBase.TLSClientConfig = &tls.Config{RootCAs: opts.Roots, MinVersion: tls.VersionTLS12}
 	}
+	// Only background work calls these APIs; it waits for the
+	// acknowledgements in flight before each call (the wait is not metered).
+	a.foreground = bot.NewForeground()
+	fg := a.foreground
 	client := func(system string, rt http.RoundTripper) *http.Client {
-		return &http.Client{Timeout: apiTimeout, Transport: a.metrics.Transport(system, rt)}
+		return &http.Client{Timeout: apiTimeout, Transport: fg.Transport(a.metrics.Transport(system, rt))}
 	}
 
 	slackOpts := []slack.Option{slack.OptionHTTPClient(client(systemSlack, base))}
@@ -256,6 +270,7 @@ func (a *app) wire(opts appOptions) error {
 		CloudflareAccountID: cfg.CloudflareAccountID,
 		Logger:              a.log.With("component", "bot"),
 		Clock:               opts.Clock,
+		Foreground:          fg,
 	})
 	if err != nil {
 		return fmt.Errorf("slack bot: %w", err)

@@ -26,11 +26,16 @@ type Checker struct {
 // system roots (SSL_CERT_FILE and SSL_CERT_DIR are honoured by crypto/x509).
 func New(client *http.Client) *Checker {
 	if client == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = 32
-		client = &http.Client{Timeout: 15 * time.Second, Transport: t}
+		client = SystemClient()
 	}
 	return &Checker{client: client}
+}
+
+// SystemClient returns the HTTP client New uses by default: the system roots.
+func SystemClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost, t.MaxConnsPerHost = 32, 32
+	return &http.Client{Timeout: 15 * time.Second, Transport: t}
 }
 
 // WithRoots returns an HTTP client that trusts only the given roots: for the
@@ -38,7 +43,7 @@ func New(client *http.Client) *Checker {
 func WithRoots(roots *x509.CertPool) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	t.MaxIdleConnsPerHost = 32
+	t.MaxIdleConnsPerHost, t.MaxConnsPerHost = 32, 32
 	return &http.Client{Timeout: 15 * time.Second, Transport: t}
 }
 

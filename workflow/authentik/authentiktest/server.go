@@ -133,6 +133,9 @@ func New(opts ...Option) *Server {
 	s.srv = httptest.NewUnstartedServer(s)
 	// Faults drop connections on purpose: keep net/http's complaints at debug.
 	s.srv.Config.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	if cert, err := serverCert(); err == nil {
+		s.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	} // else httptest's own certificate
 	s.srv.StartTLS()
 	return s
 }
@@ -175,6 +178,13 @@ func (s *Server) ContractErrors() []error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]error(nil), s.contractErrs...)
+}
+
+// CallCount is the number of requests served so far, cheaply: for polling.
+func (s *Server) CallCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.calls)
 }
 
 // Calls counts the requests seen with this method ("" for any) whose

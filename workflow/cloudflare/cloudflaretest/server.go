@@ -242,6 +242,13 @@ func (s *Server) SetLatency(d time.Duration) {
 	s.latency = d
 }
 
+// CallCount is the number of requests served so far, cheaply: for polling.
+func (s *Server) CallCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.calls)
+}
+
 // Calls counts the requests received with the method ("" for any) whose
 // path contains pathContains.
 func (s *Server) Calls(method, pathContains string) int {

@@ -1,0 +1,136 @@
+package bot
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Foreground puts Slack's acknowledgements ahead of background work. Slack
+// shows the user an error when a command or click is not answered within
+// 3 s, while a step, a message update or a decision loses nothing by
+// starting a few milliseconds later. The handlers mark each request they
+// are answering; background work passes through Wait before each outbound
+// call (see Transport), so a burst of commands is answered first instead of
+// sharing the CPU with the runs it started. Wait never holds anything longer
+// than its bound, so background work slows under a flood but never stops.
+//
+// The zero value is not usable; build it with NewForeground. A nil
+// *Foreground waits for nothing.
+type Foreground struct {
+	active atomic.Int64
+
+	mu   sync.Mutex
+	idle chan struct{} // closed when the last request in flight is answered
+
+	slot    chan struct{} // the one piece of background work let through at a time
+	waiting atomic.Int64  // background work yielding
+}
+
+// NewForeground returns a Foreground with no request in flight.
+func NewForeground() *Foreground {
+	idle := make(chan struct{})
+	close(idle)
+	return &Foreground{idle: idle, slot: make(chan struct{}, 1)}
+}
+
+// Begin marks a request being answered; the returned function marks it
+// answered and must be called exactly once.
+func (f *Foreground) Begin() (end func()) {
+	if f == nil {
+		return func() {}
+	}
+	f.mu.Lock()
+	if f.active.Add(1) == 1 {
+		f.idle = make(chan struct{})
+	}
+	f.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.mu.Lock()
+			if f.active.Add(-1) == 0 {
+				close(f.idle)
+			}
+			f.mu.Unlock()
+		})
+	}
+}
+
+// Active is the number of requests being answered.
+func (f *Foreground) Active() int64 {
+	if f == nil {
+		return 0
+	}
+	return f.active.Load()
+}
+
+// Transport wraps next for the clients of Slack, authentik and Cloudflare,
+// which only background work uses (an acknowledgement never calls an API):
+// each call first yields (see Yield).
+func (f *Foreground) Transport(next http.RoundTripper) http.RoundTripper {
+	if f == nil {
+		return next
+	}
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		done, err := f.Yield(r.Context())
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+		return next.RoundTrip(r)
+	})
+}
+
+// Yield lets the requests being answered go first: with none in flight it
+// returns at once; otherwise it waits until they are answered, and under a
+// flood lasting longer than yieldAtMost it lets background work through one
+// piece at a time (until done is called). It fails only when ctx is done.
+func (f *Foreground) Yield(ctx context.Context) (done func(), err error) {
+	if f == nil || f.active.Load() == 0 {
+		return func() {}, nil
+	}
+	f.mu.Lock()
+	idle := f.idle
+	f.mu.Unlock()
+	f.waiting.Add(1)
+	defer f.waiting.Add(-1)
+	t := time.NewTimer(yieldAtMost)
+	defer t.Stop()
+	select {
+	case <-idle:
+		return func() {}, nil
+	case <-t.C:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case f.slot <- struct{}{}:
+		return func() { <-f.slot }, nil
+	case <-idle:
+		return func() {}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// yieldAtMost is how long a background call waits for the requests in
+// flight to be answered before it goes anyway (one at a time).
+const yieldAtMost = 100 * time.Millisecond
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (fn roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return fn(r) }
+
+// handler marks each request h answers.
+func (f *Foreground) handler(h http.Handler) http.Handler {
+	if f == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer f.Begin()()
+		h.ServeHTTP(w, r)
+	})
+}
