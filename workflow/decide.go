@@ -48,6 +48,12 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 				return nil, err
 			}
 			evs = append(evs, Event{Type: EventGateApproved, Step: d.Gate, Message: fmt.Sprintf("gate %s approved", d.Gate)})
+			// Remembered before the commit is visible: a driver that reads
+			// the run right after it must find the intent fresh. Should the
+			// commit fail, the stored attempts will not match it.
+			more, n := e.foldIntent(r)
+			e.setFresh(r.ID, n)
+			evs = append(evs, more...)
 		}
 		return evs, nil
 	})

@@ -116,8 +116,20 @@ type Engine struct {
 	driving map[int64]bool  // runs with a driver goroutine
 	again   map[int64]bool  // runs changed while being driven
 	wakers  map[int64]context.CancelFunc
-	wg      sync.WaitGroup
-	sem     chan struct{}
+	// fresh holds, per run, the attempt whose intent this process wrote
+	// into the commit that ended the step or gate before it, and whose call
+	// it has not made yet: the driver makes that call without writing the
+	// intent again. After a restart the map is empty, and an attempt found
+	// running is treated as interrupted, as always.
+	fresh map[int64]intent
+	wg    sync.WaitGroup
+	sem   chan struct{}
+}
+
+// intent names an attempt recorded before its call.
+type intent struct {
+	step    StepName
+	attempt int
 }
 
 type systemClock struct{}
@@ -173,6 +185,7 @@ func newEngine(cfg Config) (*Engine, error) {
 		driving: map[int64]bool{},
 		again:   map[int64]bool{},
 		wakers:  map[int64]context.CancelFunc{},
+		fresh:   map[int64]intent{},
 		sem:     make(chan struct{}, cfg.MaxConcurrentRuns),
 	}, nil
 }
@@ -311,6 +324,7 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 		}
 		if r.State.Terminal() {
 			e.cancelWake(id)
+			e.takeFresh(id)
 			return false
 		}
 		step := r.Current()
@@ -343,7 +357,7 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 		case <-ctx.Done():
 			return false
 		}
-		crashed, err = e.attempt(ctx, r, step.Name)
+		crashed, err = e.attempt(ctx, r, step.Name, e.takeFresh(id))
 		<-e.sem
 		if crashed {
 			return true
@@ -408,44 +422,26 @@ func (e *Engine) notify(ctx context.Context, r *Run, events []Event) {
 }
 
 // attempt runs one attempt of an action step: intent, call, result.
-func (e *Engine) attempt(ctx context.Context, r *Run, name StepName) (crashed bool, err error) {
+func (e *Engine) attempt(ctx context.Context, r *Run, name StepName, pre intent) (crashed bool, err error) {
 	log := e.log.With(slog.Int64(KeyRunID, r.ID), slog.String(KeyStep, string(name)))
 	var attemptNo int
-	gaveUp := false
-	r, err = e.update(ctx, r.ID, func(r *Run) ([]Event, error) {
-		s := r.Step(name)
-		if r.State.Terminal() || r.Current() != s || s.Kind != KindAction {
-			return nil, errStale
+	if s := r.Step(name); pre.step == name && pre.attempt == s.Attempts && s.Status == StepRunning && s.NextAttemptAt.IsZero() {
+		// The intent went into the commit that ended the previous step or
+		// gate, and no call has been made for it.
+		attemptNo = pre.attempt
+	} else {
+		gaveUp := false
+		r, err = e.update(ctx, r.ID, func(r *Run) ([]Event, error) {
+			evs, n, gave, err := e.beginAttempt(r, name)
+			attemptNo, gaveUp = n, gave
+			return evs, err
+		})
+		if errors.Is(err, errStale) || gaveUp {
+			return false, nil
 		}
-		// Attempts are counted before the call, so a step that kills the
-		// process every time cannot loop forever across restarts.
-		if s.Status == StepRunning && s.NextAttemptAt.IsZero() && s.Attempts-s.RetriedAtAttempt >= e.cfg.Retry.MaxAttempts {
-			gaveUp = true
-			now := e.cfg.Clock.Now().UTC()
-			s.Status, s.FinishedAt = StepFailed, now
-			why := fmt.Sprintf("%s failed: gave up after %d attempts that never finished (the process stopped during each)", name, s.Attempts-s.RetriedAtAttempt)
-			s.Errors = append(s.Errors, AttemptError{Attempt: s.Attempts, At: now, Error: why})
-			r.Error = why
-			return []Event{{Type: EventStepFailed, Step: name, Message: why}, {Type: EventFailed, Step: name, Message: why}}, r.transition(StateFailed)
+		if err != nil {
+			return false, fmt.Errorf("record intent: %w", err)
 		}
-		s.Attempts++
-		attemptNo = s.Attempts
-		s.Status = StepRunning
-		s.NextAttemptAt = time.Time{}
-		var evs []Event
-		if s.StartedAt.IsZero() || s.Attempts == s.RetriedAtAttempt+1 {
-			s.StartedAt = e.cfg.Clock.Now().UTC()
-			evs = append(evs, Event{Type: EventStepStarted, Step: name, Message: fmt.Sprintf("%s started", name)})
-		}
-		evs = append(evs, Event{Type: EventStepIntent, Step: name, Message: intentMessage(r, name, s.Attempts),
-			Data: map[string]string{"attempt": fmt.Sprint(s.Attempts)}})
-		return evs, nil
-	})
-	if errors.Is(err, errStale) || gaveUp {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("record intent: %w", err)
 	}
 	if e.crash(CrashAfterIntent, name) {
 		return true, nil
@@ -464,8 +460,15 @@ func (e *Engine) attempt(ctx context.Context, r *Run, name StepName) (crashed bo
 		return true, nil
 	}
 
+	var next intent
 	_, err = e.update(context.WithoutCancel(ctx), r.ID, func(r *Run) ([]Event, error) {
-		return e.recordResult(r, name, attemptNo, out, callErr)
+		evs, err := e.recordResult(r, name, attemptNo, out, callErr)
+		if err != nil {
+			return nil, err
+		}
+		more, n := e.foldIntent(r)
+		next = n
+		return append(evs, more...), nil
 	})
 	if errors.Is(err, errStale) {
 		return false, nil
@@ -473,6 +476,7 @@ func (e *Engine) attempt(ctx context.Context, r *Run, name StepName) (crashed bo
 	if err != nil {
 		return false, fmt.Errorf("record result: %w", err)
 	}
+	e.setFresh(r.ID, next)
 	if callErr != nil {
 		log.Warn("attempt failed", slog.Int(KeyAttempt, attemptNo), slog.Bool("transient", IsTransient(callErr)), slog.String(KeyError, callErr.Error()))
 	} else {
@@ -485,6 +489,73 @@ func (e *Engine) attempt(ctx context.Context, r *Run, name StepName) (crashed bo
 }
 
 var errStale = errors.New("run moved on")
+
+// beginAttempt records the intent of the step's next attempt on r: the
+// attempt is counted before the call, so a step that kills the process every
+// time cannot loop forever across restarts. gaveUp reports that the budget of
+// attempts is spent, and r failed instead.
+func (e *Engine) beginAttempt(r *Run, name StepName) (evs []Event, attemptNo int, gaveUp bool, err error) {
+	s := r.Step(name)
+	if r.State.Terminal() || r.Current() != s || s.Kind != KindAction {
+		return nil, 0, false, errStale
+	}
+	if s.Status == StepRunning && s.NextAttemptAt.IsZero() && s.Attempts-s.RetriedAtAttempt >= e.cfg.Retry.MaxAttempts {
+		now := e.cfg.Clock.Now().UTC()
+		s.Status, s.FinishedAt = StepFailed, now
+		why := fmt.Sprintf("%s failed: gave up after %d attempts that never finished (the process stopped during each)", name, s.Attempts-s.RetriedAtAttempt)
+		s.Errors = append(s.Errors, AttemptError{Attempt: s.Attempts, At: now, Error: why})
+		r.Error = why
+		return []Event{{Type: EventStepFailed, Step: name, Message: why}, {Type: EventFailed, Step: name, Message: why}}, 0, true, r.transition(StateFailed)
+	}
+	s.Attempts++
+	s.Status = StepRunning
+	s.NextAttemptAt = time.Time{}
+	if s.StartedAt.IsZero() || s.Attempts == s.RetriedAtAttempt+1 {
+		s.StartedAt = e.cfg.Clock.Now().UTC()
+		evs = append(evs, Event{Type: EventStepStarted, Step: name, Message: fmt.Sprintf("%s started", name)})
+	}
+	evs = append(evs, Event{Type: EventStepIntent, Step: name, Message: intentMessage(r, name, s.Attempts),
+		Data: map[string]string{"attempt": fmt.Sprint(s.Attempts)}})
+	return evs, s.Attempts, false, nil
+}
+
+// foldIntent, inside the commit that ends a step or a gate, records the
+// first attempt of the step that follows when it is an action that can start
+// at once: one commit fewer before its call. The caller passes the returned
+// intent to setFresh once the commit succeeded.
+func (e *Engine) foldIntent(r *Run) ([]Event, intent) {
+	if r.State != StateRunning {
+		return nil, intent{}
+	}
+	next := r.Current()
+	if next == nil || next.Kind != KindAction || next.Status != StepPending || !next.NextAttemptAt.IsZero() {
+		return nil, intent{}
+	}
+	evs, n, gaveUp, err := e.beginAttempt(r, next.Name)
+	if err != nil || gaveUp {
+		return nil, intent{} // cannot happen for a pending step; the driver records it then
+	}
+	return evs, intent{step: next.Name, attempt: n}
+}
+
+// setFresh remembers an intent written for a call not yet made.
+func (e *Engine) setFresh(id int64, in intent) {
+	if in.attempt == 0 {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.fresh[id] = in
+}
+
+// takeFresh returns and forgets the run's fresh intent, if any.
+func (e *Engine) takeFresh(id int64) intent {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	in := e.fresh[id]
+	delete(e.fresh, id)
+	return in
+}
 
 // recordResult writes an attempt's outcome. Outputs (external IDs) are kept
 // even when the run was cancelled meanwhile, so nothing created goes unrecorded.

@@ -713,3 +713,43 @@ func TestProviderWithoutSigningKeyFails(t *testing.T) {
 		t.Error("the run went on after an unusable provider")
 	}
 }
+
+// Each step's intent goes into the commit that ended the step or gate before
+// it when the step can start at once, and is still in the audit log.
+func TestRunCommitsFoldIntents(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	before := h.store.Writes()
+	r := h.newRun(workflow.Request{ApplicationName: "Grafana"})
+	done := h.complete(r.ID)
+	if done.State != workflow.StateSucceeded {
+		t.Fatalf("run ended %s: %s", done.State, done.LastError())
+	}
+	// create, preflight intent, preflight result, authentik decision (+ provider
+	// intent), provider result (+ application intent), application result,
+	// Cloudflare decision (+ login method intent), login method result
+	// (+ verify intent), verify result.
+	if got := h.store.Writes() - before; got != 9 {
+		t.Errorf("a run wrote %d times, want 9", got)
+	}
+	events, err := h.store.Events(t.Context(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	intents := map[workflow.StepName]int{}
+	for _, e := range events {
+		if e.Type == workflow.EventStepIntent {
+			intents[e.Step]++
+		}
+	}
+	for _, p := range workflow.Plan {
+		if p.Kind == workflow.KindAction && intents[p.Name] != 1 {
+			t.Errorf("%d intents of %s in the audit log, want 1", intents[p.Name], p.Name)
+		}
+	}
+	for _, s := range done.Steps {
+		if s.Kind == workflow.KindAction && s.Attempts != 1 {
+			t.Errorf("%s took %d attempts, want 1", s.Name, s.Attempts)
+		}
+	}
+}
