@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 
-# Build a static binary.
+# Build a static binary: the server build, without demo and bench (and so
+# without the fakes and the contract validator they link).
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -8,7 +9,7 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=""
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/ssobot ./cmd/ssobot \
+    CGO_ENABLED=0 go build -tags ssobot_server -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/ssobot ./cmd/ssobot \
  && mkdir -p /out/data
 
 # Run it as a non-root user on a minimal image with CA certificates.

@@ -21,6 +21,7 @@ import (
 // *Foreground waits for nothing.
 type Foreground struct {
 	active atomic.Int64
+	served atomic.Uint64
 
 	mu   sync.Mutex
 	idle chan struct{} // closed when the last request in flight is answered
@@ -42,6 +43,7 @@ func (f *Foreground) Begin() (end func()) {
 	if f == nil {
 		return func() {}
 	}
+	f.served.Add(1)
 	f.mu.Lock()
 	if f.active.Add(1) == 1 {
 		f.idle = make(chan struct{})
@@ -57,6 +59,14 @@ func (f *Foreground) Begin() (end func()) {
 			f.mu.Unlock()
 		})
 	}
+}
+
+// Served counts the requests marked so far.
+func (f *Foreground) Served() uint64 {
+	if f == nil {
+		return 0
+	}
+	return f.served.Load()
 }
 
 // Active is the number of requests being answered.

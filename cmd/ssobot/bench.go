@@ -1,3 +1,5 @@
+//go:build !ssobot_server
+
 package main
 
 import (
@@ -27,7 +29,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.BoolVar(&o.Quick, "quick", false, "tiny counts, for CI: every section runs once; the verdicts mean little")
 	fs.BoolVar(&o.JSON, "json", false, "print the results as JSON")
 	only := fs.String("only", "", "comma-separated sections to run: "+strings.Join(benchSectionNames(), ", ")+" (default: all)")
-	fs.StringVar(&o.Binary, "binary", "", "the ssobot binary the restart section runs (default: go build ./cmd/ssobot, else this executable)")
+	fs.StringVar(&o.Binary, "binary", "", "the ssobot binary the restart section runs (default: go build -tags ssobot_server ./cmd/ssobot, else this executable)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the in-process sections to this file")
 	mutexProfile := fs.String("mutexprofile", "", "write a mutex contention profile to this file")
 	blockProfile := fs.String("blockprofile", "", "write a blocking profile to this file")

@@ -221,17 +221,20 @@ func (a *app) engineConfig(opts appOptions) workflow.Config {
 	}
 }
 
-// maxConnsPerHost bounds the connections to each API host.
-const maxConnsPerHost = 32
+// The connections to each API host: at most, and kept idle.
+const (
+	maxConnsPerHost     = 32
+	maxIdleConnsPerHost = 8
+)
 
 func (a *app) wire(opts appOptions) error {
 	cfg := a.cfg
 	base := http.DefaultTransport.(*http.Transport).Clone()
-	// Concurrent steps talk to the same hosts: keep their connections (and
-	// TLS sessions) instead of Go's default of two idle per host, and let a
-	// burst wait for one of them rather than open connections (each a TLS
-	// handshake for authentik) that would be closed right after.
-	base.MaxIdleConnsPerHost = maxConnsPerHost
+	// Concurrent steps talk to the same hosts: a burst waits for one of a
+	// bounded set of connections rather than opening more (each a TLS
+	// handshake for authentik), and a few stay open between bursts (Go's
+	// default keeps two).
+	base.MaxIdleConnsPerHost = maxIdleConnsPerHost
 	base.MaxConnsPerHost = maxConnsPerHost
 	tlsBase := base
 	if opts.Roots != nil {
@@ -379,6 +382,8 @@ func (a *app) Serve(ctx context.Context, slackLn, adminLn net.Listener) error {
 	botCtx, stopBot := context.WithCancel(context.WithoutCancel(ctx))
 	botDone := make(chan error, 1)
 	go func() { botDone <- a.bot.Run(botCtx) }()
+
+	go releaseWhenIdle(botCtx, idleRelease, func() uint64 { return a.store.Writes() + a.foreground.Served() })
 
 	var slackSrv *http.Server
 	socketCtx, stopSocket := context.WithCancel(context.WithoutCancel(ctx))

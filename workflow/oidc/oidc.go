@@ -34,7 +34,7 @@ func New(client *http.Client) *Checker {
 // SystemClient returns the HTTP client New uses by default: the system roots.
 func SystemClient() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConnsPerHost, t.MaxConnsPerHost = 32, 32
+	t.MaxIdleConnsPerHost, t.MaxConnsPerHost = 8, 32
 	return &http.Client{Timeout: 15 * time.Second, Transport: t}
 }
 
@@ -43,7 +43,7 @@ func SystemClient() *http.Client {
 func WithRoots(roots *x509.CertPool) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	t.MaxIdleConnsPerHost, t.MaxConnsPerHost = 32, 32
+	t.MaxIdleConnsPerHost, t.MaxConnsPerHost = 8, 32
 	return &http.Client{Timeout: 15 * time.Second, Transport: t}
 }
 
