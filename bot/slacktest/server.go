@@ -48,7 +48,13 @@ type config struct {
 	appID        string
 	now          func() time.Time
 	pingInterval time.Duration
+	noHistory    bool
 }
+
+// WithoutHistory keeps a call only until every subscriber (see Subscribe)
+// has received it, so that a long benchmark does not hold every request it
+// made; Calls and WaitFor then see only the calls still kept.
+func WithoutHistory() Option { return func(c *config) { c.noHistory = true } }
 
 // WithBotToken sets the bot token (xoxb-...) the fake accepts.
 func WithBotToken(token string) Option { return func(c *config) { c.botToken = token } }
@@ -91,6 +97,8 @@ type Server struct {
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced whenever state changes
 	calls    []Call
+	dropped  int           // calls let go before calls[0] (WithoutHistory)
+	subs     map[*int]bool // each subscriber's next call, counted from the first
 	latency  time.Duration
 	faults   map[string][]fault
 	users    map[string]User
@@ -147,6 +155,7 @@ func NewServer(opts ...Option) *Server {
 		views:    map[string]*storedView{},
 		tickets:  map[string]bool{},
 		acks:     map[string]*ack{},
+		subs:     map[*int]bool{},
 	}
 	// The bot itself is a workspace member, so users.info on it answers like
 	// Slack does (is_bot: true), which lets tests check "bots cannot approve".
@@ -293,19 +302,30 @@ func (s *Server) Subscribe() (<-chan Call, func()) {
 	ch := make(chan Call)
 	stop := make(chan struct{})
 	s.mu.Lock()
-	next := len(s.calls)
+	next := new(int)
+	*next = s.dropped + len(s.calls)
+	s.subs[next] = true
 	s.mu.Unlock()
 	go func() {
 		defer close(ch)
+		defer func() {
+			s.mu.Lock()
+			delete(s.subs, next)
+			s.trimLocked()
+			s.mu.Unlock()
+		}()
 		for {
 			s.mu.Lock()
-			pending := slices.Clone(s.calls[next:])
+			pending := slices.Clone(s.calls[*next-s.dropped:])
 			changed := s.changed
 			s.mu.Unlock()
 			for _, c := range pending {
 				select {
 				case ch <- c:
-					next++
+					s.mu.Lock()
+					*next++
+					s.trimLocked()
+					s.mu.Unlock()
 				case <-stop:
 					return
 				case <-s.done:
@@ -328,8 +348,25 @@ func (s *Server) Subscribe() (<-chan Call, func()) {
 	return ch, func() { once.Do(func() { close(stop) }) }
 }
 
+// trimLocked lets go of the calls every subscriber has received, when the
+// server keeps no history.
+func (s *Server) trimLocked() {
+	if !s.cfg.noHistory {
+		return
+	}
+	keep := s.dropped + len(s.calls)
+	for next := range s.subs {
+		keep = min(keep, *next)
+	}
+	if n := keep - s.dropped; n > 0 {
+		s.calls = slices.Clone(s.calls[n:])
+		s.dropped = keep
+	}
+}
+
 func (s *Server) recordLocked(c Call) {
 	s.calls = append(s.calls, c)
+	s.trimLocked()
 	s.notifyLocked()
 }
 

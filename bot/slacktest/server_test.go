@@ -753,3 +753,39 @@ func TestPermalink(t *testing.T) {
 		t.Fatalf("calls = %v", c)
 	}
 }
+
+func TestWithoutHistory(t *testing.T) {
+	srv, api := newServer(t, slacktest.WithoutHistory())
+	if _, err := api.AuthTest(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(srv.Calls()); n != 0 {
+		t.Fatalf("%d calls kept with no subscriber, want 0", n)
+	}
+	feed, stop := srv.Subscribe()
+	defer stop()
+	for range 3 {
+		if _, _, err := api.PostMessage("C1", slack.MsgOptionText("a", false)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(srv.Calls()); n != 3 {
+		t.Fatalf("%d calls kept for the subscriber, want 3", n)
+	}
+	for range 3 {
+		if c := <-feed; c.Method != "chat.postMessage" {
+			t.Fatalf("got %s", c.Method)
+		}
+	}
+	// The last call is let go once it was received; the feed takes the
+	// next call only after that.
+	if _, err := api.AuthTest(); err != nil {
+		t.Fatal(err)
+	}
+	if c := <-feed; c.Method != "auth.test" {
+		t.Fatalf("got %s, want auth.test", c.Method)
+	}
+	if n := len(srv.Calls("chat.postMessage")); n != 0 {
+		t.Errorf("%d delivered calls still kept, want 0", n)
+	}
+}

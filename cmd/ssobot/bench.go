@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -156,6 +157,9 @@ func (b *bench) run(ctx context.Context, command string) *benchReport {
 			continue
 		}
 		s := &benchSection{Name: sec.name, Title: sec.title}
+		// What one section left behind (its fakes' state) is not collected
+		// during the next one's measurements.
+		debug.FreeOSMemory()
 		b.logf("== %s", sec.title)
 		secStart := time.Now()
 		if err := sec.fn(ctx, b, s); err != nil {

@@ -87,7 +87,7 @@ func newBenchEnv(ctx context.Context, o benchEnvOptions) (_ *benchEnv, err error
 	e := &benchEnv{
 		ak:          authentiktest.New(authentiktest.WithValidation()),
 		cf:          cloudflaretest.New(demoAccountID, cloudflaretest.WithTeam(demoTeam), cloudflaretest.WithoutContract()),
-		sl:          slacktest.NewServer(),
+		sl:          slacktest.NewServer(slacktest.WithoutHistory()),
 		secret:      randomHex(16),
 		logs:        &benchLogs{},
 		autoApprove: o.AutoApprove,

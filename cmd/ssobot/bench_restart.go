@@ -226,7 +226,7 @@ func newBenchFakes() (*benchFakes, error) {
 	f := &benchFakes{
 		ak:       authentiktest.New(authentiktest.WithValidation()),
 		cf:       cloudflaretest.New(demoAccountID, cloudflaretest.WithTeam(demoTeam), cloudflaretest.WithoutContract()),
-		sl:       slacktest.NewServer(),
+		sl:       slacktest.NewServer(slacktest.WithoutHistory()),
 		secret:   randomHex(16),
 		feedDone: make(chan struct{}),
 	}

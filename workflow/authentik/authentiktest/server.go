@@ -25,6 +25,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -89,6 +90,7 @@ type Server struct {
 	latency    time.Duration
 
 	calls        []call
+	spans        []Span
 	contractErrs []error
 }
 
@@ -180,6 +182,18 @@ func (s *Server) ContractErrors() []error {
 	return append([]error(nil), s.contractErrs...)
 }
 
+// Span is when the fake served one request: from the handler's start to its
+// answer, injected latency included. Benchmarks subtract it from a run's
+// time to find what the client itself spent.
+type Span struct{ Start, End time.Time }
+
+// Spans returns when each request was served, in the order they ended.
+func (s *Server) Spans() []Span {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.spans)
+}
+
 // CallCount is the number of requests served so far, cheaply: for polling.
 func (s *Server) CallCount() int {
 	s.mu.Lock()
@@ -253,6 +267,13 @@ func detail(status int, msg string) response {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer func() {
+		end := time.Now()
+		s.mu.Lock()
+		s.spans = append(s.spans, Span{start, end})
+		s.mu.Unlock()
+	}()
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return
