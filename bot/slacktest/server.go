@@ -359,7 +359,9 @@ func (s *Server) trimLocked() {
 		keep = min(keep, *next)
 	}
 	if n := keep - s.dropped; n > 0 {
-		s.calls = slices.Clone(s.calls[n:])
+		// The dropped calls' memory goes when append next grows the slice.
+		clear(s.calls[:n])
+		s.calls = s.calls[n:]
 		s.dropped = keep
 	}
 }
