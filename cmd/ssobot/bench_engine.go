@@ -17,8 +17,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/ssobot/ssobot/workflow"
-	"github.com/ssobot/ssobot/workflow/authentik/authentiktest"
-	"github.com/ssobot/ssobot/workflow/cloudflare/cloudflaretest"
+	"github.com/ssobot/ssobot/workflow/contracttest"
 )
 
 // benchLatency is the latency given to every authentik and Cloudflare call
@@ -260,32 +259,22 @@ func benchSerialRun(ctx context.Context, e *benchEnv, name string) (benchRunResu
 	if err := e.settle(ctx, 30*time.Millisecond); err != nil {
 		return benchRunResult{}, err
 	}
-	spans := append(e.ak.Spans(), cloudflareSpans(e.cf.Spans())...)
+	spans := append(e.ak.Spans(), e.cf.Spans()...)
 	return benchRunResult{id: r.ID, wall: wall, delta: e.counters().sub(before), api: spanUnion(spans, start, start.Add(wall))}, nil
 }
 
-// cloudflareSpans converts the Cloudflare fake's spans to the authentik
-// fake's type.
-func cloudflareSpans(in []cloudflaretest.Span) []authentiktest.Span {
-	out := make([]authentiktest.Span, len(in))
-	for i, sp := range in {
-		out[i] = authentiktest.Span{Start: sp.Start, End: sp.End}
-	}
-	return out
-}
-
 // spanUnion is how much of [from, to] at least one span covers.
-func spanUnion(spans []authentiktest.Span, from, to time.Time) time.Duration {
-	var in []authentiktest.Span
+func spanUnion(spans []contracttest.Span, from, to time.Time) time.Duration {
+	var in []contracttest.Span
 	for _, sp := range spans {
 		sp.Start, sp.End = maxTime(sp.Start, from), minTime(sp.End, to)
 		if sp.End.After(sp.Start) {
 			in = append(in, sp)
 		}
 	}
-	slices.SortFunc(in, func(a, b authentiktest.Span) int { return a.Start.Compare(b.Start) })
+	slices.SortFunc(in, func(a, b contracttest.Span) int { return a.Start.Compare(b.Start) })
 	var total time.Duration
-	var cur authentiktest.Span
+	var cur contracttest.Span
 	for i, sp := range in {
 		switch {
 		case i == 0:

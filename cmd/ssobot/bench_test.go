@@ -1,3 +1,5 @@
+//go:build !ssobot_server
+
 package main
 
 import (
@@ -16,6 +18,7 @@ import (
 	"github.com/ssobot/ssobot/bot"
 	"github.com/ssobot/ssobot/bot/slacktest"
 	"github.com/ssobot/ssobot/workflow"
+	"github.com/ssobot/ssobot/workflow/contracttest"
 )
 
 // TestBenchQuick runs `ssobot bench --quick --json` once: every section
@@ -293,4 +296,29 @@ func BenchmarkRunHTTP(b *testing.B) {
 	b.ReportMetric(float64(d.authentik+d.oidcAPI)/n, "authentik-calls/op")
 	b.ReportMetric(float64(d.cloudflare)/n, "cloudflare-calls/op")
 	b.ReportMetric(float64(d.slack)/n, "slack-calls/op")
+}
+
+func TestSpanUnion(t *testing.T) {
+	t0 := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	span := func(a, b int) contracttest.Span { return contracttest.Span{Start: at(a), End: at(b)} }
+	for _, tt := range []struct {
+		name  string
+		spans []contracttest.Span
+		want  time.Duration
+	}{
+		{"none", nil, 0},
+		{"one after another", []contracttest.Span{span(0, 10), span(20, 30)}, 20 * time.Millisecond},
+		{"overlapping count once", []contracttest.Span{span(0, 10), span(5, 15), span(2, 3)}, 15 * time.Millisecond},
+		{"touching", []contracttest.Span{span(0, 10), span(10, 20)}, 20 * time.Millisecond},
+		{"clipped to the window", []contracttest.Span{span(-10, 5), span(95, 120)}, 10 * time.Millisecond},
+		{"outside the window", []contracttest.Span{span(-20, -10), span(100, 110)}, 0},
+		{"unsorted", []contracttest.Span{span(50, 60), span(0, 10)}, 20 * time.Millisecond},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := spanUnion(tt.spans, at(0), at(100)); got != tt.want {
+				t.Errorf("spanUnion = %v, want %v", got, tt.want)
+			}
+		})
+	}
 }

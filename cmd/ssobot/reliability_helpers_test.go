@@ -1,3 +1,5 @@
+//go:build !ssobot_server
+
 package main
 
 // Helpers shared by the process-level reliability tests (reliability_*_test.go):

@@ -25,7 +25,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -90,7 +89,7 @@ type Server struct {
 	latency    time.Duration
 
 	calls        []call
-	spans        []Span
+	spans        contracttest.Spans
 	contractErrs []error
 }
 
@@ -132,7 +131,7 @@ func New(opts ...Option) *Server {
 	}
 	s.token = s.randString(60)
 	s.seed()
-	s.srv = httptest.NewUnstartedServer(s)
+	s.srv = httptest.NewUnstartedServer(s.spans.Handler(s))
 	// Faults drop connections on purpose: keep net/http's complaints at debug.
 	s.srv.Config.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
 	if cert, err := serverCert(); err == nil {
@@ -182,17 +181,8 @@ func (s *Server) ContractErrors() []error {
 	return append([]error(nil), s.contractErrs...)
 }
 
-// Span is when the fake served one request: from the handler's start to its
-// answer, injected latency included. Benchmarks subtract it from a run's
-// time to find what the client itself spent.
-type Span struct{ Start, End time.Time }
-
 // Spans returns when each request was served, in the order they ended.
-func (s *Server) Spans() []Span {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.spans)
-}
+func (s *Server) Spans() []contracttest.Span { return s.spans.All() }
 
 // CallCount is the number of requests served so far, cheaply: for polling.
 func (s *Server) CallCount() int {
@@ -267,13 +257,6 @@ func detail(status int, msg string) response {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	defer func() {
-		end := time.Now()
-		s.mu.Lock()
-		s.spans = append(s.spans, Span{start, end})
-		s.mu.Unlock()
-	}()
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return

@@ -131,7 +131,7 @@ type Server struct {
 	latency      time.Duration
 	limit        *rateLimit
 	calls        []call
-	spans        []Span
+	spans        contracttest.Spans
 	contractErrs []error
 }
 
@@ -168,7 +168,7 @@ func New(accountID string, opts ...Option) *Server {
 			s.validator = v
 		}
 	}
-	s.ts = httptest.NewServer(s)
+	s.ts = httptest.NewServer(s.spans.Handler(s))
 	return s
 }
 
@@ -243,17 +243,8 @@ func (s *Server) SetLatency(d time.Duration) {
 	s.latency = d
 }
 
-// Span is when the fake served one request: from the handler's start to its
-// answer, injected latency included. Benchmarks subtract it from a run's
-// time to find what the client itself spent.
-type Span struct{ Start, End time.Time }
-
 // Spans returns when each request was served, in the order they ended.
-func (s *Server) Spans() []Span {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.spans)
-}
+func (s *Server) Spans() []contracttest.Span { return s.spans.All() }
 
 // CallCount is the number of requests served so far, cheaply: for polling.
 func (s *Server) CallCount() int {
@@ -310,13 +301,6 @@ type response struct {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	defer func() {
-		end := time.Now()
-		s.mu.Lock()
-		s.spans = append(s.spans, Span{start, end})
-		s.mu.Unlock()
-	}()
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
 	if err != nil {
 		s.write(w, r, invalid("unreadable body"))
