@@ -152,10 +152,11 @@ func (q *queue) pending() int {
 // credentials of a sort and die after 30 minutes), so a requester can be told
 // privately when their run's message cannot be posted.
 type notices struct {
-	clock workflow.Clock
-	mu    sync.Mutex
-	byRun map[int64]notice
-	byReq map[string]notice // user|channel of a command being started
+	clock     workflow.Clock
+	mu        sync.Mutex
+	byRun     map[int64]notice
+	byReq     map[string]notice // user|channel of a command being started
+	nextPrune time.Time
 }
 
 type notice struct {
@@ -203,8 +204,16 @@ func (n *notices) lookup(id int64, user, channel string) string {
 	return ""
 }
 
+// noticePruneEvery spaces the sweeps of expired notices: a sweep reads every
+// entry, and a burst of commands must not pay for one each.
+const noticePruneEvery = time.Minute
+
 func (n *notices) prune() {
 	now := n.clock.Now()
+	if now.Before(n.nextPrune) {
+		return
+	}
+	n.nextPrune = now.Add(noticePruneEvery)
 	for k, x := range n.byRun {
 		if !now.Before(x.expires) {
 			delete(n.byRun, k)
