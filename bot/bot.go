@@ -60,9 +60,10 @@ type Config struct {
 	// CloudflareAccountID is for dashboard links when a run lacks it.
 	CloudflareAccountID string
 
-	// Foreground, when set, is told about every request being answered, so
-	// that background work built to wait on it (see Foreground.Transport)
-	// gives way to acknowledgements.
+	// Foreground, when set, is told about every request being answered
+	// (once its signature is verified, so that unsigned or slow clients
+	// cannot hold background work back), so that background work built to
+	// wait on it (see Foreground.Transport) gives way to acknowledgements.
 	Foreground *Foreground
 
 	Clock        workflow.Clock // nil: the system clock
@@ -158,7 +159,7 @@ func (b *Bot) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /slack/commands", b.serveCommand)
 	mux.HandleFunc("POST /slack/interactions", b.serveInteraction)
-	return b.cfg.Foreground.handler(mux)
+	return mux
 }
 
 // async runs fn off the request path with a bounded context. A panic there

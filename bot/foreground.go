@@ -133,14 +133,3 @@ const yieldAtMost = 100 * time.Millisecond
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (fn roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return fn(r) }
-
-// handler marks each request h answers.
-func (f *Foreground) handler(h http.Handler) http.Handler {
-	if f == nil {
-		return h
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer f.Begin()()
-		h.ServeHTTP(w, r)
-	})
-}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -107,12 +108,25 @@ func TestForegroundTransportOneAtATime(t *testing.T) {
 	wg.Wait()
 }
 
-func TestForegroundHandlerMarksRequests(t *testing.T) {
+// Only requests with a valid signature count: an unsigned or slow client
+// cannot hold background work back.
+func TestForegroundCountsVerifiedRequests(t *testing.T) {
 	f := NewForeground()
-	var during int64
-	h := f.handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { during = f.Active() }))
-	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/slack/commands", nil))
-	if during != 1 || f.Active() != 0 {
-		t.Errorf("active = %d while answering and %d after, want 1 and 0", during, f.Active())
+	h := newHarness(t, newFakeEngine(newTestClock()), func(c *Config) { c.Foreground = f })
+	req, err := http.NewRequest(http.MethodPost, h.http.URL+"/slack/commands", strings.NewReader("text=help"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || f.Served() != 0 {
+		t.Fatalf("unsigned request: status %d, counted %d; want 401 and not counted", resp.StatusCode, f.Served())
+	}
+	h.command("U1", "C1", "help")
+	if f.Served() != 1 || f.Active() != 0 {
+		t.Errorf("signed command: counted %d, %d still active; want 1 and 0", f.Served(), f.Active())
 	}
 }

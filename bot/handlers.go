@@ -48,6 +48,7 @@ func (b *Bot) serveCommand(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	defer b.cfg.Foreground.Begin()()
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
 		writeJSON(w, private("I could not read that command; please try again."))
@@ -74,6 +75,7 @@ func (b *Bot) serveInteraction(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	defer b.cfg.Foreground.Begin()()
 	cb, err := parseInteraction(body)
 	if err != nil {
 		b.log.Warn("unreadable interaction payload", slog.Any(workflow.KeyError, err))
