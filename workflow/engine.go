@@ -112,10 +112,10 @@ type Engine struct {
 
 	mu      sync.Mutex
 	running bool
-	ctx     context.Context // Run's context; drivers stop between attempts when it ends
-	driving map[int64]bool  // runs with a driver goroutine
-	again   map[int64]bool  // runs changed while being driven
-	wakers  map[int64]context.CancelFunc
+	ctx     context.Context  // Run's context; drivers stop between attempts when it ends
+	driving map[int64]bool   // runs with a driver goroutine
+	again   map[int64]bool   // runs changed while being driven
+	wakers  map[int64]func() // cancel each run's pending wake-up
 	// fresh holds, per run, the attempt whose intent this process wrote
 	// into the commit that ended the step or gate before it, and whose call
 	// it has not made yet: the driver makes that call without writing the
@@ -136,6 +136,17 @@ type systemClock struct{}
 
 func (systemClock) Now() time.Time                         { return time.Now() }
 func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// AfterFunc calls f in its own goroutine after d; stop cancels it.
+func (systemClock) AfterFunc(d time.Duration, f func()) (stop func() bool) {
+	return time.AfterFunc(d, f).Stop
+}
+
+// afterFuncClock is a Clock that can call a function after a duration
+// without a goroutine waiting for it meanwhile.
+type afterFuncClock interface {
+	AfterFunc(d time.Duration, f func()) (stop func() bool)
+}
 
 func newEngine(cfg Config) (*Engine, error) {
 	var missing []string
@@ -184,7 +195,7 @@ func newEngine(cfg Config) (*Engine, error) {
 		log:     cfg.Logger,
 		driving: map[int64]bool{},
 		again:   map[int64]bool{},
-		wakers:  map[int64]context.CancelFunc{},
+		wakers:  map[int64]func(){},
 		fresh:   map[int64]intent{},
 		sem:     make(chan struct{}, cfg.MaxConcurrentRuns),
 	}, nil
@@ -298,9 +309,16 @@ func (e *Engine) wakeAt(id int64, t time.Time) {
 	if cancel := e.wakers[id]; cancel != nil {
 		cancel()
 	}
+	d := t.Sub(e.cfg.Clock.Now())
+	if af, ok := e.cfg.Clock.(afterFuncClock); ok {
+		// No goroutine per waiting run (a run waits at a gate for up to a day).
+		stop := af.AfterFunc(d, func() { e.kick(id) })
+		e.wakers[id] = func() { stop() }
+		return
+	}
 	ctx, cancel := context.WithCancel(e.ctx)
 	e.wakers[id] = cancel
-	wait := e.cfg.Clock.After(t.Sub(e.cfg.Clock.Now()))
+	wait := e.cfg.Clock.After(d)
 	go func() {
 		select {
 		case <-wait:

@@ -753,3 +753,18 @@ func TestRunCommitsFoldIntents(t *testing.T) {
 		}
 	}
 }
+
+// With the system clock a waiting run holds a timer, not a goroutine; the
+// gate still expires when its deadline passes.
+func TestGateExpiresOnSystemClock(t *testing.T) {
+	h := newHarness(t)
+	h.start(func(c *workflow.Config) {
+		c.Clock = nil
+		c.ApprovalTTL = 20 * time.Millisecond
+	})
+	r := h.newRun(workflow.Request{})
+	got := h.feed.waitState(t, r.ID, workflow.StateExpired)
+	if s := got.Step(workflow.GateAuthentik); s.Status != workflow.StepExpired {
+		t.Errorf("gate %+v", s)
+	}
+}
