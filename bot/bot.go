@@ -177,10 +177,12 @@ func (b *Bot) async(timeout time.Duration, fn func(ctx context.Context)) {
 		// CPU from acknowledgements; the rest wait their turn, none dropped.
 		b.bgSlots <- struct{}{}
 		defer func() { <-b.bgSlots }()
-		// Acknowledgements first (a nil error: bgCtx ends only at shutdown,
-		// and then fn's own context is done too).
+		// Acknowledgements first. The turn is given back at once: fn's own
+		// calls to Slack take theirs through the transport (holding it
+		// across fn would make them wait for themselves). An error means
+		// shutdown, when fn's context is done too.
 		if done, err := b.cfg.Foreground.Yield(b.bgCtx); err == nil {
-			defer done()
+			done()
 		}
 		defer func() {
 			if v := recover(); v != nil {

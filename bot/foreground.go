@@ -11,11 +11,13 @@ import (
 // Foreground puts Slack's acknowledgements ahead of background work. Slack
 // shows the user an error when a command or click is not answered within
 // 3 s, while a step, a message update or a decision loses nothing by
-// starting a few milliseconds later. The handlers mark each request they
-// are answering; background work passes through Wait before each outbound
-// call (see Transport), so a burst of commands is answered first instead of
-// sharing the CPU with the runs it started. Wait never holds anything longer
-// than its bound, so background work slows under a flood but never stops.
+// starting a few milliseconds later. The handlers mark each request they are
+// answering (once its signature is verified); background work yields to
+// them (see Yield): every call to Slack, authentik and Cloudflare through
+// Transport, and the bot's own decisions and replies. So a burst of commands
+// is answered first instead of sharing the CPU with the runs it started.
+// Under a flood that outlasts the first wait, background work goes one call
+// at a time: slower, never stopped.
 //
 // The zero value is not usable; build it with NewForeground. A nil
 // *Foreground waits for nothing.
@@ -38,7 +40,7 @@ func NewForeground() *Foreground {
 }
 
 // Begin marks a request being answered; the returned function marks it
-// answered and must be called exactly once.
+// answered (calling it again does nothing).
 func (f *Foreground) Begin() (end func()) {
 	if f == nil {
 		return func() {}

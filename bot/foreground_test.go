@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -128,5 +129,32 @@ func TestForegroundCountsVerifiedRequests(t *testing.T) {
 	h.command("U1", "C1", "help")
 	if f.Served() != 1 || f.Active() != 0 {
 		t.Errorf("signed command: counted %d, %d still active; want 1 and 0", f.Served(), f.Active())
+	}
+}
+
+// Background work that takes its turn and then calls out must not wait for
+// itself while requests keep coming: async gives its turn back before fn's
+// own calls take theirs.
+func TestForegroundAsyncCallsUnderFlood(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	f := NewForeground()
+	h := newHarness(t, newFakeEngine(newTestClock()), func(c *Config) { c.Foreground = f })
+	end := f.Begin() // a request that stays in flight: a flood
+	defer end()
+	client := &http.Client{Transport: f.Transport(http.DefaultTransport)}
+	result := make(chan error, 1)
+	h.bot.async(responseTimeout, func(ctx context.Context) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		if err == nil {
+			var resp *http.Response
+			if resp, err = client.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}
+		result <- err
+	})
+	if err := <-result; err != nil {
+		t.Fatalf("a background call during a flood: %v", err)
 	}
 }
