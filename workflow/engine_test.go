@@ -725,12 +725,12 @@ func TestRunCommitsFoldIntents(t *testing.T) {
 	if done.State != workflow.StateSucceeded {
 		t.Fatalf("run ended %s: %s", done.State, done.LastError())
 	}
-	// create, preflight intent, preflight result, authentik decision (+ provider
-	// intent), provider result (+ application intent), application result,
-	// Cloudflare decision (+ login method intent), login method result
-	// (+ verify intent), verify result.
-	if got := h.store.Writes() - before; got != 9 {
-		t.Errorf("a run wrote %d times, want 9", got)
+	// create (+ preflight intent), preflight result, authentik decision
+	// (+ provider intent), provider result (+ application intent),
+	// application result, Cloudflare decision (+ login method intent), login
+	// method result (+ verify intent), verify result.
+	if got := h.store.Writes() - before; got != 8 {
+		t.Errorf("a run wrote %d times, want 8", got)
 	}
 	events, err := h.store.Events(t.Context(), r.ID)
 	if err != nil {

@@ -73,13 +73,23 @@ func (e *Engine) start(ctx context.Context, req Request) (*Run, error) {
 	for _, p := range Plan {
 		r.Steps = append(r.Steps, Step{Name: p.Name, Kind: p.Kind, Status: StepPending})
 	}
-	ev := Event{At: now, Type: EventCreated, Actor: req.RequestedBy,
-		Message: fmt.Sprintf("%s asked to set up %q (slug %s) as a Cloudflare Access login method", req.RequestedBy, req.ApplicationName, req.ApplicationSlug)}
-	if err := e.cfg.Store.CreateRun(ctx, r, ev); err != nil {
+	events := []Event{{At: now, Type: EventCreated, Actor: req.RequestedBy,
+		Message: fmt.Sprintf("%s asked to set up %q (slug %s) as a Cloudflare Access login method", req.RequestedBy, req.ApplicationName, req.ApplicationSlug)}}
+	// Preflight's first attempt is recorded with the run: one commit for
+	// both, on the acknowledgement's path and not after it.
+	started, attempt, _, err := e.beginAttempt(r, StepPreflight)
+	if err != nil {
 		return nil, fmt.Errorf("create run: %w", err)
 	}
-	ev.RunID = r.ID
-	e.notify(ctx, r, []Event{ev})
+	for _, ev := range started {
+		ev.At = now
+		events = append(events, ev)
+	}
+	if err := e.cfg.Store.CreateRun(ctx, r, events...); err != nil {
+		return nil, fmt.Errorf("create run: %w", err)
+	}
+	e.setFresh(r.ID, intent{step: StepPreflight, attempt: attempt})
+	e.notify(ctx, r, events)
 	e.kick(r.ID)
 	return r.Clone(), nil
 }

@@ -182,7 +182,7 @@ func benchEngine(ctx context.Context, b *bench, s *benchSection) error {
 	s.value("commits_per_run_min", benchMinCommits)
 	s.value("commits_per_run_kept", float64(extra))
 	s.note("Commits per run: %d, against %d the design needs; the %d others are kept on purpose (marked \"no, kept\" above). "+
-		"The minimum: create 1, message reference 1 (the run's Slack message is edited after restarts), preflight result 1, "+
+		"The minimum: create 1 (carrying preflight's intent), message reference 1 (the run's Slack message is edited after restarts), preflight result 1, "+
 		"two decisions 2 (each carrying the intent of the step it releases), three side effects' results 3 (the provider's and the login method's carrying the intent of the step after them), verify result 1 = 9. "+
 		"An intent is written into the commit that ends the step or gate before it whenever the next step can start at once; a crash between that commit and the call is handled like one after the intent.", len(list), benchMinCommits, extra)
 	s.note(
@@ -204,7 +204,7 @@ func benchCommitNeed(c string) string {
 	}
 	switch {
 	case strings.HasPrefix(c, "create run"):
-		return "yes: the request, durable before the acknowledgement"
+		return "yes: the request, durable before the acknowledgement" + strings.Replace(withIntent, "next", "first", 1)
 	case strings.Contains(c, "message ref"):
 		return "yes: the message is edited after a restart"
 	case strings.Contains(c, "delivered"):
