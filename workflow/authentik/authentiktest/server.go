@@ -88,12 +88,9 @@ type Server struct {
 	faultKinds []FaultKind
 	latency    time.Duration
 
-	calls        []call
-	spans        contracttest.Spans
+	calls        contracttest.Recorder
 	contractErrs []error
 }
-
-type call struct{ method, uri string }
 
 // New starts a fake authentik over HTTPS, seeded with the default flows,
 // the self-signed certificate, the OAuth2 scope mappings, an admin user and
@@ -131,7 +128,7 @@ func New(opts ...Option) *Server {
 	}
 	s.token = s.randString(60)
 	s.seed()
-	s.srv = httptest.NewUnstartedServer(s.spans.Handler(s))
+	s.srv = httptest.NewUnstartedServer(s.calls.Handler(s))
 	// Faults drop connections on purpose: keep net/http's complaints at debug.
 	s.srv.Config.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
 	if cert, err := serverCert(); err == nil {
@@ -181,28 +178,16 @@ func (s *Server) ContractErrors() []error {
 	return append([]error(nil), s.contractErrs...)
 }
 
-// Spans returns when each request was served, in the order they ended.
-func (s *Server) Spans() []contracttest.Span { return s.spans.All() }
+// Spans returns when each answered request was served, in the order they arrived.
+func (s *Server) Spans() []contracttest.Span { return s.calls.Spans() }
 
 // CallCount is the number of requests served so far, cheaply: for polling.
-func (s *Server) CallCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.calls)
-}
+func (s *Server) CallCount() int { return s.calls.Len() }
 
 // Calls counts the requests seen with this method ("" for any) whose
 // path and query contain pathContains.
 func (s *Server) Calls(method, pathContains string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, c := range s.calls {
-		if (method == "" || c.method == method) && strings.Contains(c.uri, pathContains) {
-			n++
-		}
-	}
-	return n
+	return s.calls.Count(method, pathContains, true)
 }
 
 // DenyPermission makes the calls needing perm (e.g. "view_flow",
@@ -262,7 +247,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	s.calls = append(s.calls, call{r.Method, r.URL.RequestURI()})
 	latency := s.latency
 	f := s.pickFault(r)
 	s.mu.Unlock()

@@ -130,12 +130,9 @@ type Server struct {
 	rng          *mrand.Rand
 	latency      time.Duration
 	limit        *rateLimit
-	calls        []call
-	spans        contracttest.Spans
+	calls        contracttest.Recorder
 	contractErrs []error
 }
-
-type call struct{ method, path string }
 
 var loadContract = sync.OnceValues(func() (*contracttest.Validator, error) {
 	return contracttest.Load(ContractFile)
@@ -168,7 +165,7 @@ func New(accountID string, opts ...Option) *Server {
 			s.validator = v
 		}
 	}
-	s.ts = httptest.NewServer(s.spans.Handler(s))
+	s.ts = httptest.NewServer(s.calls.Handler(s))
 	return s
 }
 
@@ -243,28 +240,16 @@ func (s *Server) SetLatency(d time.Duration) {
 	s.latency = d
 }
 
-// Spans returns when each request was served, in the order they ended.
-func (s *Server) Spans() []contracttest.Span { return s.spans.All() }
+// Spans returns when each answered request was served, in the order they arrived.
+func (s *Server) Spans() []contracttest.Span { return s.calls.Spans() }
 
 // CallCount is the number of requests served so far, cheaply: for polling.
-func (s *Server) CallCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.calls)
-}
+func (s *Server) CallCount() int { return s.calls.Len() }
 
 // Calls counts the requests received with the method ("" for any) whose
 // path contains pathContains.
 func (s *Server) Calls(method, pathContains string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, c := range s.calls {
-		if (method == "" || c.method == method) && strings.Contains(c.path, pathContains) {
-			n++
-		}
-	}
-	return n
+	return s.calls.Count(method, pathContains, false)
 }
 
 // ContractErrors returns every contract violation seen so far.
@@ -307,7 +292,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	s.calls = append(s.calls, call{r.Method, r.URL.Path})
 	latency := s.latency
 	s.mu.Unlock()
 

@@ -1,0 +1,82 @@
+package contracttest
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Span is when a fake served one request: from its handler's start to its
+// answer, injected latency included. Benchmarks subtract spans from a run's
+// time to find what the client itself spent.
+type Span struct{ Start, End time.Time }
+
+// Recorder records the requests a fake serves: which, and when. The zero
+// value is ready to use; it is safe for concurrent use.
+type Recorder struct {
+	mu    sync.Mutex
+	calls []recorded
+}
+
+type recorded struct {
+	method, path, uri string // uri: path and query
+	span              Span   // End is zero until the request is answered
+}
+
+// Handler wraps h so that every request it serves is recorded when it
+// arrives, and its end when it is answered.
+func (rec *Recorder) Handler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec.mu.Lock()
+		i := len(rec.calls)
+		rec.calls = append(rec.calls, recorded{method: r.Method, path: r.URL.Path, uri: r.URL.RequestURI(), span: Span{Start: time.Now()}})
+		rec.mu.Unlock()
+		defer func() {
+			end := time.Now()
+			rec.mu.Lock()
+			rec.calls[i].span.End = end
+			rec.mu.Unlock()
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Len is the number of requests received so far, cheaply: for polling.
+func (rec *Recorder) Len() int {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return len(rec.calls)
+}
+
+// Count counts the requests received with this method ("" for any) whose
+// path (and query, withQuery) contains contains.
+func (rec *Recorder) Count(method, contains string, withQuery bool) int {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	n := 0
+	for _, c := range rec.calls {
+		target := c.path
+		if withQuery {
+			target = c.uri
+		}
+		if (method == "" || c.method == method) && strings.Contains(target, contains) {
+			n++
+		}
+	}
+	return n
+}
+
+// Spans returns when each answered request was served, in the order they
+// arrived.
+func (rec *Recorder) Spans() []Span {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	out := make([]Span, 0, len(rec.calls))
+	for _, c := range rec.calls {
+		if !c.span.End.IsZero() {
+			out = append(out, c.span)
+		}
+	}
+	return out
+}
