@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -123,27 +122,14 @@ func newBenchEnv(ctx context.Context, o benchEnvOptions) (_ *benchEnv, err error
 		}
 	}()
 
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(e.ak.CertPEM()) {
-		return nil, errors.New("the authentik fake's certificate does not parse")
+	roots, err := fakeRoots(e.ak)
+	if err != nil {
+		return nil, err
 	}
 	if e.dir, err = os.MkdirTemp("", "ssobot-bench-"); err != nil {
 		return nil, fmt.Errorf("temporary directory: %w", err)
 	}
-	cfg := Config{
-		SlackBotToken:       workflow.NewSecret(e.sl.BotToken()),
-		SlackSigningSecret:  workflow.NewSecret(e.secret),
-		SlackAPIURL:         e.sl.APIURL(),
-		AuthentikURL:        e.ak.URL(),
-		AuthentikToken:      workflow.NewSecret(e.ak.Token()),
-		CloudflareAPIToken:  workflow.NewSecret(e.cf.Token()),
-		CloudflareAccountID: demoAccountID,
-		CloudflareBaseURL:   e.cf.URL(),
-		ApproverUsers:       []string{benchApprover},
-		ApprovalsRequired:   1,
-		ApprovalTTL:         defaultApprovalTTL,
-		DBPath:              filepath.Join(e.dir, "ssobot.db"),
-	}
+	cfg := fakesConfig(e.ak, e.cf, e.sl, e.secret, filepath.Join(e.dir, "ssobot.db"), benchApprover)
 	opts := appOptions{Logger: slog.New(e.logs), Roots: roots}
 	if e.app, err = newApp(cfg, opts); err != nil {
 		return nil, err

@@ -121,9 +121,9 @@ func (d *demo) run(ctx context.Context) (err error) {
 	d.out.names = map[string]string{demoRequester: "alice", demoApprover: "bob", d.sl.BotUserID(): "ssobot"}
 	d.out.channels = map[string]string{demoChannel: "platform"}
 
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(d.ak.CertPEM()) {
-		return errors.New("demo: the authentik fake's certificate does not parse")
+	roots, err := fakeRoots(d.ak)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
 	}
 
 	if d.dbPath == "" {
@@ -136,20 +136,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 	}
 	d.secret = randomHex(16)
 
-	cfg := Config{
-		SlackBotToken:       workflow.NewSecret(d.sl.BotToken()),
-		SlackSigningSecret:  workflow.NewSecret(d.secret),
-		SlackAPIURL:         d.sl.APIURL(),
-		AuthentikURL:        d.ak.URL(),
-		AuthentikToken:      workflow.NewSecret(d.ak.Token()),
-		CloudflareAPIToken:  workflow.NewSecret(d.cf.Token()),
-		CloudflareAccountID: demoAccountID,
-		CloudflareBaseURL:   d.cf.URL(),
-		ApproverUsers:       []string{demoRequester, demoApprover},
-		ApprovalsRequired:   1,
-		ApprovalTTL:         defaultApprovalTTL,
-		DBPath:              d.dbPath,
-	}
+	cfg := fakesConfig(d.ak, d.cf, d.sl, d.secret, d.dbPath, demoRequester, demoApprover)
 
 	d.out.title("ssobot demo")
 	d.out.note("The real bot, engine and bbolt store, against in-process fakes over real HTTP:")
@@ -609,4 +596,32 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // never fails (crypto/rand)
 	return hex.EncodeToString(b)
+}
+
+// fakesConfig is the configuration of a bot talking to the in-process fakes
+// (the demo's and the bench's), one approval per gate.
+func fakesConfig(ak *authentiktest.Server, cf *cloudflaretest.Server, sl *slacktest.Server, signingSecret, dbPath string, approvers ...string) Config {
+	return Config{
+		SlackBotToken:       workflow.NewSecret(sl.BotToken()),
+		SlackSigningSecret:  workflow.NewSecret(signingSecret),
+		SlackAPIURL:         sl.APIURL(),
+		AuthentikURL:        ak.URL(),
+		AuthentikToken:      workflow.NewSecret(ak.Token()),
+		CloudflareAPIToken:  workflow.NewSecret(cf.Token()),
+		CloudflareAccountID: demoAccountID,
+		CloudflareBaseURL:   cf.URL(),
+		ApproverUsers:       approvers,
+		ApprovalsRequired:   1,
+		ApprovalTTL:         defaultApprovalTTL,
+		DBPath:              dbPath,
+	}
+}
+
+// fakeRoots trusts the authentik fake's generated certificate, and only it.
+func fakeRoots(ak *authentiktest.Server) (*x509.CertPool, error) {
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(ak.CertPEM()) {
+		return nil, errors.New("the authentik fake's certificate does not parse")
+	}
+	return roots, nil
 }
