@@ -155,7 +155,9 @@ type app struct {
 	bot        *bot.Bot
 	// foreground lets acknowledgements go before background API calls.
 	foreground *bot.Foreground
-	engine     *workflow.Engine
+	// oidcTransport carries the checks of authentik's public OIDC URLs.
+	oidcTransport http.RoundTripper
+	engine        *workflow.Engine
 
 	mu       sync.Mutex
 	stopping bool
@@ -193,12 +195,7 @@ func (a *app) engineConfig(opts appOptions) workflow.Config {
 	cfg := a.cfg
 	// The public OIDC URLs are checked the way Cloudflare fetches them: with
 	// the system roots, unless the demo injects its own.
-	oidcClient := oidc.SystemClient()
-	if opts.Roots != nil {
-		oidcClient = oidc.WithRoots(opts.Roots)
-	}
-	oidcClient.Transport = a.foreground.Transport(oidcClient.Transport)
-	endpoints := oidc.New(oidcClient)
+	endpoints := oidc.New(&http.Client{Timeout: oidc.Timeout, Transport: a.foreground.Transport(a.oidcTransport)})
 	return workflow.Config{
 		Store:     a.store,
 		Authentik: a.authentik,
@@ -241,6 +238,8 @@ func (a *app) wire(opts appOptions) error {
 		tlsBase = base.Clone()
 		tlsBase.TLSClientConfig = &tls.Config{RootCAs: opts.Roots, MinVersion: tls.VersionTLS12}
 	}
+	// authentik's public URLs get a pool of their own, with the same limits.
+	a.oidcTransport = tlsBase.Clone()
 	// Only background work calls these APIs; it waits for the
 	// acknowledgements in flight before each call (the wait is not metered).
 	a.foreground = bot.NewForeground()

@@ -26,25 +26,20 @@ type Checker struct {
 // system roots (SSL_CERT_FILE and SSL_CERT_DIR are honoured by crypto/x509).
 func New(client *http.Client) *Checker {
 	if client == nil {
-		client = SystemClient()
+		client = &http.Client{Timeout: Timeout}
 	}
 	return &Checker{client: client}
 }
 
-// SystemClient returns the HTTP client New uses by default: the system roots.
-func SystemClient() *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConnsPerHost, t.MaxConnsPerHost = 8, 32
-	return &http.Client{Timeout: 15 * time.Second, Transport: t}
-}
+// Timeout bounds each request of the checker's own clients.
+const Timeout = 15 * time.Second
 
-// WithRoots returns an HTTP client that trusts only the given roots: for the
-// demo and tests, whose authentik has a generated certificate.
+// WithRoots returns an HTTP client that trusts only the given roots: for
+// tests, whose authentik has a generated certificate.
 func WithRoots(roots *x509.CertPool) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	t.MaxIdleConnsPerHost, t.MaxConnsPerHost = 8, 32
-	return &http.Client{Timeout: 15 * time.Second, Transport: t}
+	return &http.Client{Timeout: Timeout, Transport: t}
 }
 
 const maxBody = 1 << 20
