@@ -63,3 +63,30 @@ func BenchmarkListOpen(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkGetRun reads a run that has not changed since it was last read
+// (the memo's copy) and one written between reads (a decoding each time).
+func BenchmarkGetRun(b *testing.B) {
+	for _, tt := range []struct {
+		name    string
+		changed bool
+	}{{"unchanged", false}, {"changed", true}} {
+		b.Run(tt.name, func(b *testing.B) {
+			s := openTest(b)
+			r := newRun("Grafana", workflow.StateRunning)
+			bulkCreate(b, s, []*workflow.Run{r})
+			for b.Loop() {
+				if tt.changed {
+					b.StopTimer()
+					if _, err := s.UpdateRun(b.Context(), r.ID, func(*workflow.Run) ([]workflow.Event, error) { return nil, nil }); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+				}
+				if _, err := s.GetRun(b.Context(), r.ID); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

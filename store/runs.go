@@ -55,7 +55,7 @@ func (s *Store) GetRun(ctx context.Context, id int64) (*workflow.Run, error) {
 	var r *workflow.Run
 	err := s.view(func(tx *bolt.Tx) error {
 		var err error
-		r, err = getRun(tx, id)
+		r, err = s.getRun(tx, id)
 		return err
 	})
 	if err != nil {
@@ -80,7 +80,7 @@ func (s *Store) UpdateRun(ctx context.Context, id int64, fn func(r *workflow.Run
 		events, stored []workflow.Event
 	)
 	err := s.update(func(tx *bolt.Tx) error {
-		r, err := getRun(tx, id)
+		r, err := s.getRun(tx, id)
 		if errors.Is(err, workflow.ErrNotFound) {
 			return errSkip(err)
 		}
@@ -180,7 +180,7 @@ func (s *Store) ListRuns(ctx context.Context, opts workflow.ListOptions) ([]*wor
 				if !want[workflow.State(v)] {
 					continue
 				}
-				r, err := decodeRun(k, runs.Get(k))
+				r, err := s.memo.decode(k, runs.Get(k), true)
 				if err != nil {
 					return err
 				}
@@ -203,7 +203,7 @@ func (s *Store) ListRuns(ctx context.Context, opts workflow.ListOptions) ([]*wor
 					continue
 				}
 			}
-			r, err := decodeRun(k, v)
+			r, err := s.memo.decode(k, v, false)
 			if err != nil {
 				return err
 			}
@@ -359,13 +359,13 @@ func lastSeq(c *bolt.Cursor, id int64) uint64 {
 	return binary.BigEndian.Uint64(k[8:])
 }
 
-func getRun(tx *bolt.Tx, id int64) (*workflow.Run, error) {
+func (s *Store) getRun(tx *bolt.Tx, id int64) (*workflow.Run, error) {
 	k := runKey(id)
 	v := tx.Bucket(bucketRuns).Get(k)
 	if v == nil {
 		return nil, workflow.ErrNotFound
 	}
-	return decodeRun(k, v)
+	return s.memo.decode(k, v, true)
 }
 
 // decodeRun decodes a stored run; the result shares no memory with v, which

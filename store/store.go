@@ -74,6 +74,7 @@ type Store struct {
 	db       *bolt.DB
 	path     string
 	readOnly bool
+	memo     *runMemo
 
 	committer committer
 	commits   atomic.Uint64 // write transactions committed (each one fsync)
@@ -121,7 +122,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, path: path, readOnly: opts.ReadOnly}
+	s := &Store{db: db, path: path, readOnly: opts.ReadOnly, memo: newRunMemo(memoRuns)}
 	if opts.ReadOnly {
 		err = inspect(db, path, false, opts.Verify)
 	} else {
@@ -137,7 +138,7 @@ func Open(path string, opts Options) (*Store, error) {
 // inspect validates an open database without writing to it and, when
 // verify is set, runs Check.
 func inspect(db *bolt.DB, path string, allowEmpty, verify bool) error {
-	s := &Store{db: db, path: path, readOnly: true}
+	s := &Store{db: db, path: path, readOnly: true, memo: newRunMemo(memoRuns)}
 	if err := s.view(func(tx *bolt.Tx) error { return validate(tx, path, allowEmpty) }); err != nil {
 		return err
 	}

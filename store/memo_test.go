@@ -1,0 +1,147 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/ssobot/ssobot/workflow"
+)
+
+// TestMemoFollowsWrites reads a run between writes of every kind: each read
+// must show what is stored, whether the run's last decoding is remembered
+// or not.
+func TestMemoFollowsWrites(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	r := mustCreate(t, s, newRun("Grafana", workflow.StateRunning))
+	get := func() *workflow.Run {
+		t.Helper()
+		got, err := s.GetRun(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	get() // remembered from here on
+
+	refused := errors.New("refused")
+	tests := []struct {
+		name        string
+		fn          func(r *workflow.Run) ([]workflow.Event, error)
+		wantMessage string
+	}{
+		{"update", func(r *workflow.Run) ([]workflow.Event, error) {
+			r.MessageRef = "first"
+			return nil, nil
+		}, "first"},
+		{"refused update changes nothing", func(r *workflow.Run) ([]workflow.Event, error) {
+			r.MessageRef = "never stored"
+			return nil, refused
+		}, "first"},
+		{"second update", func(r *workflow.Run) ([]workflow.Event, error) {
+			r.MessageRef = "second"
+			return nil, nil
+		}, "second"},
+	}
+	for _, tt := range tests {
+		_, err := s.UpdateRun(ctx, r.ID, tt.fn)
+		if err != nil && !errors.Is(err, refused) {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		for i := range 2 { // a decoding, then the remembered one
+			if got := get(); got.MessageRef != tt.wantMessage {
+				t.Fatalf("%s: read %d: MessageRef = %q, want %q", tt.name, i, got.MessageRef, tt.wantMessage)
+			}
+		}
+	}
+}
+
+// TestMemoConcurrentReadersSeeEveryWrite has readers race a writer: a
+// reader that starts after an update was committed must never see an older
+// version, however its read interleaves with the memo's updates.
+func TestMemoConcurrentReadersSeeEveryWrite(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	r := mustCreate(t, s, newRun("Grafana", workflow.StateRunning))
+	var (
+		mu        sync.Mutex
+		committed uint64 = 1
+	)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				mu.Lock()
+				floor := committed
+				mu.Unlock()
+				got, err := s.GetRun(ctx, r.ID)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if got.Version < floor {
+					errs <- fmt.Errorf("read version %d after version %d was committed", got.Version, floor)
+					return
+				}
+			}
+		})
+	}
+	for range 200 {
+		u, err := s.UpdateRun(ctx, r.ID, func(r *workflow.Run) ([]workflow.Event, error) { return nil, nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		committed = u.Version
+		mu.Unlock()
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestMemoBounded reads more runs than the memo keeps, and a listing of
+// the whole history: the memo stays within its bound, and the listing does
+// not push the runs read one by one out.
+func TestMemoBounded(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	runs := make([]*workflow.Run, memoRuns+50)
+	for i := range runs {
+		runs[i] = newRun(fmt.Sprintf("App %d", i), workflow.StateSucceeded)
+	}
+	bulkCreate(t, s, runs)
+	if _, err := s.GetRun(ctx, runs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.memo.len(); n != 1 {
+		t.Fatalf("memo holds %d runs after one read, want 1", n)
+	}
+	if _, err := s.ListRuns(ctx, workflow.ListOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.memo.len(); n != 1 {
+		t.Fatalf("memo holds %d runs after listing the history, want 1", n)
+	}
+	for _, r := range runs {
+		if _, err := s.GetRun(ctx, r.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.memo.len(); n != memoRuns {
+		t.Fatalf("memo holds %d runs after reading %d, want its bound %d", n, len(runs), memoRuns)
+	}
+}
