@@ -299,8 +299,11 @@ func cleanSlackText(s string) string {
 		}
 		return inner
 	})
-	return strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&").Replace(s)
+	return entityUnescaper.Replace(s)
 }
+
+// entityUnescaper undoes the only three escapes Slack applies to text.
+var entityUnescaper = strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&")
 
 // quoteUser quotes text a person typed for a message: shortened and escaped.
 func quoteUser(s string) string { return "“" + Escape(truncateRunes(s, 40)) + "”" }

@@ -80,7 +80,9 @@ func Escape(s string) string { return mrkdwnEscaper.Replace(s) }
 
 // plainSafe keeps angle brackets out of plain_text, where Slack's handling
 // of entities is not documented: look-alikes cannot form a mention or link.
-func plainSafe(s string) string { return strings.NewReplacer("<", "‹", ">", "›").Replace(s) }
+func plainSafe(s string) string { return angleLookalikes.Replace(s) }
+
+var angleLookalikes = strings.NewReplacer("<", "‹", ">", "›")
 
 var entityEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
