@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/slack-go/slack"
+	"github.com/tidwall/gjson"
 
 	"github.com/ssobot/ssobot/workflow"
 )
@@ -90,6 +92,13 @@ func (b *Bot) serveInteraction(w http.ResponseWriter, r *http.Request) {
 }
 
 // parseInteraction decodes the form field payload of an interaction body.
+//
+// A click's payload carries the whole message it was on (every block of the
+// run's message), and the bot reads a dozen fields of it: one pass over
+// the top level with gjson (after one validating pass) skips the message
+// without building it, and only the small parts the bot needs whole (the
+// actions, a submitted view) go through encoding/json. This was most of
+// what a click's acknowledgement cost beyond the signature check.
 func parseInteraction(body []byte) (slack.InteractionCallback, error) {
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
@@ -103,50 +112,92 @@ func parseInteraction(body []byte) (slack.InteractionCallback, error) {
 	if !utf8.ValidString(payload) {
 		return slack.InteractionCallback{}, errors.New("payload is not valid UTF-8")
 	}
-	var p interactionPayload
-	if err := json.Unmarshal([]byte(payload), &p); err != nil {
-		return slack.InteractionCallback{}, fmt.Errorf("decode payload: %w", err)
+	if !gjson.Valid(payload) {
+		return slack.InteractionCallback{}, errors.New("decode payload: not valid JSON")
 	}
-	cb := slack.InteractionCallback{Type: p.Type, ResponseURL: p.ResponseURL, TriggerID: p.TriggerID}
-	cb.User.ID, cb.User.Name = p.User.ID, p.User.Name
-	cb.Channel.ID = p.Channel.ID
-	cb.Container = slack.Container{Type: p.Container.Type, ViewID: p.Container.ViewID, MessageTs: p.Container.MessageTs, ChannelID: p.Container.ChannelID, IsEphemeral: p.Container.IsEphemeral}
-	for _, a := range p.Actions {
-		if a != nil {
-			cb.ActionCallback.BlockActions = append(cb.ActionCallback.BlockActions, a)
+	top := gjson.Parse(payload)
+	if !top.IsObject() {
+		return slack.InteractionCallback{}, errors.New("decode payload: not an object")
+	}
+	var (
+		cb        slack.InteractionCallback
+		actions   gjson.Result
+		view      gjson.Result
+		decodeErr error
+		str       = func(name string, v gjson.Result, dst *string) {
+			switch v.Type {
+			case gjson.Null: // absent or null: left empty, as encoding/json would
+			case gjson.String:
+				*dst = v.Str
+			default:
+				decodeErr = cmp.Or(decodeErr, fmt.Errorf("decode payload: %s is not a string", name))
+			}
+		}
+		obj = func(name string, v gjson.Result, fields map[string]*string) {
+			if v.Type == gjson.Null {
+				return
+			}
+			if !v.IsObject() {
+				decodeErr = cmp.Or(decodeErr, fmt.Errorf("decode payload: %s is not an object", name))
+				return
+			}
+			v.ForEach(func(k, v gjson.Result) bool {
+				if dst, ok := fields[k.Str]; ok {
+					str(name+"."+k.Str, v, dst)
+				}
+				return true
+			})
+		}
+	)
+	top.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "type":
+			str("type", v, (*string)(&cb.Type))
+		case "response_url":
+			str("response_url", v, &cb.ResponseURL)
+		case "trigger_id":
+			str("trigger_id", v, &cb.TriggerID)
+		case "user":
+			obj("user", v, map[string]*string{"id": &cb.User.ID, "name": &cb.User.Name})
+		case "channel":
+			obj("channel", v, map[string]*string{"id": &cb.Channel.ID})
+		case "container":
+			obj("container", v, map[string]*string{"type": &cb.Container.Type, "view_id": &cb.Container.ViewID,
+				"message_ts": &cb.Container.MessageTs, "channel_id": &cb.Container.ChannelID})
+			switch e := v.Get("is_ephemeral"); e.Type {
+			case gjson.Null:
+			case gjson.True, gjson.False:
+				cb.Container.IsEphemeral = e.Bool()
+			default:
+				decodeErr = cmp.Or(decodeErr, errors.New("decode payload: container.is_ephemeral is not a boolean"))
+			}
+		case "actions":
+			actions = v
+		case "view":
+			view = v
+		}
+		return true
+	})
+	if decodeErr != nil {
+		return slack.InteractionCallback{}, decodeErr
+	}
+	if actions.Type != gjson.Null {
+		var list []*slack.BlockAction
+		if err := json.Unmarshal([]byte(actions.Raw), &list); err != nil {
+			return slack.InteractionCallback{}, fmt.Errorf("decode payload: actions: %w", err)
+		}
+		for _, a := range list {
+			if a != nil {
+				cb.ActionCallback.BlockActions = append(cb.ActionCallback.BlockActions, a)
+			}
 		}
 	}
-	if p.Type == slack.InteractionTypeViewSubmission && len(p.View) > 0 {
-		if err := json.Unmarshal(p.View, &cb.View); err != nil {
+	if cb.Type == slack.InteractionTypeViewSubmission && view.Type != gjson.Null {
+		if err := json.Unmarshal([]byte(view.Raw), &cb.View); err != nil {
 			return slack.InteractionCallback{}, fmt.Errorf("decode view: %w", err)
 		}
 	}
 	return cb, nil
-}
-
-// interactionPayload is what the bot reads of an interaction. A click's
-// payload carries the whole message it was on (every block of the run's
-// message); decoding only these fields keeps the acknowledgement cheap.
-type interactionPayload struct {
-	Type        slack.InteractionType `json:"type"`
-	ResponseURL string                `json:"response_url"`
-	TriggerID   string                `json:"trigger_id"`
-	User        struct {
-		ID   string `json:"id"`
-		Name string `json:"name"`
-	} `json:"user"`
-	Channel struct {
-		ID string `json:"id"`
-	} `json:"channel"`
-	Container struct {
-		Type        string `json:"type"`
-		ViewID      string `json:"view_id"`
-		MessageTs   string `json:"message_ts"`
-		ChannelID   string `json:"channel_id"`
-		IsEphemeral bool   `json:"is_ephemeral"`
-	} `json:"container"`
-	Actions []*slack.BlockAction `json:"actions"`
-	View    json.RawMessage      `json:"view"`
 }
 
 // readVerified reads a bounded body and checks its signature. On failure it
