@@ -19,14 +19,24 @@ import (
 // Under a flood that outlasts the first wait, background work goes one call
 // at a time: slower, never stopped.
 //
+// A burst ends once no request has been in flight for quietFor, not the
+// moment none is: under steady traffic the count touches zero between
+// requests, and releasing every waiting piece of background work at each
+// such instant let it take the CPU from the requests arriving right after
+// (which then spent longer outside the handlers, touching zero more often).
+//
 // The zero value is not usable; build it with NewForeground. A nil
 // *Foreground waits for nothing.
 type Foreground struct {
 	active atomic.Int64
 	served atomic.Uint64
 
-	mu   sync.Mutex
-	idle chan struct{} // closed when the last request in flight is answered
+	mu    sync.Mutex
+	idle  chan struct{} // closed once no request has been in flight for quietFor
+	quiet *time.Timer   // closes idle once quietFor has passed since lastEnd
+	// lastEnd is when the count last dropped to zero.
+	lastEnd  time.Time
+	quietFor time.Duration
 
 	slot    chan struct{} // the one piece of background work let through at a time
 	waiting atomic.Int64  // background work yielding
@@ -36,7 +46,7 @@ type Foreground struct {
 func NewForeground() *Foreground {
 	idle := make(chan struct{})
 	close(idle)
-	return &Foreground{idle: idle, slot: make(chan struct{}, 1)}
+	return &Foreground{idle: idle, slot: make(chan struct{}, 1), quietFor: quietFor}
 }
 
 // Begin marks a request being answered; the returned function marks it
@@ -47,7 +57,7 @@ func (f *Foreground) Begin() (end func()) {
 	}
 	f.served.Add(1)
 	f.mu.Lock()
-	if f.active.Add(1) == 1 {
+	if f.active.Add(1) == 1 && isClosed(f.idle) {
 		f.idle = make(chan struct{})
 	}
 	f.mu.Unlock()
@@ -56,10 +66,38 @@ func (f *Foreground) Begin() (end func()) {
 		once.Do(func() {
 			f.mu.Lock()
 			if f.active.Add(-1) == 0 {
-				close(f.idle)
+				f.lastEnd = time.Now()
+				if f.quiet == nil {
+					f.quiet = time.AfterFunc(f.quietFor, f.settle)
+				} else {
+					f.quiet.Reset(f.quietFor)
+				}
 			}
 			f.mu.Unlock()
 		})
+	}
+}
+
+// settle ends the burst when no request has been in flight for quietFor.
+func (f *Foreground) settle() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.active.Load() > 0 || isClosed(f.idle) {
+		return // the next end schedules it again
+	}
+	if left := f.quietFor - time.Since(f.lastEnd); left > 0 {
+		f.quiet.Reset(left) // a request came and went since this was scheduled
+		return
+	}
+	close(f.idle)
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -127,6 +165,11 @@ func (f *Foreground) Yield(ctx context.Context) (done func(), err error) {
 		return nil, ctx.Err()
 	}
 }
+
+// quietFor is how long no request must be in flight for a burst to be
+// over: longer than the gaps between the requests of a busy workspace, short
+// enough that a lone command's run starts at once to a person.
+const quietFor = 5 * time.Millisecond
 
 // yieldAtMost is how long a background call waits for the requests in
 // flight to be answered before it goes anyway (one at a time).

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestForegroundNil(t *testing.T) {
@@ -34,10 +35,41 @@ func TestForegroundCounts(t *testing.T) {
 	if f.Active() != 0 {
 		t.Fatalf("active = %d, want 0", f.Active())
 	}
-	select {
-	case <-f.idle:
-	default:
-		t.Error("idle is not signalled once no request is in flight")
+	<-f.idle // signalled once no request has been in flight for quietFor
+}
+
+// The burst is over only once no request has been in flight for quietFor:
+// a request beginning within it keeps background work waiting.
+func TestForegroundQuietPeriod(t *testing.T) {
+	f := NewForeground()
+	f.quietFor = time.Hour
+	f.Begin()()
+	if isClosed(f.idle) {
+		t.Fatal("idle right after the last request ended, want it after the quiet period")
+	}
+	end := f.Begin()
+	f.mu.Lock()
+	f.lastEnd = time.Now().Add(-2 * time.Hour) // the quiet period would be over
+	f.mu.Unlock()
+	f.settle()
+	if isClosed(f.idle) {
+		t.Fatal("idle while a request is in flight")
+	}
+	end()
+	f.settle() // fires early: the last end was just now
+	if isClosed(f.idle) {
+		t.Fatal("idle before the quiet period after the last request")
+	}
+	f.mu.Lock()
+	f.lastEnd = time.Now().Add(-2 * time.Hour)
+	f.mu.Unlock()
+	f.settle()
+	if !isClosed(f.idle) {
+		t.Fatal("not idle once the quiet period has passed")
+	}
+	f.Begin()
+	if isClosed(f.idle) {
+		t.Fatal("a new request after the burst ended did not start another")
 	}
 }
 
