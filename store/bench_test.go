@@ -90,3 +90,24 @@ func BenchmarkGetRun(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCreateRunParallel is many commands starting runs at once: the
+// creates share commits.
+func BenchmarkCreateRunParallel(b *testing.B) {
+	s := openTest(b)
+	r := newRun("Grafana", workflow.StatePending)
+	before, writes := s.Commits(), s.Writes()
+	b.SetParallelism(25) // 50 writers on 2 CPUs
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := s.CreateRun(b.Context(), r.Clone(), note("created")); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	reportCommits(b, s, before)
+	if c := s.Commits() - before; c > 0 {
+		b.ReportMetric(float64(s.Writes()-writes)/float64(c), "writes/commit")
+	}
+}
