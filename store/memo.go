@@ -28,8 +28,10 @@ type memoEntry struct {
 	run *workflow.Run
 }
 
-// memoRuns bounds the memo. Open runs and the ones people ask about are
-// the hot set; a run is a few kilobytes twice over (bytes and decoding).
+// memoRuns bounds the memo. Only open runs are kept: they are the hot set
+// (the engine reads and rewrites them, people ask about them and click on
+// them), and a finished run would hold its ~10 kB (bytes and decoding) for
+// nothing once the service is idle.
 const memoRuns = 256
 
 func newRunMemo(max int) *runMemo {
@@ -38,8 +40,8 @@ func newRunMemo(max int) *runMemo {
 
 // decode returns a copy of the run stored as v under k, decoding v only
 // when it is not the bytes last decoded for that run. A decoding is
-// remembered only when keep is set: a scan of the history would otherwise
-// push the hot runs out.
+// remembered only when keep is set (a scan of the history would otherwise
+// push the hot runs out) and the run is open.
 func (m *runMemo) decode(k, v []byte, keep bool) (*workflow.Run, error) {
 	if v == nil {
 		return decodeRun(k, v)
@@ -52,11 +54,22 @@ func (m *runMemo) decode(k, v []byte, keep bool) (*workflow.Run, error) {
 		return e.run.Clone(), nil
 	}
 	r, err := decodeRun(k, v)
-	if err != nil || !keep {
-		return r, err
+	switch {
+	case err != nil || !keep:
+	case r.State.Terminal():
+		if ok {
+			m.forget(id)
+		}
+	default:
+		m.put(id, memoEntry{raw: bytes.Clone(v), run: r.Clone()})
 	}
-	m.put(id, memoEntry{raw: bytes.Clone(v), run: r.Clone()})
-	return r, nil
+	return r, err
+}
+
+func (m *runMemo) forget(id int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.entries, id)
 }
 
 func (m *runMemo) put(id int64, e memoEntry) {

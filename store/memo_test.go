@@ -121,7 +121,7 @@ func TestMemoBounded(t *testing.T) {
 	s := openTest(t)
 	runs := make([]*workflow.Run, memoRuns+50)
 	for i := range runs {
-		runs[i] = newRun(fmt.Sprintf("App %d", i), workflow.StateSucceeded)
+		runs[i] = newRun(fmt.Sprintf("App %d", i), workflow.StateAwaitingApproval)
 	}
 	bulkCreate(t, s, runs)
 	if _, err := s.GetRun(ctx, runs[0].ID); err != nil {
@@ -143,5 +143,35 @@ func TestMemoBounded(t *testing.T) {
 	}
 	if n := s.memo.len(); n != memoRuns {
 		t.Fatalf("memo holds %d runs after reading %d, want its bound %d", n, len(runs), memoRuns)
+	}
+}
+
+// TestMemoForgetsFinishedRuns: a run is remembered while it is open and
+// forgotten once it is read finished, so an idle service holds none.
+func TestMemoForgetsFinishedRuns(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	r := mustCreate(t, s, newRun("Grafana", workflow.StateRunning))
+	done := mustCreate(t, s, newRun("Vault", workflow.StateSucceeded))
+	for _, id := range []int64{r.ID, done.ID} {
+		if _, err := s.GetRun(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.memo.len(); n != 1 {
+		t.Fatalf("memo holds %d runs after reading an open and a finished one, want 1", n)
+	}
+	if _, err := s.UpdateRun(ctx, r.ID, func(r *workflow.Run) ([]workflow.Event, error) {
+		r.State = workflow.StateSucceeded
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetRun(ctx, r.ID)
+	if err != nil || got.State != workflow.StateSucceeded {
+		t.Fatalf("run = %v, %v; want succeeded", got, err)
+	}
+	if n := s.memo.len(); n != 0 {
+		t.Fatalf("memo holds %d runs once both are finished, want 0", n)
 	}
 }
