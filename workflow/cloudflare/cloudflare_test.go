@@ -661,3 +661,27 @@ func TestListServerIgnoresPage(t *testing.T) {
 		t.Errorf("%d requests, want 2", calls)
 	}
 }
+
+// BenchmarkListIdentityProviders lists an account holding 211 login methods
+// of mixed types (5 pages), as preflight and the create step each do.
+func BenchmarkListIdentityProviders(b *testing.B) {
+	srv := cloudflaretest.New(account, cloudflaretest.WithoutContract())
+	b.Cleanup(srv.Close)
+	for i := range 211 {
+		p := cloudflaretest.IdentityProvider{Name: fmt.Sprintf("idp-%d", i), Type: "oidc", Config: cloudflaretest.Config{
+			ClientID: fmt.Sprintf("cid-%d", i), ClientSecret: secret, AuthURL: "https://a/", TokenURL: "https://t/", CertsURL: "https://c/",
+			Scopes: []string{"openid", "email", "profile"}, EmailClaimName: "email",
+		}}
+		if i%4 == 1 {
+			p = cloudflaretest.IdentityProvider{Name: fmt.Sprintf("pin-%d", i), Type: "onetimepin"}
+		}
+		srv.AddIdentityProvider(p)
+	}
+	c := newClient(srv)
+	for b.Loop() {
+		got, err := c.ListIdentityProviders(b.Context())
+		if err != nil || len(got) != 211 {
+			b.Fatalf("listed %d, %v; want 211", len(got), err)
+		}
+	}
+}
