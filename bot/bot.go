@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -102,6 +103,8 @@ type Bot struct {
 	bgCtx context.Context
 	// bgSlots bounds the background work running at once.
 	bgSlots chan struct{}
+	// tracked is how many runs the delivery worker remembers (for tests).
+	tracked atomic.Int64
 }
 
 // New checks the configuration and returns a bot.

@@ -177,7 +177,13 @@ func (b *Bot) process(ctx context.Context, states map[int64]*runState, w work) {
 	}
 	err := b.deliver(ctx, st, w)
 	if err == nil {
-		b.queue.done(w, false, time.Time{}, false)
+		if b.queue.done(w, false, time.Time{}, false) && w.run.State.Terminal() {
+			// Nothing more comes for a finished run unless it is retried,
+			// and then its message reference is on the run: remembering
+			// every run ever delivered would grow without end.
+			delete(states, id)
+		}
+		b.tracked.Store(int64(len(states)))
 		return
 	}
 	if ctx.Err() != nil {

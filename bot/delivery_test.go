@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -403,5 +404,51 @@ func TestCatchUpPostsUndeliveredOutcome(t *testing.T) {
 	}
 	if after := len(h.slack.Thread("C1", rootTS)); after != before {
 		t.Errorf("the outcome was posted again: %d replies, was %d", after, before)
+	}
+}
+
+// The worker forgets a run once it has delivered it finished, so that it
+// does not remember every run it ever posted; a retried run is picked up
+// again from its message reference, without a second root message.
+func TestDeliveryForgetsFinishedRuns(t *testing.T) {
+	h := newHarness(t, nil)
+	eng := newFakeEngine(h.clock)
+	h.bot.Attach(eng)
+	run := awaiting(42, 3)
+	eng.put(run)
+	h.startWorker()
+	waitTracked := func(want int64) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for h.bot.tracked.Load() != want {
+			select {
+			case <-deadline:
+				t.Fatalf("the worker remembers %d runs, want %d", h.bot.tracked.Load(), want)
+			default:
+				runtime.Gosched()
+			}
+		}
+	}
+	h.bot.RunChanged(context.Background(), run, nil)
+	calls := h.waitCalls("the root message", func(c []slacktest.Call) bool { return len(rootPosts(c)) == 1 })
+	ts := resultTS(rootPosts(calls)[0])
+	waitTracked(1)
+
+	failed := run.Clone()
+	failed.Version, failed.State, failed.MessageRef = 4, workflow.StateFailed, "C1|"+ts
+	failed.Error = "authentik: create provider: 400"
+	h.bot.RunChanged(context.Background(), failed, []workflow.Event{{RunID: 42, Seq: 4, Type: workflow.EventFailed, Message: failed.Error}})
+	h.waitCalls("the failure", func(c []slacktest.Call) bool { return len(okCalls(c, "chat.update")) == 1 })
+	waitTracked(0)
+
+	retried := failed.Clone()
+	retried.Version, retried.State, retried.Error = 6, workflow.StateRunning, ""
+	h.bot.RunChanged(context.Background(), retried, []workflow.Event{{RunID: 42, Seq: 5, Type: workflow.EventStepStarted, Step: workflow.StepAuthentikProvider}})
+	calls = h.waitCalls("the retry", func(c []slacktest.Call) bool { return len(okCalls(c, "chat.update")) == 2 })
+	if n := len(rootPosts(calls)); n != 1 {
+		t.Fatalf("%d root messages after the retry, want 1 (the first, edited)\n%s", n, callList(calls))
+	}
+	if up := okCalls(calls, "chat.update")[1]; up.Param("ts") != ts {
+		t.Fatalf("the retry edited %s, want the run's message %s", up.Param("ts"), ts)
 	}
 }

@@ -94,21 +94,23 @@ func (q *queue) take(now time.Time) (work, bool, time.Duration) {
 }
 
 // done records the outcome of taken work. On failure the work goes back in
-// front of anything that arrived meanwhile, not before retryAt.
-func (q *queue) done(w work, failed bool, retryAt time.Time, countFailure bool) {
+// front of anything that arrived meanwhile, not before retryAt. It reports
+// whether the run has no work left in the queue.
+func (q *queue) done(w work, failed bool, retryAt time.Time, countFailure bool) (idle bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	it := q.items[w.run.ID]
 	if it == nil {
-		return
+		return true
 	}
 	if !failed {
 		it.failures = 0
 		it.notBefore = time.Time{}
 		if !it.queued {
 			delete(q.items, w.run.ID)
+			return true
 		}
-		return
+		return false
 	}
 	if countFailure {
 		it.failures++
@@ -120,6 +122,7 @@ func (q *queue) done(w work, failed bool, retryAt time.Time, countFailure bool) 
 		it.queued = true
 		q.order = append(q.order, w.run.ID)
 	}
+	return false
 }
 
 // failures is how many times in a row delivery of a run failed.
