@@ -218,10 +218,14 @@ func (a *app) engineConfig(opts appOptions) workflow.Config {
 	}
 }
 
-// The connections to each API host: at most, and kept idle.
+// The connections to each API host: at most, and kept idle. The same
+// number: with fewer kept than opened, every burst beyond the idle pool
+// paid new TLS handshakes (post-quantum key exchange and all) for
+// connections closed again right after. 16 covers a step's parallel reads
+// (at most 9) with room; a larger burst queues for a connection.
 const (
-	maxConnsPerHost     = 32
-	maxIdleConnsPerHost = 8
+	maxConnsPerHost     = 16
+	maxIdleConnsPerHost = 16
 )
 
 func (a *app) wire(opts appOptions) error {
@@ -229,7 +233,7 @@ func (a *app) wire(opts appOptions) error {
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	// Concurrent steps talk to the same hosts: a burst waits for one of a
 	// bounded set of connections rather than opening more (each a TLS
-	// handshake for authentik), and a few stay open between bursts (Go's
+	// handshake for authentik), and they stay open between bursts (Go's
 	// default keeps two).
 	base.MaxIdleConnsPerHost = maxIdleConnsPerHost
 	base.MaxConnsPerHost = maxConnsPerHost
