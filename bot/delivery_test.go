@@ -45,12 +45,19 @@ func awaiting(id int64, version uint64) *workflow.Run {
 	return r
 }
 
-func TestDeliveryPostsRootThenEditsInPlace(t *testing.T) {
+// newDeliveryTest is a bot on a fake engine holding run 42, waiting at the
+// authentik gate; the worker is not started.
+func newDeliveryTest(t *testing.T) (*harness, *fakeEngine, *workflow.Run) {
 	h := newHarness(t, nil)
 	eng := newFakeEngine(h.clock)
 	h.bot.Attach(eng)
 	run := awaiting(42, 3)
 	eng.put(run)
+	return h, eng, run
+}
+
+func TestDeliveryPostsRootThenEditsInPlace(t *testing.T) {
+	h, eng, run := newDeliveryTest(t)
 
 	// Several snapshots before the worker runs coalesce into one message
 	// showing the newest; the events all reach the thread, in order.
@@ -411,11 +418,7 @@ func TestCatchUpPostsUndeliveredOutcome(t *testing.T) {
 // does not remember every run it ever posted; a retried run is picked up
 // again from its message reference, without a second root message.
 func TestDeliveryForgetsFinishedRuns(t *testing.T) {
-	h := newHarness(t, nil)
-	eng := newFakeEngine(h.clock)
-	h.bot.Attach(eng)
-	run := awaiting(42, 3)
-	eng.put(run)
+	h, _, run := newDeliveryTest(t)
 	h.startWorker()
 	waitTracked := func(want int64) {
 		t.Helper()
