@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -126,23 +127,13 @@ func benchCallsClean(ctx context.Context, b *bench, s *benchSection) error {
 	}
 
 	bt := s.table("Calls per run by route (from ssobot_api_requests_total and the Slack fake)", "system", "call", "per run")
-	var keys []string
-	for k := range routesAfter {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(routesAfter)) {
 		if d := routesAfter[k] - routesBefore[k]; d > 0 {
 			sys, route, _ := strings.Cut(k, " ")
 			bt.row(sys, route, fmt.Sprintf("%.1f", d/float64(n)))
 		}
 	}
-	var methods []string
-	for m := range slackAfter {
-		methods = append(methods, m)
-	}
-	slices.Sort(methods)
-	for _, m := range methods {
+	for _, m := range slices.Sorted(maps.Keys(slackAfter)) {
 		if d := slackAfter[m] - slackBefore[m]; d > 0 {
 			bt.row(systemSlack, m, fmt.Sprintf("%.1f", per(d)))
 		}

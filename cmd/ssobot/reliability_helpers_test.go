@@ -28,6 +28,7 @@ import (
 	"github.com/ssobot/ssobot/bot/slacktest"
 	"github.com/ssobot/ssobot/workflow/authentik/authentiktest"
 	"github.com/ssobot/ssobot/workflow/cloudflare/cloudflaretest"
+	"github.com/ssobot/ssobot/workflow/workflowtest"
 )
 
 // relProc is one `ssobot serve` process. Unlike startServe it keeps stdout
@@ -44,24 +45,6 @@ type relProc struct {
 	seen  chan struct{}     // closed and replaced on every log line
 }
 
-// relBuffer is an io.Writer safe for exec's copying goroutine and readers.
-type relBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *relBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *relBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
-}
-
 // relStart starts `ssobot serve` with exactly env as its environment.
 func relStart(t *testing.T, env map[string]string) (*relProc, error) {
 	t.Helper()
@@ -69,7 +52,7 @@ func relStart(t *testing.T, env map[string]string) (*relProc, error) {
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		cmd.Env = append(cmd.Env, k+"="+env[k])
 	}
-	stdout := &relBuffer{}
+	stdout := &workflowtest.Buffer{} // written by exec's copying goroutine
 	cmd.Stdout = stdout
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
@@ -106,7 +89,7 @@ func relStart(t *testing.T, env map[string]string) (*relProc, error) {
 		}
 		p.err = cmd.Wait()
 		p.mu.Lock()
-		p.out.Write(stdout.Bytes())
+		p.out.WriteString(stdout.String())
 		close(p.seen)
 		p.seen = make(chan struct{})
 		p.mu.Unlock()
