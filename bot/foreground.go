@@ -14,7 +14,8 @@ import (
 // starting a few milliseconds later. The handlers mark each request they are
 // answering (once its signature is verified); background work yields to
 // them (see Yield): every call to Slack, authentik and Cloudflare through
-// Transport, and the bot's own decisions and replies. So a burst of commands
+// Transport, the bot's own decisions and replies, and the engine before it
+// reads and advances a run (workflow.Config.Yield). So a burst of commands
 // is answered first instead of sharing the CPU with the runs it started.
 // Under a flood that outlasts the first wait, background work goes one call
 // at a time: slower, never stopped.

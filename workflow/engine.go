@@ -87,6 +87,12 @@ type Config struct {
 	// MaxConcurrentRuns bounds runs executing steps at once; default 16.
 	MaxConcurrentRuns int
 
+	// Yield, when set, is called before the engine reads and advances a run
+	// in the background, and may make it wait: a front end that must answer
+	// people within a deadline (bot.Foreground) lets its requests go first.
+	// done is called at once; an error (ctx done) skips the advance.
+	Yield func(ctx context.Context) (done func(), err error)
+
 	// CrashHook, for tests: returning true at a point makes the engine stop
 	// driving the run at once, writing nothing more, as if the process died.
 	CrashHook func(point CrashPoint, step StepName) bool
@@ -275,7 +281,10 @@ func (e *Engine) kick(id int64) {
 func (e *Engine) drive(ctx context.Context, id int64) {
 	defer e.wg.Done()
 	for {
-		crashed := e.advance(ctx, id)
+		crashed := false
+		if e.yield(ctx) == nil {
+			crashed = e.advance(ctx, id)
+		}
 		e.mu.Lock()
 		if e.again[id] && !crashed && ctx.Err() == nil {
 			delete(e.again, id)
@@ -287,6 +296,19 @@ func (e *Engine) drive(ctx context.Context, id int64) {
 		e.mu.Unlock()
 		return
 	}
+}
+
+// yield waits, when the front end asks, before background work on a run.
+func (e *Engine) yield(ctx context.Context) error {
+	if e.cfg.Yield == nil {
+		return nil
+	}
+	done, err := e.cfg.Yield(ctx)
+	if err != nil {
+		return err
+	}
+	done()
+	return nil
 }
 
 // cancelWake drops the run's pending wake-up: it is moving on, or done.

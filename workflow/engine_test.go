@@ -768,3 +768,43 @@ func TestGateExpiresOnSystemClock(t *testing.T) {
 		t.Errorf("gate %+v", s)
 	}
 }
+
+// A front end's Yield holds the engine's background work back: a started
+// run is neither read nor advanced, and no API is called, until it lets go.
+func TestYieldHoldsBackgroundWork(t *testing.T) {
+	h := newHarness(t)
+	asked := make(chan struct{}, 1)
+	release := make(chan struct{})
+	h.start(func(c *workflow.Config) {
+		c.Yield = func(ctx context.Context) (func(), error) {
+			select {
+			case asked <- struct{}{}:
+			default:
+			}
+			select {
+			case <-release:
+				return func() {}, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	})
+	r := h.newRun(workflow.Request{ApplicationName: "Grafana"})
+	select {
+	case <-asked:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the engine went on with the run without yielding")
+	}
+	held, err := h.store.GetRun(context.Background(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held.Version != 1 || held.State != workflow.StatePending {
+		t.Errorf("while held back the run is version %d, %s; want 1, %s", held.Version, held.State, workflow.StatePending)
+	}
+	if n := h.ak.Calls("", ""); n != 0 {
+		t.Errorf("authentik was called %d times while the engine was held back", n)
+	}
+	close(release)
+	h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+}

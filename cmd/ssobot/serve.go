@@ -204,6 +204,7 @@ func (a *app) engineConfig(opts appOptions) workflow.Config {
 		Approvers: a.bot.Approvers(),
 		Notifier:  a.bot,
 		Observer:  a.metrics,
+		Yield:     a.foreground.Yield,
 		Clock:     opts.Clock,
 		Logger:    a.log.With("component", "engine"),
 		Defaults: workflow.Defaults{
