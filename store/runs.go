@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -30,13 +31,21 @@ func (s *Store) CreateRun(ctx context.Context, r *workflow.Run, events ...workfl
 	if !r.State.Valid() {
 		return fmt.Errorf("create run: invalid state %q", r.State)
 	}
+	// The run is encoded here, not in the shared commit, where every write
+	// of the group would wait for it: only its ID is filled in there.
+	c := *r
+	c.ID, c.Version = 0, 1
+	pre, err := json.Marshal(&c)
+	if err != nil {
+		return fmt.Errorf("create run: encode: %w", err)
+	}
 	var (
 		id      int64
 		written []workflow.Event
 	)
-	err := s.update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		var err error
-		id, written, err = createRun(tx, r, events)
+		id, written, err = createRun(tx, &c, pre, events)
 		return err
 	})
 	if err != nil {
@@ -245,10 +254,12 @@ func (s *Store) Events(ctx context.Context, id int64) ([]workflow.Event, error) 
 	return out, nil
 }
 
-// createRun writes a copy of r under the next ID, with its events, and
-// returns the ID and the events as written. r itself is not changed: the
-// caller's run changes only once the commit succeeded.
-func createRun(tx *bolt.Tx, r *workflow.Run, events []workflow.Event) (int64, []workflow.Event, error) {
+// createRun writes a copy of r under the next ID, at version 1, with its
+// events, and returns the ID and the events as written. encoded is r's
+// encoding with ID 0 and version 1, made before the commit (nil: encode r
+// here). r itself is not changed: the caller's run changes only once the
+// commit succeeded.
+func createRun(tx *bolt.Tx, r *workflow.Run, encoded []byte, events []workflow.Event) (int64, []workflow.Event, error) {
 	seq, err := tx.Bucket(bucketRuns).NextSequence()
 	if err != nil {
 		return 0, nil, fmt.Errorf("next run id: %w", err)
@@ -257,9 +268,15 @@ func createRun(tx *bolt.Tx, r *workflow.Run, events []workflow.Event) (int64, []
 		return 0, nil, errors.New("run ids exhausted")
 	}
 	id := int64(seq)
-	c := *r
-	c.ID, c.Version = id, 1
-	if err := putRun(tx, &c, ""); err != nil {
+	v, ok := withID(encoded, id)
+	if !ok {
+		c := *r
+		c.ID, c.Version = id, 1
+		if v, err = json.Marshal(&c); err != nil {
+			return 0, nil, fmt.Errorf("encode run %d: %w", id, err)
+		}
+	}
+	if err := putEncoded(tx, id, r.State, "", v); err != nil {
 		return 0, nil, err
 	}
 	written, err := appendEvents(tx, id, events)
@@ -267,6 +284,21 @@ func createRun(tx *bolt.Tx, r *workflow.Run, events []workflow.Event) (int64, []
 		return 0, nil, err
 	}
 	return id, written, nil
+}
+
+// unnumbered is how a run with ID 0 encodes: "id" is Run's first field.
+var unnumbered = []byte(`{"id":0,`)
+
+// withID turns the encoding of a run with ID 0 into that of the same run
+// with ID id (false if the encoding does not start as expected).
+func withID(encoded []byte, id int64) ([]byte, bool) {
+	if !bytes.HasPrefix(encoded, unnumbered) {
+		return nil, false
+	}
+	v := make([]byte, 0, len(encoded)+19)
+	v = append(v, `{"id":`...)
+	v = strconv.AppendInt(v, id, 10)
+	return append(v, encoded[len(unnumbered)-1:]...), true
 }
 
 // appendFill is the fill percent of the runs and events buckets. bbolt's
@@ -281,30 +313,37 @@ func putRun(tx *bolt.Tx, r *workflow.Run, from workflow.State) error {
 	if err != nil {
 		return fmt.Errorf("encode run %d: %w", r.ID, err)
 	}
-	k := runKey(r.ID)
+	return putEncoded(tx, r.ID, r.State, from, v)
+}
+
+// putEncoded writes the run encoded as v, now in state st, and moves it in
+// the indexes from the state it had ("" for a new run).
+func putEncoded(tx *bolt.Tx, id int64, st, from workflow.State, v []byte) error {
+	k := runKey(id)
 	runs := tx.Bucket(bucketRuns)
 	runs.FillPercent = appendFill
 	if err := runs.Put(k, v); err != nil {
-		return fmt.Errorf("write run %d: %w", r.ID, err)
+		return fmt.Errorf("write run %d: %w", id, err)
 	}
-	if from == r.State {
+	if from == st {
 		return nil
 	}
 	open := tx.Bucket(bucketOpen)
-	if r.State.Terminal() {
+	var err error
+	if st.Terminal() {
 		err = open.Delete(k)
 	} else {
-		err = open.Put(k, []byte(r.State))
+		err = open.Put(k, []byte(st))
 	}
 	if err != nil {
-		return fmt.Errorf("index run %d: %w", r.ID, err)
+		return fmt.Errorf("index run %d: %w", id, err)
 	}
 	if from != "" {
 		if err := addCount(tx, from, -1); err != nil {
 			return err
 		}
 	}
-	return addCount(tx, r.State, 1)
+	return addCount(tx, st, 1)
 }
 
 // addCount adds delta to the number of runs in state st.

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -83,7 +85,7 @@ func bulkCreate(t testing.TB, s *Store, runs []*workflow.Run) {
 	t.Helper()
 	err := s.update(func(tx *bolt.Tx) error {
 		for _, r := range runs {
-			id, _, err := createRun(tx, r, []workflow.Event{note("created")})
+			id, _, err := createRun(tx, r, nil, []workflow.Event{note("created")})
 			if err != nil {
 				return err
 			}
@@ -789,5 +791,27 @@ func TestUpdateRunFnPanics(t *testing.T) {
 	}
 	if _, err := s.UpdateRun(t.Context(), r.ID, func(*workflow.Run) ([]workflow.Event, error) { return nil, nil }); err != nil {
 		t.Fatalf("UpdateRun after a panic: %v", err)
+	}
+}
+
+// A run encoded before its ID is known gets the ID spliced in: the bytes
+// are exactly those of encoding the numbered run.
+func TestWithID(t *testing.T) {
+	r := &workflow.Run{State: workflow.StatePending, Version: 1, Request: workflow.Request{ApplicationName: `Gra"fana`}}
+	pre, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int64{1, 42, math.MaxInt64} {
+		got, ok := withID(pre, id)
+		r.ID = id
+		want, _ := json.Marshal(r)
+		r.ID = 0
+		if !ok || !bytes.Equal(got, want) {
+			t.Errorf("withID(%d) = %s, %t; want %s", id, got, ok, want)
+		}
+	}
+	if _, ok := withID([]byte(`{"state":"pending","id":0}`), 7); ok {
+		t.Error("withID accepted an encoding that does not start with the ID")
 	}
 }
