@@ -163,6 +163,7 @@ func benchAck(ctx context.Context, b *bench, s *benchSection) error {
 	}
 	s.note("The floor is a bare handler on its own listener in the same process: it reads the body and calls bot.Verify, nothing else; it is sent requests like the endpoint's (same sizes, same signatures). " +
 		"Each request is a distinct signed body (Slack never resends one; the replay guard would short-cut a copy). " +
+		"Each sender writes its requests and reads the answers on its own keep-alive connection, with no client library in between (net/http's client would add two goroutines per connection to the measured process). " +
 		"Senders, server, engine, bbolt and fakes share the machine's cores. " +
 		"\"new\" commits the run (one synced bbolt commit, shared by the runs started at the same moment) before answering and starts its preflight; the Approve clicks are answered at once and decided in the background (refused: the gate was already approved, which records the refusal in the audit log). " +
 		"Background work (steps, Slack updates, decisions) yields to the requests being answered (bot.Foreground).")
