@@ -76,8 +76,8 @@ func benchAck(ctx context.Context, b *bench, s *benchSection) error {
 	rounds := pick(b, 1, 5)
 	counts := map[int][2]int{ // senders -> {requests per round for cheap kinds, for new}
 		1:         {pick(b, 5, 200), pick(b, 2, 40)},
-		levels[1]: {pick(b, 10, 800), pick(b, 5, 1000)},
-		levels[2]: {pick(b, 20, 1600), pick(b, 10, 1000)},
+		levels[1]: {pick(b, 10, 4000), pick(b, 5, 1000)},
+		levels[2]: {pick(b, 20, 8000), pick(b, 10, 1000)},
 	}
 	newSeq := 0
 	kinds := []benchAckKind{
