@@ -268,15 +268,14 @@ func createRun(tx *bolt.Tx, r *workflow.Run, encoded []byte, events []workflow.E
 		return 0, nil, errors.New("run ids exhausted")
 	}
 	id := int64(seq)
-	v, ok := withID(encoded, id)
-	if !ok {
+	if v, ok := withID(encoded, id); ok {
+		err = putEncoded(tx, id, r.State, "", v)
+	} else {
 		c := *r
 		c.ID, c.Version = id, 1
-		if v, err = json.Marshal(&c); err != nil {
-			return 0, nil, fmt.Errorf("encode run %d: %w", id, err)
-		}
+		err = putRun(tx, &c, "")
 	}
-	if err := putEncoded(tx, id, r.State, "", v); err != nil {
+	if err != nil {
 		return 0, nil, err
 	}
 	written, err := appendEvents(tx, id, events)
