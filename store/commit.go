@@ -33,7 +33,8 @@ type write struct {
 }
 
 // committer queues writes; the first writer to find it idle commits the
-// queue, and hands the next batch to the first writer waiting in it.
+// queue, and hands the next batch to the first writer waiting in it. The
+// preallocation filler (prealloc.go) takes a turn the same way when idle.
 type committer struct {
 	mu    sync.Mutex
 	queue []*write
@@ -79,18 +80,9 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) error {
 		c.mu.Unlock()
 
 		s.commitGroup(group)
-
-		// The next group is led by its first writer, so a writer leads at
-		// most one commit and nobody waits on a stream of others.
-		c.mu.Lock()
-		if len(c.queue) > 0 {
-			next := c.queue[0]
-			next.lead = true
-			close(next.done)
-		} else {
-			c.busy = false
+		if c.handOver() {
+			s.prealloc.wake()
 		}
-		c.mu.Unlock()
 	}
 	if w.panic != nil {
 		panic(w.panic)
@@ -100,6 +92,35 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) error {
 		return skip.err
 	}
 	return w.err
+}
+
+// handOver ends the current turn (a commit, or a chunk of preallocation):
+// the first writer waiting leads the next commit, so a writer leads at most
+// one and nobody waits on a stream of others. It reports whether the
+// committer is idle.
+func (c *committer) handOver() (idle bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) > 0 {
+		next := c.queue[0]
+		next.lead = true
+		close(next.done)
+		return false
+	}
+	c.busy = false
+	return true
+}
+
+// tryLead takes the turn if nobody has it, as the first writer to arrive
+// does; the caller ends it with handOver.
+func (c *committer) tryLead() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.busy {
+		return false
+	}
+	c.busy = true
+	return true
 }
 
 // commitGroup applies the writes in one transaction and commits it, then

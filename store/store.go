@@ -67,6 +67,14 @@ type Options struct {
 	// Verify runs Check before Open returns and refuses a database that
 	// fails it. It reads every page: about 10 ms per 1,000 runs.
 	Verify bool
+	// Preallocate keeps this many bytes of zeros written past the
+	// database's last page, written while no write waits, so that commits
+	// appending new runs do not wait for the file system to allocate
+	// blocks (see prealloc.go). Zero (the default) leaves the file to
+	// bbolt, which extends it sparsely. Ignored with ReadOnly.
+	Preallocate int64
+
+	preallocProgress chan<- int64 // tests: see prealloc.progress
 }
 
 // Store is a workflow.Store on bbolt. Its methods are safe for concurrent use.
@@ -75,6 +83,7 @@ type Store struct {
 	path     string
 	readOnly bool
 	memo     *runMemo
+	prealloc *prealloc // nil unless Options.Preallocate
 
 	committer committer
 	commits   atomic.Uint64 // write transactions committed (each one fsync)
@@ -127,6 +136,9 @@ func Open(path string, opts Options) (*Store, error) {
 		err = inspect(db, path, false, opts.Verify)
 	} else {
 		err = s.initialize()
+	}
+	if err == nil && !opts.ReadOnly && opts.Preallocate > 0 {
+		err = s.startPrealloc(opts.Preallocate, opts.preallocProgress)
 	}
 	if err != nil {
 		_ = closeBolt(db)
@@ -283,10 +295,11 @@ func (s *Store) initialize() error {
 
 // Close releases the database and its lock.
 func (s *Store) Close() error {
+	perr := s.stopPrealloc()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", s.path, err)
 	}
-	return nil
+	return perr
 }
 
 // Path is the database file's path.

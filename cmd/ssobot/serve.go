@@ -163,6 +163,11 @@ type app struct {
 	stopping bool
 }
 
+// dbPreallocate is how far ahead of its last page the database file is
+// kept written (store.Options.Preallocate): 8 MiB holds the pages of about
+// 2,000 new runs, so a burst of commands appends to blocks already there.
+const dbPreallocate = 8 << 20
+
 // newApp opens the database and wires every part. The caller closes the
 // app, which closes the database.
 func newApp(cfg Config, opts appOptions) (*app, error) {
@@ -172,7 +177,7 @@ func newApp(cfg Config, opts appOptions) (*app, error) {
 	}
 	// Verify reads every page (about 10 ms per 1,000 runs), so a damaged
 	// page deep in the file stops the start instead of failing later reads.
-	st, err := store.Open(cfg.DBPath, store.Options{Timeout: storeLockTimeout, Verify: true})
+	st, err := store.Open(cfg.DBPath, store.Options{Timeout: storeLockTimeout, Verify: true, Preallocate: dbPreallocate})
 	switch {
 	case errors.Is(err, store.ErrLocked):
 		return nil, fmt.Errorf("%w (SSOBOT_DB): run one replica per database", err)

@@ -1,0 +1,160 @@
+package store
+
+import (
+	"fmt"
+	"os"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Preallocation. A commit that appends pages past the blocks the file
+// system has allocated pays for the allocation at its fdatasync: the file
+// system commits its journal as well as the data. bbolt extends its file
+// sparsely (truncate), so every burst of new runs pays it. Measured on ext4
+// during 50 concurrent `new` commands: the data sync of a commit took
+// 330–450 µs at the median (p90 1.2–2.4 ms), against 220 µs (p90 ~0.3 ms)
+// once the blocks had been written before; `new` answered at a median of
+// 2.8–3.2 ms against 1.8–2.1 ms.
+//
+// So the store keeps zeros written ahead of the database's last page, while
+// nothing else happens: the filler takes the committer's turn only when no
+// write is being committed or waiting, writes one chunk, syncs it and hands
+// the turn back. A write arriving meanwhile waits for one chunk at most.
+//
+// It never writes over a page in use: bbolt keeps every page it uses or
+// frees below the high-water mark of the last commit (the end of the
+// database in the header), and while the filler has the turn no
+// transaction writes, so the mark cannot move. A crash in the middle
+// leaves zeros past the mark, which bbolt never reads, as after its own
+// growth.
+
+// preallocChunk is what the filler writes and syncs per turn: about 0.3 ms
+// on the disk measured, the longest a write waits for it.
+const preallocChunk = 256 << 10
+
+var zeroChunk [preallocChunk]byte
+
+// prealloc is the state of the filler goroutine.
+type prealloc struct {
+	ahead  int64    // bytes to keep written past the high-water mark
+	file   *os.File // a descriptor of its own: bbolt's is not exported
+	filled int64    // zeros are written up to here (owned by the goroutine)
+	kick   chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+
+	stopOnce sync.Once
+	stopErr  error
+
+	progress chan<- int64 // tests: where the zeros reach after each turn
+}
+
+// startPrealloc starts the filler; the caller stops it with stopPrealloc.
+func (s *Store) startPrealloc(ahead int64, progress chan<- int64) error {
+	f, err := os.OpenFile(s.path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("open %s to preallocate: %w", s.path, err)
+	}
+	p := &prealloc{ahead: ahead, file: f, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), progress: progress}
+	s.prealloc = p
+	go s.fill(p)
+	p.wake()
+	return nil
+}
+
+// stopPrealloc stops the filler, waiting for the chunk it is writing.
+func (s *Store) stopPrealloc() error {
+	p := s.prealloc
+	if p == nil {
+		return nil
+	}
+	p.stopOnce.Do(func() {
+		close(p.stop)
+		<-p.done
+		if err := p.file.Close(); err != nil {
+			p.stopErr = fmt.Errorf("close %s after preallocating: %w", s.path, err)
+		}
+	})
+	return p.stopErr
+}
+
+// wake tells the filler that the committer is idle; it never blocks.
+func (p *prealloc) wake() {
+	if p == nil {
+		return
+	}
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// fill writes chunks whenever the committer is idle, until the zeros reach
+// ahead bytes past the high-water mark. A write coming in takes the next
+// turn; it wakes the filler again once it is committed and nobody waits.
+//
+// The first error (a full disk, say) ends preallocation for good: bbolt
+// then grows the file as it would without it, and a disk that refuses the
+// zeros refuses the next commit too, whose error reaches its caller.
+func (s *Store) fill(p *prealloc) {
+	defer close(p.done)
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-p.kick:
+		}
+		for {
+			select {
+			case <-p.stop:
+				return
+			default:
+			}
+			if !s.committer.tryLead() {
+				break
+			}
+			more, err := s.fillChunk(p)
+			s.committer.handOver()
+			if err != nil {
+				return
+			}
+			if p.progress != nil {
+				select {
+				case p.progress <- p.filled:
+				case <-p.stop:
+					return
+				}
+			}
+			if !more {
+				break
+			}
+		}
+	}
+}
+
+// fillChunk writes the next chunk of zeros, if any is missing, and syncs
+// it. The caller holds the committer's turn.
+func (s *Store) fillChunk(p *prealloc) (more bool, err error) {
+	var mark int64
+	if err := s.view(func(tx *bolt.Tx) error {
+		mark = tx.Size()
+		return nil
+	}); err != nil {
+		return false, err
+	}
+	start, end := max(mark, p.filled), mark+p.ahead
+	if start >= end {
+		return false, nil
+	}
+	n := min(end-start, preallocChunk)
+	if _, err := p.file.WriteAt(zeroChunk[:n], start); err != nil {
+		return false, fmt.Errorf("preallocate %s: %w", s.path, err)
+	}
+	// fsync, not fdatasync: the file's size may have grown.
+	if err := p.file.Sync(); err != nil {
+		return false, fmt.Errorf("preallocate %s: sync: %w", s.path, err)
+	}
+	p.filled = start + n
+	return start+n < end, nil
+}
