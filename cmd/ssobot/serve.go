@@ -164,8 +164,8 @@ type app struct {
 }
 
 // dbPreallocate is how far ahead of its last page the database file is
-// kept written (store.Options.Preallocate): 8 MiB holds the pages of about
-// 2,000 new runs, so a burst of commands appends to blocks already there.
+// kept written (store.Options.Preallocate): a new run and its events grow
+// the file by about 2.5 KB, so 8 MiB holds a burst of some 3,000 commands.
 const dbPreallocate = 8 << 20
 
 // newApp opens the database and wires every part. The caller closes the
