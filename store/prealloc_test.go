@@ -33,7 +33,7 @@ func openPrealloc(t *testing.T, path string, ahead int64) (*Store, <-chan int64)
 }
 
 // highWater is the end of the database's pages, from its header.
-func highWater(t *testing.T, s *Store) int64 {
+func highWater(t testing.TB, s *Store) int64 {
 	t.Helper()
 	var mark int64
 	if err := s.view(func(tx *bolt.Tx) error { mark = tx.Size(); return nil }); err != nil {
@@ -44,7 +44,7 @@ func highWater(t *testing.T, s *Store) int64 {
 
 // waitFilled waits until the filler reports zeros up to ahead bytes past the
 // high-water mark, and returns the mark.
-func waitFilled(t *testing.T, s *Store, progress <-chan int64, ahead int64) int64 {
+func waitFilled(t testing.TB, s *Store, progress <-chan int64, ahead int64) int64 {
 	t.Helper()
 	for filled := range progress {
 		if mark := highWater(t, s); filled >= mark+ahead {
