@@ -136,11 +136,8 @@ func (s *Store) fill(p *prealloc) {
 // fillChunk writes the next chunk of zeros, if any is missing, and syncs
 // it. The caller holds the committer's turn.
 func (s *Store) fillChunk(p *prealloc) (more bool, err error) {
-	var mark int64
-	if err := s.view(func(tx *bolt.Tx) error {
-		mark = tx.Size()
-		return nil
-	}); err != nil {
+	mark, err := s.highWater()
+	if err != nil {
 		return false, err
 	}
 	start, end := max(mark, p.filled), mark+p.ahead
@@ -157,4 +154,15 @@ func (s *Store) fillChunk(p *prealloc) (more bool, err error) {
 	}
 	p.filled = start + n
 	return start+n < end, nil
+}
+
+// highWater is the end of the database's pages as the last commit left it
+// (in its header): bbolt uses nothing at or past it.
+func (s *Store) highWater() (int64, error) {
+	var mark int64
+	err := s.view(func(tx *bolt.Tx) error {
+		mark = tx.Size()
+		return nil
+	})
+	return mark, err
 }

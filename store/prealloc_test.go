@@ -10,8 +10,6 @@ import (
 	"sync"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/ssobot/ssobot/workflow"
 )
 
@@ -35,8 +33,8 @@ func openPrealloc(t *testing.T, path string, ahead int64) (*Store, <-chan int64)
 // highWater is the end of the database's pages, from its header.
 func highWater(t testing.TB, s *Store) int64 {
 	t.Helper()
-	var mark int64
-	if err := s.view(func(tx *bolt.Tx) error { mark = tx.Size(); return nil }); err != nil {
+	mark, err := s.highWater()
+	if err != nil {
 		t.Fatal(err)
 	}
 	return mark
