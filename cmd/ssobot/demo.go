@@ -96,6 +96,7 @@ type demo struct {
 	runID   int64
 	rootTS  string
 	clicked map[string]bool   // button values already clicked
+	selfTry bool              // alice has clicked Approve on her own run
 	replyTo map[string]string // response_url → the person it answers
 	pending map[string]bool   // response_urls of clicks not yet answered
 }
@@ -443,11 +444,16 @@ func (d *demo) approveIfAsked(ctx context.Context) error {
 	if !ok || d.clicked[btn.Value] {
 		return nil
 	}
-	if len(d.clicked) == 0 {
+	if !d.selfTry {
 		// alice tries to approve her own request first: refused privately.
-		if err := d.click(ctx, d.rootTS, btn, demoRequester, "alice"); err != nil {
-			return err
-		}
+		// bob clicks once she has her answer: clicks are decided in the
+		// background, and bob's, decided first, would leave hers "already
+		// approved" instead.
+		d.selfTry = true
+		return d.click(ctx, d.rootTS, btn, demoRequester, "alice")
+	}
+	if len(d.pending) > 0 {
+		return nil
 	}
 	d.clicked[btn.Value] = true
 	return d.click(ctx, d.rootTS, btn, demoApprover, "bob")
