@@ -2,9 +2,9 @@ package slacktest
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -15,12 +15,49 @@ const (
 	responseURLLifetime = 30 * time.Minute
 )
 
+// responseURL is one URL handed out. A benchmark has the fake hand out
+// hundreds of thousands (one per command and click it makes), so they are
+// kept in a table without pointers, which the garbage collector of the
+// process under test skips: the bench then measures ssobot's collections,
+// not the fake's.
 type responseURL struct {
-	channel   string
-	messageTS string
-	user      string
-	issued    time.Time
-	uses      int
+	channel   symbol
+	messageTS symbol
+	user      symbol
+	issued    int64 // Unix nanoseconds, on the server's clock
+	uses      int32
+}
+
+// symbol is a string interned in a Server's symbols; 0 is "".
+type symbol int32
+
+// symbols interns the few distinct strings the tables refer to.
+type symbols struct {
+	ids   map[string]symbol
+	names []string
+}
+
+func (t *symbols) intern(name string) symbol {
+	if name == "" {
+		return 0
+	}
+	if id, ok := t.ids[name]; ok {
+		return id
+	}
+	if t.ids == nil {
+		t.ids, t.names = map[string]symbol{}, []string{""}
+	}
+	id := symbol(len(t.names))
+	t.ids[name] = id
+	t.names = append(t.names, name)
+	return id
+}
+
+func (t *symbols) name(id symbol) string {
+	if id == 0 {
+		return ""
+	}
+	return t.names[id]
 }
 
 // NewResponseURL hands out a response_url served by the fake. POSTs to it
@@ -46,10 +83,23 @@ func (s *Server) NewResponseURLFor(channel, messageTS, userID string) string {
 }
 
 func (s *Server) newResponseURLLocked(channel, messageTS, userID string) string {
-	s.respSeq++
-	id := fmt.Sprintf("%d", s.respSeq)
-	s.respURLs[id] = &responseURL{channel: channel, messageTS: messageTS, user: userID, issued: s.cfg.now()}
-	return s.srv.URL + responsePrefix + id
+	s.respURLs = append(s.respURLs, responseURL{
+		channel:   s.syms.intern(channel),
+		messageTS: s.syms.intern(messageTS),
+		user:      s.syms.intern(userID),
+		issued:    s.cfg.now().UnixNano(),
+	})
+	return s.srv.URL + responsePrefix + strconv.Itoa(len(s.respURLs))
+}
+
+// responseURLLocked finds the URL whose path ends in id (its 1-based
+// place in the table).
+func (s *Server) responseURLLocked(id string) *responseURL {
+	n, err := strconv.Atoi(id)
+	if err != nil || n < 1 || n > len(s.respURLs) || strconv.Itoa(n) != id {
+		return nil
+	}
+	return &s.respURLs[n-1]
 }
 
 func (s *Server) serveResponseURL(w http.ResponseWriter, r *http.Request) {
@@ -79,13 +129,13 @@ func (s *Server) respondLocked(id string, payload map[string]any, perr error) (i
 	if f, ok := s.takeFaultLocked(MethodResponseURL); ok {
 		return faultResponse(f)
 	}
-	ru := s.respURLs[id]
+	ru := s.responseURLLocked(id)
 	switch {
 	case ru == nil:
 		return http.StatusNotFound, nil, result{"ok": false, "error": "invalid_url"}
 	case ru.uses >= responseURLUses:
 		return http.StatusNotFound, nil, result{"ok": false, "error": "used_url"}
-	case s.cfg.now().Sub(ru.issued) > responseURLLifetime:
+	case s.cfg.now().Sub(time.Unix(0, ru.issued)) > responseURLLifetime:
 		return http.StatusNotFound, nil, result{"ok": false, "error": "expired_url"}
 	}
 	if perr != nil {
@@ -99,11 +149,12 @@ func (s *Server) respondLocked(id string, payload map[string]any, perr error) (i
 }
 
 func (s *Server) applyResponseLocked(ru *responseURL, p params) *apiError {
+	channelID, messageTS, userID := s.syms.name(ru.channel), s.syms.name(ru.messageTS), s.syms.name(ru.user)
 	if p.bool("delete_original") {
-		if ru.messageTS == "" {
+		if messageTS == "" {
 			return nil
 		}
-		st := s.findLocked(ru.channel, ru.messageTS)
+		st := s.findLocked(channelID, messageTS)
 		if st == nil || st.deleted {
 			return errCode("message_not_found")
 		}
@@ -118,28 +169,28 @@ func (s *Server) applyResponseLocked(ru *responseURL, p params) *apiError {
 		return errCode("no_text")
 	}
 	switch {
-	case p.bool("replace_original") && ru.messageTS != "":
-		st := s.findLocked(ru.channel, ru.messageTS)
+	case p.bool("replace_original") && messageTS != "":
+		st := s.findLocked(channelID, messageTS)
 		if st == nil || st.deleted {
 			return errCode("message_not_found")
 		}
 		st.Text, st.BlocksJSON = c.text, c.blocks
 		st.Updates++
-	case ru.channel == "":
+	case channelID == "":
 	case p.str("response_type") == "in_channel":
-		threadTS, e := s.threadLocked(ru.channel, p.str("thread_ts"))
+		threadTS, e := s.threadLocked(channelID, p.str("thread_ts"))
 		if e != nil {
 			return e
 		}
-		s.addMessageLocked(Message{Channel: ru.channel, ThreadTS: threadTS, Text: c.text, BlocksJSON: c.blocks})
+		s.addMessageLocked(Message{Channel: channelID, ThreadTS: threadTS, Text: c.text, BlocksJSON: c.blocks})
 	default:
 		s.addMessageLocked(Message{
-			Channel:    ru.channel,
+			Channel:    channelID,
 			ThreadTS:   p.str("thread_ts"),
 			Text:       c.text,
 			BlocksJSON: c.blocks,
 			Ephemeral:  true,
-			User:       ru.user,
+			User:       userID,
 		})
 	}
 	return nil

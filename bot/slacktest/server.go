@@ -108,10 +108,10 @@ type Server struct {
 	msgs     map[string][]*stored // per channel, in post order
 	byTS     map[string]*stored   // channel|ts -> message
 	tsSeq    int64
-	respURLs map[string]*responseURL
-	respSeq  int
-	triggers map[string]*trigger
-	trigSeq  int
+	syms     symbols
+	respURLs []responseURL       // the n-th URL handed out is respURLs[n-1]
+	triggers []trigger           // likewise for trigger_ids
+	foreign  map[string]*trigger // trigger_ids views.open took that the fake did not issue
 	views    map[string]*storedView
 	viewIDs  []string
 	viewSeq  int
@@ -150,8 +150,7 @@ func NewServer(opts ...Option) *Server {
 		channels: map[string]*channel{},
 		msgs:     map[string][]*stored{},
 		byTS:     map[string]*stored{},
-		respURLs: map[string]*responseURL{},
-		triggers: map[string]*trigger{},
+		foreign:  map[string]*trigger{},
 		views:    map[string]*storedView{},
 		tickets:  map[string]bool{},
 		acks:     map[string]*ack{},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -347,6 +348,21 @@ func TestViews(t *testing.T) {
 	if _, err := api.OpenViewContext(ctx, old, modalRequest("late")); slackErr(err) != "expired_trigger_id" {
 		t.Fatalf("expired trigger: %v", err)
 	}
+	// One the fake did not issue is taken once, also when it starts like
+	// one it did.
+	next := srv.NewTriggerID()
+	first, _, _ := strings.Cut(next, ".")
+	for _, foreign := range []string{"12345.98765.abcdef", first + ".1.0"} {
+		if _, err := api.OpenViewContext(ctx, foreign, modalRequest("foreign")); err != nil {
+			t.Fatalf("foreign trigger %s: %v", foreign, err)
+		}
+		if _, err := api.OpenViewContext(ctx, foreign, modalRequest("foreign")); slackErr(err) != "exchanged_trigger_id" {
+			t.Fatalf("foreign trigger %s again: %v", foreign, err)
+		}
+	}
+	if _, err := api.OpenViewContext(ctx, next, modalRequest("issued")); err != nil {
+		t.Fatalf("issued trigger after the foreign ones: %v", err)
+	}
 	if _, err := api.OpenViewContext(ctx, srv.NewTriggerID(), modalRequest("a title longer than 24 chars")); slackErr(err) != "invalid_arguments" {
 		t.Fatalf("long title: %v", err)
 	}
@@ -367,7 +383,7 @@ func TestViews(t *testing.T) {
 	if v, _ := srv.View(resp.View.ID); v.Title != "Updated" || v.Updates != 1 {
 		t.Fatalf("after update: %+v", v)
 	}
-	if n := len(srv.Views()); n != 1 {
+	if n := len(srv.Views()); n != 4 {
 		t.Fatalf("Views = %d", n)
 	}
 }
@@ -585,6 +601,55 @@ func TestResponseURL(t *testing.T) {
 			t.Fatalf("last call = %v", calls[len(calls)-1])
 		}
 	})
+
+	// URLs are numbered; only the exact number of one handed out is one.
+	t.Run("not handed out", func(t *testing.T) {
+		u := srv.NewResponseURL()
+		base := u[:strings.LastIndex(u, "/")+1]
+		last := u[len(base):]
+		n, err := strconv.Atoi(last)
+		if err != nil {
+			t.Fatalf("response URL %s does not end in a number", u)
+		}
+		for _, id := range []string{"0", "-1", "+" + last, "0" + last, strconv.Itoa(n + 1), "x"} {
+			_, _, err := api.PostMessageContext(ctx, "", slack.MsgOptionResponseURL(base+id, ""), slack.MsgOptionText("x", false))
+			var sc slack.StatusCodeError
+			if !errors.As(err, &sc) || sc.Code != http.StatusNotFound {
+				t.Fatalf("%s: %#v", id, err)
+			}
+			calls := srv.Calls(slacktest.MethodResponseURL)
+			if got := calls[len(calls)-1].Error; got != "invalid_url" {
+				t.Fatalf("%s: error %q, want invalid_url", id, got)
+			}
+		}
+		if _, _, err := api.PostMessageContext(ctx, "", slack.MsgOptionResponseURL(u, ""), slack.MsgOptionText("x", false)); err != nil {
+			t.Fatalf("the URL handed out: %v", err)
+		}
+	})
+}
+
+func TestResponseURLExpires(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+	srv, api := newServer(t, slacktest.WithClock(clock))
+	ctx := testCtx(t)
+
+	fresh, old := srv.NewResponseURL(), srv.NewResponseURL()
+	advance(29 * time.Minute)
+	fresh2 := srv.NewResponseURL()
+	advance(2 * time.Minute)
+	for _, c := range []struct {
+		url     string
+		wantErr string
+	}{{old, "expired_url"}, {fresh2, ""}, {fresh, "expired_url"}} {
+		_, _, err := api.PostMessageContext(ctx, "", slack.MsgOptionResponseURL(c.url, ""), slack.MsgOptionText("x", false))
+		calls := srv.Calls(slacktest.MethodResponseURL)
+		if got := calls[len(calls)-1].Error; got != c.wantErr || (err == nil) != (c.wantErr == "") {
+			t.Fatalf("%s: error %q (%v), want %q", c.url, got, err, c.wantErr)
+		}
+	}
 }
 
 func TestWaitForWakesOnCall(t *testing.T) {

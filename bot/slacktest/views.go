@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -13,8 +15,10 @@ import (
 // triggerLifetime is how long Slack accepts a trigger_id.
 const triggerLifetime = 3 * time.Second
 
+// trigger is a trigger_id's state; like response URLs (see responseURL),
+// those the fake issues are kept in a table without pointers.
 type trigger struct {
-	issued time.Time
+	issued int64 // Unix nanoseconds, on the server's clock
 	used   bool
 }
 
@@ -29,10 +33,28 @@ func (s *Server) NewTriggerID() string {
 }
 
 func (s *Server) newTriggerIDLocked() string {
-	s.trigSeq++
-	id := fmt.Sprintf("%d.%d.%032x", 700000000000+s.trigSeq, 47445629121, s.trigSeq)
-	s.triggers[id] = &trigger{issued: s.cfg.now()}
-	return id
+	s.triggers = append(s.triggers, trigger{issued: s.cfg.now().UnixNano()})
+	return triggerID(len(s.triggers))
+}
+
+// triggerID is the n-th trigger_id the fake issues (from 1), shaped like
+// Slack's.
+func triggerID(n int) string {
+	return fmt.Sprintf("%d.%d.%032x", triggerBase+n, 47445629121, n)
+}
+
+const triggerBase = 700000000000
+
+// triggerLocked finds a trigger_id's state: from the table when the fake
+// issued it, else among the foreign ones views.open has seen (nil if none).
+func (s *Server) triggerLocked(id string) *trigger {
+	first, _, _ := strings.Cut(id, ".")
+	if n, err := strconv.Atoi(first); err == nil {
+		if n -= triggerBase; n >= 1 && n <= len(s.triggers) && triggerID(n) == id {
+			return &s.triggers[n-1]
+		}
+	}
+	return s.foreign[id]
 }
 
 // View is a modal as the fake stores it.
@@ -167,12 +189,12 @@ func (s *Server) viewsOpen(p params) (result, *apiError) {
 	if trig == "" {
 		return nil, errCode("invalid_trigger_id")
 	}
-	t := s.triggers[trig]
+	t := s.triggerLocked(trig)
 	switch {
 	case t == nil:
 	case t.used:
 		return nil, errCode("exchanged_trigger_id")
-	case s.cfg.now().Sub(t.issued) > triggerLifetime:
+	case s.cfg.now().Sub(time.Unix(0, t.issued)) > triggerLifetime:
 		return nil, errCode("expired_trigger_id")
 	}
 	m, raw, e := readModal(p)
@@ -183,8 +205,8 @@ func (s *Server) viewsOpen(p params) (result, *apiError) {
 		return nil, errCode("duplicate_external_id")
 	}
 	if t == nil {
-		t = &trigger{issued: s.cfg.now()}
-		s.triggers[trig] = t
+		t = &trigger{issued: s.cfg.now().UnixNano()}
+		s.foreign[trig] = t
 	}
 	t.used = true
 
