@@ -22,6 +22,13 @@ import (
 // write is being committed or waiting, writes one chunk, syncs it and hands
 // the turn back. A write arriving meanwhile waits for one chunk at most.
 //
+// It tops the zeros up only once less than half of ahead is left, and then
+// all the way. Each chunk's sync grows the file, so the file system commits
+// its journal then too, and a turn after every commit (the filler's first
+// version) cost the commits more than it saved them: in five rounds of 1,000
+// `new` from 50 senders, 7–10 turns per round of up to 5.9 ms, against 0–9
+// turns of at most 1.4 ms once it waited for half.
+//
 // It never writes over a page in use: bbolt keeps every page it uses or
 // frees below the high-water mark of the last commit (the end of the
 // database in the header), and while the filler has the turn no
@@ -29,8 +36,8 @@ import (
 // leaves zeros past the mark, which bbolt never reads, as after its own
 // growth.
 
-// preallocChunk is what the filler writes and syncs per turn: about 0.3 ms
-// on the disk measured, the longest a write waits for it.
+// preallocChunk is what the filler writes and syncs per turn: 0.3–1.4 ms on
+// the disk measured, the longest a write waits for it.
 const preallocChunk = 256 << 10
 
 var zeroChunk [preallocChunk]byte
@@ -40,6 +47,7 @@ type prealloc struct {
 	ahead  int64    // bytes to keep written past the high-water mark
 	file   *os.File // a descriptor of its own: bbolt's is not exported
 	filled int64    // zeros are written up to here (owned by the goroutine)
+	topUp  bool     // filling up to ahead, not yet there (owned by the goroutine)
 	kick   chan struct{}
 	stop   chan struct{}
 	done   chan struct{}
@@ -90,9 +98,10 @@ func (p *prealloc) wake() {
 	}
 }
 
-// fill writes chunks whenever the committer is idle, until the zeros reach
-// ahead bytes past the high-water mark. A write coming in takes the next
-// turn; it wakes the filler again once it is committed and nobody waits.
+// fill writes chunks whenever the committer is idle and a top-up is due,
+// until the zeros reach ahead bytes past the high-water mark. A write coming
+// in takes the next turn; it wakes the filler again once it is committed and
+// nobody waits.
 //
 // The first error (a full disk, say) ends preallocation for good: bbolt
 // then grows the file as it would without it, and a disk that refuses the
@@ -133,17 +142,22 @@ func (s *Store) fill(p *prealloc) {
 	}
 }
 
-// fillChunk writes the next chunk of zeros, if any is missing, and syncs
-// it. The caller holds the committer's turn.
+// fillChunk writes the next chunk of zeros, if a top-up is due or under
+// way, and syncs it. The caller holds the committer's turn.
 func (s *Store) fillChunk(p *prealloc) (more bool, err error) {
 	mark, err := s.highWater()
 	if err != nil {
 		return false, err
 	}
-	start, end := max(mark, p.filled), mark+p.ahead
-	if start >= end {
+	if !p.topUp && p.filled-mark > p.ahead/2 {
 		return false, nil
 	}
+	start, end := max(mark, p.filled), mark+p.ahead
+	if start >= end {
+		p.topUp = false
+		return false, nil
+	}
+	p.topUp = true
 	n := min(end-start, preallocChunk)
 	if _, err := p.file.WriteAt(zeroChunk[:n], start); err != nil {
 		return false, fmt.Errorf("preallocate %s: %w", s.path, err)
@@ -153,7 +167,8 @@ func (s *Store) fillChunk(p *prealloc) (more bool, err error) {
 		return false, fmt.Errorf("preallocate %s: sync: %w", s.path, err)
 	}
 	p.filled = start + n
-	return start+n < end, nil
+	p.topUp = start+n < end
+	return p.topUp, nil
 }
 
 // highWater is the end of the database's pages as the last commit left it

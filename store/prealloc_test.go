@@ -79,10 +79,11 @@ func TestPreallocateKeepsZerosAhead(t *testing.T) {
 	mark := waitFilled(t, s, progress, ahead)
 	assertZerosAhead(t, path, mark, ahead)
 
-	// New runs go into the zeros; the filler then tops them up again.
+	// New runs go into the zeros; once they have taken half, the filler
+	// tops them up again.
 	ctx := context.Background()
 	var runs []*workflow.Run
-	for i := range 200 {
+	for i := 0; i < 200 || highWater(t, s) < mark+ahead/2; i++ {
 		runs = append(runs, mustCreate(t, s, newRun(fmt.Sprintf("App %d", i), workflow.StateRunning), note("created")))
 	}
 	after := waitFilled(t, s, progress, ahead)
@@ -102,6 +103,39 @@ func TestPreallocateKeepsZerosAhead(t *testing.T) {
 			t.Fatalf("run %d is %q, want %q", want.ID, got.Params.ApplicationName, want.Params.ApplicationName)
 		}
 	}
+}
+
+// The filler leaves the zeros alone until writes have taken half of them
+// (each of its syncs grows the file, which costs a journal commit), then
+// fills them up in whole chunks.
+func TestPreallocateTopsUpAtHalf(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ssobot.db")
+	const ahead = 4 * preallocChunk
+	s, progress := openPrealloc(t, path, ahead)
+	mark := waitFilled(t, s, progress, ahead)
+	filled := mark + ahead
+
+	// Each commit wakes the filler (the committer is idle after it), whose
+	// turn writes nothing while more than half of the zeros are left; the
+	// turn after the commit that passes half writes a whole chunk.
+	for n := 1; ; n++ {
+		mustCreate(t, s, newRun(fmt.Sprintf("App %d", n), workflow.StateRunning), note("created"))
+		got := <-progress
+		if highWater(t, s) >= mark+ahead/2 {
+			if n < 2 {
+				t.Fatalf("one run took half of %d bytes of zeros: the test needs a larger ahead", ahead)
+			}
+			if got != filled+preallocChunk {
+				t.Fatalf("turn after run %d, past half: zeros up to %d, want %d (one whole chunk past %d)", n, got, filled+preallocChunk, filled)
+			}
+			break
+		}
+		if got != filled {
+			t.Fatalf("turn after run %d, below half: zeros up to %d, want them left at %d", n, got, filled)
+		}
+	}
+	after := waitFilled(t, s, progress, ahead)
+	assertZerosAhead(t, path, after, ahead)
 }
 
 // The zeros never land on a page in use, however writes and the filler

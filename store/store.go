@@ -68,10 +68,11 @@ type Options struct {
 	// fails it. It reads every page: about 10 ms per 1,000 runs.
 	Verify bool
 	// Preallocate keeps this many bytes of zeros written past the
-	// database's last page, written while no write waits, so that commits
-	// appending new runs do not wait for the file system to allocate
-	// blocks (see prealloc.go). Zero (the default) leaves the file to
-	// bbolt, which extends it sparsely. Ignored with ReadOnly.
+	// database's last page, topped up once writes have taken half of them
+	// and written while no write waits, so that commits appending new runs
+	// do not wait for the file system to allocate blocks (see prealloc.go).
+	// Zero (the default) leaves the file to bbolt, which extends it
+	// sparsely. Ignored with ReadOnly.
 	Preallocate int64
 
 	preallocProgress chan<- int64 // tests: see prealloc.progress

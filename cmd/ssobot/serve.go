@@ -166,7 +166,8 @@ type app struct {
 
 // dbPreallocate is how far ahead of its last page the database file is
 // kept written (store.Options.Preallocate): a new run and its events grow
-// the file by about 2.5 KB, so 8 MiB holds a burst of some 3,000 commands.
+// the file by about 2.5 KB, and the zeros are topped up once half is used,
+// so a burst of at least some 1,600 commands finds them written.
 // Only on Linux, where it was measured (ext4); elsewhere bbolt grows the
 // file as usual.
 func dbPreallocate() int64 {
