@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -41,6 +42,15 @@ import (
 const preallocChunk = 256 << 10
 
 var zeroChunk [preallocChunk]byte
+
+// preallocPause is how long the filler waits between the chunks of a
+// top-up when no commit wakes it sooner. Chunks back to back kept its
+// goroutine in one sync after another: the P it held never went idle to
+// poll the network, and after a garbage collection, with the background
+// sweeper on the other P (the runtime polls only when no goroutine is
+// runnable), requests whose answers had arrived went unnoticed for up to
+// 3.5 ms (runtime trace of a `new` round at 50 senders).
+const preallocPause = time.Millisecond
 
 // prealloc is the state of the filler goroutine.
 type prealloc struct {
@@ -108,36 +118,33 @@ func (p *prealloc) wake() {
 // zeros refuses the next commit too, whose error reaches its caller.
 func (s *Store) fill(p *prealloc) {
 	defer close(p.done)
+	pause := time.NewTimer(time.Hour)
+	pause.Stop()
+	defer pause.Stop()
 	for {
 		select {
 		case <-p.stop:
 			return
 		case <-p.kick:
+		case <-pause.C:
 		}
-		for {
+		if !s.committer.tryLead() {
+			continue // the write that has the turn wakes the filler when done
+		}
+		more, err := s.fillChunk(p)
+		s.committer.handOver()
+		if err != nil {
+			return
+		}
+		if p.progress != nil {
 			select {
+			case p.progress <- p.filled:
 			case <-p.stop:
 				return
-			default:
 			}
-			if !s.committer.tryLead() {
-				break
-			}
-			more, err := s.fillChunk(p)
-			s.committer.handOver()
-			if err != nil {
-				return
-			}
-			if p.progress != nil {
-				select {
-				case p.progress <- p.filled:
-				case <-p.stop:
-					return
-				}
-			}
-			if !more {
-				break
-			}
+		}
+		if more {
+			pause.Reset(preallocPause)
 		}
 	}
 }
