@@ -316,13 +316,19 @@ func modalRequest(title string) slack.ModalViewRequest {
 	}
 }
 
-func TestViews(t *testing.T) {
+// newClockedServer is newServer on a clock the test moves with advance.
+func newClockedServer(t *testing.T) (srv *slacktest.Server, api *slack.Client, advance func(time.Duration)) {
+	t.Helper()
 	now := time.Unix(1_700_000_000, 0)
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+	advance = func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+	srv, api = newServer(t, slacktest.WithClock(clock))
+	return srv, api, advance
+}
 
-	srv, api := newServer(t, slacktest.WithClock(clock))
+func TestViews(t *testing.T) {
+	srv, api, advance := newClockedServer(t)
 	ctx := testCtx(t)
 
 	trig := srv.NewTriggerID()
@@ -629,11 +635,7 @@ func TestResponseURL(t *testing.T) {
 }
 
 func TestResponseURLExpires(t *testing.T) {
-	now := time.Unix(1_700_000_000, 0)
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
-	srv, api := newServer(t, slacktest.WithClock(clock))
+	srv, api, advance := newClockedServer(t)
 	ctx := testCtx(t)
 
 	fresh, old := srv.NewResponseURL(), srv.NewResponseURL()
