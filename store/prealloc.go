@@ -48,8 +48,8 @@ var zeroChunk [preallocChunk]byte
 // goroutine in one sync after another: the P it held never went idle to
 // poll the network, and after a garbage collection, with the background
 // sweeper on the other P (the runtime polls only when no goroutine is
-// runnable), requests whose answers had arrived went unnoticed for up to
-// 3.5 ms (runtime trace of a `new` round at 50 senders).
+// runnable), requests and answers waiting on the network went unnoticed
+// for up to 3.5 ms (runtime trace of a `new` round at 50 senders).
 const preallocPause = time.Millisecond
 
 // prealloc is the state of the filler goroutine.
@@ -109,9 +109,10 @@ func (p *prealloc) wake() {
 }
 
 // fill writes chunks whenever the committer is idle and a top-up is due,
-// until the zeros reach ahead bytes past the high-water mark. A write coming
-// in takes the next turn; it wakes the filler again once it is committed and
-// nobody waits.
+// until the zeros reach ahead bytes past the high-water mark, one chunk per
+// commit that wakes it or per preallocPause. A write coming in takes the
+// next turn; it wakes the filler again once it is committed and nobody
+// waits.
 //
 // The first error (a full disk, say) ends preallocation for good: bbolt
 // then grows the file as it would without it, and a disk that refuses the
@@ -145,6 +146,8 @@ func (s *Store) fill(p *prealloc) {
 		}
 		if more {
 			pause.Reset(preallocPause)
+		} else {
+			pause.Stop() // a kick came first: no turn for nothing
 		}
 	}
 }
