@@ -10,6 +10,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -32,10 +33,11 @@ func (s *Store) CreateRun(ctx context.Context, r *workflow.Run, events ...workfl
 		return fmt.Errorf("create run: invalid state %q", r.State)
 	}
 	// The run is encoded here, not in the shared commit, where every write
-	// of the group would wait for it: only its ID is filled in there.
-	c := *r
-	c.ID, c.Version = 0, 1
-	pre, err := json.Marshal(&c)
+	// of the group would wait for it: only its ID is filled in there. The
+	// encoding goes to a pooled buffer, as the commit copies it anyway.
+	buf := encodeBuffers.Get().(*bytes.Buffer)
+	defer encodeBuffers.Put(buf)
+	pre, err := encodeNew(buf, r)
 	if err != nil {
 		return fmt.Errorf("create run: encode: %w", err)
 	}
@@ -45,7 +47,7 @@ func (s *Store) CreateRun(ctx context.Context, r *workflow.Run, events ...workfl
 	)
 	err = s.update(func(tx *bolt.Tx) error {
 		var err error
-		id, written, err = createRun(tx, &c, pre, events)
+		id, written, err = createRun(tx, r, pre, events)
 		return err
 	})
 	if err != nil {
@@ -54,6 +56,22 @@ func (s *Store) CreateRun(ctx context.Context, r *workflow.Run, events ...workfl
 	r.ID, r.Version = id, 1
 	copy(events, written)
 	return nil
+}
+
+// encodeBuffers hold the encodings of new runs until they are committed.
+var encodeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// encodeNew encodes r as the new run it becomes, with ID 0 and Version 1,
+// into buf, and leaves r as it was.
+func encodeNew(buf *bytes.Buffer, r *workflow.Run) ([]byte, error) {
+	id, version := r.ID, r.Version
+	r.ID, r.Version = 0, 1
+	defer func() { r.ID, r.Version = id, version }()
+	buf.Reset()
+	if err := json.NewEncoder(buf).Encode(r); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // GetRun returns a copy of the run, or an error wrapping workflow.ErrNotFound.

@@ -9,7 +9,8 @@ import (
 // the conformance suite in workflow/workflowtest.
 type Store interface {
 	// CreateRun assigns r.ID (increasing, never reused), sets r.Version to 1 and
-	// writes the run with its events (their RunID and Seq are assigned).
+	// writes the run with its events (their RunID and Seq are assigned). It
+	// keeps no reference to r or to the events once it returns.
 	CreateRun(ctx context.Context, r *Run, events ...Event) error
 	// GetRun returns a copy of the run, or an error wrapping ErrNotFound.
 	GetRun(ctx context.Context, id int64) (*Run, error)

@@ -70,11 +70,15 @@ func (e *Engine) start(ctx context.Context, req Request) (*Run, error) {
 		UpdatedAt: now,
 	}
 	r.Params.setURLs()
+	// Sized up front: a burst of new runs is allocation-bound (each
+	// collection it causes slows the acknowledgements in flight).
+	r.Steps = make([]Step, 0, len(Plan))
 	for _, p := range Plan {
 		r.Steps = append(r.Steps, Step{Name: p.Name, Kind: p.Kind, Status: StepPending})
 	}
-	events := []Event{{At: now, Type: EventCreated, Actor: req.RequestedBy,
-		Message: fmt.Sprintf("%s asked to set up %q (slug %s) as a Cloudflare Access login method", req.RequestedBy, req.ApplicationName, req.ApplicationSlug)}}
+	events := make([]Event, 1, 3) // created, then preflight's started and intent
+	events[0] = Event{At: now, Type: EventCreated, Actor: req.RequestedBy,
+		Message: fmt.Sprintf("%s asked to set up %q (slug %s) as a Cloudflare Access login method", req.RequestedBy, req.ApplicationName, req.ApplicationSlug)}
 	// Preflight's first attempt is recorded with the run: one commit for
 	// both, on the acknowledgement's path and not after it.
 	started, attempt, _, err := e.beginAttempt(r, StepPreflight)
@@ -91,7 +95,9 @@ func (e *Engine) start(ctx context.Context, req Request) (*Run, error) {
 	e.setFresh(r.ID, intent{step: StepPreflight, attempt: attempt})
 	e.notify(ctx, r, events)
 	e.kick(r.ID)
-	return r.Clone(), nil
+	// r is the caller's now: the store keeps no reference to it, the
+	// notifier got its own copy, and the driver reads the run afresh.
+	return r, nil
 }
 
 // setURLs derives the URLs Cloudflare and the verify step use.

@@ -111,6 +111,14 @@ func storeTestCreateRun(t *testing.T, s workflow.Store) {
 			t.Fatalf("GetRun(%d) = ID %d Version %d name %q", want, got.ID, got.Version, got.Request.ApplicationName)
 		}
 		storeCheckEvents(t, storeEvents(t, s, want), want, "created", "second")
+		// The engine hands r to its caller after CreateRun: the store must
+		// have kept none of it.
+		r.State, r.Steps[0].Status, r.Params.ApplicationName = workflow.StateFailed, workflow.StepFailed, "changed"
+		events[0].Message = "changed"
+		if got := storeGet(t, s, want); got.State != workflow.StatePending || got.Steps[0].Status != workflow.StepPending || got.Params.ApplicationName != fmt.Sprintf("App %d", i) {
+			t.Fatalf("run %d changed with the caller's copy: state %s, first step %s, name %q", want, got.State, got.Steps[0].Status, got.Params.ApplicationName)
+		}
+		storeCheckEvents(t, storeEvents(t, s, want), want, "created", "second")
 	}
 }
 
