@@ -235,43 +235,61 @@ func (b *Bot) readVerified(w http.ResponseWriter, r *http.Request) ([]byte, bool
 
 // replayKey identifies a signed request by what the signature covers, not
 // by how the signature header is spelled.
-func replayKey(ts string, body []byte) string {
+func replayKey(ts string, body []byte) replayID {
 	h := sha256.New()
-	h.Write([]byte(ts + ":"))
+	h.Write([]byte(ts))
+	h.Write([]byte(":"))
 	h.Write(body)
-	return string(h.Sum(nil))
+	var id replayID
+	h.Sum(id[:0])
+	return id
 }
+
+// replayID is a replayKey: a fixed-size array, so that the guard's maps
+// hold no pointers for the collector to trace (a busy workspace sends
+// hundreds of thousands of requests in a window).
+type replayID [sha256.Size]byte
 
 // replayGuard remembers the verified requests (by replayKey) for as long as
-// their timestamps stay inside the window.
+// their timestamps stay inside the window: at least keep, at most twice
+// that. It keeps two generations of keys and drops the older one whole when
+// the newer one is keep old, so no request waits for a sweep of the others.
 type replayGuard struct {
-	clock workflow.Clock
-	mu    sync.Mutex
-	sigs  map[string]time.Time // replayKey -> when to forget it
-	prune time.Time
+	clock    workflow.Clock
+	keep     time.Duration
+	mu       sync.Mutex
+	cur, old map[replayID]struct{}
+	rotateAt time.Time // when cur becomes old
 }
 
+// replayKeep is how long a request is remembered at least: its timestamp
+// may be a window ahead of the clock or a window behind it.
+const replayKeep = 2 * SignatureWindow
+
 func newReplayGuard(c workflow.Clock) *replayGuard {
-	return &replayGuard{clock: c, sigs: map[string]time.Time{}}
+	return &replayGuard{clock: c, keep: replayKeep, cur: map[replayID]struct{}{}, old: map[replayID]struct{}{}, rotateAt: c.Now().Add(replayKeep)}
 }
 
 // seen records key and reports whether it was already recorded.
-func (g *replayGuard) seen(key string) bool {
+func (g *replayGuard) seen(key replayID) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	now := g.clock.Now()
-	if now.After(g.prune) {
-		for k, until := range g.sigs {
-			if now.After(until) {
-				delete(g.sigs, k)
-			}
+	if now := g.clock.Now(); !now.Before(g.rotateAt) {
+		if now.Sub(g.rotateAt) >= g.keep {
+			// Nothing came for a whole generation: cur is that old too.
+			clear(g.cur)
 		}
-		g.prune = now.Add(time.Minute)
+		g.old, g.cur = g.cur, g.old
+		clear(g.cur)
+		g.rotateAt = now.Add(g.keep)
 	}
-	if until, ok := g.sigs[key]; ok && !now.After(until) {
+	if _, ok := g.cur[key]; ok {
 		return true
 	}
-	g.sigs[key] = now.Add(2 * SignatureWindow)
+	if _, ok := g.old[key]; ok {
+		return true
+	}
+	g.cur[key] = struct{}{}
 	return false
 }
 
