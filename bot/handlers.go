@@ -267,7 +267,7 @@ type replayGuard struct {
 const replayKeep = 2 * SignatureWindow
 
 func newReplayGuard(c workflow.Clock) *replayGuard {
-	return &replayGuard{clock: c, keep: replayKeep, cur: map[replayID]struct{}{}, old: map[replayID]struct{}{}, rotateAt: c.Now().Add(replayKeep)}
+	return &replayGuard{clock: c, keep: replayKeep, cur: map[replayID]struct{}{}, rotateAt: c.Now().Add(replayKeep)}
 }
 
 // seen records key and reports whether it was already recorded.
@@ -275,12 +275,13 @@ func (g *replayGuard) seen(key replayID) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if now := g.clock.Now(); !now.Before(g.rotateAt) {
+		g.old = g.cur
 		if now.Sub(g.rotateAt) >= g.keep {
-			// Nothing came for a whole generation: cur is that old too.
-			clear(g.cur)
+			g.old = nil // nothing came for a whole generation: cur is that old too
 		}
-		g.old, g.cur = g.cur, g.old
-		clear(g.cur)
+		// A fresh map, not the dropped one cleared: the memory a burst
+		// took goes back once its keys are forgotten.
+		g.cur = map[replayID]struct{}{}
 		g.rotateAt = now.Add(g.keep)
 	}
 	if _, ok := g.cur[key]; ok {
