@@ -116,6 +116,9 @@ func (s *Server) fault(w http.ResponseWriter, r *http.Request, body []byte, f *F
 		case <-r.Context().Done():
 		case <-s.done:
 		}
+		// Never an answer: returning would send an empty 200 to a client
+		// still waiting when Close released the request.
+		hijackReset(w)
 		return true
 	case FaultMalformed:
 		w.Header().Set("Content-Type", "application/json")

@@ -252,6 +252,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	if latency > 0 && !s.wait(r.Context(), latency) {
+		hijackReset(w) // released by Close or the client: no answer at all
 		return
 	}
 	if f != nil {

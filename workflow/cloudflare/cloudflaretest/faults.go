@@ -118,6 +118,9 @@ func (s *Server) inject(w http.ResponseWriter, r *http.Request, body []byte, f F
 		case <-r.Context().Done():
 		case <-s.done:
 		}
+		// Never an answer: returning would send an empty 200 to a client
+		// still waiting when Close released the request.
+		reset(w)
 	case FaultMalformed:
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)

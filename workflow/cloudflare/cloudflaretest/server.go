@@ -301,9 +301,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-t.C:
 		case <-r.Context().Done():
 			t.Stop()
+			reset(w) // no answer at all
 			return
 		case <-s.done:
 			t.Stop()
+			reset(w) // released by Close: no answer at all
 			return
 		}
 	}

@@ -347,7 +347,10 @@ func TestCloseReleasesHeldRequests(t *testing.T) {
 	}
 	srv.Close()
 	select {
-	case <-done:
+	case err := <-done:
+		if err == nil {
+			t.Error("the held request got an answer") // a timeout never answers
+		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close left the request hanging")
 	}
