@@ -132,7 +132,7 @@ func (s *Store) fill(p *prealloc) {
 		if !s.committer.tryLead() {
 			continue // the write that has the turn wakes the filler when done
 		}
-		more, err := s.fillChunk(p)
+		err := s.fillChunk(p)
 		s.committer.handOver()
 		if err != nil {
 			return
@@ -144,7 +144,7 @@ func (s *Store) fill(p *prealloc) {
 				return
 			}
 		}
-		if more {
+		if p.topUp {
 			pause.Reset(preallocPause)
 		} else {
 			pause.Stop() // a kick came first: no turn for nothing
@@ -153,32 +153,33 @@ func (s *Store) fill(p *prealloc) {
 }
 
 // fillChunk writes the next chunk of zeros, if a top-up is due or under
-// way, and syncs it. The caller holds the committer's turn.
-func (s *Store) fillChunk(p *prealloc) (more bool, err error) {
+// way, and syncs it; p.topUp then tells whether more chunks are due. The
+// caller holds the committer's turn.
+func (s *Store) fillChunk(p *prealloc) error {
 	mark, err := s.highWater()
 	if err != nil {
-		return false, err
+		return err
 	}
 	if !p.topUp && p.filled-mark > p.ahead/2 {
-		return false, nil
+		return nil
 	}
 	start, end := max(mark, p.filled), mark+p.ahead
 	if start >= end {
 		p.topUp = false
-		return false, nil
+		return nil
 	}
 	p.topUp = true
 	n := min(end-start, preallocChunk)
 	if _, err := p.file.WriteAt(zeroChunk[:n], start); err != nil {
-		return false, fmt.Errorf("preallocate %s: %w", s.path, err)
+		return fmt.Errorf("preallocate %s: %w", s.path, err)
 	}
 	// fsync, not fdatasync: the file's size may have grown.
 	if err := p.file.Sync(); err != nil {
-		return false, fmt.Errorf("preallocate %s: sync: %w", s.path, err)
+		return fmt.Errorf("preallocate %s: sync: %w", s.path, err)
 	}
 	p.filled = start + n
 	p.topUp = start+n < end
-	return p.topUp, nil
+	return nil
 }
 
 // highWater is the end of the database's pages as the last commit left it
