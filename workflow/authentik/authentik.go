@@ -98,6 +98,11 @@ func New(baseURL string, token workflow.Secret, httpClient *http.Client) (*Clien
 	// The token lives in the transport, not in the generated client's
 	// configuration or the context, so no dump or log of either can hold it.
 	hc.Transport = &bearer{base: rt, token: token}
+	// The transport adds the token to every request it sends, so a
+	// redirect followed to another host (an auth proxy's login page in
+	// front of the API) would carry it there. No API call of ssobot's is
+	// redirected by authentik itself: the redirect comes back as an error.
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 	cfg := api.NewConfiguration()
 	cfg.Servers = api.ServerConfigurations{{URL: base + "/api/v3"}}

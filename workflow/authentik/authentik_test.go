@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -595,5 +597,46 @@ func TestContextCancelled(t *testing.T) {
 	api := checkErr(t, srv, err)
 	if !errors.Is(api, context.Canceled) {
 		t.Errorf("error %v does not wrap context.Canceled", err)
+	}
+}
+
+// TestRedirectIsNotFollowed: a proxy or login page in front of authentik's
+// API answers with a redirect. The client's transport adds the token to
+// every request, so following it would hand the token to the redirect's
+// host; the redirect must come back as a permanent error naming the host.
+func TestRedirectIsNotFollowed(t *testing.T) {
+	const token = "ak-redirect-test-token-0123456789"
+	var elsewhere atomic.Int32
+	login := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		if got := r.Header.Get("Authorization"); got != "" {
+			t.Errorf("the redirect's host got Authorization %q", got)
+		}
+		fmt.Fprint(w, "<html>sign in</html>")
+	}))
+	defer login.Close()
+	proxy := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, login.URL+"/sign-in?state=s3cr3t-state", http.StatusFound)
+	}))
+	defer proxy.Close()
+
+	// httptest's servers share one certificate: the client trusts both.
+	c, err := authentik.New(proxy.URL, workflow.NewSecret(token), proxy.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Me(t.Context())
+	var api *workflow.APIError
+	if !errors.As(err, &api) {
+		t.Fatalf("Me: %v, want an *APIError", err)
+	}
+	if api.Status != http.StatusFound || api.Transient() {
+		t.Errorf("APIError = %+v, want a permanent 302", api)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "redirected to "+login.URL) || strings.Contains(msg, "s3cr3t-state") || strings.Contains(msg, token) {
+		t.Errorf("error %q: want the redirect's scheme and host, not its query or the token", msg)
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Errorf("the redirect was followed %d times", n)
 	}
 }

@@ -56,6 +56,9 @@ func malformed(op string, status int, err error) error {
 
 func httpError(op, perm string, resp *http.Response, body []byte) error {
 	e := &workflow.APIError{System: system, Op: op, Status: resp.StatusCode, Message: errorMessage(body)}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		e.Message = redirectMessage(resp)
+	}
 	if resp.StatusCode == http.StatusForbidden && perm != "" {
 		e.Op = fmt.Sprintf("%s (needs %s)", op, perm)
 	}
@@ -63,6 +66,18 @@ func httpError(op, perm string, resp *http.Response, body []byte) error {
 		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
 	return e
+}
+
+// redirectMessage explains a redirect, which ssobot does not follow (see
+// New): usually a proxy or a login page in front of authentik's API. Only
+// the target's scheme and host are named; its path and query may hold a
+// login flow's state.
+func redirectMessage(resp *http.Response) string {
+	where := "another page"
+	if u, err := resp.Location(); err == nil && u.Host != "" {
+		where = u.Scheme + "://" + u.Host
+	}
+	return fmt.Sprintf("redirected to %s; ssobot needs direct access to authentik's API at the configured URL (is a proxy or login page in front of it, or should the URL use https?)", where)
 }
 
 // errorMessage reads authentik's error body: {"detail": "..."} for 403, 404
