@@ -19,7 +19,7 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 		return nil, fmt.Errorf("check approver %s: %w", d.User, err)
 	}
 	var refusal *RefusedError
-	var finished bool
+	var finished, expired bool
 	r, err := e.update(ctx, d.RunID, func(r *Run) ([]Event, error) {
 		refusal = e.checkDecision(r, d, eligible, reason)
 		if refusal != nil {
@@ -27,6 +27,19 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 		}
 		gate := r.Step(d.Gate)
 		now := e.cfg.Clock.Now().UTC()
+		if !gate.Deadline.IsZero() && !now.Before(gate.Deadline) {
+			// The driver expires a gate at its deadline but may not have
+			// yet (after a restart, or while it yields): the decision comes
+			// too late, and the gate expires with its refusal.
+			expired = true
+			evs, err := e.expireIn(r, gate)
+			if err != nil {
+				return nil, err
+			}
+			refusal = refused("gate %s of run #%d expired at %s, before this decision; to go ahead, start a new run", d.Gate, r.ID, gate.Deadline.Format(time.RFC3339))
+			return append(evs, Event{Type: EventDecisionRefused, Step: d.Gate, Actor: d.User,
+				Message: fmt.Sprintf("refused %s by %s: %s", d.Decision, d.User, refusal.Reason)}), nil
+		}
 		r.Approvals = append(r.Approvals, Approval{Gate: d.Gate, User: d.User, Decision: d.Decision, At: now, Reason: d.Reason})
 		evs := []Event{{Type: EventDecisionAccepted, Step: d.Gate, Actor: d.User,
 			Message: fmt.Sprintf("%s %s gate %s", d.User, pastTense(d.Decision), d.Gate), Data: reasonData(d.Reason)}}
@@ -58,7 +71,11 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 		return evs, nil
 	})
 	if e.cfg.Observer != nil && (err == nil || refusal != nil) {
-		e.cfg.Observer.DecisionMade(d.Gate, d.Decision, err == nil)
+		e.cfg.Observer.DecisionMade(d.Gate, d.Decision, err == nil && !expired)
+	}
+	if expired && err == nil {
+		e.log.Info("refused", slog.Int64(KeyRunID, d.RunID), slog.String(KeyUser, d.User), slog.String("type", string(EventDecisionRefused)), slog.String("reason", refusal.Reason))
+		return nil, refusal
 	}
 	if refusal != nil && errors.Is(err, ErrRefused) {
 		e.recordRefusal(ctx, d.RunID, EventDecisionRefused, d.Gate, d.User, fmt.Sprintf("refused %s by %s: %s", d.Decision, d.User, refusal.Reason))

@@ -364,7 +364,9 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 		}
 		if r.State.Terminal() {
 			e.cancelWake(id)
-			e.takeFresh(id)
+			if in := e.takeFresh(id); in.attempt != 0 {
+				e.abandonIntent(ctx, id, in)
+			}
 			return false
 		}
 		step := r.Current()
@@ -375,7 +377,13 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 		switch {
 		case r.State == StateAwaitingApproval:
 			if !now.Before(step.Deadline) {
-				e.expire(ctx, id, step.Name, step.Nonce)
+				if err := e.expire(ctx, id, step.Name, step.Nonce); err != nil {
+					if ctx.Err() == nil {
+						e.log.Error("expire gate", slog.Int64(KeyRunID, id), slog.Any(KeyError, err))
+						e.wakeAt(id, now.Add(storeRetryDelay))
+					}
+					return false
+				}
 				continue
 			}
 			e.wakeAt(id, step.Deadline)
@@ -396,6 +404,14 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 		case e.sem <- struct{}{}:
 		case <-ctx.Done():
 			return false
+		}
+		// The wait for a slot lasts as long as other runs' calls, and the run
+		// may have been cancelled meanwhile. An intent folded into the commit
+		// that opened the step (foldIntent) is not checked again before the
+		// call, so the run is read again now that the slot is held.
+		if r, err = e.cfg.Store.GetRun(ctx, id); err != nil || r.State.Terminal() || r.Current() == nil || r.Current().Name != step.Name {
+			<-e.sem
+			continue
 		}
 		crashed, err = e.attempt(ctx, r, step.Name, e.takeFresh(id))
 		<-e.sem
@@ -714,20 +730,43 @@ func (e *Engine) openGateIn(r *Run, s *Step) []Event {
 		Data:    map[string]string{"required": fmt.Sprint(s.Required), "deadline": s.Deadline.Format(time.RFC3339)}}}
 }
 
-func (e *Engine) expire(ctx context.Context, id int64, gate StepName, nonce string) {
+func (e *Engine) expire(ctx context.Context, id int64, gate StepName, nonce string) error {
 	_, err := e.update(ctx, id, func(r *Run) ([]Event, error) {
 		s := r.OpenGate()
 		if s == nil || s.Name != gate || s.Nonce != nonce || e.cfg.Clock.Now().Before(s.Deadline) {
 			return nil, errStale
 		}
-		s.Status, s.FinishedAt = StepExpired, e.cfg.Clock.Now().UTC()
-		if err := r.transition(StateExpired); err != nil {
-			return nil, err
-		}
-		r.Error = fmt.Sprintf("gate %s expired: no decision before %s", gate, s.Deadline.Format(time.RFC3339))
-		return []Event{{Type: EventGateExpired, Step: gate, Message: r.Error}}, nil
+		return e.expireIn(r, s)
 	})
-	if err != nil && !errors.Is(err, errStale) && ctx.Err() == nil {
-		e.log.Error("expire gate", slog.Int64(KeyRunID, id), slog.Any(KeyError, err))
+	if errors.Is(err, errStale) {
+		return nil
+	}
+	return err
+}
+
+// expireIn expires r's open gate s, whose deadline has passed.
+func (e *Engine) expireIn(r *Run, s *Step) ([]Event, error) {
+	s.Status, s.FinishedAt = StepExpired, e.cfg.Clock.Now().UTC()
+	if err := r.transition(StateExpired); err != nil {
+		return nil, err
+	}
+	r.Error = fmt.Sprintf("gate %s expired: no decision before %s", s.Name, s.Deadline.Format(time.RFC3339))
+	return []Event{{Type: EventGateExpired, Step: s.Name, Message: r.Error}}, nil
+}
+
+// abandonIntent closes a step whose first attempt was recorded with the
+// commit that opened it (foldIntent) when the run ended before the call
+// was made: the step shows as cancelled, not as running for good.
+func (e *Engine) abandonIntent(ctx context.Context, id int64, in intent) {
+	_, err := e.update(context.WithoutCancel(ctx), id, func(r *Run) ([]Event, error) {
+		s := r.Step(in.step)
+		if !r.State.Terminal() || s == nil || s.Status != StepRunning || s.Attempts != in.attempt {
+			return nil, errStale
+		}
+		s.Status, s.FinishedAt = StepCancelled, e.cfg.Clock.Now().UTC()
+		return []Event{{Type: EventNote, Step: in.step, Message: fmt.Sprintf("attempt %d of %s not made: the run was %s first", in.attempt, in.step, r.State)}}, nil
+	})
+	if err != nil && !errors.Is(err, errStale) && !errors.Is(err, ErrNotFound) {
+		e.log.Error("close abandoned step", slog.Int64(KeyRunID, id), slog.String(KeyStep, string(in.step)), slog.Any(KeyError, err))
 	}
 }

@@ -1,0 +1,212 @@
+package workflow_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ssobot/ssobot/workflow"
+)
+
+// holdingAuthentik holds CreateProvider for one application until released.
+type holdingAuthentik struct {
+	workflow.Authentik
+	name    string
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (a *holdingAuthentik) CreateProvider(ctx context.Context, spec workflow.ProviderSpec) (workflow.Provider, error) {
+	if spec.Name == "Provider for "+a.name {
+		close(a.entered)
+		<-a.release
+	}
+	return a.Authentik.CreateProvider(ctx, spec)
+}
+
+// readSignal tells when the engine reads one run in a given state.
+type readSignal struct {
+	workflow.Store
+	mu    sync.Mutex
+	id    int64
+	state workflow.State
+	read  chan struct{}
+}
+
+func (s *readSignal) arm(id int64, st workflow.State) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.id, s.state, s.read = id, st, make(chan struct{})
+	return s.read
+}
+
+func (s *readSignal) GetRun(ctx context.Context, id int64) (*workflow.Run, error) {
+	r, err := s.Store.GetRun(ctx, id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil && s.read != nil && id == s.id && r.State == s.state {
+		close(s.read)
+		s.read = nil
+	}
+	return r, err
+}
+
+// TestCancelWhileWaitingForSlot: a run approved while every slot is busy
+// and cancelled before it gets one makes no call. The approval's commit
+// records the next step's first attempt (foldIntent), so nothing but a
+// fresh read after the wait stands between the cancel and the API.
+func TestCancelWhileWaitingForSlot(t *testing.T) {
+	h := newHarness(t)
+	hold := &holdingAuthentik{name: "Alpha", entered: make(chan struct{}), release: make(chan struct{})}
+	reads := &readSignal{}
+	h.start(func(c *workflow.Config) {
+		c.MaxConcurrentRuns = 1
+		hold.Authentik = c.Authentik
+		c.Authentik = hold
+		reads.Store = c.Store
+		c.Store = reads
+	})
+	beta := h.newRun(workflow.Request{ApplicationName: "Beta"})
+	h.feed.waitGate(t, beta.ID, workflow.GateAuthentik)
+	alpha := h.newRun(workflow.Request{ApplicationName: "Alpha"})
+	h.approve(alpha.ID, workflow.GateAuthentik)
+	<-hold.entered // Alpha holds the only slot
+
+	read := reads.arm(beta.ID, workflow.StateRunning)
+	h.approve(beta.ID, workflow.GateAuthentik)
+	<-read // Beta's driver has read the approved run and waits for the slot
+	if _, err := h.engine.Cancel(context.Background(), beta.ID, requester, "changed my mind"); err != nil {
+		t.Fatalf("cancel: %v", err)
+	}
+	close(hold.release)
+	h.feed.waitGate(t, alpha.ID, workflow.GateCloudflare)
+
+	got := h.feed.wait(t, beta.ID, "the provider step closed", func(r *workflow.Run) bool {
+		return r.Step(workflow.StepAuthentikProvider).Status != workflow.StepRunning
+	})
+	if s := got.Step(workflow.StepAuthentikProvider); s.Status != workflow.StepCancelled {
+		t.Errorf("Beta's provider step is %s, want %s", s.Status, workflow.StepCancelled)
+	}
+	for _, p := range h.ak.Providers() {
+		if p.Name == "Provider for Beta" {
+			t.Errorf("the cancelled run created %q", p.Name)
+		}
+	}
+	if got.State != workflow.StateCancelled {
+		t.Errorf("Beta is %s, want cancelled", got.State)
+	}
+}
+
+// TestDecisionAfterDeadline: a gate whose deadline passed while the driver
+// was held back (after a restart here) refuses a late decision and expires
+// with it, in one commit.
+func TestDecisionAfterDeadline(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	r := h.newRun(workflow.Request{})
+	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+	h.stop()
+
+	h.feed = newFeed()
+	hold := make(chan struct{})
+	defer close(hold)
+	h.start(func(c *workflow.Config) {
+		c.Yield = func(ctx context.Context) (func(), error) {
+			select {
+			case <-hold:
+				return func() {}, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	})
+	h.clock.Advance(g.Deadline.Sub(h.clock.Now()) + time.Hour)
+
+	_, err := h.engine.Decide(context.Background(), workflow.DecisionRequest{RunID: r.ID, Gate: g.Name, Nonce: g.Nonce, User: approver, Decision: workflow.Approve})
+	var ref *workflow.RefusedError
+	if !errors.As(err, &ref) || !strings.Contains(ref.Reason, "expired") {
+		t.Fatalf("late decision: %v, want a refusal saying the gate expired", err)
+	}
+	got, err := h.store.GetRun(context.Background(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := got.Step(g.Name); got.State != workflow.StateExpired || s.Status != workflow.StepExpired || len(got.Approvals) != 0 {
+		t.Errorf("run %s, gate %s, approvals %v; want expired, expired, none", got.State, s.Status, got.Approvals)
+	}
+	evs, err := h.store.Events(context.Background(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []workflow.EventType
+	for _, ev := range evs[len(evs)-2:] {
+		types = append(types, ev.Type)
+	}
+	if len(types) != 2 || types[0] != workflow.EventGateExpired || types[1] != workflow.EventDecisionRefused {
+		t.Errorf("last events %v, want gate.expired then gate.decision_refused", types)
+	}
+	if len(h.ak.Providers()) != 0 {
+		t.Error("a late approval created a provider")
+	}
+}
+
+// failingUpdates fails every UpdateRun once failing is set, noting the
+// engine clock's time of each.
+type failingUpdates struct {
+	workflow.Store
+	clock   interface{ Now() time.Time }
+	mu      sync.Mutex
+	failing bool
+	at      []time.Time
+	third   chan struct{}
+}
+
+var errDiskFull = errors.New("disk full")
+
+func (s *failingUpdates) UpdateRun(ctx context.Context, id int64, fn func(r *workflow.Run) ([]workflow.Event, error)) (*workflow.Run, error) {
+	s.mu.Lock()
+	if s.failing {
+		s.at = append(s.at, s.clock.Now())
+		if len(s.at) == 3 {
+			close(s.third)
+		}
+		s.mu.Unlock()
+		return nil, errDiskFull
+	}
+	s.mu.Unlock()
+	return s.Store.UpdateRun(ctx, id, fn)
+}
+
+// TestExpireBacksOffOnStoreError: a gate that cannot be expired because
+// the store fails is tried again after the store retry delay, not in a
+// loop that holds a CPU and floods the log.
+func TestExpireBacksOffOnStoreError(t *testing.T) {
+	h := newHarness(t)
+	st := &failingUpdates{clock: h.clock, third: make(chan struct{})}
+	h.start(func(c *workflow.Config) {
+		st.Store = c.Store
+		c.Store = st
+	})
+	r := h.newRun(workflow.Request{})
+	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+	st.mu.Lock()
+	st.failing = true
+	st.mu.Unlock()
+	h.clock.Advance(g.Deadline.Sub(h.clock.Now()))
+	select {
+	case <-st.third:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the expiry was not tried three times")
+	}
+	st.mu.Lock()
+	at := st.at[:3]
+	st.mu.Unlock()
+	for i := 1; i < len(at); i++ {
+		if gap := at[i].Sub(at[i-1]); gap < 5*time.Second {
+			t.Errorf("expiry tried again %v after a failure, want at least the 5s store retry delay", gap)
+		}
+	}
+}
