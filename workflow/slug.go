@@ -76,6 +76,8 @@ func NormalizeTeamDomain(team string) (string, error) {
 	return t + ".cloudflareaccess.com", nil
 }
 
+func isFormat(r rune) bool { return unicode.Is(unicode.Cf, r) }
+
 // MaxNameLength bounds application and login method names.
 const MaxNameLength = 100
 
@@ -90,6 +92,10 @@ func ValidateName(what, name string) error {
 		return fmt.Errorf("%w: the %s is longer than %d characters", ErrInvalidRequest, what, MaxNameLength)
 	case strings.ContainsFunc(name, unicode.IsControl):
 		return fmt.Errorf("%w: the %s contains control characters", ErrInvalidRequest, what)
+	case strings.ContainsFunc(name, isFormat):
+		// Invisible, and a right-to-left override makes approvers read a
+		// name other than the one that is created.
+		return fmt.Errorf("%w: the %s contains invisible formatting characters (such as a direction override or a zero-width space); type it again without them", ErrInvalidRequest, what)
 	}
 	return nil
 }

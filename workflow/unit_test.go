@@ -56,6 +56,39 @@ func TestValidateSlug(t *testing.T) {
 	}
 }
 
+func TestValidateName(t *testing.T) {
+	tests := []struct {
+		name, want string // want: part of the error, "" for valid
+	}{
+		{"Grafana", ""},
+		{"Grafana (staging) — EU", ""},
+		{"Café Ünïcode 日本", ""},
+		{"", "is empty"},
+		{"   ", "is empty"},
+		{"Gra\x00fana", "control characters"},
+		{"Gra\nfana", "control characters"},
+		{"\xff", "not valid UTF-8"},
+		{strings.Repeat("a", 101), "longer than 100"},
+		{strings.Repeat("é", 100), ""},
+		// A right-to-left override shows approvers "Grafana staging"
+		// while "Grafana gnigats" is created.
+		{"Grafana \u202egnigats\u202c", "invisible formatting"},
+		{"Gra\u200bfana", "invisible formatting"},
+		{"Grafana\u2066x\u2069", "invisible formatting"},
+	}
+	for _, tt := range tests {
+		err := workflow.ValidateName("application name", tt.name)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("ValidateName(%q) = %v, want ok", tt.name, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("ValidateName(%q) = %v, want an error saying %q", tt.name, err, tt.want)
+		case err != nil && !errors.Is(err, workflow.ErrInvalidRequest):
+			t.Errorf("ValidateName(%q) error does not wrap ErrInvalidRequest", tt.name)
+		}
+	}
+}
+
 func TestNormalizeTeamDomain(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"company", "company.cloudflareaccess.com"},
