@@ -315,10 +315,12 @@ func (b *Bot) deliver(ctx context.Context, st *runState, w work) error {
 func (b *Bot) postRoot(ctx context.Context, st *runState, run *workflow.Run, blocks []slack.Block, text string) error {
 	ch, ts, err := b.client.PostMessageContext(ctx, run.Request.Channel,
 		slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(text, false), slack.MsgOptionDisableLinkUnfurl())
-	switch slackCode(err) {
-	case errCodeNotInChannel, errCodeChannelNotFound, errCodeIsArchived:
+	if err != nil && permanent(err) {
+		// Not only "not in the channel": a workspace setting (restricted_action,
+		// a read-only or thread-only channel) refuses it just as surely, and
+		// a run whose buttons nobody sees could only expire.
 		st.dead = true
-		b.unreachable(ctx, run, slackCode(err))
+		b.unreachable(ctx, run, err)
 		return nil
 	}
 	if err != nil {
@@ -332,11 +334,20 @@ func (b *Bot) postRoot(ctx context.Context, st *runState, run *workflow.Run, blo
 	return nil
 }
 
-// unreachable handles a channel the bot cannot post in.
-func (b *Bot) unreachable(ctx context.Context, run *workflow.Run, code string) {
-	log := b.log.With(slog.Int64(workflow.KeyRunID, run.ID), slog.String("channel", run.Request.Channel), slog.String("slack_error", code))
+// unreachable handles a channel where Slack refused the run's message for
+// good (postErr): the run is cancelled and the requester told privately.
+func (b *Bot) unreachable(ctx context.Context, run *workflow.Run, postErr error) {
+	code := slackCode(postErr)
+	log := b.log.With(slog.Int64(workflow.KeyRunID, run.ID), slog.String("channel", run.Request.Channel), slog.Any(workflow.KeyError, postErr))
 	log.Warn("cannot post the run message; cancelling the run")
+	notMember := code == errCodeNotInChannel || code == errCodeChannelNotFound || code == errCodeIsArchived
 	reason := "ssobot is not in the channel; invite it with /invite @ssobot and start again"
+	if !notMember {
+		if code == "" {
+			code = "error"
+		}
+		reason = fmt.Sprintf("Slack refused the run's message in the channel (%s); start again from a channel where ssobot can post", code)
+	}
 	outcome := "was cancelled"
 	if _, err := b.eng().Cancel(ctx, run.ID, workflow.SystemActor, reason); err != nil {
 		log.Error("cancel run without a message", slog.Any(workflow.KeyError, err))
@@ -344,6 +355,10 @@ func (b *Bot) unreachable(ctx context.Context, run *workflow.Run, code string) {
 	}
 	msg := fmt.Sprintf(":warning: I can't post in <#%s>, so run #%d (%s) %s. Invite me there with `/invite @ssobot` and start again.",
 		run.Request.Channel, run.ID, Escape(run.Request.ApplicationName), outcome)
+	if !notMember {
+		msg = fmt.Sprintf(":warning: Slack refused my message in <#%s> (`%s`), so run #%d (%s) %s. Start it again from a channel where I can post, or ask a workspace admin whether apps may post in that one.",
+			run.Request.Channel, code, run.ID, Escape(run.Request.ApplicationName), outcome)
+	}
 	b.tellPrivately(ctx, run.ID, run.Request.RequestedBy, run.Request.Channel, msg)
 }
 

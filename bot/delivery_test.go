@@ -254,6 +254,34 @@ func TestBotNotInChannel(t *testing.T) {
 	}
 }
 
+// TestBotRootRefused: any error that retrying cannot change (here a
+// workspace setting that keeps apps from posting) cancels the run and tells
+// the requester why, as not being in the channel does.
+func TestBotRootRefused(t *testing.T) {
+	for _, code := range []string{"restricted_action", "restricted_action_read_only_channel", "invalid_blocks"} {
+		t.Run(code, func(t *testing.T) {
+			h, eng := newHandlerHarness(t)
+			eng.notifier = h.bot
+			h.startWorker()
+			h.slack.FailNext("chat.postMessage", 1, code)
+			if r := h.command("U1", "C1", "new Grafana"); !strings.Contains(r.Text, "Run #1 started") {
+				t.Fatalf("reply %q", r.Text)
+			}
+			calls := h.waitCalls("the private notice", func(c []slacktest.Call) bool { return countMethod(c, slacktest.MethodResponseURL) == 1 })
+			if got := responseTexts(calls)[0]; !strings.Contains(got, "Slack refused my message in <#C1> (`"+code+"`)") || !strings.Contains(got, "run #1 (Grafana) was cancelled") {
+				t.Errorf("notice %q", got)
+			}
+			cancels := eng.Cancels()
+			if len(cancels) != 1 || !strings.HasPrefix(cancels[0], "1|"+workflow.SystemActor+"|") || !strings.Contains(cancels[0], code) {
+				t.Errorf("cancels %v; want run 1 cancelled by the system, naming %s", cancels, code)
+			}
+			if n := countMethod(h.slack.Calls(), "chat.postMessage"); n != 1 {
+				t.Errorf("%d chat.postMessage calls; want the refused one only", n)
+			}
+		})
+	}
+}
+
 func TestBotNotInChannelWithoutResponseURLUsesDM(t *testing.T) {
 	h, eng := newHandlerHarness(t)
 	h.startWorker()
