@@ -531,3 +531,34 @@ func TestEndToEndDeletedRootAndRateLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestEndToEndControlAnswerReachesItsSenderOnly: when the answer to a
+// cancel cannot go through the canceller's response URL, it falls back to
+// a private message to them, not to the response URL of the command that
+// started the run (the requester's).
+func TestEndToEndControlAnswerReachesItsSenderOnly(t *testing.T) {
+	e := newE2E(t)
+	newCmd := e.slack.NewSlashCommand("/sso-setup", "new Grafana", "U1", "C1")
+	e.post("/slack/commands", slacktest.SlashCommandForm(newCmd))
+	e.root("the run's message", hasButtonFor(workflow.GateAuthentik))
+
+	e.slack.FailNext(slacktest.MethodResponseURL, 1, "internal_error")
+	cancelCmd := e.slack.NewSlashCommand("/sso-setup", "cancel 1", "U3", "C1")
+	e.post("/slack/commands", slacktest.SlashCommandForm(cancelCmd))
+	calls := e.waitCalls("the answer to U3", func(c []slacktest.Call) bool {
+		for _, m := range okCalls(c, "chat.postEphemeral") {
+			if m.Param("user") == "U3" {
+				return true
+			}
+		}
+		return false
+	})
+	for _, c := range calls {
+		if c.Method == slacktest.MethodResponseURL && c.URL == newCmd.ResponseURL {
+			t.Errorf("the answer to U3's cancel went to U1's response URL: %s", c)
+		}
+	}
+	if r, err := e.engine.Get(context.Background(), 1); err != nil || r.State.Terminal() {
+		t.Errorf("run 1: %v, %v; a bystander's cancel must be refused", r.State, err)
+	}
+}

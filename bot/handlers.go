@@ -428,7 +428,7 @@ func (b *Bot) startFromCommand(ctx context.Context, cmd slack.SlashCommand, c Co
 		log.Error("start run", slog.Any(workflow.KeyError, err))
 		return private("I could not start the run (something went wrong on my side); try again in a minute.")
 	}
-	b.notices.rememberRun(run.ID, cmd.ResponseURL)
+	b.notices.rememberRun(run.ID, cmd.UserID, cmd.ResponseURL)
 	b.queue.push(run, nil)
 	log.Info("run started", slog.Int64(workflow.KeyRunID, run.ID))
 	return private(fmt.Sprintf("Run #%d started: I'll post the plan in this channel.", run.ID))

@@ -164,6 +164,7 @@ type notices struct {
 
 type notice struct {
 	url     string
+	user    string // who typed the command: its answers are for them alone
 	expires time.Time
 }
 
@@ -184,21 +185,24 @@ func (n *notices) rememberRequest(user, channel, url string) {
 	n.byReq[user+"|"+channel] = notice{url: url, expires: n.clock.Now().Add(responseURLLifetime)}
 }
 
-func (n *notices) rememberRun(id int64, url string) {
+func (n *notices) rememberRun(id int64, user, url string) {
 	if url == "" {
 		return
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.prune()
-	n.byRun[id] = notice{url: url, expires: n.clock.Now().Add(responseURLLifetime)}
+	n.byRun[id] = notice{url: url, user: user, expires: n.clock.Now().Add(responseURLLifetime)}
 }
 
+// lookup finds a response URL that reaches user privately: the one of the
+// command that started run id if user typed it, else user's latest command
+// in channel.
 func (n *notices) lookup(id int64, user, channel string) string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	now := n.clock.Now()
-	if x, ok := n.byRun[id]; ok && now.Before(x.expires) {
+	if x, ok := n.byRun[id]; ok && x.user == user && now.Before(x.expires) {
 		return x.url
 	}
 	if x, ok := n.byReq[user+"|"+channel]; ok && now.Before(x.expires) {
