@@ -374,7 +374,7 @@ func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) *reply {
 	case CmdNew:
 		return b.startFromCommand(ctx, cmd, c, log)
 	case CmdStatus:
-		return b.status(ctx, c, log)
+		return b.status(ctx, c, cmd.ChannelID, log)
 	case CmdList:
 		return b.list(ctx, log)
 	case CmdCancel, CmdRetry:
@@ -434,7 +434,9 @@ func (b *Bot) startFromCommand(ctx context.Context, cmd slack.SlashCommand, c Co
 	return private(fmt.Sprintf("Run #%d started: I'll post the plan in this channel.", run.ID))
 }
 
-func (b *Bot) status(ctx context.Context, c Command, log *slog.Logger) *reply {
+// status shows a run to the person asking, or with public to the channel
+// it was asked in, if that is the run's own channel.
+func (b *Bot) status(ctx context.Context, c Command, channel string, log *slog.Logger) *reply {
 	run, err := b.eng().Get(ctx, c.RunID)
 	if errors.Is(err, workflow.ErrNotFound) {
 		return private(fmt.Sprintf("There is no run #%d; `list` shows the recent ones.", c.RunID))
@@ -444,8 +446,16 @@ func (b *Bot) status(ctx context.Context, c Command, log *slog.Logger) *reply {
 		return private("I could not read that run (something went wrong on my side); try again in a minute.")
 	}
 	resp := &reply{ResponseType: slack.ResponseTypeEphemeral, Text: FallbackText(run), Blocks: renderRun(run, b.links(), false)}
-	if c.Public {
+	switch {
+	case !c.Public:
+	case run.Request.Channel == "" || run.Request.Channel == channel:
 		resp.ResponseType = slack.ResponseTypeInChannel
+	default:
+		// The run's card names its application, team and people; a run
+		// from another channel (perhaps a private one) is not posted here.
+		note := fmt.Sprintf(":lock: Run #%d belongs to <#%s>, so only you see it here; to share it, type `status %d public` there.", run.ID, run.Request.Channel, run.ID)
+		resp.Text = note + "\n" + resp.Text
+		resp.Blocks = append([]slack.Block{slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, note, false, false))}, resp.Blocks...)
 	}
 	return resp
 }

@@ -174,6 +174,7 @@ func TestCommandReplies(t *testing.T) {
 	tests := []struct {
 		name     string
 		text     string
+		channel  string // C1, the runs' channel, unless set
 		respType string
 		want     []string
 		notWant  []string
@@ -186,12 +187,17 @@ func TestCommandReplies(t *testing.T) {
 		{name: "escaped validation error", text: "new Grafana slug=&lt;!channel&gt;", want: []string{"&lt;!channel&gt;"}, notWant: []string{"<!channel>"}},
 		{name: "status", text: "status 3", respType: slack.ResponseTypeEphemeral, want: []string{"SSO setup #3 for App 3"}},
 		{name: "status public", text: "status 3 public", respType: slack.ResponseTypeInChannel, want: []string{"SSO setup #3"}},
+		{name: "status public elsewhere", text: "status 3 public", channel: "C2", respType: slack.ResponseTypeEphemeral,
+			want: []string{"Run #3 belongs to <#C1>, so only you see it here", "SSO setup #3"}},
 		{name: "status unknown", text: "status 99", want: []string{"There is no run #99"}},
 		{name: "list", text: "list", want: []string{"*The 10 most recent runs*", "`#12` App 12 · :raised_hand: Awaiting approval (authentik) · <@U1>", "`#3` App 3"}, notWant: []string{"`#2`", "`#1`"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := h.command("U1", "C1", tt.text)
+			if tt.channel == "" {
+				tt.channel = "C1"
+			}
+			r := h.command("U1", tt.channel, tt.text)
 			if tt.respType == "" {
 				tt.respType = slack.ResponseTypeEphemeral
 			}

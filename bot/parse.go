@@ -62,7 +62,7 @@ func Usage(cmd string) string {
 		"*Usage*",
 		fmt.Sprintf("• `%s new <application name> [slug=<slug>] [team=<team domain>] [login=<login method name>]`: start a setup; quote names with spaces or keep them plain: `%[1]s new \"My App\" slug=my-app`", cmd),
 		fmt.Sprintf("• `%s`: open the form", cmd),
-		fmt.Sprintf("• `%s status <run> [public]`: show a run (privately unless `public`)", cmd),
+		fmt.Sprintf("• `%s status <run> [public]`: show a run (privately unless `public`, in the run's own channel)", cmd),
 		fmt.Sprintf("• `%s list`: the 10 most recent runs", cmd),
 		fmt.Sprintf("• `%s cancel <run> [reason]`: cancel a run (requester or approver)", cmd),
 		fmt.Sprintf("• `%s retry <run>`: retry a failed run from its failed step (requester or approver)", cmd),
