@@ -381,6 +381,8 @@ func TestPreflightProblems(t *testing.T) {
 		}, workflow.Request{}, `login method named "authentik" already exists`},
 		{"slug taken", func(h *harness) { h.ak.AddApplication(authentiktest.Application{Name: "Other", Slug: "grafana"}) }, workflow.Request{}, `slug "grafana" already exists`},
 		{"untrusted certificate", func(h *harness) {}, workflow.Request{}, "publicly trusted certificate"},
+		// Cloudflare sends logins back to the account's team domain only.
+		{"another team domain", func(h *harness) {}, workflow.Request{TeamDomain: "compnay"}, "team domain compnay.cloudflareaccess.com is not this Cloudflare account's (company.cloudflareaccess.com)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -210,3 +210,33 @@ func TestExpireBacksOffOnStoreError(t *testing.T) {
 		}
 	}
 }
+
+// TestTeamDomainGivenMatches: a team= that names the account's own team
+// domain (in any case) is accepted, and the account's spelling is used.
+func TestTeamDomainGivenMatches(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	r := h.newRun(workflow.Request{TeamDomain: "Company"})
+	h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+	got := h.feed.latest[r.ID]
+	if got.Params.CallbackURL != "https://company.cloudflareaccess.com/cdn-cgi/access/callback" {
+		t.Errorf("callback %q", got.Params.CallbackURL)
+	}
+}
+
+// TestVerifyChecksProviderSettings: what the provider was created with is
+// checked again in verify, since the approval window leaves time to change
+// it; a provider that lost its email scope mapping fails the run.
+func TestVerifyChecksProviderSettings(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	r := h.newRun(workflow.Request{})
+	h.approve(r.ID, workflow.GateAuthentik)
+	h.feed.waitGate(t, r.ID, workflow.GateCloudflare)
+	h.ak.DeleteScopeMapping(workflow.ScopeEmail)
+	h.approve(r.ID, workflow.GateCloudflare)
+	done := h.feed.waitState(t, r.ID, workflow.StateSucceeded, workflow.StateFailed)
+	if done.State != workflow.StateFailed || !strings.Contains(done.Error, "lacks the "+workflow.ScopeEmail+" scope mapping") {
+		t.Errorf("run %s: %q; want verify to fail on the missing email scope mapping", done.State, done.Error)
+	}
+}

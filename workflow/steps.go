@@ -178,15 +178,22 @@ func (e *Engine) preflight(ctx context.Context, r *Run) (outcome, error) {
 	}
 	found := parallel(
 		authentikChecks,
+		// Cloudflare sends every login back to the account's own team
+		// domain: a given team= is checked against it, since authentik's
+		// strict redirect URI would refuse any other.
 		func(f *findings) {
-			if team != "" {
+			org, err := e.cfg.Access.Organization(ctx)
+			if !f.check(err, permissionProblem(err, "cloudflare", "", "read the Zero Trust organization")) {
 				return
 			}
-			org, err := e.cfg.Access.Organization(ctx)
-			if f.check(err, permissionProblem(err, "cloudflare", "", "read the Zero Trust organization")) {
-				if org.AuthDomain == "" {
-					f.add("the Cloudflare account has no Zero Trust team domain yet: set one up in Zero Trust, or give it with team=<team domain>")
-				}
+			switch {
+			case org.AuthDomain == "":
+				f.add("the Cloudflare account has no Zero Trust team domain yet: set one up in Zero Trust")
+			case team == "":
+				team = org.AuthDomain
+			case !strings.EqualFold(team, org.AuthDomain):
+				f.add(fmt.Sprintf("the team domain %s is not this Cloudflare account's (%s), which is where Cloudflare sends logins back: leave team= out, or give team=%s", team, org.AuthDomain, strings.TrimSuffix(org.AuthDomain, ".cloudflareaccess.com")))
+			default:
 				team = org.AuthDomain
 			}
 		},
@@ -468,6 +475,23 @@ func (e *Engine) verify(ctx context.Context, r *Run) (outcome, error) {
 	}
 	if prov.SigningKey == "" {
 		mismatches = append(mismatches, "the provider has no signing key")
+	}
+	// What the provider was created with, checked again: the approval
+	// window leaves hours in which an admin or a blueprint may change it.
+	for i, id := range p.ScopeMappingIDs {
+		if !slices.Contains(prov.PropertyMappings, id) {
+			scope := id
+			if i < len(RequiredScopes) {
+				scope = RequiredScopes[i]
+			}
+			mismatches = append(mismatches, fmt.Sprintf("the provider lacks the %s scope mapping (without it Cloudflare cannot read the user's identity)", scope))
+		}
+	}
+	if prov.EncryptionKey != "" {
+		mismatches = append(mismatches, "the provider has an encryption key: its tokens are encrypted, which Cloudflare cannot read; clear it")
+	}
+	if !prov.IncludeClaimsInIDToken {
+		mismatches = append(mismatches, "the provider does not include claims in the ID token, where Cloudflare reads the email")
 	}
 	if len(mismatches) > 0 {
 		return outcome{}, &APIError{System: "verify", Op: "compare", Permanent: true, Message: strings.Join(mismatches, "; ")}
