@@ -10,6 +10,7 @@ package bot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -97,7 +98,8 @@ type Bot struct {
 	notices *notices
 
 	// wg tracks background work started by handlers (modals, private replies).
-	wg sync.WaitGroup
+	wg      sync.WaitGroup
+	pending atomic.Int64 // background work started and not finished, for Drain's error
 	// bgCtx is the parent of background work, which is bounded by timeouts
 	// rather than by the request that started it.
 	bgCtx context.Context
@@ -174,8 +176,10 @@ const backgroundWorkers = 8
 
 func (b *Bot) async(timeout time.Duration, fn func(ctx context.Context)) {
 	b.wg.Add(1)
+	b.pending.Add(1)
 	go func() {
 		defer b.wg.Done()
+		defer b.pending.Add(-1)
 		// A bounded number run at once, so a flood of clicks cannot take the
 		// CPU from acknowledgements; the rest wait their turn, none dropped.
 		b.bgSlots <- struct{}{}
@@ -196,6 +200,26 @@ func (b *Bot) async(timeout time.Duration, fn func(ctx context.Context)) {
 		defer cancel()
 		fn(ctx)
 	}()
+}
+
+// Drain waits until the background work the handlers started is done:
+// Slack was answered for each of those requests (a click's decision, a
+// cancel, a retry, a modal, a private reply), so stopping before them would
+// drop what people were told was taken. Call it once no more requests come
+// in (the Slack listener and Socket Mode stopped) and before the engine
+// stops. Each piece is bounded by its own timeout; ctx bounds the wait.
+func (b *Bot) Drain(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		b.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("unfinished background work for Slack requests: %d: %w", b.pending.Load(), ctx.Err())
+	}
 }
 
 type systemClock struct{}

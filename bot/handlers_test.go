@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -631,5 +632,40 @@ func TestStartFailureIsExplained(t *testing.T) {
 	}
 	if !strings.Contains(h.logBuf.String(), "boom") {
 		t.Fatal("the failure was not logged")
+	}
+}
+
+// TestDrainWaitsForAcknowledgedWork: a click is answered at once and
+// decided in the background; Drain, which shutdown calls before stopping
+// the engine, returns only once that decision was made.
+func TestDrainWaitsForAcknowledgedWork(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	run := sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval)
+	eng.put(run)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var decided atomic.Bool
+	eng.decideFn = func(d workflow.DecisionRequest) (*workflow.Run, error) {
+		close(entered)
+		<-release
+		decided.Store(true)
+		return run, nil
+	}
+	if status, _ := h.post("/slack/interactions", click(h, "U2", ActionApprove, "42|authentik|nonce-authentik")); status != http.StatusOK {
+		t.Fatalf("status %d", status)
+	}
+	<-entered
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := h.bot.Drain(expired); err == nil || !strings.Contains(err.Error(), "background work for Slack requests: 1:") {
+		t.Errorf("Drain with the decision still running = %v; want it to say one piece is left", err)
+	}
+	close(release)
+	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	if err := h.bot.Drain(ctx); err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	if !decided.Load() {
+		t.Error("Drain returned before the acknowledged click was decided")
 	}
 }

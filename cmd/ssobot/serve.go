@@ -467,14 +467,19 @@ func (a *app) Serve(ctx context.Context, slackLn, adminLn net.Listener) error {
 			a.log.Warn("slack socket mode", "err", err)
 		}
 	}
-	// 2. The engine returns once running steps have recorded their result.
+	// 2. What the handlers acknowledged and left for later (a click's
+	// decision, a cancel) reaches the engine before it stops.
+	if err := a.bot.Drain(sctx); err != nil {
+		a.log.Warn("stopping before background work for Slack finished", "err", err)
+	}
+	// 3. The engine returns once running steps have recorded their result.
 	stopEngine()
 	if !engineEnded {
 		if err := <-engineDone; err != nil && failure == nil {
 			failure = fmt.Errorf("engine: %w", err)
 		}
 	}
-	// 3. The delivery worker stops last, so the final messages are queued.
+	// 4. The delivery worker stops last, so the final messages are queued.
 	stopBot()
 	if !botEnded {
 		if err := <-botDone; err != nil && !errors.Is(err, context.Canceled) && failure == nil {
