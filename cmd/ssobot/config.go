@@ -135,12 +135,16 @@ func LoadConfig(getenv func(string) string, readFile func(string) ([]byte, error
 	if c.CloudflareAccountID = strings.TrimSpace(getenv("CLOUDFLARE_ACCOUNT_ID")); c.CloudflareAccountID == "" {
 		l.problem("CLOUDFLARE_ACCOUNT_ID is required: set it to the account ID shown in the Cloudflare dashboard (32 hex characters)")
 	} else if !accountIDPattern.MatchString(c.CloudflareAccountID) {
-		l.problem(fmt.Sprintf("CLOUDFLARE_ACCOUNT_ID %q is not an account ID: expected 32 lowercase hex characters", c.CloudflareAccountID))
+		l.problem(accountIDProblem(c.CloudflareAccountID))
 	}
 	c.CloudflareBaseURL = l.url("CLOUDFLARE_BASE_URL", false, false)
 
 	l.approvers(&c)
 	c.ApprovalsRequired = l.positiveInt("SSOBOT_APPROVALS_REQUIRED", 1)
+	if n := len(c.ApproverUsers); len(c.ApproverGroups) == 0 && n > 0 && c.ApprovalsRequired > n {
+		// Each approver decides a gate once: no gate could ever open.
+		l.problem(fmt.Sprintf("SSOBOT_APPROVALS_REQUIRED is %d but SSOBOT_APPROVERS lists %d user%s and no user group, so no gate could ever be approved: lower it or add approvers", c.ApprovalsRequired, n, plural(n)))
+	}
 	c.AllowSelfApproval = l.bool("SSOBOT_ALLOW_SELF_APPROVAL", false)
 	c.ApprovalTTL = l.duration("SSOBOT_APPROVAL_TTL", defaultApprovalTTL)
 	c.Channels = l.ids("SSOBOT_CHANNELS", channelIDPattern, "channel IDs (C..., G...)")
@@ -306,6 +310,29 @@ func (l *loader) approvers(c *Config) {
 	case len(c.ApproverUsers)+len(c.ApproverGroups) == 0:
 		l.problem("SSOBOT_APPROVERS is empty: list at least one Slack user or user group ID")
 	}
+}
+
+// accountIDProblem describes a wrong CLOUDFLARE_ACCOUNT_ID without
+// quoting it: the API token, from the same dashboard page, is an easy
+// value to paste there instead.
+func accountIDProblem(v string) string {
+	hint := ""
+	switch {
+	case len(v) == 32 && strings.ToLower(v) == v:
+		hint = "; it has characters other than 0-9 and a-f"
+	case len(v) == 32:
+		hint = "; use lowercase"
+	case len(v) == 40:
+		hint = "; 40 characters is the length of an API token: were CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN swapped?"
+	}
+	return fmt.Sprintf("CLOUDFLARE_ACCOUNT_ID is not an account ID (it has %d characters%s): expected the 32 lowercase hex characters shown in the Cloudflare dashboard", len(v), hint)
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 func isAre(n int) string {

@@ -169,7 +169,18 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name:     "malformed account and approvers",
 			set:      map[string]string{"CLOUDFLARE_ACCOUNT_ID": "acme", "SSOBOT_APPROVERS": "U012AB3CD,@bob,alice"},
-			problems: []string{"CLOUDFLARE_ACCOUNT_ID \"acme\" is not an account ID", `SSOBOT_APPROVERS: "@bob", "alice" are not Slack user IDs`},
+			problems: []string{"CLOUDFLARE_ACCOUNT_ID is not an account ID (it has 4 characters)", `SSOBOT_APPROVERS: "@bob", "alice" are not Slack user IDs`},
+		},
+		{
+			// The token pasted as the account ID must not be printed.
+			name:     "account ID and API token swapped",
+			set:      map[string]string{"CLOUDFLARE_ACCOUNT_ID": "Xk3vQ9sLmN2pR7tY1wZ4aB6cD8eF0gH2iJ5kL7mN", "CLOUDFLARE_API_TOKEN": testAccountID},
+			problems: []string{"were CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN swapped?"},
+		},
+		{
+			name:     "more approvals required than approvers",
+			set:      map[string]string{"SSOBOT_APPROVERS": "U012AB3CD", "SSOBOT_APPROVALS_REQUIRED": "2"},
+			problems: []string{"SSOBOT_APPROVALS_REQUIRED is 2 but SSOBOT_APPROVERS lists 1 user and no user group"},
 		},
 		{
 			name:     "approvers only commas",
@@ -219,7 +230,11 @@ func TestLoadConfig(t *testing.T) {
 					t.Errorf("problem %q found %d times in:\n%s", want, n, err)
 				}
 			}
-			// No problem may quote a secret.
+			// No problem may quote a secret, nor the account ID (a
+			// swapped token may be in it).
+			if v := env["CLOUDFLARE_ACCOUNT_ID"]; len(v) > 4 && strings.Contains(err.Error(), v) {
+				t.Errorf("error quotes CLOUDFLARE_ACCOUNT_ID: %s", err)
+			}
 			for k, v := range env {
 				if isSecretVar(k) && v != "" && strings.Contains(err.Error(), v) {
 					t.Errorf("error reveals the value of %s: %s", k, err)
