@@ -76,6 +76,9 @@ type Options struct {
 	Preallocate int64
 
 	preallocProgress chan<- int64 // tests: see prealloc.progress
+	// openFile, when set, opens the file for bbolt (tests: the system's
+	// refusals).
+	openFile func(string, int, os.FileMode) (*os.File, error)
 }
 
 // Store is a workflow.Store on bbolt. Its methods are safe for concurrent use.
@@ -115,7 +118,7 @@ func Open(path string, opts Options) (*Store, error) {
 		// Inspect an existing file under a shared lock first: opening it
 		// for writing lets bbolt write to it (a freelist), and a foreign or
 		// damaged file must stay exactly as it is.
-		db, err := openBolt(path, true, opts.Timeout)
+		db, err := openBolt(path, true, opts.Timeout, opts.openFile)
 		if err != nil {
 			return nil, err
 		}
@@ -128,7 +131,7 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 	}
 
-	db, err := openBolt(path, opts.ReadOnly, opts.Timeout)
+	db, err := openBolt(path, opts.ReadOnly, opts.Timeout, opts.openFile)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +168,7 @@ func inspect(db *bolt.DB, path string, allowEmpty, verify bool) error {
 
 // openBolt opens the file with bbolt, turning its errors (and panics on
 // damaged files) into errors that name the path.
-func openBolt(path string, readOnly bool, timeout time.Duration) (db *bolt.DB, err error) {
+func openBolt(path string, readOnly bool, timeout time.Duration, openFile func(string, int, os.FileMode) (*os.File, error)) (db *bolt.DB, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			db, err = nil, fmt.Errorf("%s is %w: damaged: %v", path, ErrInvalid, p)
@@ -175,7 +178,7 @@ func openBolt(path string, readOnly bool, timeout time.Duration) (db *bolt.DB, e
 	// mmap; make that a panic recovered above instead of a crash.
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 
-	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, ReadOnly: readOnly})
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, ReadOnly: readOnly, OpenFile: openFile})
 	switch {
 	case err == nil:
 		return db, nil
@@ -189,6 +192,10 @@ func openBolt(path string, readOnly bool, timeout time.Duration) (db *bolt.DB, e
 		return nil, fmt.Errorf("%s is %w: unknown bbolt format version: %w", path, ErrInvalid, err)
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
 		return nil, fmt.Errorf("open store: %w", err)
+	case errors.As(err, new(*fs.PathError)):
+		// The system refused the file (a read-only mount, a full disk, an
+		// I/O error): nothing says the file itself is bad.
+		return nil, fmt.Errorf("open store: the system refused %s: %w", path, err)
 	default:
 		return nil, fmt.Errorf("%s is %w: %w", path, ErrInvalid, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -813,5 +814,27 @@ func TestWithID(t *testing.T) {
 	}
 	if _, ok := withID([]byte(`{"state":"pending","id":0}`), 7); ok {
 		t.Error("withID accepted an encoding that does not start with the ID")
+	}
+}
+
+// TestOpenSystemRefusal: when the system refuses the file (a read-only
+// mount, a full disk, an I/O error), the error says so and does not call
+// the database invalid, which would invite deleting or restoring a good
+// file.
+func TestOpenSystemRefusal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ssobot.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	readOnlyMount := func(name string, _ int, _ os.FileMode) (*os.File, error) {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.EROFS}
+	}
+	_, err = Open(path, Options{openFile: readOnlyMount})
+	if err == nil || errors.Is(err, ErrInvalid) || !errors.Is(err, syscall.EROFS) || !strings.Contains(err.Error(), "the system refused") {
+		t.Errorf("Open on a read-only mount: %v; want the system's refusal, not ErrInvalid", err)
 	}
 }
