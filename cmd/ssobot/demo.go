@@ -49,7 +49,7 @@ func demoCmd(ctx context.Context, args []string, getenv func(string) string, std
 	verbose := fs.Bool("v", false, "also print the bot's logs (to stderr)")
 	app := fs.String("app", "Grafana", "the application to set up")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: ssobot demo [-v] [-app NAME]\n\nRuns one complete setup against built-in fakes of authentik, Cloudflare and Slack.\nThe database is a temporary file unless SSOBOT_DB is set.\n\n")
+		fmt.Fprint(stderr, "usage: ssobot demo [-v] [-app NAME]\n\nRuns one complete setup against built-in fakes of authentik, Cloudflare and Slack.\nThe database is a temporary file unless SSOBOT_DB names a new one to keep.\n\n")
 		fs.PrintDefaults()
 	}
 	if code, ok := parseFlags(fs, args); !ok {
@@ -127,7 +127,14 @@ func (d *demo) run(ctx context.Context) (err error) {
 		return fmt.Errorf("demo: %w", err)
 	}
 
-	if d.dbPath == "" {
+	if d.dbPath != "" {
+		// The demo's engine would resume the open runs of a database it did
+		// not make, against its fakes, and write its own run among theirs:
+		// SSOBOT_DB may well name the service's database in this shell.
+		if _, err := os.Stat(d.dbPath); !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("SSOBOT_DB=%s already exists (or cannot be checked); the demo only writes a new database, so it never touches the service's: give a path that does not exist yet", d.dbPath)
+		}
+	} else {
 		dir, err := os.MkdirTemp("", "ssobot-demo-")
 		if err != nil {
 			return fmt.Errorf("temporary directory: %w", err)

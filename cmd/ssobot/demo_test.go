@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -67,6 +68,31 @@ func TestDemo(t *testing.T) {
 	counts, err := st.CountByState(context.Background())
 	if err != nil || counts[workflow.StateSucceeded] != 1 {
 		t.Errorf("runs by state = %v, %v; want one succeeded", counts, err)
+	}
+}
+
+// TestDemoRefusesExistingDatabase: SSOBOT_DB may name the service's
+// database; the demo would resume its open runs against the fakes, so it
+// refuses any file that exists, and leaves it as it was.
+func TestDemoRefusesExistingDatabase(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "ssobot.db")
+	env := map[string]string{"SSOBOT_DB": db}
+	getenv := func(k string) string { return env[k] }
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"demo"}, getenv, nil, &stdout, &stderr); code != exitOK {
+		t.Fatalf("first demo exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	before, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	code := run(context.Background(), []string{"demo"}, getenv, nil, &stdout, &stderr)
+	if code != exitFailure || !strings.Contains(stdout.String(), "already exists") {
+		t.Errorf("second demo on the same file: exit %d, output %q; want 1 and a message that it exists", code, stdout.String())
+	}
+	if after, err := os.ReadFile(db); err != nil || !bytes.Equal(before, after) {
+		t.Errorf("the existing database changed (%v)", err)
 	}
 }
 
