@@ -31,7 +31,15 @@ type adminConfig struct {
 	Metrics http.Handler
 	Logger  *slog.Logger
 	Clock   func() time.Time
+	// BackupStall is how long a backup client may take to accept the next
+	// chunk (default backupStallTimeout).
+	BackupStall time.Duration
 }
+
+// backupStallTimeout bounds a backup client that stops reading: the copy
+// holds a read transaction, and the commit that next grows the database
+// file waits for it, and every write and then every read behind that one.
+const backupStallTimeout = 30 * time.Second
 
 // Limits of GET /api/runs.
 const (
@@ -48,6 +56,9 @@ func newAdminHandler(cfg adminConfig) http.Handler {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
+	}
+	if cfg.BackupStall <= 0 {
+		cfg.BackupStall = backupStallTimeout
 	}
 	a := &admin{cfg: cfg}
 	mux := http.NewServeMux()
@@ -158,10 +169,15 @@ func (a *admin) backup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := "ssobot-" + a.cfg.Clock().UTC().Format("20060102T150405Z") + ".db"
+	rc := http.NewResponseController(w)
 	cw := &countingWriter{w: w, header: func() {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 		w.Header().Set("Cache-Control", "no-store")
+	}, before: func() {
+		// Each chunk gets its own deadline: a slow client is fine, one
+		// that stopped reading is cut off (see backupStallTimeout).
+		_ = rc.SetWriteDeadline(time.Now().Add(a.cfg.BackupStall))
 	}}
 	n, err := a.cfg.Backup(r.Context(), cw)
 	if err != nil {
@@ -181,6 +197,7 @@ func (a *admin) backup(w http.ResponseWriter, r *http.Request) {
 type countingWriter struct {
 	w      io.Writer
 	header func()
+	before func() // before each write, if set
 	n      int64
 }
 
@@ -188,6 +205,9 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	if c.n == 0 && c.header != nil {
 		c.header()
 		c.header = nil
+	}
+	if c.before != nil {
+		c.before()
 	}
 	n, err := c.w.Write(p)
 	c.n += int64(n)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -275,5 +276,45 @@ func TestAdminBackupFailure(t *testing.T) {
 	}
 	if !bytes.Contains(rec.Body.Bytes(), []byte("database closed")) {
 		t.Errorf("body = %s", rec.Body)
+	}
+}
+
+// TestAdminBackupStalledClient: a backup client that stops reading is cut
+// off, so the copy's read transaction (which the next commit growing the
+// file waits for) ends instead of lasting until TCP gives up.
+func TestAdminBackupStalledClient(t *testing.T) {
+	ended := make(chan error, 1)
+	srv := httptest.NewServer(newAdminHandler(adminConfig{
+		BackupStall: 100 * time.Millisecond,
+		Backup: func(ctx context.Context, w io.Writer) (int64, error) {
+			chunk := make([]byte, 1<<20)
+			var n int64
+			for {
+				m, err := w.Write(chunk)
+				n += int64(m)
+				if err != nil {
+					ended <- err
+					return n, err
+				}
+			}
+		},
+	}))
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /api/backup HTTP/1.1\r\nHost: admin\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// The client reads nothing from here on.
+	select {
+	case err := <-ended:
+		if err == nil {
+			t.Error("the copy ended without an error")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the copy to a client that stopped reading never ended")
 	}
 }

@@ -25,8 +25,14 @@ const (
 )
 
 func main() {
-	// SIGINT and SIGTERM end ctx: serve shuts down gracefully.
+	// SIGINT and SIGTERM end ctx: serve shuts down gracefully. A second one
+	// is not caught, and stops the process at once (should the graceful
+	// shutdown hang).
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	code := run(ctx, os.Args[1:], os.Getenv, os.ReadFile, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
