@@ -51,6 +51,10 @@ func (c *Clock) After(d time.Duration) <-chan time.Time {
 func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.advanceLocked(d)
+}
+
+func (c *Clock) advanceLocked(d time.Duration) {
 	c.now = c.now.Add(d)
 	kept := c.waiters[:0]
 	for _, w := range c.waiters {
@@ -109,10 +113,12 @@ func (c *Clock) AdvanceToNext(limit time.Duration) bool {
 		}
 	}
 	ok := !next.IsZero() && !next.After(c.now.Add(limit))
-	c.mu.Unlock()
 	if ok {
-		c.Advance(next.Sub(c.Now()))
+		// Under the same lock as the choice: an Advance in between must not
+		// make this one move the clock back.
+		c.advanceLocked(max(next.Sub(c.now), 0))
 	}
+	c.mu.Unlock()
 	return ok
 }
 
