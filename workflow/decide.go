@@ -18,6 +18,12 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("check approver %s: %w", d.User, err)
 	}
+	var lapsed map[string]bool
+	if eligible && d.Decision == Approve {
+		if lapsed, err = e.lapsedApprovers(ctx, d); err != nil {
+			return nil, err
+		}
+	}
 	var refusal *RefusedError
 	var finished, expired bool
 	r, err := e.update(ctx, d.RunID, func(r *Run) ([]Event, error) {
@@ -55,7 +61,14 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 			}
 			evs = append(evs, Event{Type: EventGateRejected, Step: d.Gate, Actor: d.User, Message: r.Error})
 			finished = true
-		case len(r.ApprovalsFor(d.Gate)) >= gate.Required:
+		case countApprovals(r.ApprovalsFor(d.Gate), lapsed) < gate.Required:
+			for _, a := range r.ApprovalsFor(d.Gate) {
+				if lapsed[a.User] {
+					evs = append(evs, Event{Type: EventNote, Step: d.Gate, Actor: a.User,
+						Message: fmt.Sprintf("the approval of %s no longer counts: they are no longer an approver", a.User)})
+				}
+			}
+		default:
 			gate.Status, gate.FinishedAt = StepSucceeded, now
 			if err := r.transition(StateRunning); err != nil {
 				return nil, err
@@ -91,6 +104,45 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 	return r.Clone(), nil
 }
 
+// lapsedApprovers lists the people whose earlier approval of the gate no
+// longer counts because they may no longer approve (taken off the list or
+// out of the group between the clicks): a quorum is of current approvers.
+// Eligibility may ask Slack, so it is checked before the transaction.
+func (e *Engine) lapsedApprovers(ctx context.Context, d DecisionRequest) (map[string]bool, error) {
+	r, err := e.cfg.Store.GetRun(ctx, d.RunID)
+	if err != nil {
+		return nil, nil // the transaction reports it
+	}
+	var lapsed map[string]bool
+	for _, a := range r.ApprovalsFor(d.Gate) {
+		if a.Decision != Approve || a.User == d.User || lapsed[a.User] {
+			continue
+		}
+		ok, _, err := e.cfg.Approvers.Eligible(ctx, a.User)
+		if err != nil {
+			return nil, fmt.Errorf("check approver %s: %w", a.User, err)
+		}
+		if !ok {
+			if lapsed == nil {
+				lapsed = map[string]bool{}
+			}
+			lapsed[a.User] = true
+		}
+	}
+	return lapsed, nil
+}
+
+// countApprovals counts the approvals that still count.
+func countApprovals(decided []Approval, lapsed map[string]bool) int {
+	n := 0
+	for _, a := range decided {
+		if a.Decision == Approve && !lapsed[a.User] {
+			n++
+		}
+	}
+	return n
+}
+
 func pastTense(d Decision) string {
 	if d == Approve {
 		return "approved"
@@ -112,7 +164,9 @@ func (e *Engine) checkDecision(r *Run, d DecisionRequest, eligible bool, reason 
 	if gate == nil || gate.Kind != KindGate {
 		return refused("run #%d has no such gate", r.ID)
 	}
-	if decided := r.ApprovalsFor(d.Gate); gate.Status != StepWaiting && len(decided) > 0 {
+	// "Already decided" only when a decision closed the gate: one that
+	// expired or was cancelled after a first approval is answered below.
+	if decided := r.ApprovalsFor(d.Gate); (gate.Status == StepSucceeded || gate.Status == StepRejected) && len(decided) > 0 {
 		last := decided[len(decided)-1]
 		ref := refused("gate %s of run #%d was already %s by %s at %s", d.Gate, r.ID, pastTense(last.Decision), last.User, last.At.Format(time.RFC3339))
 		ref.DecidedBy = last.User
@@ -184,8 +238,10 @@ func (e *Engine) cancel(ctx context.Context, id int64, user, reason string) (*Ru
 				return nil, err
 			}
 			now := e.cfg.Clock.Now().UTC()
-			if s := r.Current(); s != nil && s.Status != StepRunning {
-				s.Status, s.FinishedAt = StepCancelled, now
+			// A running step is left to its call in flight, which records
+			// its outcome; one only waiting for its next attempt has none.
+			if s := r.Current(); s != nil && (s.Status != StepRunning || !s.NextAttemptAt.IsZero()) {
+				s.Status, s.FinishedAt, s.NextAttemptAt = StepCancelled, now, time.Time{}
 			}
 			r.Error = "cancelled by " + user
 			if reason != "" {

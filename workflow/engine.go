@@ -546,6 +546,17 @@ func (e *Engine) attempt(ctx context.Context, r *Run, name StepName, pre intent)
 
 var errStale = errors.New("run moved on")
 
+// lastErrorSince is the step's latest recorded error of an attempt after
+// attempt since, or nil.
+func lastErrorSince(s *Step, since int) *AttemptError {
+	for i := len(s.Errors) - 1; i >= 0; i-- {
+		if s.Errors[i].Attempt > since {
+			return &s.Errors[i]
+		}
+	}
+	return nil
+}
+
 // beginAttempt records the intent of the step's next attempt on r: the
 // attempt is counted before the call, so a step that kills the process every
 // time cannot loop forever across restarts. gaveUp reports that the budget of
@@ -558,7 +569,13 @@ func (e *Engine) beginAttempt(r *Run, name StepName) (evs []Event, attemptNo int
 	if s.Status == StepRunning && s.NextAttemptAt.IsZero() && s.Attempts-s.RetriedAtAttempt >= e.cfg.Retry.MaxAttempts {
 		now := e.cfg.Clock.Now().UTC()
 		s.Status, s.FinishedAt = StepFailed, now
-		why := fmt.Sprintf("%s failed: gave up after %d attempts that never finished (the process stopped during each)", name, s.Attempts-s.RetriedAtAttempt)
+		n := s.Attempts - s.RetriedAtAttempt
+		why := fmt.Sprintf("%s failed: gave up after %d attempts that never finished (the process stopped during each)", name, n)
+		// Only the last attempt is known to have been interrupted: what the
+		// others failed with is the cause to show.
+		if last := lastErrorSince(s, s.RetriedAtAttempt); last != nil {
+			why = fmt.Sprintf("%s failed: gave up after %d attempts, the last interrupted (the process stopped during it); attempt %d: %s", name, n, last.Attempt, last.Error)
+		}
 		s.Errors = append(s.Errors, AttemptError{Attempt: s.Attempts, At: now, Error: why})
 		r.Error = why
 		return []Event{{Type: EventStepFailed, Step: name, Message: why}, {Type: EventFailed, Step: name, Message: why}}, 0, true, r.transition(StateFailed)
@@ -627,8 +644,18 @@ func (e *Engine) recordResult(r *Run, name StepName, attemptNo int, out outcome,
 	}
 	evs = append(evs, out.events...)
 	if r.State.Terminal() {
-		// Cancelled while the call was in flight: keep what it created.
-		if callErr == nil {
+		// Cancelled while the call was in flight: keep what it created, and
+		// what went wrong, and close the step.
+		switch {
+		case callErr != nil:
+			s.Errors = append(s.Errors, AttemptError{Attempt: attemptNo, At: now, Error: callErr.Error(), Transient: IsTransient(callErr)})
+			s.Status, s.FinishedAt = StepCancelled, now
+			evs = append(evs, Event{Type: EventNote, Step: name, Message: fmt.Sprintf("attempt %d of %s failed after the run was %s: %v", attemptNo, name, r.State, callErr)})
+		case len(out.problems) > 0:
+			s.Status, s.FinishedAt = StepCancelled, now
+			r.Problems = out.problems
+			evs = append(evs, Event{Type: EventNote, Step: name, Message: fmt.Sprintf("preflight found %d problem(s) after the run was %s", len(out.problems), r.State), Data: problemsData(out.problems)})
+		default:
 			s.Status, s.FinishedAt = StepSucceeded, now
 		}
 		return evs, nil

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ssobot/ssobot/workflow"
+	"github.com/ssobot/ssobot/workflow/authentik/authentiktest"
 )
 
 // holdingAuthentik holds CreateProvider for one application until released.
@@ -195,11 +196,19 @@ func TestExpireBacksOffOnStoreError(t *testing.T) {
 	st.mu.Lock()
 	st.failing = true
 	st.mu.Unlock()
+	// The driver arms the deadline's timer after the gate's commit is
+	// visible: advancing before would leave it a day ahead of the clock.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.clock.WaitForTimer(ctx, 24*time.Hour); err != nil {
+		t.Fatal("no deadline timer armed")
+	}
 	h.clock.Advance(g.Deadline.Sub(h.clock.Now()))
 	select {
 	case <-st.third:
 	case <-time.After(20 * time.Second):
-		t.Fatal("the expiry was not tried three times")
+		st.mu.Lock()
+		t.Fatalf("the expiry was not tried three times: tried at %v; clock %v, %d timers\n%s", st.at, h.clock.Now(), h.clock.Waiters(), h.logs.String())
 	}
 	st.mu.Lock()
 	at := st.at[:3]
@@ -238,5 +247,132 @@ func TestVerifyChecksProviderSettings(t *testing.T) {
 	done := h.feed.waitState(t, r.ID, workflow.StateSucceeded, workflow.StateFailed)
 	if done.State != workflow.StateFailed || !strings.Contains(done.Error, "lacks the "+workflow.ScopeEmail+" scope mapping") {
 		t.Errorf("run %s: %q; want verify to fail on the missing email scope mapping", done.State, done.Error)
+	}
+}
+
+const approver2 = "U_APPROVER2"
+
+// TestQuorumCountsCurrentApprovers: with two approvals required, an
+// approval by someone taken off the approver list before the second click
+// no longer counts; the gate waits for another current approver.
+func TestQuorumCountsCurrentApprovers(t *testing.T) {
+	h := newHarness(t)
+	h.appr.ids[approver2] = true
+	h.start(func(c *workflow.Config) { c.ApprovalsRequired = 2 })
+	r := h.newRun(workflow.Request{})
+	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+	decide := func(user string) (*workflow.Run, error) {
+		return h.engine.Decide(context.Background(), workflow.DecisionRequest{RunID: r.ID, Gate: g.Name, Nonce: g.Nonce, User: user, Decision: workflow.Approve})
+	}
+	if _, err := decide(approver); err != nil {
+		t.Fatal(err)
+	}
+	h.appr.mu.Lock()
+	delete(h.appr.ids, approver)
+	h.appr.mu.Unlock()
+	got, err := decide(approver2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != workflow.StateAwaitingApproval || got.Step(g.Name).Status != workflow.StepWaiting {
+		t.Fatalf("after one current approver: run %s, gate %s; want the gate still waiting", got.State, got.Step(g.Name).Status)
+	}
+	h.appr.mu.Lock()
+	h.appr.ids["U_APPROVER3"] = true
+	h.appr.mu.Unlock()
+	if got, err = decide("U_APPROVER3"); err != nil || got.Step(g.Name).Status != workflow.StepSucceeded {
+		t.Fatalf("a second current approver: %v, gate %v; want it approved", err, got)
+	}
+}
+
+// TestPartialApprovalThenCancel: a gate whose run was cancelled after one of two
+// approvals is not "already approved" to the next approver (nor one that
+// expired: the same branch).
+func TestPartialApprovalThenCancel(t *testing.T) {
+	h := newHarness(t)
+	h.appr.ids[approver2] = true
+	h.start(func(c *workflow.Config) { c.ApprovalsRequired = 2 })
+	r := h.newRun(workflow.Request{})
+	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+	if _, err := h.engine.Decide(context.Background(), workflow.DecisionRequest{RunID: r.ID, Gate: g.Name, Nonce: g.Nonce, User: approver, Decision: workflow.Approve}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.engine.Cancel(context.Background(), r.ID, requester, ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err := h.engine.Decide(context.Background(), workflow.DecisionRequest{RunID: r.ID, Gate: g.Name, Nonce: g.Nonce, User: approver2, Decision: workflow.Approve})
+	var ref *workflow.RefusedError
+	if !errors.As(err, &ref) || ref.DecidedBy != "" || !strings.Contains(ref.Reason, "is already cancelled") {
+		t.Errorf("refusal %v (decided by %q); want one saying the run is cancelled", err, refDecidedBy(ref))
+	}
+}
+
+func refDecidedBy(r *workflow.RefusedError) string {
+	if r == nil {
+		return ""
+	}
+	return r.DecidedBy
+}
+
+// TestCancelDuringBackoff: a step waiting for its next attempt has no
+// call in flight, so a cancel closes it at once, and it stays closed
+// across a restart.
+func TestCancelDuringBackoff(t *testing.T) {
+	h := newHarness(t)
+	h.ak.AddFault(authentiktest.Fault{Method: "POST", PathContains: "/providers/oauth2/", Kind: authentiktest.FaultStatus, Status: 429, RetryAfter: "7200", Times: 1})
+	h.start(nil)
+	r := h.newRun(workflow.Request{})
+	h.approve(r.ID, workflow.GateAuthentik)
+	h.feed.wait(t, r.ID, "the provider step waiting to retry", func(r *workflow.Run) bool {
+		return !r.Step(workflow.StepAuthentikProvider).NextAttemptAt.IsZero()
+	})
+	got, err := h.engine.Cancel(context.Background(), r.ID, requester, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := got.Step(workflow.StepAuthentikProvider); s.Status != workflow.StepCancelled || !s.NextAttemptAt.IsZero() {
+		t.Errorf("provider step %s, next attempt %v; want cancelled, none", s.Status, s.NextAttemptAt)
+	}
+	h.stop()
+	h.feed = newFeed()
+	h.start(nil)
+	h.clock.Advance(3 * time.Hour)
+	after, err := h.engine.Get(context.Background(), r.ID)
+	if err != nil || after.Step(workflow.StepAuthentikProvider).Status != workflow.StepCancelled || len(h.ak.Providers()) != 0 {
+		t.Errorf("after a restart: %v, %d providers; want the step cancelled and nothing created", err, len(h.ak.Providers()))
+	}
+}
+
+// TestGiveUpNamesTheLastError: when the last attempt of a step was
+// interrupted and the budget is spent, the run's error gives what the
+// earlier attempts failed with, not only that the process stopped.
+func TestGiveUpNamesTheLastError(t *testing.T) {
+	h := newHarness(t)
+	h.ak.AddFault(authentiktest.Fault{Method: "POST", PathContains: "/providers/oauth2/", Kind: authentiktest.FaultStatus, Status: 503, Times: 2})
+	intents := 0
+	crashed := make(chan struct{})
+	h.start(func(c *workflow.Config) {
+		c.Retry.MaxAttempts = 3
+		// The third attempt's intent is recorded, then the process "dies".
+		c.CrashHook = func(p workflow.CrashPoint, s workflow.StepName) bool {
+			if p != workflow.CrashAfterIntent || s != workflow.StepAuthentikProvider {
+				return false
+			}
+			if intents++; intents == 3 {
+				close(crashed)
+				return true
+			}
+			return false
+		}
+	})
+	r := h.newRun(workflow.Request{})
+	h.approve(r.ID, workflow.GateAuthentik)
+	<-crashed
+	h.stop()
+	h.feed = newFeed()
+	h.start(func(c *workflow.Config) { c.Retry.MaxAttempts = 3 })
+	done := h.feed.waitState(t, r.ID, workflow.StateFailed)
+	if !strings.Contains(done.Error, "the last interrupted") || !strings.Contains(done.Error, "503") {
+		t.Errorf("run error %q; want the give-up to name the last interrupted attempt and the 503 before it", done.Error)
 	}
 }
