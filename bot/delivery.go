@@ -21,7 +21,7 @@ import (
 const (
 	deliveryBackoffBase = time.Second
 	deliveryBackoffMax  = time.Minute
-	deliveryMaxFailures = 8
+	deliveryLoudAfter   = 8 // failures in a row before an error is logged
 	// flushTimeout bounds the delivery of what is left when Run stops.
 	flushTimeout = 5 * time.Second
 	// catchUpRecent is how many of the newest runs are looked at on start
@@ -125,10 +125,14 @@ func (b *Bot) catchUp(ctx context.Context) {
 		b.queue.push(r, nil)
 	}
 	for _, r := range recent {
-		// Delivered is written once a finished run's message and outcome
-		// are in Slack: the rest need bringing up to date.
-		if !seen[r.ID] && r.State.Terminal() && r.MessageRef != "" && r.Delivered == 0 {
-			b.queue.push(r, b.undeliveredOutcome(ctx, r))
+		// Delivered is the last outcome event in Slack: a run with a later
+		// one (never delivered, or retried and finished again) needs its
+		// message and outcome brought up to date.
+		if seen[r.ID] || !r.State.Terminal() || r.MessageRef == "" {
+			continue
+		}
+		if evs := b.undeliveredOutcome(ctx, r); r.Delivered == 0 || len(evs) > 0 {
+			b.queue.push(r, evs)
 		}
 	}
 }
@@ -137,9 +141,6 @@ func (b *Bot) catchUp(ctx context.Context) {
 // requester) when the process stopped before posting them: Delivered is
 // written once they are in the thread.
 func (b *Bot) undeliveredOutcome(ctx context.Context, r *workflow.Run) []workflow.Event {
-	if r.Delivered != 0 {
-		return nil
-	}
 	events, err := b.eng().Events(ctx, r.ID)
 	if err != nil {
 		b.log.Error("read events for catch-up", slog.Int64(workflow.KeyRunID, r.ID), slog.Any(workflow.KeyError, err))
@@ -191,14 +192,17 @@ func (b *Bot) process(ctx context.Context, states map[int64]*runState, w work) {
 		b.queue.done(w, true, time.Time{}, false)
 		return
 	}
-	delay, rateLimited := retryDelay(err, b.queue.failures(id)+1)
+	failures := b.queue.failures(id) + 1
+	delay, rateLimited := retryDelay(err, failures)
 	log := b.log.With(slog.Int64(workflow.KeyRunID, id), slog.Any(workflow.KeyError, err))
-	if !rateLimited && b.queue.failures(id)+1 >= deliveryMaxFailures {
-		log.Error("giving up delivering a run's Slack update")
-		b.queue.done(w, false, time.Time{}, false)
-		return
+	// Never given up: the update may be the message with the run's buttons,
+	// which nothing else would post. A run's queued work is bounded, and
+	// the backoff is capped, so an outage costs a call a minute per run.
+	if !rateLimited && failures == deliveryLoudAfter {
+		log.Error("Slack updates for a run keep failing; still trying", slog.Int("failures", failures), slog.Duration("every", deliveryBackoffMax))
+	} else {
+		log.Warn("Slack update failed; will retry", slog.Duration("in", delay))
 	}
-	log.Warn("Slack update failed; will retry", slog.Duration("in", delay))
 	b.queue.done(w, true, b.clock.Now().Add(delay), !rateLimited)
 }
 

@@ -442,6 +442,62 @@ func TestCatchUpPostsUndeliveredOutcome(t *testing.T) {
 	}
 }
 
+// TestDeliveryNeverGivesUp: a Slack outage longer than the backoff's
+// ramp does not drop a run's update, which may be the message with its
+// buttons: it is posted once Slack answers again.
+func TestDeliveryNeverGivesUp(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	run := awaiting(7, 3)
+	eng.put(run)
+	h.slack.FailNext("chat.postMessage", 3*deliveryLoudAfter, "service_unavailable")
+	h.startWorker()
+	h.bot.RunChanged(context.Background(), run, []workflow.Event{
+		{RunID: 7, Seq: 2, Type: workflow.EventPlanned},
+		{RunID: 7, Seq: 3, Type: workflow.EventGateOpened, Step: workflow.GateAuthentik}})
+	// The thread replies follow the root and the storing of its reference.
+	calls := h.waitCalls("the root message and replies after the outage", func(c []slacktest.Call) bool { return len(rootPosts(c)) == 1 && len(replies(c)) == 2 })
+	if n := countMethod(calls, "chat.postMessage"); n <= 3*deliveryLoudAfter {
+		t.Errorf("%d chat.postMessage calls; want the %d failures and then the root", n, 3*deliveryLoudAfter)
+	}
+	if r := eng.run(7); r.MessageRef == "" {
+		t.Error("the run's message reference was not stored")
+	}
+}
+
+// TestCatchUpAfterRetriedRun: a run that failed (its outcome delivered),
+// was retried and succeeded, with the process stopped before the success
+// reached Slack, gets its message and outcome brought up to date at the
+// next start.
+func TestCatchUpAfterRetriedRun(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	api := slack.New(h.slack.BotToken(), slack.OptionAPIURL(h.slack.APIURL()))
+	_, rootTS, err := api.PostMessage("C1", slack.MsgOptionText("run 2 failed", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := sampleRun("", "", workflow.StateSucceeded)
+	r.ID, r.MessageRef, r.Delivered = 2, "C1|"+rootTS, 4
+	eng.put(r)
+	eng.mu.Lock()
+	eng.events = map[int64][]workflow.Event{2: {
+		{RunID: 2, Seq: 4, Type: workflow.EventFailed, Message: "failed"},
+		{RunID: 2, Seq: 5, Type: workflow.EventRetried, Message: "retried"},
+		{RunID: 2, Seq: 9, Type: workflow.EventSucceeded, Message: "the login method is ready"},
+	}}
+	eng.mu.Unlock()
+	stopped, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := h.bot.Run(stopped); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(okCalls(h.slack.Calls(), "chat.update")); n != 1 {
+		t.Errorf("%d chat.update calls; want the root brought up to date", n)
+	}
+	if d := eng.run(2).Delivered; d != 9 {
+		t.Errorf("Delivered = %d, want 9", d)
+	}
+}
+
 // The worker forgets a run once it has delivered it finished, so that it
 // does not remember every run it ever posted; a retried run is picked up
 // again from its message reference, without a second root message.
