@@ -75,6 +75,9 @@ type fakeEngine struct {
 	cancels  []string // "id|user|reason"
 	decideFn func(d workflow.DecisionRequest) (*workflow.Run, error)
 	startErr error
+	// startHook, when set, runs at the start of Start with its context; a
+	// non-nil error fails it.
+	startHook func(ctx context.Context) error
 	notifier workflow.Notifier
 	events   map[int64][]workflow.Event
 }
@@ -124,6 +127,11 @@ func (f *fakeEngine) Start(ctx context.Context, req workflow.Request) (*workflow
 	f.record("Start")
 	if f.startErr != nil {
 		return nil, f.startErr
+	}
+	if f.startHook != nil {
+		if err := f.startHook(ctx); err != nil {
+			return nil, err
+		}
 	}
 	req, err := f.Validate(req)
 	if err != nil {

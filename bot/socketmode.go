@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
@@ -26,14 +27,28 @@ func (b *Bot) RunSocketMode(ctx context.Context, appToken workflow.Secret) error
 	slack.OptionAppLevelToken(appToken.Reveal())(&api)
 	smc := socketmode.New(&api)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// The connection and the handlers outlive ctx a little: the envelope
+	// being handled when it ends, and those already received, are answered
+	// and acknowledged (as HTTP's graceful shutdown lets requests in flight
+	// finish); then the connection closes.
+	conn, closeConn := context.WithCancel(context.WithoutCancel(ctx))
+	defer closeConn()
+	stopAfter := context.AfterFunc(ctx, func() { time.AfterFunc(socketDrainTimeout, closeConn) })
+	defer stopAfter()
 	errc := make(chan error, 1)
-	go func() { errc <- smc.RunContext(ctx) }()
+	go func() { errc <- smc.RunContext(conn) }()
 
 	for {
 		select {
 		case <-ctx.Done():
+			b.drainSocket(conn, smc)
+			// slack-go queues an acknowledgement for its writer and returns;
+			// it has no way to wait for the write, so give it a moment.
+			select {
+			case <-time.After(socketFlushGrace):
+			case <-conn.Done():
+			}
+			closeConn()
 			<-errc
 			return nil
 		case err := <-errc:
@@ -42,7 +57,27 @@ func (b *Bot) RunSocketMode(ctx context.Context, appToken workflow.Secret) error
 			}
 			return err
 		case evt := <-smc.Events:
-			b.socketEvent(ctx, smc, evt)
+			b.socketEvent(conn, smc, evt)
+		}
+	}
+}
+
+// socketDrainTimeout bounds the answers given after Socket Mode is told to
+// stop: Slack waits 3 s for each acknowledgement.
+const socketDrainTimeout = 3 * time.Second
+
+// socketFlushGrace is how long the connection stays open after the last
+// acknowledgement was queued at a stop.
+const socketFlushGrace = 500 * time.Millisecond
+
+// drainSocket answers the envelopes already received.
+func (b *Bot) drainSocket(conn context.Context, smc *socketmode.Client) {
+	for conn.Err() == nil {
+		select {
+		case evt := <-smc.Events:
+			b.socketEvent(conn, smc, evt)
+		default:
+			return
 		}
 	}
 }
