@@ -78,8 +78,8 @@ type fakeEngine struct {
 	// startHook, when set, runs at the start of Start with its context; a
 	// non-nil error fails it.
 	startHook func(ctx context.Context) error
-	notifier workflow.Notifier
-	events   map[int64][]workflow.Event
+	notifier  workflow.Notifier
+	events    map[int64][]workflow.Event
 }
 
 func newFakeEngine(c workflow.Clock) *fakeEngine {
