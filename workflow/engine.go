@@ -130,6 +130,12 @@ type Engine struct {
 	fresh map[int64]intent
 	wg    sync.WaitGroup
 	sem   chan struct{}
+
+	// order makes each run's notifications follow its commits: two updates
+	// of one run (the driver's and a person's cancel) could otherwise commit
+	// v6 then v7 and notify v7 first, and the front end would skip v6's
+	// events or show v6 over v7. Striped by run ID.
+	order [64]sync.Mutex
 }
 
 // intent names an attempt recorded before its call.
@@ -440,6 +446,9 @@ func (e *Engine) crash(p CrashPoint, step StepName) bool {
 // update is Store.UpdateRun plus what follows every change: the updated
 // time, and the notifier.
 func (e *Engine) update(ctx context.Context, id int64, fn func(r *Run) ([]Event, error)) (*Run, error) {
+	mu := &e.order[uint64(id)%uint64(len(e.order))]
+	mu.Lock()
+	defer mu.Unlock()
 	var events []Event
 	r, err := e.cfg.Store.UpdateRun(ctx, id, func(r *Run) ([]Event, error) {
 		evs, err := fn(r)

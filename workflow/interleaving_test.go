@@ -376,3 +376,97 @@ func TestGiveUpNamesTheLastError(t *testing.T) {
 		t.Errorf("run error %q; want the give-up to name the last interrupted attempt and the 503 before it", done.Error)
 	}
 }
+
+// pausingStore holds the caller of one UpdateRun between its commit and
+// its return, as a descheduled goroutine would be.
+type pausingStore struct {
+	workflow.Store
+	mu        sync.Mutex
+	armed     bool
+	committed chan struct{}
+	release   chan struct{}
+}
+
+func (s *pausingStore) UpdateRun(ctx context.Context, id int64, fn func(r *workflow.Run) ([]workflow.Event, error)) (*workflow.Run, error) {
+	r, err := s.Store.UpdateRun(ctx, id, fn)
+	s.mu.Lock()
+	pause := s.armed && err == nil
+	s.armed = s.armed && !pause
+	s.mu.Unlock()
+	if pause {
+		close(s.committed)
+		<-s.release
+	}
+	return r, err
+}
+
+// versionLog records the versions each run was notified with, in order.
+type versionLog struct {
+	mu       sync.Mutex
+	versions []uint64
+}
+
+func (l *versionLog) RunChanged(_ context.Context, r *workflow.Run, _ []workflow.Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.versions = append(l.versions, r.Version)
+}
+
+// TestNotificationsFollowCommits: an approval whose committing goroutine
+// is held between its commit and its notification, and a cancel of the
+// same run meanwhile: the front end hears of the approval first.
+func TestNotificationsFollowCommits(t *testing.T) {
+	h := newHarness(t)
+	st := &pausingStore{committed: make(chan struct{}), release: make(chan struct{})}
+	seen := &versionLog{}
+	h.start(func(c *workflow.Config) {
+		st.Store = c.Store
+		c.Store = st
+		c.Notifier = multiNotifier{h.feed, seen}
+	})
+	r := h.newRun(workflow.Request{})
+	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+	st.mu.Lock()
+	st.armed = true
+	st.mu.Unlock()
+	approved := make(chan error, 1)
+	go func() {
+		_, err := h.engine.Decide(context.Background(), workflow.DecisionRequest{RunID: r.ID, Gate: g.Name, Nonce: g.Nonce, User: approver, Decision: workflow.Approve})
+		approved <- err
+	}()
+	<-st.committed
+	cancelled := make(chan error, 1)
+	go func() {
+		_, err := h.engine.Cancel(context.Background(), r.ID, requester, "")
+		cancelled <- err
+	}()
+	// Without ordering the cancel commits and notifies now; with it, it
+	// waits for the approval's notification. Either way, go on after a
+	// while (no verdict depends on how long).
+	select {
+	case <-cancelled:
+		cancelled <- nil
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(st.release)
+	if err := <-approved; err != nil {
+		t.Fatal(err)
+	}
+	<-cancelled
+	h.feed.waitState(t, r.ID, workflow.StateCancelled)
+	seen.mu.Lock()
+	defer seen.mu.Unlock()
+	for i := 1; i < len(seen.versions); i++ {
+		if seen.versions[i] <= seen.versions[i-1] {
+			t.Fatalf("notified versions %v: not in commit order", seen.versions)
+		}
+	}
+}
+
+type multiNotifier []workflow.Notifier
+
+func (m multiNotifier) RunChanged(ctx context.Context, r *workflow.Run, evs []workflow.Event) {
+	for _, n := range m {
+		n.RunChanged(ctx, r, evs)
+	}
+}
