@@ -98,6 +98,10 @@ func (a *approvers) Eligible(ctx context.Context, user string) (bool, string, er
 		return false, "deactivated Slack accounts cannot approve", nil
 	case u.IsBot || u.IsAppUser || u.IsWorkflowBot:
 		return false, "bots cannot approve", nil
+	case u.IsRestricted || u.IsUltraRestricted:
+		// An approver listed by ID whose account became a guest's (an
+		// employee turned contractor) no longer changes the identity setup.
+		return false, "guest accounts cannot approve", nil
 	}
 	return true, "", nil
 }
@@ -140,7 +144,11 @@ func (a *approvers) groupMembers(ctx context.Context, group string) (map[string]
 	if m, ok := a.cachedGroup(group); ok { // fetched while we waited
 		return m, nil
 	}
-	ids, err := a.client.GetUserGroupMembersContext(ctx, group)
+	var ids []string
+	err := a.retryRateLimited(ctx, func() (err error) {
+		ids, err = a.client.GetUserGroupMembersContext(ctx, group)
+		return err
+	})
 	members := map[string]bool{}
 	switch {
 	case slackCode(err) == errCodePlanUpgrade:
@@ -182,7 +190,11 @@ func (a *approvers) userInfo(ctx context.Context, user string) (slack.User, erro
 	if ok && a.clock.Now().Before(c.expires) {
 		return c.v, nil
 	}
-	u, err := a.client.GetUserInfoContext(ctx, user)
+	var u *slack.User
+	err := a.retryRateLimited(ctx, func() (err error) {
+		u, err = a.client.GetUserInfoContext(ctx, user)
+		return err
+	})
 	if err != nil {
 		return slack.User{}, err
 	}
@@ -191,6 +203,28 @@ func (a *approvers) userInfo(ctx context.Context, user string) (slack.User, erro
 	a.mu.Unlock()
 	return *u, nil
 }
+
+// retryRateLimited calls call again when Slack rate-limits it, after the
+// wait Slack asks for, twice at most: usergroups.users.list is Tier 2 (20
+// calls a minute), and a click must not fail for a short burst.
+func (a *approvers) retryRateLimited(ctx context.Context, call func() error) error {
+	for i := 0; ; i++ {
+		err := call()
+		var rl *slack.RateLimitedError
+		if err == nil || !errors.As(err, &rl) || i == 2 || rl.RetryAfter > maxEligibilityWait {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-a.clock.After(max(rl.RetryAfter, time.Second)):
+		}
+	}
+}
+
+// maxEligibilityWait is the longest Retry-After an eligibility check waits
+// out; beyond it the person is asked to try again.
+const maxEligibilityWait = 10 * time.Second
 
 // notApprover tells a person whom to ask instead.
 func (a *approvers) notApprover() string {

@@ -24,6 +24,8 @@ func newTestApprovers(t *testing.T, users, groups []string) (*approvers, *slackt
 		{ID: "UDEL", Name: "gone", Deleted: true},
 		{ID: "UBOT", Name: "robot", IsBot: true},
 		{ID: "UAPP", Name: "app", IsAppUser: true},
+		{ID: "UGST", Name: "guest", IsRestricted: true},
+		{ID: "UGS1", Name: "single-channel guest", IsRestricted: true, IsUltraRestricted: true},
 	} {
 		srv.AddUser(u)
 	}
@@ -55,6 +57,8 @@ func TestEligible(t *testing.T) {
 		{name: "bot group member", groups: []string{"S1"}, user: "UBOT", reasonHas: "bots cannot approve"},
 		{name: "app user", users: []string{"UAPP"}, user: "UAPP", reasonHas: "bots cannot approve"},
 		{name: "unknown user", users: []string{"UNOPE"}, user: "UNOPE", reasonHas: "not found"},
+		{name: "guest", users: []string{"UGST"}, user: "UGST", reasonHas: "guest accounts cannot approve"},
+		{name: "single-channel guest", users: []string{"UGS1"}, user: "UGS1", reasonHas: "guest accounts cannot approve"},
 		{name: "groups unavailable: explicit IDs still work", users: []string{"U2"}, groups: []string{"S1"}, noGroups: true, user: "U2", want: true},
 		{name: "groups unavailable: group member is not eligible", users: []string{"U2"}, groups: []string{"S1"}, noGroups: true, user: "U3", reasonHas: "you are not an approver"},
 		{name: "no approvers configured", user: "U1", reasonHas: "no approvers are configured"},
@@ -139,5 +143,20 @@ func TestEligibleGroupErrorIsReturned(t *testing.T) {
 	// The failure is not cached.
 	if ok, _, err := a.Eligible(context.Background(), "U3"); !ok || err != nil {
 		t.Fatalf("Eligible after recovery = %v, %v", ok, err)
+	}
+}
+
+// TestEligibleWaitsOutRateLimits: a rate-limited lookup is tried again
+// after the wait Slack asks for, so a click does not fail for a burst.
+func TestEligibleWaitsOutRateLimits(t *testing.T) {
+	a, srv, clock, _ := newTestApprovers(t, []string{"U2"}, []string{"S1"})
+	srv.RateLimitNext("usergroups.users.list", 1, 2)
+	srv.RateLimitNext("users.info", 1, 1)
+	ok, reason, err := a.Eligible(context.Background(), "U3")
+	if err != nil || !ok {
+		t.Fatalf("Eligible(U3) = %v %q %v; want eligible once the limits pass", ok, reason, err)
+	}
+	if w := clock.Waits(); len(w) != 2 || w[0] != 2*time.Second || w[1] != time.Second {
+		t.Errorf("waits %v; want Slack's 2s then 1s", w)
 	}
 }
