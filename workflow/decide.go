@@ -18,11 +18,9 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("check approver %s: %w", d.User, err)
 	}
-	var lapsed map[string]bool
+	var lapsed map[string]string
 	if eligible && d.Decision == Approve {
-		if lapsed, err = e.lapsedApprovers(ctx, d); err != nil {
-			return nil, err
-		}
+		lapsed = e.lapsedApprovers(ctx, d)
 	}
 	var refusal *RefusedError
 	var finished, expired bool
@@ -63,9 +61,9 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 			finished = true
 		case countApprovals(r.ApprovalsFor(d.Gate), lapsed) < gate.Required:
 			for _, a := range r.ApprovalsFor(d.Gate) {
-				if lapsed[a.User] {
+				if why, ok := lapsed[a.User]; ok {
 					evs = append(evs, Event{Type: EventNote, Step: d.Gate, Actor: a.User,
-						Message: fmt.Sprintf("the approval of %s no longer counts: they are no longer an approver", a.User)})
+						Message: fmt.Sprintf("the approval of %s does not count: %s", a.User, why)})
 				}
 			}
 		default:
@@ -104,39 +102,45 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 	return r.Clone(), nil
 }
 
-// lapsedApprovers lists the people whose earlier approval of the gate no
-// longer counts because they may no longer approve (taken off the list or
-// out of the group between the clicks): a quorum is of current approvers.
+// lapsedApprovers lists the people whose earlier approval of the gate does
+// not count now, and why: they may no longer approve (taken off the list or
+// out of the group between the clicks), or that could not be checked (a
+// quorum is of current approvers, so an unconfirmed one does not count,
+// and the gate waits for one more rather than failing this decision).
 // Eligibility may ask Slack, so it is checked before the transaction.
-func (e *Engine) lapsedApprovers(ctx context.Context, d DecisionRequest) (map[string]bool, error) {
+func (e *Engine) lapsedApprovers(ctx context.Context, d DecisionRequest) map[string]string {
 	r, err := e.cfg.Store.GetRun(ctx, d.RunID)
 	if err != nil {
-		return nil, nil // the transaction reports it
+		return nil // the transaction reports it
 	}
-	var lapsed map[string]bool
+	var lapsed map[string]string
 	for _, a := range r.ApprovalsFor(d.Gate) {
-		if a.Decision != Approve || a.User == d.User || lapsed[a.User] {
+		if _, done := lapsed[a.User]; a.Decision != Approve || a.User == d.User || done {
 			continue
 		}
-		ok, _, err := e.cfg.Approvers.Eligible(ctx, a.User)
-		if err != nil {
-			return nil, fmt.Errorf("check approver %s: %w", a.User, err)
+		why := ""
+		switch ok, _, err := e.cfg.Approvers.Eligible(ctx, a.User); {
+		case err != nil:
+			e.log.Warn("could not check an earlier approver again", slog.Int64(KeyRunID, d.RunID), slog.String(KeyUser, a.User), slog.Any(KeyError, err))
+			why = "whether they still are an approver could not be checked; it is checked again at the next decision"
+		case !ok:
+			why = "they are no longer an approver"
+		default:
+			continue
 		}
-		if !ok {
-			if lapsed == nil {
-				lapsed = map[string]bool{}
-			}
-			lapsed[a.User] = true
+		if lapsed == nil {
+			lapsed = map[string]string{}
 		}
+		lapsed[a.User] = why
 	}
-	return lapsed, nil
+	return lapsed
 }
 
 // countApprovals counts the approvals that still count.
-func countApprovals(decided []Approval, lapsed map[string]bool) int {
+func countApprovals(decided []Approval, lapsed map[string]string) int {
 	n := 0
 	for _, a := range decided {
-		if a.Decision == Approve && !lapsed[a.User] {
+		if _, out := lapsed[a.User]; a.Decision == Approve && !out {
 			n++
 		}
 	}

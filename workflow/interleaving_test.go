@@ -470,3 +470,58 @@ func (m multiNotifier) RunChanged(ctx context.Context, r *workflow.Run, evs []wo
 		n.RunChanged(ctx, r, evs)
 	}
 }
+
+// flakyApprovers fails the eligibility check of one user.
+type flakyApprovers struct {
+	workflow.Approvers
+	mu      sync.Mutex
+	failFor string
+}
+
+func (a *flakyApprovers) Eligible(ctx context.Context, user string) (bool, string, error) {
+	a.mu.Lock()
+	fail := user == a.failFor
+	a.mu.Unlock()
+	if fail {
+		return false, "", errors.New("slack: ratelimited")
+	}
+	return a.Approvers.Eligible(ctx, user)
+}
+
+// TestQuorumWhenAnEarlierApproverCannotBeChecked: a lookup error about an
+// earlier approver does not fail the next approver's decision; the earlier
+// approval just does not count until it can be checked again.
+func TestQuorumWhenAnEarlierApproverCannotBeChecked(t *testing.T) {
+	h := newHarness(t)
+	h.appr.ids[approver2] = true
+	h.appr.ids["U_APPROVER3"] = true
+	flaky := &flakyApprovers{Approvers: h.appr}
+	h.start(func(c *workflow.Config) {
+		c.ApprovalsRequired = 2
+		c.Approvers = flaky
+	})
+	r := h.newRun(workflow.Request{})
+	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+	decide := func(user string) (*workflow.Run, error) {
+		return h.engine.Decide(context.Background(), workflow.DecisionRequest{RunID: r.ID, Gate: g.Name, Nonce: g.Nonce, User: user, Decision: workflow.Approve})
+	}
+	if _, err := decide(approver); err != nil {
+		t.Fatal(err)
+	}
+	flaky.mu.Lock()
+	flaky.failFor = approver
+	flaky.mu.Unlock()
+	got, err := decide(approver2)
+	if err != nil {
+		t.Fatalf("the second approver's decision failed on the first one's lookup: %v", err)
+	}
+	if got.Step(g.Name).Status != workflow.StepWaiting {
+		t.Errorf("gate %s; want it waiting: the first approval could not be confirmed", got.Step(g.Name).Status)
+	}
+	flaky.mu.Lock()
+	flaky.failFor = ""
+	flaky.mu.Unlock()
+	if got, err = decide("U_APPROVER3"); err != nil || got.Step(g.Name).Status != workflow.StepSucceeded {
+		t.Errorf("third approval: %v; want the gate approved", err)
+	}
+}
