@@ -40,7 +40,7 @@ func NewRunModal(channel string) slack.ModalViewRequest {
 			input(BlockAppName, "Application name", "As people will see it in authentik.", "Grafana", false, workflow.MaxNameLength),
 			input(BlockAppSlug, "Slug", "Lowercase letters, digits and dashes; derived from the name when empty.", "grafana", true, workflow.MaxSlugLength),
 			input(BlockTeamDomain, "Cloudflare team domain", "company or company.cloudflareaccess.com; the account's own when empty.", "company", true, 100),
-			input(BlockLoginMethod, "Login method name", "The name of the login method in Cloudflare; a default when empty.", "authentik", true, workflow.MaxNameLength),
+			input(BlockLoginMethod, "Login method name", "The name of the login method in Cloudflare; “authentik (<application name>)” when empty.", "authentik (Grafana)", true, workflow.MaxNameLength),
 		}},
 	}
 }

@@ -23,7 +23,7 @@ type Defaults struct {
 	AuthorizationFlow string // slug; default "default-provider-authorization-explicit-consent"
 	InvalidationFlow  string // slug; default "default-provider-invalidation-flow"
 	SigningKey        string // certificate name; default "authentik Self-signed Certificate"
-	LoginMethodName   string // default "authentik"
+	LoginMethodName   string // default "authentik": the login method is "<this> (<application name>)" unless the request names one
 }
 
 // Default values of Defaults.

@@ -57,7 +57,7 @@ func TestRunSucceeds(t *testing.T) {
 	idp := h.cf.IdentityProviders()[0]
 	base := h.ak.URL()
 	want := map[string]string{
-		"name": "authentik", "type": "oidc", "client_id": prov.ClientID, "client_secret": prov.ClientSecret,
+		"name": "authentik (Grafana)", "type": "oidc", "client_id": prov.ClientID, "client_secret": prov.ClientSecret,
 		"auth_url": base + "/application/o/authorize/", "token_url": base + "/application/o/token/",
 		"certs_url": base + "/application/o/grafana/jwks/", "email_claim_name": "email",
 	}
@@ -377,8 +377,8 @@ func TestPreflightProblems(t *testing.T) {
 		{"no view_flow", func(h *harness) { h.ak.DenyPermission("view_flow") }, workflow.Request{}, "lacks permission view_flow"},
 		{"cloudflare token denied", func(h *harness) { h.cf.DenyToken() }, workflow.Request{}, "Identity Providers, and Groups Write"},
 		{"login method name taken", func(h *harness) {
-			h.cf.AddIdentityProvider(cloudflaretest.IdentityProvider{Name: "authentik", Type: "oidc", Config: cloudflaretest.Config{ClientID: "someone-else"}})
-		}, workflow.Request{}, `login method named "authentik" already exists`},
+			h.cf.AddIdentityProvider(cloudflaretest.IdentityProvider{Name: "authentik (Grafana)", Type: "oidc", Config: cloudflaretest.Config{ClientID: "someone-else"}})
+		}, workflow.Request{}, `login method named "authentik (Grafana)" already exists`},
 		{"slug taken", func(h *harness) { h.ak.AddApplication(authentiktest.Application{Name: "Other", Slug: "grafana"}) }, workflow.Request{}, `slug "grafana" already exists`},
 		{"untrusted certificate", func(h *harness) {}, workflow.Request{}, "publicly trusted certificate"},
 		// Cloudflare sends logins back to the account's team domain only.
@@ -415,7 +415,7 @@ func TestPreflightListsEveryProblem(t *testing.T) {
 	h := newHarness(t)
 	h.ak.DeleteCertificate("authentik Self-signed Certificate")
 	h.ak.DeleteScopeMapping(workflow.ScopeProfile)
-	h.cf.AddIdentityProvider(cloudflaretest.IdentityProvider{Name: "authentik", Type: "oidc", Config: cloudflaretest.Config{ClientID: "x"}})
+	h.cf.AddIdentityProvider(cloudflaretest.IdentityProvider{Name: "authentik (Grafana)", Type: "oidc", Config: cloudflaretest.Config{ClientID: "x"}})
 	h.start(nil)
 	r := h.newRun(workflow.Request{})
 	done := h.feed.waitState(t, r.ID, workflow.StateFailed)

@@ -525,3 +525,24 @@ func TestQuorumWhenAnEarlierApproverCannotBeChecked(t *testing.T) {
 		t.Errorf("third approval: %v; want the gate approved", err)
 	}
 }
+
+// TestDefaultLoginMethodNames: each application gets a login method of
+// its own name by default, so a second run does not collide with the
+// first; a long application name is cut to fit.
+func TestDefaultLoginMethodNames(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	first := h.complete(h.newRun(workflow.Request{ApplicationName: "Grafana"}).ID)
+	second := h.newRun(workflow.Request{ApplicationName: "Jenkins"})
+	h.feed.waitGate(t, second.ID, workflow.GateAuthentik)
+	if first.State != workflow.StateSucceeded || first.Params.LoginMethodName != "authentik (Grafana)" {
+		t.Errorf("first run %s with login method %q", first.State, first.Params.LoginMethodName)
+	}
+	if got := h.feed.latest[second.ID]; got.Params.LoginMethodName != "authentik (Jenkins)" {
+		t.Errorf("second login method %q", got.Params.LoginMethodName)
+	}
+	long := h.newRun(workflow.Request{ApplicationName: strings.Repeat("é", workflow.MaxNameLength)})
+	if n := len([]rune(long.Params.LoginMethodName)); n != workflow.MaxNameLength || !strings.HasSuffix(long.Params.LoginMethodName, "…)") {
+		t.Errorf("login method for a long name: %q (%d characters)", long.Params.LoginMethodName, n)
+	}
+}

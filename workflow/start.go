@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 func (e *Engine) validate(req Request) (Request, error) {
@@ -31,7 +32,7 @@ func (e *Engine) validate(req Request) (Request, error) {
 		req.TeamDomain = team
 	}
 	if req.LoginMethodName == "" {
-		req.LoginMethodName = e.cfg.Defaults.LoginMethodName
+		req.LoginMethodName = defaultLoginMethodName(e.cfg.Defaults.LoginMethodName, req.ApplicationName)
 	}
 	req.LoginMethodName = strings.TrimSpace(req.LoginMethodName)
 	if err := ValidateName("login method name", req.LoginMethodName); err != nil {
@@ -98,6 +99,19 @@ func (e *Engine) start(ctx context.Context, req Request) (*Run, error) {
 	// r is the caller's now: the store keeps no reference to it, the
 	// notifier got its own copy, and the driver reads the run afresh.
 	return r, nil
+}
+
+// defaultLoginMethodName names a run's login method after its application:
+// each application gets its own login method (its client ID and key URLs
+// are the application's), and Cloudflare refuses a second one of the same
+// name, so a fixed default would fail every run after the first.
+func defaultLoginMethodName(prefix, app string) string {
+	const dots = "…"
+	room := MaxNameLength - utf8.RuneCountInString(prefix) - len(" ()")
+	if r := []rune(app); len(r) > room {
+		app = string(r[:room-1]) + dots
+	}
+	return prefix + " (" + app + ")"
 }
 
 // setURLs derives the URLs Cloudflare and the verify step use.
