@@ -49,6 +49,11 @@ type Config struct {
 
 	ApproverUsers  []string // user IDs (U…, W…)
 	ApproverGroups []string // user group IDs (S…)
+	// ApprovalsRequired and AllowSelfApproval are the engine's; with them
+	// the bot refuses at once a run no one else could approve (see
+	// unapprovable) instead of letting it wait for its gate to expire.
+	ApprovalsRequired int
+	AllowSelfApproval bool
 	// AllowedChannels limits where runs may be started and commands used; empty: anywhere.
 	AllowedChannels []string
 	// AllowedRequesters limits who may start runs; empty: anyone.

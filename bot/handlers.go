@@ -368,6 +368,9 @@ func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) *reply {
 		if !b.requesterAllowed(cmd.UserID) {
 			return private(requesterRefusal)
 		}
+		if why := b.unapprovable(cmd.UserID); why != "" {
+			return private(why)
+		}
 		trigger, channel, user, responseURL := cmd.TriggerID, cmd.ChannelID, cmd.UserID, cmd.ResponseURL
 		b.async(modalTimeout, func(ctx context.Context) { b.openModal(ctx, trigger, channel, user, responseURL) })
 		return nil
@@ -401,6 +404,9 @@ const requesterRefusal = "You are not allowed to start SSO setups here; ask an a
 func (b *Bot) startFromCommand(ctx context.Context, cmd slack.SlashCommand, c Command, log *slog.Logger) *reply {
 	if !b.requesterAllowed(cmd.UserID) {
 		return private(requesterRefusal)
+	}
+	if why := b.unapprovable(cmd.UserID); why != "" {
+		return private(why)
 	}
 	req := workflow.Request{
 		ApplicationName: c.Name,
@@ -631,6 +637,35 @@ func (b *Bot) channelAllowed(ch string) bool {
 
 func (b *Bot) requesterAllowed(user string) bool {
 	return len(b.cfg.AllowedRequesters) == 0 || slices.Contains(b.cfg.AllowedRequesters, user)
+}
+
+// unapprovable says why a run user starts could never be approved, or "":
+// the requester may not approve their own run, and when approvers are
+// listed by ID only, too few others may be left to make up a gate's
+// approvals.
+func (b *Bot) unapprovable(user string) string {
+	need := max(b.cfg.ApprovalsRequired, 1)
+	if b.cfg.AllowSelfApproval || len(b.cfg.ApproverGroups) > 0 || !slices.Contains(b.cfg.ApproverUsers, user) {
+		return ""
+	}
+	others := 0
+	for _, u := range b.cfg.ApproverUsers {
+		if u != user {
+			others++
+		}
+	}
+	if others >= need {
+		return ""
+	}
+	return fmt.Sprintf(":no_entry: You may not approve your own runs, and %d other approver%s could not make up the %d approval%s each gate needs, so a run of yours would only wait and expire. Ask an administrator of ssobot to add approvers (SSOBOT_APPROVERS) or to allow self-approval (SSOBOT_ALLOW_SELF_APPROVAL).",
+		others, plural(others), need, plural(need))
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 func (b *Bot) channelRefusal() string {

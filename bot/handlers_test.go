@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -667,5 +668,46 @@ func TestDrainWaitsForAcknowledgedWork(t *testing.T) {
 	}
 	if !decided.Load() {
 		t.Error("Drain returned before the acknowledged click was decided")
+	}
+}
+
+// TestUnapprovableRequester: with approvers listed by ID only and no
+// self-approval, an approver whose run no one else could approve is told
+// so at once, by the command and by the form, instead of the run waiting
+// for its gate to expire.
+func TestUnapprovableRequester(t *testing.T) {
+	tests := []struct {
+		name      string
+		users     []string
+		groups    []string
+		required  int
+		self      bool
+		requester string
+		refused   bool
+	}{
+		{"sole approver requests", []string{"U2"}, nil, 1, false, "U2", true},
+		{"two approvers, two required", []string{"U1", "U2"}, nil, 2, false, "U2", true},
+		{"non-approver requests", []string{"U2"}, nil, 1, false, "U1", false},
+		{"another approver is left", []string{"U1", "U2"}, nil, 1, false, "U2", false},
+		{"self-approval allowed", []string{"U2"}, nil, 1, true, "U2", false},
+		{"a group may hold others", []string{"U2"}, []string{"S1"}, 1, false, "U2", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, eng := newHandlerHarness(t, func(c *Config) {
+				c.ApproverUsers, c.ApproverGroups, c.ApprovalsRequired, c.AllowSelfApproval = tt.users, tt.groups, tt.required, tt.self
+			})
+			r := h.command(tt.requester, "C1", "new Grafana")
+			refused := strings.Contains(r.Text, "You may not approve your own runs")
+			if refused != tt.refused {
+				t.Errorf("reply %q; refused = %v, want %v", r.Text, refused, tt.refused)
+			}
+			if started := slices.Contains(eng.Calls(), "Start"); started == tt.refused {
+				t.Errorf("Start called = %v, want %v", started, !tt.refused)
+			}
+			if tt.refused && !strings.Contains(r.Text, "SSOBOT_APPROVERS") {
+				t.Errorf("reply %q does not say what to change", r.Text)
+			}
+		})
 	}
 }

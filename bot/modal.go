@@ -128,6 +128,8 @@ func (b *Bot) viewSubmission(ctx context.Context, cb slack.InteractionCallback) 
 		return slack.NewErrorsViewSubmissionResponse(map[string]string{BlockAppName: "Runs cannot be started from this channel."})
 	case !b.requesterAllowed(user):
 		return slack.NewErrorsViewSubmissionResponse(map[string]string{BlockAppName: requesterRefusal})
+	case b.unapprovable(user) != "":
+		return slack.NewErrorsViewSubmissionResponse(map[string]string{BlockAppName: b.unapprovable(user)})
 	}
 	f := modalFields(cb.View)
 	if errs := ValidateModal(f); len(errs) > 0 {

@@ -285,6 +285,8 @@ func (a *app) wire(opts appOptions) error {
 		SigningSecret:       cfg.SlackSigningSecret,
 		ApproverUsers:       cfg.ApproverUsers,
 		ApproverGroups:      cfg.ApproverGroups,
+		ApprovalsRequired:   cfg.ApprovalsRequired,
+		AllowSelfApproval:   cfg.AllowSelfApproval,
 		AllowedChannels:     cfg.Channels,
 		AllowedRequesters:   cfg.Requesters,
 		AuthentikURL:        cfg.AuthentikURL,
