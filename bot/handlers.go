@@ -377,9 +377,9 @@ func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) *reply {
 	case CmdNew:
 		return b.startFromCommand(ctx, cmd, c, log)
 	case CmdStatus:
-		return b.status(ctx, c, cmd.ChannelID, log)
+		return b.status(ctx, c, cmd.UserID, cmd.ChannelID, log)
 	case CmdList:
-		return b.list(ctx, log)
+		return b.list(ctx, cmd.UserID, cmd.ChannelID, log)
 	case CmdCancel, CmdRetry:
 		// Eligibility may ask Slack (users.info, user groups): off the request path.
 		user, channel, responseURL := cmd.UserID, cmd.ChannelID, cmd.ResponseURL
@@ -442,7 +442,7 @@ func (b *Bot) startFromCommand(ctx context.Context, cmd slack.SlashCommand, c Co
 
 // status shows a run to the person asking, or with public to the channel
 // it was asked in, if that is the run's own channel.
-func (b *Bot) status(ctx context.Context, c Command, channel string, log *slog.Logger) *reply {
+func (b *Bot) status(ctx context.Context, c Command, user, channel string, log *slog.Logger) *reply {
 	run, err := b.eng().Get(ctx, c.RunID)
 	if errors.Is(err, workflow.ErrNotFound) {
 		return private(fmt.Sprintf("There is no run #%d; `list` shows the recent ones.", c.RunID))
@@ -450,6 +450,9 @@ func (b *Bot) status(ctx context.Context, c Command, channel string, log *slog.L
 	if err != nil {
 		log.Error("get run", slog.Int64(workflow.KeyRunID, c.RunID), slog.Any(workflow.KeyError, err))
 		return private("I could not read that run (something went wrong on my side); try again in a minute.")
+	}
+	if !b.visible(run, user, channel) {
+		return private(fmt.Sprintf("Run #%d was started in another channel: ask for it there.", run.ID))
 	}
 	resp := &reply{ResponseType: slack.ResponseTypeEphemeral, Text: FallbackText(run), Blocks: renderRun(run, b.links(), false)}
 	switch {
@@ -466,20 +469,58 @@ func (b *Bot) status(ctx context.Context, c Command, channel string, log *slog.L
 	return resp
 }
 
-func (b *Bot) list(ctx context.Context, log *slog.Logger) *reply {
-	runs, err := b.eng().List(ctx, workflow.ListOptions{Limit: listLimit})
-	if err != nil {
-		log.Error("list runs", slog.Any(workflow.KeyError, err))
-		return private("I could not list the runs (something went wrong on my side); try again in a minute.")
+func (b *Bot) list(ctx context.Context, user, channel string, log *slog.Logger) *reply {
+	// The most recent runs this person may see here, looking through a
+	// bounded number of pages: runs of other channels are listed there.
+	var runs []*workflow.Run
+	hidden := false
+	before := int64(0)
+	for page := 0; page < listPages && len(runs) < listLimit; page++ {
+		batch, err := b.eng().List(ctx, workflow.ListOptions{Limit: listPageSize, BeforeID: before})
+		if err != nil {
+			log.Error("list runs", slog.Any(workflow.KeyError, err))
+			return private("I could not list the runs (something went wrong on my side); try again in a minute.")
+		}
+		for _, r := range batch {
+			switch {
+			case len(runs) == listLimit:
+			case b.visible(r, user, channel):
+				runs = append(runs, r)
+			default:
+				hidden = true
+			}
+		}
+		if len(batch) < listPageSize {
+			break
+		}
+		before = batch[len(batch)-1].ID
 	}
-	if len(runs) == 0 {
+	if len(runs) == 0 && !hidden {
 		return private("No runs yet. Start one with `new <application name>`.")
 	}
 	lines := []string{fmt.Sprintf("*The %d most recent runs*", len(runs))}
 	for _, r := range runs {
 		lines = append(lines, ListLine(r))
 	}
+	if hidden {
+		lines = append(lines, "_Runs started in other channels are listed there._")
+	}
 	return private(strings.Join(lines, "\n"))
+}
+
+// Pages of runs list reads at most, looking for those the person may see.
+const (
+	listPageSize = 50
+	listPages    = 10
+)
+
+// visible reports whether user may see run r when asking from channel: a
+// run's card (application, team domain, people) is its channel's business,
+// which may be private, and its requester's and the listed approvers'.
+// Approvers in user groups only see it from the run's channel: knowing
+// group membership would take a call to Slack on the request path.
+func (b *Bot) visible(r *workflow.Run, user, channel string) bool {
+	return r.Request.Channel == "" || r.Request.Channel == channel || r.Request.RequestedBy == user || slices.Contains(b.cfg.ApproverUsers, user)
 }
 
 // ListLine is one run in `list`.

@@ -711,3 +711,35 @@ func TestUnapprovableRequester(t *testing.T) {
 		})
 	}
 }
+
+// TestRunsOfOtherChannelsStayThere: a run started in a private channel is
+// shown to its requester and the listed approvers anywhere, and to others
+// only in its channel; list leaves it out for them.
+func TestRunsOfOtherChannelsStayThere(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	here := sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval)
+	here.ID, here.Request.ApplicationName = 1, "Wiki"
+	secret := sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval)
+	secret.ID, secret.Request.Channel, secret.Request.ApplicationName, secret.Params.ApplicationName = 2, "G9", "Payroll", "Payroll"
+	eng.put(here)
+	eng.put(secret)
+
+	if r := h.command("U3", "C1", "status 2"); strings.Contains(r.Text, "Payroll") || !strings.Contains(r.Text, "started in another channel") {
+		t.Errorf("a bystander elsewhere asked for the private run: %q", r.Text)
+	}
+	if r := h.command("U3", "G9", "status 2"); !strings.Contains(r.Text, "Payroll") {
+		t.Errorf("in the run's own channel: %q", r.Text)
+	}
+	for _, who := range []string{"U1", "U2"} { // the requester, an approver
+		if r := h.command(who, "C1", "status 2"); !strings.Contains(r.Text, "Payroll") {
+			t.Errorf("%s asked elsewhere: %q", who, r.Text)
+		}
+	}
+	list := h.command("U3", "C1", "list").Text
+	if strings.Contains(list, "Payroll") || !strings.Contains(list, "`#1`") || !strings.Contains(list, "listed there") {
+		t.Errorf("a bystander's list:\n%s", list)
+	}
+	if list := h.command("U2", "C1", "list").Text; !strings.Contains(list, "Payroll") {
+		t.Errorf("an approver's list:\n%s", list)
+	}
+}
