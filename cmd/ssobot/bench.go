@@ -26,6 +26,7 @@ import (
 func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ssobot bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	helpTo(fs, args, stdout)
 	var o benchOptions
 	fs.BoolVar(&o.Quick, "quick", false, "tiny counts, for CI: every section runs once; the verdicts mean little")
 	fs.BoolVar(&o.JSON, "json", false, "print the results as JSON")
@@ -35,7 +36,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	mutexProfile := fs.String("mutexprofile", "", "write a mutex contention profile to this file")
 	blockProfile := fs.String("blockprofile", "", "write a blocking profile to this file")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: ssobot bench [--quick] [--json] [--only SECTIONS]\n\nMeasures ssobot against built-in fakes of authentik, Cloudflare and Slack on\nloopback and prints every figure next to its target. Run it from the\nrepository (go run ./cmd/ssobot bench) so it can build the binary.\n\n")
+		fmt.Fprint(fs.Output(), "usage: ssobot bench [--quick] [--json] [--only SECTIONS]\n\nMeasures ssobot against built-in fakes of authentik, Cloudflare and Slack on\nloopback and prints every figure next to its target. Run it from the\nrepository (go run ./cmd/ssobot bench) so it can build the binary.\n\n")
 		fs.PrintDefaults()
 	}
 	if code, ok := parseFlags(fs, args); !ok {

@@ -92,7 +92,6 @@ func TestBenchUsage(t *testing.T) {
 	}{
 		{[]string{"bench", "--only", "nope"}, exitUsage, `unknown section "nope"`},
 		{[]string{"bench", "extra"}, exitUsage, "usage: ssobot bench"},
-		{[]string{"bench", "-h"}, exitOK, "--quick"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -100,6 +99,29 @@ func TestBenchUsage(t *testing.T) {
 			code := run(context.Background(), tt.args, os.Getenv, os.ReadFile, &stdout, &stderr)
 			if code != tt.code || !strings.Contains(stderr.String(), tt.want) {
 				t.Errorf("exit %d, stderr %q; want %d and %q", code, stderr.String(), tt.code, tt.want)
+			}
+		})
+	}
+}
+
+// TestHelpGoesToStdout: help asked for goes to stdout (so it can be piped
+// to less or grep), with exit 0, for every subcommand with flags.
+func TestHelpGoesToStdout(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "-h"}, "--quick"},
+		{[]string{"serve", "-h"}, "SSOBOT_APPROVERS"},
+		{[]string{"serve", "--help"}, "SSOBOT_APPROVERS"},
+		{[]string{"manifest", "-h"}, "usage: ssobot manifest"},
+		{[]string{"runs", "list", "-h"}, "usage: ssobot runs"},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), tt.args, func(string) string { return "" }, os.ReadFile, &stdout, &stderr)
+			if code != exitOK || !strings.Contains(stdout.String(), tt.want) || stderr.Len() != 0 {
+				t.Errorf("exit %d, stdout %q, stderr %q; want 0, %q on stdout, nothing on stderr", code, stdout.String(), stderr.String(), tt.want)
 			}
 		})
 	}

@@ -46,10 +46,11 @@ const (
 func demoCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ssobot demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	helpTo(fs, args, stdout)
 	verbose := fs.Bool("v", false, "also print the bot's logs (to stderr)")
 	app := fs.String("app", "Grafana", "the application to set up")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: ssobot demo [-v] [-app NAME]\n\nRuns one complete setup against built-in fakes of authentik, Cloudflare and Slack.\nThe database is a temporary file unless SSOBOT_DB names a new one to keep.\n\n")
+		fmt.Fprint(fs.Output(), "usage: ssobot demo [-v] [-app NAME]\n\nRuns one complete setup against built-in fakes of authentik, Cloudflare and Slack.\nThe database is a temporary file unless SSOBOT_DB names a new one to keep.\n\n")
 		fs.PrintDefaults()
 	}
 	if code, ok := parseFlags(fs, args); !ok {

@@ -83,6 +83,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, readFil
 // parseFlags parses a subcommand's flags, which take no other arguments. When
 // it returns false the command ends with that exit code: 0 for -h, else a
 // usage error (the flag package has already said what was wrong).
+// helpTo sends the usage to stdout when it was asked for (-h, -help,
+// --help), so that `ssobot serve -h | less` works; usage errors stay on
+// stderr.
+func helpTo(fs *flag.FlagSet, args []string, stdout io.Writer) {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return
+		case "-h", "-help", "--h", "--help":
+			fs.SetOutput(stdout)
+			return
+		}
+	}
+}
+
 func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

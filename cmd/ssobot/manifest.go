@@ -112,9 +112,10 @@ func Manifest(baseURL string) ([]byte, error) {
 func manifestCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ssobot manifest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	helpTo(fs, args, stdout)
 	base := fs.String("url", "", "public https URL of the bot: Slack sends commands and clicks there (default: Socket Mode)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: ssobot manifest [--url https://bot.example.com]\n\nPrints the Slack app manifest: paste it at https://api.slack.com/apps > Create New App > From a manifest.\n\n")
+		fmt.Fprint(fs.Output(), "usage: ssobot manifest [--url https://bot.example.com]\n\nPrints the Slack app manifest: paste it at https://api.slack.com/apps > Create New App > From a manifest.\n\n")
 		fs.PrintDefaults()
 	}
 	if code, ok := parseFlags(fs, args); !ok {

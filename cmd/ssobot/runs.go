@@ -28,12 +28,13 @@ var errNoAdmin = errors.New("no bot answers on the admin address")
 func runsCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ssobot runs", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	helpTo(fs, args, stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
 	adminURL := fs.String("admin", "", "admin API of a running bot (default http://$SSOBOT_ADMIN_LISTEN, http://127.0.0.1:9090)")
 	dbPath := fs.String("db", "", "database file read when no bot answers (default $SSOBOT_DB, ssobot.db)")
 	limit := fs.Int("limit", defaultRunsLimit, "list at most this many runs")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: ssobot runs list [--limit N] [--json] [--admin URL] [--db PATH]\n       ssobot runs show <id> [--json] [--admin URL] [--db PATH]\n\n")
+		fmt.Fprint(fs.Output(), "usage: ssobot runs list [--limit N] [--json] [--admin URL] [--db PATH]\n       ssobot runs show <id> [--json] [--admin URL] [--db PATH]\n\n")
 		fs.PrintDefaults()
 	}
 	pos, err := parseInterspersed(fs, args)

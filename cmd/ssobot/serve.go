@@ -40,7 +40,8 @@ const (
 func serveCmd(ctx context.Context, args []string, getenv func(string) string, readFile func(string) ([]byte, error), stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ssobot serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { printServeUsage(stderr) }
+	helpTo(fs, args, stdout)
+	fs.Usage = func() { printServeUsage(fs.Output()) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
