@@ -186,8 +186,11 @@ func (s runSource) fetch(ctx context.Context, path string, v any) error {
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
 		var e apiError
-		_ = json.Unmarshal(body, &e)
-		return fmt.Errorf("%s: %w", first(e.Error, "not found"), workflow.ErrNotFound)
+		if json.Unmarshal(body, &e) != nil || e.Error == "" {
+			// ssobot's 404s carry a JSON error: something else listens there.
+			return fmt.Errorf("%s answered %s for %s, which ssobot's admin API does not: another service listens there; point --admin at the bot's SSOBOT_ADMIN_LISTEN", s.admin, resp.Status, path)
+		}
+		return fmt.Errorf("%s: %w", e.Error, workflow.ErrNotFound)
 	case resp.StatusCode != http.StatusOK:
 		var e apiError
 		_ = json.Unmarshal(body, &e)

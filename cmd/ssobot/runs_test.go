@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -106,6 +108,21 @@ func TestAdminBaseURL(t *testing.T) {
 	} {
 		if got := adminBaseURL(in); got != want {
 			t.Errorf("adminBaseURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestRunsAgainstAnotherService: another service on the admin address
+// (9090 is also Prometheus's) is named as such, not reported as a missing
+// run.
+func TestRunsAgainstAnotherService(t *testing.T) {
+	other := httptest.NewServer(http.NotFoundHandler())
+	defer other.Close()
+	for _, args := range [][]string{{"runs", "list", "--admin", other.URL}, {"runs", "show", "1", "--admin", other.URL}} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), args, func(string) string { return "" }, os.ReadFile, &stdout, &stderr)
+		if code == exitOK || !strings.Contains(stderr.String(), "another service listens there") || !strings.Contains(stderr.String(), other.URL) {
+			t.Errorf("%v: exit %d, stderr %q; want a failure naming %s as another service", args, code, stderr.String(), other.URL)
 		}
 	}
 }
