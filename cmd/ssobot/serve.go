@@ -90,9 +90,14 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, re
 		// One line per refused credential, naming its variable.
 		for _, e := range unjoin(err) {
 			var ce *CredentialError
-			if errors.As(e, &ce) {
+			switch {
+			case errors.As(e, &ce) && unreachable(ce.Err):
+				// No answer says nothing of the credential: the network, a
+				// proxy or the URL is at fault.
+				log.Error("could not reach the service to check a credential", "credential", ce.Variable, "check", ce.Check, "err", ce.Err)
+			case errors.As(e, &ce):
 				log.Error("credential refused", "credential", ce.Variable, "check", ce.Check, "err", ce.Err)
-			} else {
+			default:
 				log.Error("credential check failed", "err", e)
 			}
 		}
@@ -305,6 +310,14 @@ func (a *app) wire(opts appOptions) error {
 	}
 	a.bot.Attach(a.engine)
 	return nil
+}
+
+// unreachable reports an error that came without an answer from the
+// service: a name that does not resolve, a refused or timed-out connection.
+func unreachable(err error) bool {
+	var dns *net.DNSError
+	var op *net.OpError
+	return errors.As(err, &dns) || errors.As(err, &op) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // CredentialError names the credential that failed its start-up check.

@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -570,5 +572,28 @@ func TestServeSocketMode(t *testing.T) {
 	}
 	if strings.Contains(logs, f.sl.AppToken()) {
 		t.Error("the app-level token appears in the logs")
+	}
+}
+
+// TestUnreachable: a start-up check that got no answer is told apart from
+// a refused credential.
+func TestUnreachable(t *testing.T) {
+	dns := &url.Error{Op: "Post", URL: "https://slack.com/api/auth.test", Err: &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "slack.com"}}}
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"no such host", dns, true},
+		{"wrapped by the adapter", &workflow.APIError{System: "authentik", Op: "get current user", Err: dns}, true},
+		{"connection refused", fmt.Errorf("token verify: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), true},
+		{"timed out", fmt.Errorf("auth.test: %w", context.DeadlineExceeded), true},
+		{"refused token", &workflow.APIError{System: "authentik", Op: "get current user", Status: 403, Message: "Token invalid/expired"}, false},
+		{"slack invalid_auth", errors.New("invalid_auth"), false},
+	}
+	for _, tt := range tests {
+		if got := unreachable(tt.err); got != tt.want {
+			t.Errorf("%s: unreachable(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
+		}
 	}
 }

@@ -506,15 +506,16 @@ func TestVerifyToken(t *testing.T) {
 		srv.DenyToken()
 		err := newClient(srv).VerifyToken(t.Context())
 		api := apiError(t, err)
-		if api.Status != 403 || workflow.IsTransient(err) || !strings.Contains(err.Error(), "Groups Write") {
-			t.Errorf("got %v, want a permanent 403 with a permission hint", err)
+		// Verifying needs no permission: a refusal is of the token itself.
+		if api.Status != 403 || workflow.IsTransient(err) || strings.Contains(err.Error(), "Groups Write") || !strings.Contains(err.Error(), "does not accept the token itself") {
+			t.Errorf("got %v, want a permanent 403 about the token itself, without the permission hint", err)
 		}
 	})
 	t.Run("wrong token", func(t *testing.T) {
 		srv := newServer(t)
 		c := cloudflare.New(account, workflow.NewSecret("wrong"), srv.URL(), nil)
-		if err := c.VerifyToken(t.Context()); err == nil || workflow.IsTransient(err) {
-			t.Errorf("err = %v, want a permanent error", err)
+		if err := c.VerifyToken(t.Context()); err == nil || workflow.IsTransient(err) || !strings.Contains(err.Error(), "set CLOUDFLARE_API_TOKEN") {
+			t.Errorf("err = %v, want a permanent error saying to set another token", err)
 		}
 	})
 	t.Run("unavailable", func(t *testing.T) {

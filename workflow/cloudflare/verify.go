@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/ssobot/ssobot/workflow"
 )
@@ -51,7 +52,14 @@ func (c *Client) verify(ctx context.Context, path string) error {
 	}
 	x := exchange{status: res.StatusCode, header: res.Header, body: body}
 	if res.StatusCode >= 300 {
-		return x.error(op, nil)
+		err := x.error(op, nil)
+		// Verifying needs no permission: a refusal is of the token itself,
+		// not of what it may do.
+		var api *workflow.APIError
+		if errors.As(err, &api) && (api.Status == http.StatusUnauthorized || api.Status == http.StatusForbidden) {
+			api.Message = strings.TrimSuffix(api.Message, ": "+permissionHint) + ": Cloudflare does not accept the token itself (mistyped, expired, revoked or limited to other IP addresses): create an API token and set CLOUDFLARE_API_TOKEN"
+		}
+		return err
 	}
 	var env struct {
 		Success bool `json:"success"`
