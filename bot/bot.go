@@ -105,6 +105,8 @@ type Bot struct {
 	// wg tracks background work started by handlers (modals, private replies).
 	wg      sync.WaitGroup
 	pending atomic.Int64 // background work started and not finished, for Drain's error
+	// socketUp is whether Socket Mode is connected (see SocketConnected).
+	socketUp atomic.Bool
 	// bgCtx is the parent of background work, which is bounded by timeouts
 	// rather than by the request that started it.
 	bgCtx context.Context

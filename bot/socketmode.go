@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -62,6 +63,22 @@ func (b *Bot) RunSocketMode(ctx context.Context, appToken workflow.Secret) error
 	}
 }
 
+// SocketConnected reports whether Socket Mode holds a connection to Slack
+// (false in HTTP mode): for the readiness check.
+func (b *Bot) SocketConnected() bool { return b.socketUp.Load() }
+
+// CheckAppToken asks Slack for a Socket Mode connection URL with the
+// app-level token, as connecting does first: a start-up check of
+// SLACK_APP_TOKEN and its connections:write scope. The URL is not used.
+func (b *Bot) CheckAppToken(ctx context.Context, appToken workflow.Secret) error {
+	api := *b.client
+	slack.OptionAppLevelToken(appToken.Reveal())(&api)
+	if _, _, err := api.StartSocketModeContext(ctx); err != nil {
+		return fmt.Errorf("apps.connections.open: %w", err)
+	}
+	return nil
+}
+
 // socketDrainTimeout bounds the answers given after Socket Mode is told to
 // stop: Slack waits 3 s for each acknowledgement.
 const socketDrainTimeout = 3 * time.Second
@@ -107,9 +124,26 @@ func (b *Bot) socketEvent(ctx context.Context, smc *socketmode.Client, evt socke
 		b.log.Info("socket mode: connecting")
 		return
 	case socketmode.EventTypeConnected:
+		b.socketUp.Store(true)
 		b.log.Info("socket mode: connected")
 		return
-	case socketmode.EventTypeConnectionError, socketmode.EventTypeInvalidAuth, socketmode.EventTypeIncomingError, socketmode.EventTypeErrorBadMessage, socketmode.EventTypeErrorWriteFailed:
+	case socketmode.EventTypeConnectionError:
+		b.socketUp.Store(false)
+		if e, ok := evt.Data.(*slack.ConnectionErrorEvent); ok {
+			b.log.Warn("socket mode: connection error; trying again", slog.Int("attempt", e.Attempt), slog.Duration("in", e.Backoff), slog.Any(workflow.KeyError, e.ErrorObj))
+		} else {
+			b.log.Warn("socket mode: connection error; trying again")
+		}
+	case socketmode.EventTypeIncomingError:
+		if e, ok := evt.Data.(*slack.IncomingEventError); ok {
+			b.log.Warn("socket mode: "+string(evt.Type), slog.Any(workflow.KeyError, e.ErrorObj))
+		} else {
+			b.log.Warn("socket mode: " + string(evt.Type))
+		}
+	case socketmode.EventTypeInvalidAuth, socketmode.EventTypeErrorBadMessage, socketmode.EventTypeErrorWriteFailed:
+		if evt.Type == socketmode.EventTypeInvalidAuth {
+			b.socketUp.Store(false)
+		}
 		b.log.Warn("socket mode: " + string(evt.Type))
 	}
 	if evt.Request == nil || evt.Request.EnvelopeID == "" {

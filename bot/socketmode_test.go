@@ -19,6 +19,9 @@ func TestSocketMode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	runCtx, stop := context.WithCancel(ctx)
+	if h.bot.SocketConnected() {
+		t.Error("SocketConnected before Socket Mode started")
+	}
 	done := make(chan error, 1)
 	go func() { done <- h.bot.RunSocketMode(runCtx, workflow.NewSecret(h.slack.AppToken())) }()
 	defer func() {
@@ -52,6 +55,10 @@ func TestSocketMode(t *testing.T) {
 		}
 		if eng.run(1) == nil {
 			t.Fatal("no run started")
+		}
+		// The loop handled "connected" before this envelope.
+		if !h.bot.SocketConnected() {
+			t.Error("SocketConnected is false while envelopes are answered")
 		}
 	})
 	t.Run("help", func(t *testing.T) {

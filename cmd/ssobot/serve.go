@@ -367,6 +367,14 @@ func (a *app) CheckCredentials(ctx context.Context) error {
 			return "team domain " + org.AuthDomain, nil
 		}},
 	}
+	if a.cfg.SocketMode() {
+		checks = append(checks, check{"SLACK_APP_TOKEN", "Slack apps.connections.open (Socket Mode)", func(ctx context.Context) (string, error) {
+			if err := a.bot.CheckAppToken(ctx, a.cfg.SlackAppToken); err != nil {
+				return "", err
+			}
+			return "Socket Mode connection granted", nil
+		}})
+	}
 	errs := make([]error, len(checks))
 	var wg sync.WaitGroup
 	for i, c := range checks {
@@ -534,6 +542,9 @@ func (a *app) ready() error {
 	}
 	if !a.engine.Ready() {
 		problems = append(problems, "engine not running")
+	}
+	if a.cfg.SocketMode() && !a.bot.SocketConnected() {
+		problems = append(problems, "socket mode not connected to Slack")
 	}
 	if _, err := a.store.CountByState(context.Background()); err != nil {
 		problems = append(problems, "database: "+err.Error())

@@ -522,6 +522,28 @@ func TestServeBadCredentials(t *testing.T) {
 	}
 }
 
+// TestServeBadAppToken: in Socket Mode the app-level token is checked at
+// start with the others, and named when Slack refuses it.
+func TestServeBadAppToken(t *testing.T) {
+	f := newFakes(t)
+	env := f.env(t)
+	delete(env, "SLACK_SIGNING_SECRET")
+	env["SLACK_APP_TOKEN"] = "xapp-1-A0WRONG-0000000000000-notthetoken"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p := startServe(t, env)
+	if code, err := p.exitCode(ctx); err != nil || code != exitFailure {
+		t.Fatalf("exit %d, %v; want %d", code, err, exitFailure)
+	}
+	logs := p.logs()
+	if !strings.Contains(logs, `"msg":"credential refused","credential":"SLACK_APP_TOKEN"`) {
+		t.Errorf("logs do not name SLACK_APP_TOKEN:\n%s", logs)
+	}
+	if strings.Contains(logs, "notthetoken") {
+		t.Error("the app-level token appears in the logs")
+	}
+}
+
 // TestServeSocketMode drives a run over Socket Mode: no Slack listener, no
 // signing secret, envelopes acknowledged.
 func TestServeSocketMode(t *testing.T) {
