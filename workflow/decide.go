@@ -104,10 +104,11 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 
 // lapsedApprovers lists the people whose earlier approval of the gate does
 // not count now, and why: they may no longer approve (taken off the list or
-// out of the group between the clicks), or that could not be checked (a
-// quorum is of current approvers, so an unconfirmed one does not count,
-// and the gate waits for one more rather than failing this decision).
-// Eligibility may ask Slack, so it is checked before the transaction.
+// out of the group between the clicks); a quorum is of current approvers.
+// One whose check fails (Slack unavailable) still counts: the approval was
+// valid when given, and not counting it could leave a gate that nobody
+// left may approve waiting until it expires. Eligibility may ask Slack, so
+// it is checked before the transaction.
 func (e *Engine) lapsedApprovers(ctx context.Context, d DecisionRequest) map[string]string {
 	r, err := e.cfg.Store.GetRun(ctx, d.RunID)
 	if err != nil {
@@ -118,20 +119,18 @@ func (e *Engine) lapsedApprovers(ctx context.Context, d DecisionRequest) map[str
 		if _, done := lapsed[a.User]; a.Decision != Approve || a.User == d.User || done {
 			continue
 		}
-		why := ""
-		switch ok, _, err := e.cfg.Approvers.Eligible(ctx, a.User); {
-		case err != nil:
-			e.log.Warn("could not check an earlier approver again", slog.Int64(KeyRunID, d.RunID), slog.String(KeyUser, a.User), slog.Any(KeyError, err))
-			why = "whether they still are an approver could not be checked; it is checked again at the next decision"
-		case !ok:
-			why = "they are no longer an approver"
-		default:
+		ok, _, err := e.cfg.Approvers.Eligible(ctx, a.User)
+		if err != nil {
+			e.log.Warn("could not check an earlier approver again; their approval counts as given", slog.Int64(KeyRunID, d.RunID), slog.String(KeyUser, a.User), slog.Any(KeyError, err))
+			continue
+		}
+		if ok {
 			continue
 		}
 		if lapsed == nil {
 			lapsed = map[string]string{}
 		}
-		lapsed[a.User] = why
+		lapsed[a.User] = "they are no longer an approver"
 	}
 	return lapsed
 }
