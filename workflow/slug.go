@@ -76,7 +76,22 @@ func NormalizeTeamDomain(team string) (string, error) {
 	return t + ".cloudflareaccess.com", nil
 }
 
-func isFormat(r rune) bool { return unicode.Is(unicode.Cf, r) }
+// isSpoofing reports the invisible characters that change how a name reads
+// or hide in it: the bidirectional marks, embeddings, overrides and
+// isolates, zero-width space, word joiner and byte order mark. The
+// zero-width joiner and non-joiner stay allowed: Persian, Indic scripts and
+// emoji sequences need them.
+func isSpoofing(r rune) bool {
+	switch {
+	case r >= 0x202A && r <= 0x202E, r >= 0x2066 && r <= 0x2069:
+		return true
+	}
+	switch r {
+	case 0x200E, 0x200F, 0x061C, 0x200B, 0x2060, 0xFEFF:
+		return true
+	}
+	return false
+}
 
 // MaxNameLength bounds application and login method names.
 const MaxNameLength = 100
@@ -92,10 +107,10 @@ func ValidateName(what, name string) error {
 		return fmt.Errorf("%w: the %s is longer than %d characters", ErrInvalidRequest, what, MaxNameLength)
 	case strings.ContainsFunc(name, unicode.IsControl):
 		return fmt.Errorf("%w: the %s contains control characters", ErrInvalidRequest, what)
-	case strings.ContainsFunc(name, isFormat):
-		// Invisible, and a right-to-left override makes approvers read a
-		// name other than the one that is created.
-		return fmt.Errorf("%w: the %s contains invisible formatting characters (such as a direction override or a zero-width space); type it again without them", ErrInvalidRequest, what)
+	case strings.ContainsFunc(name, isSpoofing):
+		// A right-to-left override makes approvers read a name other than
+		// the one that is created; zero-width spaces hide in names.
+		return fmt.Errorf("%w: the %s contains invisible direction or zero-width characters (such as a right-to-left override); type it again without them", ErrInvalidRequest, what)
 	}
 	return nil
 }

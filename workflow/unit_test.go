@@ -72,9 +72,14 @@ func TestValidateName(t *testing.T) {
 		{strings.Repeat("é", 100), ""},
 		// A right-to-left override shows approvers "Grafana staging"
 		// while "Grafana gnigats" is created.
-		{"Grafana \u202egnigats\u202c", "invisible formatting"},
-		{"Gra\u200bfana", "invisible formatting"},
-		{"Grafana\u2066x\u2069", "invisible formatting"},
+		{"Grafana \u202egnigats\u202c", "invisible direction or zero-width"},
+		{"Gra\u200bfana", "invisible direction or zero-width"},
+		{"Grafana\u2066x\u2069", "invisible direction or zero-width"},
+		{"Grafana\u200f", "invisible direction or zero-width"},
+		// Joiners belong to the spelling of Persian, Indic scripts and emoji.
+		{"نرم\u200cافزار", ""},
+		{"Team 👩\u200d💻 Portal", ""},
+		{"क्\u200dष Portal", ""},
 	}
 	for _, tt := range tests {
 		err := workflow.ValidateName("application name", tt.name)
