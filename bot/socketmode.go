@@ -43,12 +43,6 @@ func (b *Bot) RunSocketMode(ctx context.Context, appToken workflow.Secret) error
 		select {
 		case <-ctx.Done():
 			b.drainSocket(conn, smc)
-			// slack-go queues an acknowledgement for its writer and returns;
-			// it has no way to wait for the write, so give it a moment.
-			select {
-			case <-time.After(socketFlushGrace):
-			case <-conn.Done():
-			}
 			closeConn()
 			<-errc
 			return nil
@@ -84,16 +78,24 @@ func (b *Bot) CheckAppToken(ctx context.Context, appToken workflow.Secret) error
 const socketDrainTimeout = 3 * time.Second
 
 // socketFlushGrace is how long the connection stays open after the last
-// acknowledgement was queued at a stop.
+// envelope answered at a stop (bounded in all by socketDrainTimeout).
 const socketFlushGrace = 500 * time.Millisecond
 
-// drainSocket answers the envelopes already received.
+// drainSocket answers the envelopes received until the connection has
+// been quiet for socketFlushGrace: slack-go queues an acknowledgement for
+// its writer and returns, with no way to wait for the write, and Slack may
+// still deliver to this connection meanwhile.
 func (b *Bot) drainSocket(conn context.Context, smc *socketmode.Client) {
-	for conn.Err() == nil {
+	quiet := time.NewTimer(socketFlushGrace)
+	defer quiet.Stop()
+	for {
 		select {
 		case evt := <-smc.Events:
 			b.socketEvent(conn, smc, evt)
-		default:
+			quiet.Reset(socketFlushGrace)
+		case <-quiet.C:
+			return
+		case <-conn.Done():
 			return
 		}
 	}

@@ -177,3 +177,44 @@ func TestSocketModeStopAnswersInFlight(t *testing.T) {
 		t.Errorf("RunSocketMode: %v", err)
 	}
 }
+
+// TestSocketModeStopAnswersLateEnvelopes: an envelope Slack delivers while
+// Socket Mode is stopping (the connection still open) is answered too.
+func TestSocketModeStopAnswersLateEnvelopes(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	eng.startHook = func(ctx context.Context) error {
+		close(entered)
+		<-release
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- h.bot.RunSocketMode(runCtx, workflow.NewSecret(h.slack.AppToken())) }()
+	if err := h.slack.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first, err := h.slack.SendEnvelope(ctx, slacktest.EnvelopeSlashCommands, h.slack.NewSlashCommand("/sso-setup", "new Grafana", "U1", "C1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	stop()
+	close(release)
+	if _, err := h.slack.WaitAck(ctx, first); err != nil {
+		t.Fatalf("the command in flight: %v", err)
+	}
+	late, err := h.slack.SendEnvelope(ctx, slacktest.EnvelopeSlashCommands, h.slack.NewSlashCommand("/sso-setup", "help", "U1", "C1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := h.slack.WaitAck(ctx, late)
+	if err != nil || !strings.Contains(string(ack), "*Usage*") {
+		t.Fatalf("the envelope delivered while stopping: %s, %v", ack, err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("RunSocketMode: %v", err)
+	}
+}
