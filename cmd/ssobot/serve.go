@@ -91,10 +91,10 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, re
 		for _, e := range unjoin(err) {
 			var ce *CredentialError
 			switch {
-			case errors.As(e, &ce) && unreachable(ce.Err):
-				// No answer says nothing of the credential: the network, a
-				// proxy or the URL is at fault.
-				log.Error("could not reach the service to check a credential", "credential", ce.Variable, "check", ce.Check, "err", ce.Err)
+			case errors.As(e, &ce) && unchecked(ce.Err):
+				// No usable answer says nothing of the credential: the
+				// network, a proxy, a certificate or the URL is at fault.
+				log.Error("could not check a credential: no usable answer from the service", "credential", ce.Variable, "check", ce.Check, "err", ce.Err)
 			case errors.As(e, &ce):
 				log.Error("credential refused", "credential", ce.Variable, "check", ce.Check, "err", ce.Err)
 			default:
@@ -312,12 +312,30 @@ func (a *app) wire(opts appOptions) error {
 	return nil
 }
 
-// unreachable reports an error that came without an answer from the
-// service: a name that does not resolve, a refused or timed-out connection.
-func unreachable(err error) bool {
-	var dns *net.DNSError
-	var op *net.OpError
-	return errors.As(err, &dns) || errors.As(err, &op) || errors.Is(err, context.DeadlineExceeded)
+// unchecked reports an error that says nothing of the credential: no
+// answer (a name that does not resolve, a refused or timed-out connection),
+// a certificate the process does not trust, or a server error (5xx, often
+// a proxy's).
+func unchecked(err error) bool {
+	var (
+		dns     *net.DNSError
+		op      *net.OpError
+		verify  *tls.CertificateVerificationError
+		unknown x509.UnknownAuthorityError
+		invalid x509.CertificateInvalidError
+		host    x509.HostnameError
+		record  tls.RecordHeaderError
+		api     *workflow.APIError
+	)
+	switch {
+	case errors.As(err, &dns), errors.As(err, &op), errors.Is(err, context.DeadlineExceeded):
+		return true
+	case errors.As(err, &verify), errors.As(err, &unknown), errors.As(err, &invalid), errors.As(err, &host), errors.As(err, &record):
+		return true
+	case errors.As(err, &api):
+		return api.Status >= 500
+	}
+	return false
 }
 
 // CredentialError names the credential that failed its start-up check.

@@ -6,6 +6,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -597,9 +599,9 @@ func TestServeSocketMode(t *testing.T) {
 	}
 }
 
-// TestUnreachable: a start-up check that got no answer is told apart from
-// a refused credential.
-func TestUnreachable(t *testing.T) {
+// TestUnchecked: a start-up check that got no usable answer is told apart
+// from a refused credential.
+func TestUnchecked(t *testing.T) {
 	dns := &url.Error{Op: "Post", URL: "https://slack.com/api/auth.test", Err: &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "slack.com"}}}
 	tests := []struct {
 		name string
@@ -610,12 +612,14 @@ func TestUnreachable(t *testing.T) {
 		{"wrapped by the adapter", &workflow.APIError{System: "authentik", Op: "get current user", Err: dns}, true},
 		{"connection refused", fmt.Errorf("token verify: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), true},
 		{"timed out", fmt.Errorf("auth.test: %w", context.DeadlineExceeded), true},
+		{"untrusted certificate", &workflow.APIError{System: "authentik", Op: "get current user", Err: &url.Error{Op: "Get", URL: "https://auth.example.com", Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}}}, true},
+		{"proxy error", &workflow.APIError{System: "authentik", Op: "get current user", Status: 502}, true},
 		{"refused token", &workflow.APIError{System: "authentik", Op: "get current user", Status: 403, Message: "Token invalid/expired"}, false},
 		{"slack invalid_auth", errors.New("invalid_auth"), false},
 	}
 	for _, tt := range tests {
-		if got := unreachable(tt.err); got != tt.want {
-			t.Errorf("%s: unreachable(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
+		if got := unchecked(tt.err); got != tt.want {
+			t.Errorf("%s: unchecked(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
 		}
 	}
 }
