@@ -345,12 +345,19 @@ func (b *Bot) unreachable(ctx context.Context, run *workflow.Run, postErr error)
 	log := b.log.With(slog.Int64(workflow.KeyRunID, run.ID), slog.String("channel", run.Request.Channel), slog.Any(workflow.KeyError, postErr))
 	log.Warn("cannot post the run message; cancelling the run")
 	notMember := code == errCodeNotInChannel || code == errCodeChannelNotFound || code == errCodeIsArchived
+	// A workspace policy on the channel; anything else (the bot's token or
+	// scopes, a message Slack finds malformed) would fail in every channel.
+	channelPolicy := strings.HasPrefix(code, "restricted_action") || code == "ekm_access_denied"
+	if code == "" {
+		code = "error"
+	}
 	reason := "ssobot is not in the channel; invite it with /invite @ssobot and start again"
-	if !notMember {
-		if code == "" {
-			code = "error"
-		}
+	switch {
+	case channelPolicy:
 		reason = fmt.Sprintf("Slack refused the run's message in the channel (%s); start again from a channel where ssobot can post", code)
+	case !notMember:
+		log.Error("Slack refused the run message for a reason no channel would change: check the bot's token, scopes and logs")
+		reason = fmt.Sprintf("Slack refused the run's message (%s), a fault of ssobot or its Slack app, not of the channel; an administrator should check its logs", code)
 	}
 	outcome := "was cancelled"
 	if _, err := b.eng().Cancel(ctx, run.ID, workflow.SystemActor, reason); err != nil {
@@ -359,9 +366,13 @@ func (b *Bot) unreachable(ctx context.Context, run *workflow.Run, postErr error)
 	}
 	msg := fmt.Sprintf(":warning: I can't post in <#%s>, so run #%d (%s) %s. Invite me there with `/invite @ssobot` and start again.",
 		run.Request.Channel, run.ID, Escape(run.Request.ApplicationName), outcome)
-	if !notMember {
+	switch {
+	case channelPolicy:
 		msg = fmt.Sprintf(":warning: Slack refused my message in <#%s> (`%s`), so run #%d (%s) %s. Start it again from a channel where I can post, or ask a workspace admin whether apps may post in that one.",
 			run.Request.Channel, code, run.ID, Escape(run.Request.ApplicationName), outcome)
+	case !notMember:
+		msg = fmt.Sprintf(":warning: Slack refused my message for run #%d (%s) with `%s`, so the run %s. This is a fault of ssobot or its Slack app (its token or scopes), not of the channel: ask an administrator of ssobot to check its logs.",
+			run.ID, Escape(run.Request.ApplicationName), code, outcome)
 	}
 	b.tellPrivately(ctx, run.ID, run.Request.RequestedBy, run.Request.Channel, msg)
 }
