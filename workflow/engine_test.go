@@ -350,9 +350,7 @@ func TestGateDeadlineSurvivesRestart(t *testing.T) {
 	h.start(nil)
 	r := h.newRun(workflow.Request{})
 	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
-	h.stop()
-	h.feed = newFeed()
-	h.start(nil)
+	h.restart(nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := h.clock.WaitForTimer(ctx, 24*time.Hour); err != nil {

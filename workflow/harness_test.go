@@ -248,6 +248,21 @@ func (h *harness) approve(id int64, gate workflow.StepName) {
 	}
 }
 
+// restart stops the engine and starts a new one (mod may change its
+// configuration) on the same database, with a fresh feed, as after a
+// process restart.
+func (h *harness) restart(mod func(*workflow.Config)) {
+	h.t.Helper()
+	h.stop()
+	h.feed = newFeed()
+	h.start(mod)
+}
+
+// approveAs decides the open gate g of run id as user, approving.
+func (h *harness) approveAs(id int64, g *workflow.Step, user string) (*workflow.Run, error) {
+	return h.engine.Decide(context.Background(), workflow.DecisionRequest{RunID: id, Gate: g.Name, Nonce: g.Nonce, User: user, Decision: workflow.Approve})
+}
+
 // complete drives a run through both gates to its end.
 func (h *harness) complete(id int64) *workflow.Run {
 	h.t.Helper()

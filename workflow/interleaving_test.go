@@ -109,12 +109,9 @@ func TestDecisionAfterDeadline(t *testing.T) {
 	h.start(nil)
 	r := h.newRun(workflow.Request{})
 	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
-	h.stop()
-
-	h.feed = newFeed()
 	hold := make(chan struct{})
 	defer close(hold)
-	h.start(func(c *workflow.Config) {
+	h.restart(func(c *workflow.Config) {
 		c.Yield = func(ctx context.Context) (func(), error) {
 			select {
 			case <-hold:
@@ -252,18 +249,28 @@ func TestVerifyChecksProviderSettings(t *testing.T) {
 
 const approver2 = "U_APPROVER2"
 
+// twoApprovalGate starts an engine that needs two approvals per gate, with
+// approver2 as a second approver (mod may change the configuration), and
+// a run waiting at its first gate.
+func twoApprovalGate(t *testing.T, mod func(*workflow.Config)) (*harness, *workflow.Run, *workflow.Step) {
+	h := newHarness(t)
+	h.appr.ids[approver2] = true
+	h.start(func(c *workflow.Config) {
+		c.ApprovalsRequired = 2
+		if mod != nil {
+			mod(c)
+		}
+	})
+	r := h.newRun(workflow.Request{})
+	return h, r, h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+}
+
 // TestQuorumCountsCurrentApprovers: with two approvals required, an
 // approval by someone taken off the approver list before the second click
 // no longer counts; the gate waits for another current approver.
 func TestQuorumCountsCurrentApprovers(t *testing.T) {
-	h := newHarness(t)
-	h.appr.ids[approver2] = true
-	h.start(func(c *workflow.Config) { c.ApprovalsRequired = 2 })
-	r := h.newRun(workflow.Request{})
-	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
-	decide := func(user string) (*workflow.Run, error) {
-		return h.engine.Decide(context.Background(), workflow.DecisionRequest{RunID: r.ID, Gate: g.Name, Nonce: g.Nonce, User: user, Decision: workflow.Approve})
-	}
+	h, r, g := twoApprovalGate(t, nil)
+	decide := func(user string) (*workflow.Run, error) { return h.approveAs(r.ID, g, user) }
 	if _, err := decide(approver); err != nil {
 		t.Fatal(err)
 	}
@@ -289,18 +296,14 @@ func TestQuorumCountsCurrentApprovers(t *testing.T) {
 // approvals is not "already approved" to the next approver (nor one that
 // expired: the same branch).
 func TestPartialApprovalThenCancel(t *testing.T) {
-	h := newHarness(t)
-	h.appr.ids[approver2] = true
-	h.start(func(c *workflow.Config) { c.ApprovalsRequired = 2 })
-	r := h.newRun(workflow.Request{})
-	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
-	if _, err := h.engine.Decide(context.Background(), workflow.DecisionRequest{RunID: r.ID, Gate: g.Name, Nonce: g.Nonce, User: approver, Decision: workflow.Approve}); err != nil {
+	h, r, g := twoApprovalGate(t, nil)
+	if _, err := h.approveAs(r.ID, g, approver); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.engine.Cancel(context.Background(), r.ID, requester, ""); err != nil {
 		t.Fatal(err)
 	}
-	_, err := h.engine.Decide(context.Background(), workflow.DecisionRequest{RunID: r.ID, Gate: g.Name, Nonce: g.Nonce, User: approver2, Decision: workflow.Approve})
+	_, err := h.approveAs(r.ID, g, approver2)
 	var ref *workflow.RefusedError
 	if !errors.As(err, &ref) || ref.DecidedBy != "" || !strings.Contains(ref.Reason, "is already cancelled") {
 		t.Errorf("refusal %v (decided by %q); want one saying the run is cancelled", err, refDecidedBy(ref))
@@ -333,9 +336,7 @@ func TestCancelDuringBackoff(t *testing.T) {
 	if s := got.Step(workflow.StepAuthentikProvider); s.Status != workflow.StepCancelled || !s.NextAttemptAt.IsZero() {
 		t.Errorf("provider step %s, next attempt %v; want cancelled, none", s.Status, s.NextAttemptAt)
 	}
-	h.stop()
-	h.feed = newFeed()
-	h.start(nil)
+	h.restart(nil)
 	h.clock.Advance(3 * time.Hour)
 	after, err := h.engine.Get(context.Background(), r.ID)
 	if err != nil || after.Step(workflow.StepAuthentikProvider).Status != workflow.StepCancelled || len(h.ak.Providers()) != 0 {
@@ -368,9 +369,7 @@ func TestGiveUpNamesTheLastError(t *testing.T) {
 	r := h.newRun(workflow.Request{})
 	h.approve(r.ID, workflow.GateAuthentik)
 	<-crashed
-	h.stop()
-	h.feed = newFeed()
-	h.start(func(c *workflow.Config) { c.Retry.MaxAttempts = 3 })
+	h.restart(func(c *workflow.Config) { c.Retry.MaxAttempts = 3 })
 	done := h.feed.waitState(t, r.ID, workflow.StateFailed)
 	if !strings.Contains(done.Error, "the last interrupted") || !strings.Contains(done.Error, "503") {
 		t.Errorf("run error %q; want the give-up to name the last interrupted attempt and the 503 before it", done.Error)
@@ -493,18 +492,12 @@ func (a *flakyApprovers) Eligible(ctx context.Context, user string) (bool, strin
 // earlier approval, valid when given, counts: with exactly as many
 // approvers as approvals required, nobody else could open the gate.
 func TestQuorumWhenAnEarlierApproverCannotBeChecked(t *testing.T) {
-	h := newHarness(t)
-	h.appr.ids[approver2] = true
-	flaky := &flakyApprovers{Approvers: h.appr}
-	h.start(func(c *workflow.Config) {
-		c.ApprovalsRequired = 2
+	flaky := &flakyApprovers{}
+	h, r, g := twoApprovalGate(t, func(c *workflow.Config) {
+		flaky.Approvers = c.Approvers
 		c.Approvers = flaky
 	})
-	r := h.newRun(workflow.Request{})
-	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
-	decide := func(user string) (*workflow.Run, error) {
-		return h.engine.Decide(context.Background(), workflow.DecisionRequest{RunID: r.ID, Gate: g.Name, Nonce: g.Nonce, User: user, Decision: workflow.Approve})
-	}
+	decide := func(user string) (*workflow.Run, error) { return h.approveAs(r.ID, g, user) }
 	if _, err := decide(approver); err != nil {
 		t.Fatal(err)
 	}
