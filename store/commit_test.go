@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -281,5 +282,72 @@ func BenchmarkUpdateRunParallel(b *testing.B) {
 	reportCommits(b, s, before)
 	if c := s.Commits() - before; c > 0 {
 		b.ReportMetric(float64(s.Writes()-writes)/float64(c), "writes/commit")
+	}
+}
+
+// TestGroupCommitUndecodableRunFailsAlone: a run whose record does not
+// decode fails its own update, and the write sharing its commit is kept.
+func TestGroupCommitUndecodableRunFailsAlone(t *testing.T) {
+	s := openTest(t)
+	ctx := t.Context()
+	damaged := mustCreate(t, s, newRun("Damaged", workflow.StateRunning))
+	healthy := mustCreate(t, s, newRun("Healthy", workflow.StateRunning))
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRuns).Put(runKey(damaged.ID), []byte(`{"id":1,"state":"running","created_at":"not a time"}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	release := holdCommit(t, s)
+	results := make(chan error, 2)
+	update := func(id int64) {
+		_, err := s.UpdateRun(ctx, id, func(r *workflow.Run) ([]workflow.Event, error) {
+			r.Error = "touched"
+			return nil, nil
+		})
+		results <- err
+	}
+	go update(damaged.ID)
+	waitQueued(s, 1)
+	go update(healthy.ID)
+	waitQueued(s, 2)
+	release()
+	var failed, ok int
+	for range 2 {
+		if err := <-results; err != nil {
+			failed++
+			if errors.Is(err, errShared) {
+				t.Errorf("the healthy run's write failed with the damaged one: %v", err)
+			}
+		} else {
+			ok++
+		}
+	}
+	if failed != 1 || ok != 1 {
+		t.Errorf("failed %d, ok %d; want 1 and 1", failed, ok)
+	}
+	if r, err := s.GetRun(ctx, healthy.ID); err != nil || r.Error != "touched" {
+		t.Errorf("healthy run: %v, %v; want its write kept", r, err)
+	}
+}
+
+// TestVerifyAcceptsEmptyBolt: a first start stopped between bbolt creating
+// the file and ssobot creating its buckets leaves an empty bbolt file,
+// which the next start (with Verify) takes over.
+func TestVerifyAcceptsEmptyBolt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ssobot.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path, Options{Verify: true})
+	if err != nil {
+		t.Fatalf("Open with Verify: %v", err)
+	}
+	defer s.Close()
+	if _, err := s.ListRuns(t.Context(), workflow.ListOptions{}); err != nil {
+		t.Errorf("ListRuns on the adopted file: %v", err)
 	}
 }

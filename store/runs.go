@@ -108,11 +108,10 @@ func (s *Store) UpdateRun(ctx context.Context, id int64, fn func(r *workflow.Run
 	)
 	err := s.update(func(tx *bolt.Tx) error {
 		r, err := s.getRun(tx, id)
-		if errors.Is(err, workflow.ErrNotFound) {
-			return errSkip(err)
-		}
 		if err != nil {
-			return err
+			// Nothing is written yet: a run that does not decode fails its
+			// own update, not the others sharing the commit.
+			return errSkip(err)
 		}
 		old := r.State
 		version := r.Version

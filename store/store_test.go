@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -836,5 +837,49 @@ func TestOpenSystemRefusal(t *testing.T) {
 	_, err = Open(path, Options{openFile: readOnlyMount})
 	if err == nil || errors.Is(err, ErrInvalid) || !errors.Is(err, syscall.EROFS) || !strings.Contains(err.Error(), "the system refused") {
 		t.Errorf("Open on a read-only mount: %v; want the system's refusal, not ErrInvalid", err)
+	}
+}
+
+// TestVerifyFlippedBit: a flipped bit in a page's element table (a bad
+// offset or child page number, under an intact page header) makes Verify
+// refuse the file; it must not crash the process, which bbolt's own check
+// would, walking the pages in a goroutine of its own.
+func TestVerifyFlippedBit(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		flags uint16 // the page kind to damage
+		flip  func(b []byte, el int)
+	}{
+		// leaf element: flags u32, pos u32, ksize u32, vsize u32
+		{"leaf value offset", 0x02, func(b []byte, el int) {
+			binary.LittleEndian.PutUint32(b[el+4:], binary.LittleEndian.Uint32(b[el+4:])|1<<28)
+		}},
+		// branch element: pos u32, ksize u32, pgid u64
+		{"branch child page", 0x01, func(b []byte, el int) {
+			binary.LittleEndian.PutUint64(b[el+8:], 1<<30)
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := validDB(t, 500)
+			const ps, header, elem = 4096, 16, 16
+			// Every such page, free ones too: some are in use.
+			damaged := false
+			for off := 2 * ps; off+ps <= len(b); off += ps {
+				if binary.LittleEndian.Uint16(b[off+8:]) == tt.flags && binary.LittleEndian.Uint16(b[off+10:]) > 3 {
+					tt.flip(b, off+header+2*elem)
+					damaged = true
+				}
+			}
+			if !damaged {
+				t.Fatal("no page of that kind to damage")
+			}
+			path := filepath.Join(t.TempDir(), "ssobot.db")
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Open(path, Options{Verify: true}); !errors.Is(err, ErrInvalid) {
+				t.Errorf("Open with Verify: %v; want ErrInvalid", err)
+			}
+		})
 	}
 }
