@@ -182,7 +182,7 @@ func TestInjectedMarkupStaysInert(t *testing.T) {
 		"&lt;!channel&gt; &lt;@U0EVIL&gt; @here evil",                     // run 1's name in mrkdwn
 		"‹!channel› ‹@U0EVIL› @here",                                      // in the plain_text header
 		"&lt;https://evil.example|click&gt; &lt;!everyone&gt;",            // run 1's login method
-		"cancelled by U1: &lt;!channel&gt; @here &lt;@U0EVIL&gt;",         // the cancel reason
+		"cancelled by <@U1>: &lt;!channel&gt; @here &lt;@U0EVIL&gt;",      // the cancel reason
 		"&lt;!subteam^S0EVIL&gt;",                                         // run 3's name
 		"&lt;!channel&gt; &lt;@U0EVIL&gt; &lt;https://evil.example|x&gt;", // run 4's name from the form
 	} {

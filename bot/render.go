@@ -44,27 +44,40 @@ const (
 	ModalActionValue = "value"
 )
 
-// Truncate shortens s to at most limit bytes (Slack counts characters; bytes
-// are never fewer), cutting on a rune boundary and saying so visibly.
+// Truncate shortens s to at most limit characters (Slack's limits count
+// characters, not bytes), saying so visibly. It never leaves half a link,
+// mention or entity behind; a bare & (plain text) is not an entity.
 func Truncate(s string, limit int) string {
-	if len(s) <= limit {
+	if utf8.RuneCountInString(s) <= limit {
 		return s
 	}
-	cut := limit - len(truncatedMark)
-	if cut < 0 {
-		cut = 0
+	keep := max(limit-utf8.RuneCountInString(truncatedMark), 0)
+	cut, n := len(s), 0
+	for i := range s {
+		if n == keep {
+			cut = i
+			break
+		}
+		n++
 	}
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	// Never leave half a link, mention or entity behind.
 	if i := strings.LastIndexByte(s[:cut], '<'); i >= 0 && !strings.Contains(s[i:cut], ">") {
 		cut = i
 	}
-	if i := strings.LastIndexByte(s[:cut], '&'); i >= 0 && !strings.Contains(s[i:cut], ";") {
+	if i := strings.LastIndexByte(s[:cut], '&'); i >= 0 && partialEntity(s[i+1:cut]) {
 		cut = i
 	}
 	return s[:cut] + truncatedMark
+}
+
+// partialEntity reports whether s, what follows an & up to a cut, is the
+// start of an entity like &amp; or &#60; cut before its ;.
+func partialEntity(s string) bool {
+	for _, c := range s {
+		if !(c == '#' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 var mrkdwnEscaper = strings.NewReplacer(
@@ -89,6 +102,16 @@ var entityEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 // escapeEntities escapes only what Slack requires, for text inside code spans
 // and link targets.
 func escapeEntities(s string) string { return entityEscaper.Replace(s) }
+
+// actorID finds the Slack user ID the engine starts some sentences with
+// ("rejected by U…", "cancelled by U…", "the approval of U…"). Only at the
+// start: a reason a person typed after it stays plain text, so it cannot
+// mention anyone.
+var actorID = regexp.MustCompile(`^(rejected by|cancelled by|the approval of) ([UW][A-Z0-9]+)\b`)
+
+// mentionActors shows those IDs as mentions, which Slack renders as names.
+// s is already escaped; an ID has nothing to escape.
+func mentionActors(s string) string { return actorID.ReplaceAllString(s, "$1 <@$2>") }
 
 var (
 	slackUserID  = regexp.MustCompile(`^[UW][A-Z0-9]+$`)
@@ -306,7 +329,7 @@ func renderRun(r *workflow.Run, l links, buttons bool) []slack.Block {
 	}
 
 	if e := r.LastError(); e != "" {
-		blocks = append(blocks, section("error", "*Last error*\n"+Escape(e)))
+		blocks = append(blocks, section("error", "*Last error*\n"+mentionActors(Escape(e))))
 	}
 
 	if r.State == workflow.StateSucceeded {
@@ -480,11 +503,11 @@ func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
 			s += ": " + Escape(reason)
 		}
 	case workflow.EventGateRejected:
-		s = fmt.Sprintf("%s :no_entry_sign: Run #%d was rejected: %s", mention(r.Request.RequestedBy), r.ID, Escape(ev.Message))
+		s = fmt.Sprintf("%s :no_entry_sign: Run #%d was rejected: %s", mention(r.Request.RequestedBy), r.ID, mentionActors(Escape(ev.Message)))
 	case workflow.EventGateExpired:
 		s = fmt.Sprintf("%s :alarm_clock: *%s* expired without a decision; run #%d has ended.", mention(r.Request.RequestedBy), step, r.ID)
 	case workflow.EventCancelled:
-		s = fmt.Sprintf("%s :heavy_minus_sign: Run #%d was cancelled: %s", mention(r.Request.RequestedBy), r.ID, Escape(ev.Message))
+		s = fmt.Sprintf("%s :heavy_minus_sign: Run #%d was cancelled: %s", mention(r.Request.RequestedBy), r.ID, mentionActors(Escape(ev.Message)))
 	case workflow.EventRetried:
 		s = fmt.Sprintf(":repeat: %s retried the run from *%s*", mention(ev.Actor), step)
 	case workflow.EventSucceeded:
@@ -495,7 +518,7 @@ func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
 	case workflow.EventFailed:
 		s = fmt.Sprintf("%s :x: Run #%d failed: %s. Fix the cause, then `retry %d`.", mention(r.Request.RequestedBy), r.ID, Escape(ev.Message), r.ID)
 	case workflow.EventNote:
-		s = ":memo: " + Escape(ev.Message)
+		s = ":memo: " + mentionActors(Escape(ev.Message))
 	default:
 		// Created, state changes, intents, resources created (the step's
 		// "done" reply carries their IDs), gates approved (the decision

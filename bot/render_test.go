@@ -2,6 +2,7 @@ package bot
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -228,14 +229,15 @@ func TestTruncate(t *testing.T) {
 		{"long multibyte", long, 3000},
 		{"cut inside a link", strings.Repeat("a", 2980) + "<https://example.com|x>", 3000},
 		{"cut inside an entity", strings.Repeat("a", 2986) + "&amp;&amp;&amp;&amp;", 3000},
+		{"long cyrillic", strings.Repeat("ж", 3001), 3000},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := Truncate(tt.in, tt.max)
-			if len(got) > tt.max || !utf8.ValidString(got) {
-				t.Fatalf("Truncate gave %d bytes, valid UTF-8 %v", len(got), utf8.ValidString(got))
+			if n := utf8.RuneCountInString(got); n > tt.max || !utf8.ValidString(got) {
+				t.Fatalf("Truncate gave %d characters, valid UTF-8 %v", n, utf8.ValidString(got))
 			}
-			if len(tt.in) <= tt.max {
+			if utf8.RuneCountInString(tt.in) <= tt.max {
 				if got != tt.in {
 					t.Fatalf("Truncate changed a short text")
 				}
@@ -253,6 +255,17 @@ func TestTruncate(t *testing.T) {
 			}
 		})
 	}
+	// Slack counts characters: a name within the limit is kept whole, and a
+	// bare & of plain text is not taken for half an entity.
+	for _, name := range []string{strings.Repeat("日", 100), "R&D Платформа " + strings.Repeat("д", 60)} {
+		header := fmt.Sprintf("SSO setup #42: %s", name)
+		if got := Truncate(header, MaxHeaderText); got != header {
+			t.Errorf("Truncate(%q, %d) = %q; want it whole (%d characters)", header, MaxHeaderText, got, utf8.RuneCountInString(header))
+		}
+	}
+	if got := Truncate("R&D "+strings.Repeat("x", 200), 150); !strings.HasPrefix(got, "R&D xxx") {
+		t.Errorf("a bare & cut the text back: %q", got)
+	}
 }
 
 func TestRenderTruncatesLongSections(t *testing.T) {
@@ -263,15 +276,15 @@ func TestRenderTruncatesLongSections(t *testing.T) {
 		if !ok {
 			continue
 		}
-		if s.Text != nil && len(s.Text.Text) > MaxSectionText {
-			t.Errorf("section %s has %d bytes", s.BlockID, len(s.Text.Text))
+		if s.Text != nil && utf8.RuneCountInString(s.Text.Text) > MaxSectionText {
+			t.Errorf("section %s has %d characters", s.BlockID, utf8.RuneCountInString(s.Text.Text))
 		}
 		if s.BlockID == "error" && !strings.HasSuffix(s.Text.Text, "… (truncated)") {
 			t.Errorf("error section not marked truncated")
 		}
 		for _, f := range s.Fields {
-			if len(f.Text) > MaxFieldText {
-				t.Errorf("field of %s has %d bytes", s.BlockID, len(f.Text))
+			if utf8.RuneCountInString(f.Text) > MaxFieldText {
+				t.Errorf("field of %s has %d characters", s.BlockID, utf8.RuneCountInString(f.Text))
 			}
 		}
 	}
@@ -328,6 +341,15 @@ func TestEventText(t *testing.T) {
 		{"failed mentions requester", r, workflow.Event{Type: workflow.EventFailed, Message: "verify failed"}, "<@U1> :x: Run #42 failed: verify failed"},
 		{"expired mentions requester", r, workflow.Event{Type: workflow.EventGateExpired, Step: workflow.GateCloudflare}, "<@U1> :alarm_clock:"},
 		{"cancelled mentions requester", r, workflow.Event{Type: workflow.EventCancelled, Message: "cancelled by ssobot"}, "<@U1> :heavy_minus_sign: Run #42 was cancelled"},
+		// People are named by mention, which Slack shows as their names.
+		{"cancelled by a person", r, workflow.Event{Type: workflow.EventCancelled, Actor: "U07ABCDEF12", Message: "cancelled by U07ABCDEF12: wrong team"},
+			"<@U1> :heavy_minus_sign: Run #42 was cancelled: cancelled by <@U07ABCDEF12>: wrong team"},
+		{"rejected by a person", r, workflow.Event{Type: workflow.EventGateRejected, Actor: "U2", Message: "rejected by U2 at gate authentik"},
+			"<@U1> :no_entry_sign: Run #42 was rejected: rejected by <@U2> at gate authentik"},
+		{"lapsed approval", r, workflow.Event{Type: workflow.EventNote, Actor: "U2", Message: "the approval of U2 does not count: they are no longer an approver"},
+			":memo: the approval of <@U2> does not count"},
+		{"a typed reason mentions no one", r, workflow.Event{Type: workflow.EventCancelled, Actor: "U2", Message: "cancelled by U2: cancelled by U0EVIL"},
+			"<@U1> :heavy_minus_sign: Run #42 was cancelled: cancelled by <@U2>: cancelled by U0EVIL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
