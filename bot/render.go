@@ -311,6 +311,9 @@ func renderRun(r *workflow.Run, l links, buttons bool) []slack.Block {
 			if a.Reason != "" {
 				line += ": " + Escape(a.Reason)
 			}
+			if a.Lapsed {
+				line = ":heavy_minus_sign:" + strings.TrimPrefix(line, emoji) + " (no longer counts: not an approver any more)"
+			}
 			lines = append(lines, line)
 		}
 		blocks = append(blocks, section("approvals", "*Approvals*\n"+strings.Join(lines, "\n")))
@@ -354,7 +357,7 @@ func renderRun(r *workflow.Run, l links, buttons bool) []slack.Block {
 }
 
 func gateBlocks(r *workflow.Run, g *workflow.Step) []slack.Block {
-	got := len(r.ApprovalsFor(g.Name))
+	got := r.CountingApprovals(g.Name)
 	text := fmt.Sprintf(":raised_hand: *%s*: %d of %d approval(s)", StepLabel(g.Name), got, max(g.Required, 1))
 	if !g.Deadline.IsZero() {
 		text += ", expires " + FormatDate(g.Deadline)
@@ -410,7 +413,7 @@ func stepLine(r *workflow.Run, s *workflow.Step) string {
 	line := stepEmoji(s.Status) + " " + StepLabel(s.Name)
 	switch {
 	case s.Kind == workflow.KindGate && s.Status == workflow.StepWaiting:
-		line += fmt.Sprintf(" (%d of %d)", len(r.ApprovalsFor(s.Name)), max(s.Required, 1))
+		line += fmt.Sprintf(" (%d of %d)", r.CountingApprovals(s.Name), max(s.Required, 1))
 	case s.Status == workflow.StepRunning && s.Attempts > 1:
 		line += fmt.Sprintf(" (attempt %d", s.Attempts)
 		if !s.NextAttemptAt.IsZero() {

@@ -268,6 +268,31 @@ func TestTruncate(t *testing.T) {
 	}
 }
 
+// TestRenderLapsedApproval: an approval that no longer counts is not
+// counted on the card and says so in the approvals list.
+func TestRenderLapsedApproval(t *testing.T) {
+	r := sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval)
+	r.Step(workflow.GateAuthentik).Required = 2
+	r.Approvals = []workflow.Approval{
+		{Gate: workflow.GateAuthentik, User: "U2", Decision: workflow.Approve, At: t0, Lapsed: true},
+		{Gate: workflow.GateAuthentik, User: "U4", Decision: workflow.Approve, At: t0},
+	}
+	var text strings.Builder
+	for _, b := range RenderRun(r) {
+		if s, ok := b.(*slack.SectionBlock); ok && s.Text != nil {
+			text.WriteString(s.Text.Text + "\n")
+		}
+	}
+	for _, want := range []string{"(1 of 2)", "1 of 2 approval(s)", "<@U2> approved _authentik_", "no longer counts"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("card lacks %q:\n%s", want, text.String())
+		}
+	}
+	if strings.Contains(text.String(), "2 of 2") {
+		t.Errorf("card counts the lapsed approval:\n%s", text.String())
+	}
+}
+
 func TestRenderTruncatesLongSections(t *testing.T) {
 	r := sampleRun(workflow.StepVerify, workflow.StepFailed, workflow.StateFailed)
 	r.Error = strings.Repeat("x", 10_000)

@@ -44,6 +44,11 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 			return append(evs, Event{Type: EventDecisionRefused, Step: d.Gate, Actor: d.User,
 				Message: fmt.Sprintf("refused %s by %s: %s", d.Decision, d.User, refusal.Reason)}), nil
 		}
+		for i := range r.Approvals {
+			if a := &r.Approvals[i]; a.Gate == d.Gate {
+				_, a.Lapsed = lapsed[a.User]
+			}
+		}
 		r.Approvals = append(r.Approvals, Approval{Gate: d.Gate, User: d.User, Decision: d.Decision, At: now, Reason: d.Reason})
 		evs := []Event{{Type: EventDecisionAccepted, Step: d.Gate, Actor: d.User,
 			Message: fmt.Sprintf("%s %s gate %s", d.User, pastTense(d.Decision), d.Gate), Data: reasonData(d.Reason)}}
@@ -59,7 +64,7 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 			}
 			evs = append(evs, Event{Type: EventGateRejected, Step: d.Gate, Actor: d.User, Message: r.Error})
 			finished = true
-		case countApprovals(r.ApprovalsFor(d.Gate), lapsed) < gate.Required:
+		case r.CountingApprovals(d.Gate) < gate.Required:
 			for _, a := range r.ApprovalsFor(d.Gate) {
 				if why, ok := lapsed[a.User]; ok {
 					evs = append(evs, Event{Type: EventNote, Step: d.Gate, Actor: a.User,
@@ -135,16 +140,6 @@ func (e *Engine) lapsedApprovers(ctx context.Context, d DecisionRequest) map[str
 	return lapsed
 }
 
-// countApprovals counts the approvals that still count.
-func countApprovals(decided []Approval, lapsed map[string]string) int {
-	n := 0
-	for _, a := range decided {
-		if _, out := lapsed[a.User]; a.Decision == Approve && !out {
-			n++
-		}
-	}
-	return n
-}
 
 func pastTense(d Decision) string {
 	if d == Approve {

@@ -284,6 +284,10 @@ func TestQuorumCountsCurrentApprovers(t *testing.T) {
 	if got.State != workflow.StateAwaitingApproval || got.Step(g.Name).Status != workflow.StepWaiting {
 		t.Fatalf("after one current approver: run %s, gate %s; want the gate still waiting", got.State, got.Step(g.Name).Status)
 	}
+	// The run says which approval no longer counts, for the card's "1 of 2".
+	if n, first := got.CountingApprovals(g.Name), got.ApprovalsFor(g.Name)[0]; n != 1 || !first.Lapsed || first.User != approver {
+		t.Errorf("counting approvals %d, first %+v; want 1, and the first marked lapsed", n, first)
+	}
 	h.appr.mu.Lock()
 	h.appr.ids["U_APPROVER3"] = true
 	h.appr.mu.Unlock()

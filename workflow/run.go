@@ -199,6 +199,9 @@ type Approval struct {
 	Decision Decision  `json:"decision"`
 	At       time.Time `json:"at"`
 	Reason   string    `json:"reason,omitempty"`
+	// Lapsed marks an approval that did not count at the gate's latest
+	// decision: its approver was no longer one.
+	Lapsed bool `json:"lapsed,omitempty"`
 }
 
 // Run is one setup from request to verified login method. It both defines
@@ -262,6 +265,17 @@ func (r *Run) OpenGate() *Step {
 }
 
 // ApprovalsFor lists the decisions accepted on a gate.
+// CountingApprovals counts the approvals of gate that count toward it.
+func (r *Run) CountingApprovals(gate StepName) int {
+	n := 0
+	for _, a := range r.Approvals {
+		if a.Gate == gate && a.Decision == Approve && !a.Lapsed {
+			n++
+		}
+	}
+	return n
+}
+
 func (r *Run) ApprovalsFor(gate StepName) []Approval {
 	var out []Approval
 	for _, a := range r.Approvals {
