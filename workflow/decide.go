@@ -140,7 +140,6 @@ func (e *Engine) lapsedApprovers(ctx context.Context, d DecisionRequest) map[str
 	return lapsed
 }
 
-
 func pastTense(d Decision) string {
 	if d == Approve {
 		return "approved"
