@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"time"
 )
@@ -44,6 +45,8 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 			return append(evs, Event{Type: EventDecisionRefused, Step: d.Gate, Actor: d.User,
 				Message: fmt.Sprintf("refused %s by %s: %s", d.Decision, d.User, refusal.Reason)}), nil
 		}
+		// The clicker's own lapsed approval, if any, gives way to this one.
+		r.Approvals = slices.DeleteFunc(r.Approvals, func(a Approval) bool { return a.Gate == d.Gate && a.User == d.User })
 		for i := range r.Approvals {
 			if a := &r.Approvals[i]; a.Gate == d.Gate {
 				_, a.Lapsed = lapsed[a.User]
@@ -187,7 +190,10 @@ func (e *Engine) checkDecision(r *Run, d DecisionRequest, eligible bool, reason 
 		return refused("you requested run #%d, so another approver must decide; to stop it, cancel it", r.ID)
 	}
 	for _, a := range r.ApprovalsFor(d.Gate) {
-		if a.User == d.User {
+		// An approval that stopped counting (its approver was not one for
+		// a while) may be given again: else, with as many approvers as
+		// approvals required, nobody could open the gate.
+		if a.User == d.User && !a.Lapsed {
 			return refused("you already %s gate %s of run #%d at %s", pastTense(a.Decision), d.Gate, r.ID, a.At.Format(time.RFC3339))
 		}
 	}

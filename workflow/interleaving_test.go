@@ -296,6 +296,41 @@ func TestQuorumCountsCurrentApprovers(t *testing.T) {
 	}
 }
 
+// TestLapsedApproverApprovesAgain: with as many approvers as approvals
+// required, an approver taken off the list and put back may approve again,
+// or nobody could open the gate.
+func TestLapsedApproverApprovesAgain(t *testing.T) {
+	h, r, g := twoApprovalGate(t, nil)
+	if _, err := h.approveAs(r.ID, g, approver); err != nil {
+		t.Fatal(err)
+	}
+	h.appr.mu.Lock()
+	delete(h.appr.ids, approver)
+	h.appr.mu.Unlock()
+	if got, err := h.approveAs(r.ID, g, approver2); err != nil || got.Step(g.Name).Status != workflow.StepWaiting {
+		t.Fatalf("second approval: %v, %v; want the gate waiting", err, got)
+	}
+	h.appr.mu.Lock()
+	h.appr.ids[approver] = true
+	h.appr.mu.Unlock()
+	got, err := h.approveAs(r.ID, g, approver)
+	if err != nil || got.Step(g.Name).Status != workflow.StepSucceeded {
+		t.Fatalf("the approver back on the list approves again: %v; want the gate approved", err)
+	}
+	if n := len(got.ApprovalsFor(g.Name)); n != 2 {
+		t.Errorf("%d approvals recorded; want 2, one per person", n)
+	}
+	// One who still counts may not approve twice.
+	r2 := h.newRun(workflow.Request{ApplicationName: "Wiki"})
+	g2 := h.feed.waitGate(t, r2.ID, workflow.GateAuthentik)
+	if _, err := h.approveAs(r2.ID, g2, approver); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.approveAs(r2.ID, g2, approver); !isRefused(err) {
+		t.Errorf("a second approval by the same approver: %v; want it refused", err)
+	}
+}
+
 // TestPartialApprovalThenCancel: a gate whose run was cancelled after one of two
 // approvals is not "already approved" to the next approver (nor one that
 // expired: the same branch).
