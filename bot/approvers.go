@@ -145,7 +145,7 @@ func (a *approvers) groupMembers(ctx context.Context, group string) (map[string]
 		return m, nil
 	}
 	var ids []string
-	err := a.retryRateLimited(ctx, func() (err error) {
+	err := retryRateLimited(ctx, a.clock, eligibilityAttempts, maxEligibilityWait, func() (err error) {
 		ids, err = a.client.GetUserGroupMembersContext(ctx, group)
 		return err
 	})
@@ -191,7 +191,7 @@ func (a *approvers) userInfo(ctx context.Context, user string) (slack.User, erro
 		return c.v, nil
 	}
 	var u *slack.User
-	err := a.retryRateLimited(ctx, func() (err error) {
+	err := retryRateLimited(ctx, a.clock, eligibilityAttempts, maxEligibilityWait, func() (err error) {
 		u, err = a.client.GetUserInfoContext(ctx, user)
 		return err
 	})
@@ -204,27 +204,14 @@ func (a *approvers) userInfo(ctx context.Context, user string) (slack.User, erro
 	return *u, nil
 }
 
-// retryRateLimited calls call again when Slack rate-limits it, after the
-// wait Slack asks for, twice at most: usergroups.users.list is Tier 2 (20
-// calls a minute), and a click must not fail for a short burst.
-func (a *approvers) retryRateLimited(ctx context.Context, call func() error) error {
-	for i := 0; ; i++ {
-		err := call()
-		var rl *slack.RateLimitedError
-		if err == nil || !errors.As(err, &rl) || i == 2 || rl.RetryAfter > maxEligibilityWait {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-a.clock.After(max(rl.RetryAfter, time.Second)):
-		}
-	}
-}
-
-// maxEligibilityWait is the longest Retry-After an eligibility check waits
-// out; beyond it the person is asked to try again.
-const maxEligibilityWait = 10 * time.Second
+// An eligibility check waits out Slack's rate limits (usergroups.users.list
+// is Tier 2, 20 calls a minute) so that a click does not fail for a short
+// burst: twice at most, and a Retry-After of up to maxEligibilityWait;
+// beyond it the person is asked to try again.
+const (
+	eligibilityAttempts = 3
+	maxEligibilityWait  = 10 * time.Second
+)
 
 // notApprover tells a person whom to ask instead.
 func (a *approvers) notApprover() string {

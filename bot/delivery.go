@@ -414,17 +414,28 @@ func (b *Bot) respond(ctx context.Context, responseURL, text string) error {
 
 // withRetry retries a Slack call on 429 as Slack asks, a few times.
 func (b *Bot) withRetry(ctx context.Context, call func(context.Context) (string, error)) (string, error) {
-	const attempts = 3
+	var v string
+	err := retryRateLimited(ctx, b.clock, 3, 0, func() (err error) {
+		v, err = call(ctx)
+		return err
+	})
+	return v, err
+}
+
+// retryRateLimited calls call again when Slack rate-limits it, after the
+// wait Slack asks for (a second at least), attempts times in all. A wait
+// longer than maxWait (0: no limit) is not waited out.
+func retryRateLimited(ctx context.Context, clock workflow.Clock, attempts int, maxWait time.Duration, call func() error) error {
 	for i := 1; ; i++ {
-		v, err := call(ctx)
+		err := call()
 		var rl *slack.RateLimitedError
-		if err == nil || !errors.As(err, &rl) || i == attempts {
-			return v, err
+		if err == nil || !errors.As(err, &rl) || i == attempts || (maxWait > 0 && rl.RetryAfter > maxWait) {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-b.clock.After(max(rl.RetryAfter, time.Second)):
+			return ctx.Err()
+		case <-clock.After(max(rl.RetryAfter, time.Second)):
 		}
 	}
 }

@@ -123,13 +123,14 @@ func (b *Bot) viewSubmission(ctx context.Context, cb slack.InteractionCallback) 
 	var meta modalMeta
 	_ = json.Unmarshal([]byte(cb.View.PrivateMetadata), &meta) // absent: no channel, refused below
 	user := cb.User.ID
+	unapprovable := b.unapprovable(user)
 	switch {
 	case meta.Channel == "" || !b.channelAllowed(meta.Channel):
 		return slack.NewErrorsViewSubmissionResponse(map[string]string{BlockAppName: "Runs cannot be started from this channel."})
 	case !b.requesterAllowed(user):
 		return slack.NewErrorsViewSubmissionResponse(map[string]string{BlockAppName: requesterRefusal})
-	case b.unapprovable(user) != "":
-		return slack.NewErrorsViewSubmissionResponse(map[string]string{BlockAppName: b.unapprovable(user)})
+	case unapprovable != "":
+		return slack.NewErrorsViewSubmissionResponse(map[string]string{BlockAppName: unapprovable})
 	}
 	f := modalFields(cb.View)
 	if errs := ValidateModal(f); len(errs) > 0 {

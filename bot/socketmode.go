@@ -22,11 +22,7 @@ func (b *Bot) RunSocketMode(ctx context.Context, appToken workflow.Secret) error
 	if appToken.IsZero() {
 		return errors.New("socket mode: no app-level token")
 	}
-	// A copy of the bot's client with the app-level token added: the
-	// socketmode client calls apps.connections.open with it.
-	api := *b.client
-	slack.OptionAppLevelToken(appToken.Reveal())(&api)
-	smc := socketmode.New(&api)
+	smc := socketmode.New(b.appClient(appToken))
 
 	// The connection and the handlers outlive ctx a little: the envelope
 	// being handled when it ends, and those already received, are answered
@@ -57,6 +53,14 @@ func (b *Bot) RunSocketMode(ctx context.Context, appToken workflow.Secret) error
 	}
 }
 
+// appClient is a copy of the bot's client with the app-level token added,
+// which apps.connections.open needs.
+func (b *Bot) appClient(appToken workflow.Secret) *slack.Client {
+	api := *b.client
+	slack.OptionAppLevelToken(appToken.Reveal())(&api)
+	return &api
+}
+
 // SocketConnected reports whether Socket Mode holds a connection to Slack
 // (false in HTTP mode): for the readiness check.
 func (b *Bot) SocketConnected() bool { return b.socketUp.Load() }
@@ -65,9 +69,7 @@ func (b *Bot) SocketConnected() bool { return b.socketUp.Load() }
 // app-level token, as connecting does first: a start-up check of
 // SLACK_APP_TOKEN and its connections:write scope. The URL is not used.
 func (b *Bot) CheckAppToken(ctx context.Context, appToken workflow.Secret) error {
-	api := *b.client
-	slack.OptionAppLevelToken(appToken.Reveal())(&api)
-	if _, _, err := api.StartSocketModeContext(ctx); err != nil {
+	if _, _, err := b.appClient(appToken).StartSocketModeContext(ctx); err != nil {
 		return fmt.Errorf("apps.connections.open: %w", err)
 	}
 	return nil

@@ -19,7 +19,7 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("check approver %s: %w", d.User, err)
 	}
-	var lapsed map[string]string
+	var lapsed map[string]bool
 	if eligible && d.Decision == Approve {
 		lapsed = e.lapsedApprovers(ctx, d)
 	}
@@ -49,7 +49,7 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 		r.Approvals = slices.DeleteFunc(r.Approvals, func(a Approval) bool { return a.Gate == d.Gate && a.User == d.User })
 		for i := range r.Approvals {
 			if a := &r.Approvals[i]; a.Gate == d.Gate {
-				_, a.Lapsed = lapsed[a.User]
+				a.Lapsed = lapsed[a.User]
 			}
 		}
 		r.Approvals = append(r.Approvals, Approval{Gate: d.Gate, User: d.User, Decision: d.Decision, At: now, Reason: d.Reason})
@@ -69,9 +69,9 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 			finished = true
 		case r.CountingApprovals(d.Gate) < gate.Required:
 			for _, a := range r.ApprovalsFor(d.Gate) {
-				if why, ok := lapsed[a.User]; ok {
+				if lapsed[a.User] {
 					evs = append(evs, Event{Type: EventNote, Step: d.Gate, Actor: a.User,
-						Message: fmt.Sprintf("the approval of %s does not count: %s", a.User, why)})
+						Message: fmt.Sprintf("the approval of %s does not count: they are no longer an approver", a.User)})
 				}
 			}
 		default:
@@ -111,20 +111,20 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 }
 
 // lapsedApprovers lists the people whose earlier approval of the gate does
-// not count now, and why: they may no longer approve (taken off the list or
+// not count now: they may no longer approve (taken off the list or
 // out of the group between the clicks); a quorum is of current approvers.
 // One whose check fails (Slack unavailable) still counts: the approval was
 // valid when given, and not counting it could leave a gate that nobody
 // left may approve waiting until it expires. Eligibility may ask Slack, so
 // it is checked before the transaction.
-func (e *Engine) lapsedApprovers(ctx context.Context, d DecisionRequest) map[string]string {
+func (e *Engine) lapsedApprovers(ctx context.Context, d DecisionRequest) map[string]bool {
 	r, err := e.cfg.Store.GetRun(ctx, d.RunID)
 	if err != nil {
 		return nil // the transaction reports it
 	}
-	var lapsed map[string]string
+	var lapsed map[string]bool
 	for _, a := range r.ApprovalsFor(d.Gate) {
-		if _, done := lapsed[a.User]; a.Decision != Approve || a.User == d.User || done {
+		if a.Decision != Approve || a.User == d.User || lapsed[a.User] {
 			continue
 		}
 		ok, _, err := e.cfg.Approvers.Eligible(ctx, a.User)
@@ -136,9 +136,9 @@ func (e *Engine) lapsedApprovers(ctx context.Context, d DecisionRequest) map[str
 			continue
 		}
 		if lapsed == nil {
-			lapsed = map[string]string{}
+			lapsed = map[string]bool{}
 		}
-		lapsed[a.User] = "they are no longer an approver"
+		lapsed[a.User] = true
 	}
 	return lapsed
 }
