@@ -35,6 +35,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the in-process sections to this file")
 	mutexProfile := fs.String("mutexprofile", "", "write a mutex contention profile to this file")
 	blockProfile := fs.String("blockprofile", "", "write a blocking profile to this file")
+	memProfile := fs.String("memprofile", "", "write an allocation profile (bytes and objects allocated, and the heap in use at the end) to this file")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "usage: ssobot bench [--quick] [--json] [--only SECTIONS]\n\nMeasures ssobot against built-in fakes of authentik, Cloudflare and Slack on\nloopback and prints every figure next to its target. Run it from the\nrepository (go run ./cmd/ssobot bench) so it can build the binary.\n\n")
 		fs.PrintDefaults()
@@ -60,6 +61,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if *blockProfile != "" {
 		runtime.SetBlockProfileRate(int(time.Microsecond))
 		defer writeProfile("block", *blockProfile, stderr)
+	}
+	if *memProfile != "" {
+		defer writeProfile("allocs", *memProfile, stderr)
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -31,9 +32,14 @@ func TestBenchQuick(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	code := run(ctx, []string{"bench", "--quick", "--json", "--binary", binary(t)}, os.Getenv, os.ReadFile, &stdout, &stderr)
+	memProfile := filepath.Join(t.TempDir(), "mem.prof")
+	code := run(ctx, []string{"bench", "--quick", "--json", "--binary", binary(t), "--memprofile", memProfile}, os.Getenv, os.ReadFile, &stdout, &stderr)
 	if code != exitOK {
 		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	// pprof writes gzip-compressed protocol buffers.
+	if prof, err := os.ReadFile(memProfile); err != nil || len(prof) < 2 || prof[0] != 0x1f || prof[1] != 0x8b {
+		t.Errorf("--memprofile wrote no profile (%d bytes, %v)", len(prof), err)
 	}
 	var report benchReport
 	if err := json.Unmarshal(stdout.Bytes(), &report); err != nil {
