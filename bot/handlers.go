@@ -371,15 +371,15 @@ func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) *reply {
 		if why := b.unapprovable(cmd.UserID); why != "" {
 			return private(why)
 		}
-		trigger, channel, user, responseURL := cmd.TriggerID, cmd.ChannelID, cmd.UserID, cmd.ResponseURL
-		b.async(modalTimeout, func(ctx context.Context) { b.openModal(ctx, trigger, channel, user, responseURL) })
+		trigger, channel, user, responseURL, slash := cmd.TriggerID, cmd.ChannelID, cmd.UserID, cmd.ResponseURL, slashName(cmd.Command)
+		b.async(modalTimeout, func(ctx context.Context) { b.openModal(ctx, slash, trigger, channel, user, responseURL) })
 		return nil
 	case CmdNew:
 		return b.startFromCommand(ctx, cmd, c, log)
 	case CmdStatus:
-		return b.status(ctx, c, cmd.UserID, cmd.ChannelID, log)
+		return b.status(ctx, c, slashName(cmd.Command), cmd.UserID, cmd.ChannelID, log)
 	case CmdList:
-		return b.list(ctx, cmd.UserID, cmd.ChannelID, log)
+		return b.list(ctx, slashName(cmd.Command), cmd.UserID, cmd.ChannelID, log)
 	case CmdCancel, CmdRetry:
 		// Eligibility may ask Slack (users.info, user groups): off the request path.
 		user, channel, responseURL := cmd.UserID, cmd.ChannelID, cmd.ResponseURL
@@ -442,10 +442,10 @@ func (b *Bot) startFromCommand(ctx context.Context, cmd slack.SlashCommand, c Co
 
 // status shows a run to the person asking, or with public to the channel
 // it was asked in, if that is the run's own channel.
-func (b *Bot) status(ctx context.Context, c Command, user, channel string, log *slog.Logger) *reply {
+func (b *Bot) status(ctx context.Context, c Command, slash, user, channel string, log *slog.Logger) *reply {
 	run, err := b.eng().Get(ctx, c.RunID)
 	if errors.Is(err, workflow.ErrNotFound) {
-		return private(fmt.Sprintf("There is no run #%d; `list` shows the recent ones.", c.RunID))
+		return private(fmt.Sprintf("There is no run #%d; `%s list` shows the recent ones.", c.RunID, slash))
 	}
 	if err != nil {
 		log.Error("get run", slog.Int64(workflow.KeyRunID, c.RunID), slog.Any(workflow.KeyError, err))
@@ -462,14 +462,14 @@ func (b *Bot) status(ctx context.Context, c Command, user, channel string, log *
 	default:
 		// The run's card names its application, team and people; a run
 		// from another channel (perhaps a private one) is not posted here.
-		note := fmt.Sprintf(":lock: Run #%d belongs to <#%s>, so only you see it here; to share it, type `status %d public` there.", run.ID, run.Request.Channel, run.ID)
+		note := fmt.Sprintf(":lock: Run #%d belongs to <#%s>, so only you see it here; to share it, type `%s status %d public` there.", run.ID, run.Request.Channel, slash, run.ID)
 		resp.Text = note + "\n" + resp.Text
 		resp.Blocks = append([]slack.Block{slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, note, false, false))}, resp.Blocks...)
 	}
 	return resp
 }
 
-func (b *Bot) list(ctx context.Context, user, channel string, log *slog.Logger) *reply {
+func (b *Bot) list(ctx context.Context, slash, user, channel string, log *slog.Logger) *reply {
 	// The most recent runs this person may see here, looking through a
 	// bounded number of pages: runs of other channels are listed there.
 	var runs []*workflow.Run
@@ -496,7 +496,7 @@ func (b *Bot) list(ctx context.Context, user, channel string, log *slog.Logger) 
 		before = batch[len(batch)-1].ID
 	}
 	if len(runs) == 0 && !hidden {
-		return private("No runs yet. Start one with `new <application name>`.")
+		return private("No runs yet. Start one with `" + slash + " new " + placeholder("application name") + "`.")
 	}
 	lines := []string{fmt.Sprintf("*The %d most recent runs*", len(runs))}
 	for _, r := range runs {

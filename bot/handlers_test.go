@@ -181,7 +181,8 @@ func TestCommandReplies(t *testing.T) {
 		want     []string
 		notWant  []string
 	}{
-		{name: "help", text: "help", want: []string{"*Usage*", "`/sso-setup new <application name>"}},
+		{name: "help", text: "help", want: []string{"*Usage*", "`/sso-setup new &lt;application name&gt;"}},
+		{name: "no name", text: "new", want: []string{"Give the application name: `new &lt;application name&gt;`"}},
 		{name: "unknown", text: "deploy", want: []string{":warning: I don't know the subcommand “deploy”.", "*Usage*"}},
 		{name: "malformed", text: "new Grafana color=red", want: []string{"nknown option `color=`", "*Usage*"}},
 		{name: "invalid slug", text: "new Grafana slug=authorize", want: []string{":warning: The slug", "reserved by authentik"}},
@@ -190,8 +191,8 @@ func TestCommandReplies(t *testing.T) {
 		{name: "status", text: "status 3", respType: slack.ResponseTypeEphemeral, want: []string{"SSO setup #3 for App 3"}},
 		{name: "status public", text: "status 3 public", respType: slack.ResponseTypeInChannel, want: []string{"SSO setup #3"}},
 		{name: "status public elsewhere", text: "status 3 public", channel: "C2", respType: slack.ResponseTypeEphemeral,
-			want: []string{"Run #3 belongs to <#C1>, so only you see it here", "SSO setup #3"}},
-		{name: "status unknown", text: "status 99", want: []string{"There is no run #99"}},
+			want: []string{"Run #3 belongs to <#C1>, so only you see it here; to share it, type `/sso-setup status 3 public` there", "SSO setup #3"}},
+		{name: "status unknown", text: "status 99", want: []string{"There is no run #99; `/sso-setup list` shows the recent ones"}},
 		{name: "list", text: "list", want: []string{"*The 10 most recent runs*", "`#12` App 12 · :raised_hand: Awaiting approval (authentik) · <@U1>", "`#3` App 3"}, notWant: []string{"`#2`", "`#1`"}},
 	}
 	for _, tt := range tests {
@@ -215,6 +216,9 @@ func TestCommandReplies(t *testing.T) {
 				if strings.Contains(r.Text, w) {
 					t.Errorf("reply has %q:\n%s", w, r.Text)
 				}
+			}
+			if bad := bareControl(r.Text); bad != "" {
+				t.Errorf("reply has a bare < or >, which Slack reads as markup: %q", bad)
 			}
 		})
 	}

@@ -450,3 +450,43 @@ func anyContains(ss []string, sub string) bool {
 }
 
 var errBoom = errors.New("boom")
+
+// bareControl returns the first < or > in mrkdwn text that is not part of
+// one of Slack's control sequences (mentions, channels, user groups, dates,
+// links), or "". Slack reads a bare < as the start of a link, so text meant
+// literally must carry &lt; and &gt;.
+func bareControl(text string) string {
+	allowed := []string{"<@", "<#", "<!subteam^", "<!date^", "<http://", "<https://", "<mailto:"}
+	for i := 0; i < len(text); i++ {
+		switch text[i] {
+		case '>':
+			return text[max(0, i-20):min(len(text), i+20)]
+		case '<':
+			ok := false
+			for _, p := range allowed {
+				ok = ok || strings.HasPrefix(text[i:], p)
+			}
+			end := strings.IndexByte(text[i:], '>')
+			if !ok || end < 0 {
+				return text[i:min(len(text), i+40)]
+			}
+			i += end
+		}
+	}
+	return ""
+}
+
+func TestBareControl(t *testing.T) {
+	for text, want := range map[string]bool{
+		"plain":                             true,
+		"<@U1> and <#C1> <!subteam^S1>":     true,
+		"<https://x.example|x> &lt;run&gt;": true,
+		"`new <application name>`":          false,
+		"a > b":                             false,
+		"<!channel>":                        false,
+	} {
+		if got := bareControl(text) == ""; got != want {
+			t.Errorf("bareControl(%q) clean = %v; want %v", text, got, want)
+		}
+	}
+}

@@ -45,13 +45,13 @@ func NewRunModal(channel string) slack.ModalViewRequest {
 	}
 }
 
-func (b *Bot) openModal(ctx context.Context, trigger, channel, user, responseURL string) {
+func (b *Bot) openModal(ctx context.Context, slash, trigger, channel, user, responseURL string) {
 	if _, err := b.client.OpenViewContext(ctx, trigger, NewRunModal(channel)); err != nil {
 		b.log.Error("open the new-run form", slog.String(workflow.KeyUser, user), slog.Any(workflow.KeyError, err))
 		// The trigger's 3 s are spent; the apology gets its own time.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), responseTimeout)
 		defer cancel()
-		const msg = "I could not open the form; type `/sso-setup new <application name>` instead."
+		msg := "I could not open the form; type `" + slash + " new " + placeholder("application name") + "` instead."
 		if responseURL != "" && b.respond(ctx, responseURL, msg) == nil {
 			return
 		}

@@ -53,23 +53,38 @@ func usageErr(format string, args ...any) *UsageError {
 // Options of new, in the order they are listed to people.
 var commandOptions = []string{"slug", "team", "login"}
 
+// DefaultCommand is the slash command the app manifest installs. Hints
+// that answer no command (thread replies, clicks) name it.
+const DefaultCommand = "/sso-setup"
+
+// slashName is the slash command as typed (DefaultCommand when unknown),
+// ready for mrkdwn.
+func slashName(cmd string) string {
+	if cmd == "" {
+		cmd = DefaultCommand
+	}
+	return escapeEntities(cmd)
+}
+
 // Usage is the help text for the slash command named cmd (e.g. "/sso-setup").
 func Usage(cmd string) string {
-	if cmd == "" {
-		cmd = "/sso-setup"
-	}
+	cmd = slashName(cmd)
 	return strings.Join([]string{
 		"*Usage*",
-		fmt.Sprintf("• `%s new <application name> [slug=<slug>] [team=<team domain>] [login=<login method name>]`: start a setup; quote names with spaces or keep them plain: `%[1]s new \"My App\" slug=my-app`", cmd),
+		fmt.Sprintf("• `%s new %s [slug=%s] [team=%s] [login=%s]`: start a setup; quote names with spaces or keep them plain: `%[1]s new \"My App\" slug=my-app`", cmd, placeholder("application name"), placeholder("slug"), placeholder("team domain"), placeholder("login method name")),
 		fmt.Sprintf("• `%s`: open the form", cmd),
-		fmt.Sprintf("• `%s status <run> [public]`: show a run (privately unless `public`, in the run's own channel)", cmd),
+		fmt.Sprintf("• `%s status %s [public]`: show a run (privately unless `public`, in the run's own channel)", cmd, placeholder("run")),
 		fmt.Sprintf("• `%s list`: the 10 most recent runs", cmd),
-		fmt.Sprintf("• `%s cancel <run> [reason]`: cancel a run (requester or approver)", cmd),
-		fmt.Sprintf("• `%s retry <run>`: retry a failed run from its failed step (requester or approver)", cmd),
+		fmt.Sprintf("• `%s cancel %s [reason]`: cancel a run (requester or approver)", cmd, placeholder("run")),
+		fmt.Sprintf("• `%s retry %s`: retry a failed run from its failed step (requester or approver)", cmd, placeholder("run")),
 		fmt.Sprintf("• `%s help`: this text", cmd),
 		"`team` accepts `company` or `company.cloudflareaccess.com`.",
 	}, "\n")
 }
+
+// placeholder is a word to replace, written <word> in mrkdwn: Slack reads a
+// bare < as the start of a link or mention, so the brackets are entities.
+func placeholder(word string) string { return "&lt;" + word + "&gt;" }
 
 // ParseCommand parses the text of a slash command. It is a pure function:
 // errors are *UsageError telling what was wrong.
@@ -172,7 +187,7 @@ func parseNew(args []token) (Command, error) {
 	}
 	c.Name = strings.TrimSpace(strings.Join(words, " "))
 	if c.Name == "" {
-		return Command{}, usageErr("give the application name: `new <application name>`")
+		return Command{}, usageErr("give the application name: `new %s`", placeholder("application name"))
 	}
 	return c, nil
 }

@@ -94,7 +94,7 @@ func TestParseCommand(t *testing.T) {
 
 func TestUsageNamesTheCommand(t *testing.T) {
 	u := Usage("/sso")
-	for _, want := range []string{"`/sso new <application name>", "`/sso status <run> [public]`", "`/sso list`", "`/sso cancel", "`/sso retry", "`/sso help`"} {
+	for _, want := range []string{"`/sso new &lt;application name&gt;", "`/sso status &lt;run&gt; [public]`", "`/sso list`", "`/sso cancel", "`/sso retry", "`/sso help`"} {
 		if !strings.Contains(u, want) {
 			t.Errorf("Usage lacks %q:\n%s", want, u)
 		}

@@ -519,7 +519,8 @@ func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
 			s += " Test the login method in the " + link(u, "Cloudflare dashboard") + "."
 		}
 	case workflow.EventFailed:
-		s = fmt.Sprintf("%s :x: Run #%d failed: %s. Fix the cause, then `retry %d`.", mention(r.Request.RequestedBy), r.ID, Escape(ev.Message), r.ID)
+		// Slash commands do not work in threads, where this is posted.
+		s = fmt.Sprintf("%s :x: Run #%d failed: %s. Fix the cause, then type `%s retry %d` in the channel.", mention(r.Request.RequestedBy), r.ID, Escape(ev.Message), slashName(""), r.ID)
 	case workflow.EventNote:
 		s = ":memo: " + mentionActors(Escape(ev.Message))
 	default:

@@ -363,7 +363,7 @@ func TestEventText(t *testing.T) {
 		{"gate opened", r, workflow.Event{Type: workflow.EventGateOpened, Step: workflow.GateCloudflare}, ":raised_hand: Waiting for approval: *Approval to add the Cloudflare login method*, expires <!date^"},
 		{"decision", r, workflow.Event{Type: workflow.EventDecisionAccepted, Step: workflow.GateAuthentik, Actor: "U2"}, ":ballot_box_with_check: <@U2> approved *Approval to create the authentik provider and application*"},
 		{"succeeded mentions requester", done, workflow.Event{Type: workflow.EventSucceeded}, "<@U1> :tada: Run #42 succeeded."},
-		{"failed mentions requester", r, workflow.Event{Type: workflow.EventFailed, Message: "verify failed"}, "<@U1> :x: Run #42 failed: verify failed"},
+		{"failed mentions requester", r, workflow.Event{Type: workflow.EventFailed, Message: "verify failed"}, "<@U1> :x: Run #42 failed: verify failed. Fix the cause, then type `/sso-setup retry 42` in the channel."},
 		{"expired mentions requester", r, workflow.Event{Type: workflow.EventGateExpired, Step: workflow.GateCloudflare}, "<@U1> :alarm_clock:"},
 		{"cancelled mentions requester", r, workflow.Event{Type: workflow.EventCancelled, Message: "cancelled by ssobot"}, "<@U1> :heavy_minus_sign: Run #42 was cancelled"},
 		// People are named by mention, which Slack shows as their names.

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ssobot/ssobot/bot"
 )
 
 // Paths of the Slack endpoints in HTTP mode.
@@ -19,7 +21,7 @@ const (
 )
 
 // slashCommand is the command the bot registers.
-const slashCommand = "/sso-setup"
+const slashCommand = bot.DefaultCommand
 
 // botScopes are the bot token scopes the code uses: the slash command,
 // posting and editing run messages (chat.postMessage, chat.update,
