@@ -158,10 +158,22 @@ func parseNew(args []token) (Command, error) {
 	c := Command{Kind: CmdNew}
 	seen := map[string]bool{}
 	var words []string
+	var afterLogin *token // an unquoted login= option, just before
 	for _, t := range args {
 		if !t.option {
+			// A login method name may have spaces: "login=Okta SSO" would
+			// otherwise name the application "Grafana SSO" and the login
+			// method "Okta", silently. (Slugs and domains have none.)
+			if afterLogin != nil {
+				return Command{}, usageErr("%s comes right after `login=`: quote a login method name with spaces, like %s, or put the options after the name",
+					quoteUser(t.text), code(`login="`+truncateRunes(afterLogin.value+" "+t.text, 60)+`"`))
+			}
 			words = append(words, t.text)
 			continue
+		}
+		afterLogin = nil
+		if strings.EqualFold(t.key, "login") && !t.quoted {
+			afterLogin = &t
 		}
 		key := strings.ToLower(t.key)
 		var dst *string
