@@ -547,6 +547,10 @@ func (b *Bot) control(ctx context.Context, c Command, user string, log *slog.Log
 	}
 	var ref *workflow.RefusedError
 	switch {
+	case errors.As(err, &ref) && ref.Kind == workflow.RefusedRunState && c.Kind == CmdRetry:
+		return fmt.Sprintf(":no_entry: Run #%d %s; only failed runs can be retried.", c.RunID, stateVerb(ref.State))
+	case errors.As(err, &ref) && ref.Kind == workflow.RefusedRunState:
+		return fmt.Sprintf(":no_entry: Run #%d %s already.", c.RunID, stateVerb(ref.State))
 	case errors.As(err, &ref):
 		return ":no_entry: " + capitalize(ref.Reason) + "."
 	case errors.Is(err, workflow.ErrNotFound):
@@ -642,6 +646,17 @@ func (b *Bot) decide(ctx context.Context, user string, d workflow.Decision, valu
 // refusalText explains a refused click; when someone decided first it names
 // them and when.
 func (b *Bot) refusalText(ctx context.Context, id int64, gate workflow.StepName, ref *workflow.RefusedError) string {
+	slash := slashName("")
+	switch ref.Kind {
+	case workflow.RefusedOwnRun:
+		return fmt.Sprintf("You requested run #%d, so another approver must decide. To stop it, type `%s cancel %d`.", id, slash, id)
+	case workflow.RefusedExpired:
+		return fmt.Sprintf("*%s* of run #%d expired %s, before your click. To go ahead, start a new run with `%s new %s`.", StepLabel(gate), id, FormatDate(ref.At), slash, placeholder("application name"))
+	case workflow.RefusedRepeat:
+		return fmt.Sprintf("You already %s *%s* of run #%d (%s).", pastTense(ref.Decision), StepLabel(gate), id, FormatDate(ref.At))
+	case workflow.RefusedRunState:
+		return fmt.Sprintf("Run #%d %s.", id, stateVerb(ref.State))
+	}
 	if ref.DecidedBy == "" {
 		return capitalize(ref.Reason) + "."
 	}

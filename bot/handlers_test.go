@@ -288,7 +288,7 @@ func TestCancelAndRetryAnswerPrivatelyOffThePath(t *testing.T) {
 		user, text, ack, final string
 	}{
 		{"U3", "cancel 42", "Cancelling run #42…", ":no_entry: Only the requester or an approver may do that."},
-		{"U1", "retry 42", "Retrying run #42…", ":no_entry: Run #42 is awaiting_approval; only failed runs can be retried."},
+		{"U1", "retry 42", "Retrying run #42…", ":no_entry: Run #42 is waiting for approval; only failed runs can be retried."},
 		{"U1", "cancel 42 wrong name", "Cancelling run #42…", ":heavy_minus_sign: Run #42 is cancelled."},
 		{"U1", "cancel 7", "Cancelling run #7…", "There is no run #7."},
 	}
@@ -423,7 +423,15 @@ func TestBlockActions(t *testing.T) {
 		case "U2":
 			return run, nil
 		case "U1":
-			return nil, &workflow.RefusedError{Reason: "you requested run #42, so another approver must approve it"}
+			return nil, &workflow.RefusedError{Reason: "you requested run #42, so another approver must decide", Kind: workflow.RefusedOwnRun}
+		case "U7":
+			return nil, &workflow.RefusedError{Reason: "gate expired", Kind: workflow.RefusedExpired, At: t0}
+		case "U8":
+			return nil, &workflow.RefusedError{Reason: "you already approved", Kind: workflow.RefusedRepeat, At: t0, Decision: workflow.Approve}
+		case "U9":
+			return nil, &workflow.RefusedError{Reason: "run #42 is already succeeded", Kind: workflow.RefusedRunState, State: workflow.StateSucceeded}
+		case "U10":
+			return nil, &workflow.RefusedError{Reason: "run #42 is already cancelled", Kind: workflow.RefusedRunState, State: workflow.StateCancelled}
 		case "U4":
 			return nil, &workflow.RefusedError{Reason: "gate was decided", DecidedBy: "U2"}
 		case "U5":
@@ -436,7 +444,11 @@ func TestBlockActions(t *testing.T) {
 	}{
 		{"approve", "U2", ActionApprove, "42|authentik|nonce-authentik", ":ballot_box_with_check: You approved *Approval to create the authentik provider and application* of run #42."},
 		{"reject", "U2", ActionReject, "42|authentik|nonce-authentik", ":ballot_box_with_check: You rejected"},
-		{"self approval", "U1", ActionApprove, "42|authentik|nonce-authentik", ":no_entry: You requested run #42, so another approver must approve it."},
+		{"self approval", "U1", ActionApprove, "42|authentik|nonce-authentik", ":no_entry: You requested run #42, so another approver must decide. To stop it, type `/sso-setup cancel 42`."},
+		{"expired", "U7", ActionApprove, "42|authentik|n", ":no_entry: *Approval to create the authentik provider and application* of run #42 expired <!date^" + itoa(t0.Unix())},
+		{"repeat", "U8", ActionApprove, "42|authentik|n", ":no_entry: You already approved *Approval to create the authentik provider and application* of run #42 (<!date^" + itoa(t0.Unix())},
+		{"run over", "U9", ActionApprove, "42|authentik|n", ":no_entry: Run #42 has succeeded."},
+		{"run cancelled", "U10", ActionApprove, "42|authentik|n", ":no_entry: Run #42 was cancelled."},
 		{"already decided names who and when", "U4", ActionApprove, "42|cloudflare|n", ":no_entry: Already approved by <@U2> at <!date^" + itoa(t0.Unix())},
 		{"gone", "U5", ActionApprove, "42|authentik|n", "There is no run #42."},
 		{"engine failure", "U6", ActionApprove, "42|authentik|n", "I could not record your decision"},

@@ -211,7 +211,7 @@ func (f *fakeEngine) Retry(ctx context.Context, id int64, user string) (*workflo
 		return nil, fmt.Errorf("run %d: %w", id, workflow.ErrNotFound)
 	}
 	if r.State != workflow.StateFailed {
-		return nil, &workflow.RefusedError{Reason: fmt.Sprintf("run #%d is %s; only failed runs can be retried", id, r.State)}
+		return nil, &workflow.RefusedError{Reason: fmt.Sprintf("run #%d is %s; only failed runs can be retried", id, r.State), Kind: workflow.RefusedRunState, State: r.State}
 	}
 	r.State = workflow.StateRunning
 	return r.Clone(), nil

@@ -451,6 +451,21 @@ func gateShort(g workflow.StepName) string {
 	return Escape(string(g))
 }
 
+// stateVerb says what a run's state is in a sentence: "run #4 has succeeded".
+func stateVerb(s workflow.State) string {
+	switch s {
+	case workflow.StatePending:
+		return "is running its preflight checks"
+	case workflow.StateAwaitingApproval:
+		return "is waiting for approval"
+	case workflow.StateRunning:
+		return "is running"
+	case workflow.StateRejected, workflow.StateCancelled:
+		return "was " + string(s)
+	}
+	return "has " + string(s)
+}
+
 func pastTense(d workflow.Decision) string {
 	if d == workflow.Reject {
 		return "rejected"

@@ -42,6 +42,7 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 				return nil, err
 			}
 			refusal = refused("gate %s of run #%d expired at %s, before this decision; to go ahead, start a new run", d.Gate, r.ID, gate.Deadline.Format(time.RFC3339))
+			refusal.Kind, refusal.At = RefusedExpired, gate.Deadline
 			return append(evs, Event{Type: EventDecisionRefused, Step: d.Gate, Actor: d.User,
 				Message: fmt.Sprintf("refused %s by %s: %s", d.Decision, d.User, refusal.Reason)}), nil
 		}
@@ -174,7 +175,7 @@ func (e *Engine) checkDecision(r *Run, d DecisionRequest, eligible bool, reason 
 	}
 	switch {
 	case r.State.Terminal():
-		return refused("run #%d is already %s", r.ID, r.State)
+		return refusedState(r, "run #%d is already %s", r.ID, r.State)
 	case gate.Status == StepPending:
 		return refused("gate %s of run #%d is not open yet", d.Gate, r.ID)
 	case gate.Status != StepWaiting:
@@ -187,14 +188,18 @@ func (e *Engine) checkDecision(r *Run, d DecisionRequest, eligible bool, reason 
 		return refused("%s", reason)
 	case d.User == r.Request.RequestedBy && !e.cfg.AllowSelfApproval:
 		// Rejecting is refused too: a requester who changed their mind cancels.
-		return refused("you requested run #%d, so another approver must decide; to stop it, cancel it", r.ID)
+		ref := refused("you requested run #%d, so another approver must decide; to stop it, cancel it", r.ID)
+		ref.Kind = RefusedOwnRun
+		return ref
 	}
 	for _, a := range r.ApprovalsFor(d.Gate) {
 		// An approval that stopped counting (its approver was not one for
 		// a while) may be given again: else, with as many approvers as
 		// approvals required, nobody could open the gate.
 		if a.User == d.User && !a.Lapsed {
-			return refused("you already %s gate %s of run #%d at %s", pastTense(a.Decision), d.Gate, r.ID, a.At.Format(time.RFC3339))
+			ref := refused("you already %s gate %s of run #%d at %s", pastTense(a.Decision), d.Gate, r.ID, a.At.Format(time.RFC3339))
+			ref.Kind, ref.At, ref.Decision = RefusedRepeat, a.At, a.Decision
+			return ref
 		}
 	}
 	return nil
@@ -235,7 +240,7 @@ func (e *Engine) cancel(ctx context.Context, id int64, user, reason string) (*Ru
 		var r *Run
 		r, err = e.update(ctx, id, func(r *Run) ([]Event, error) {
 			if r.State.Terminal() {
-				return nil, refused("run #%d is already %s", r.ID, r.State)
+				return nil, refusedState(r, "run #%d is already %s", r.ID, r.State)
 			}
 			if err := r.transition(StateCancelled); err != nil {
 				return nil, err
@@ -272,7 +277,7 @@ func (e *Engine) retry(ctx context.Context, id int64, user string) (*Run, error)
 		var r *Run
 		r, err = e.update(ctx, id, func(r *Run) ([]Event, error) {
 			if r.State != StateFailed {
-				return nil, refused("run #%d is %s; only failed runs can be retried", r.ID, r.State)
+				return nil, refusedState(r, "run #%d is %s; only failed runs can be retried", r.ID, r.State)
 			}
 			s := r.Current()
 			if s == nil {
@@ -339,4 +344,11 @@ func (e *Engine) setDelivered(ctx context.Context, id int64, seq uint64) (*Run, 
 		return nil, fmt.Errorf("set delivered of run %d: %w", id, err)
 	}
 	return r, nil
+}
+
+// refusedState refuses what r's state does not allow.
+func refusedState(r *Run, format string, args ...any) *RefusedError {
+	ref := refused(format, args...)
+	ref.Kind, ref.State = RefusedRunState, r.State
+	return ref
 }

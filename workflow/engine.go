@@ -121,6 +121,7 @@ type Engine struct {
 	ctx     context.Context  // Run's context; drivers stop between attempts when it ends
 	driving map[int64]bool   // runs with a driver goroutine
 	again   map[int64]bool   // runs changed while being driven
+	crashed map[int64]bool   // runs a CrashHook stopped: left alone, as by a dead process
 	wakers  map[int64]func() // cancel each run's pending wake-up
 	// fresh holds, per run, the attempt whose intent this process wrote
 	// into the commit that ended the step or gate before it, and whose call
@@ -207,6 +208,7 @@ func newEngine(cfg Config) (*Engine, error) {
 		log:     cfg.Logger,
 		driving: map[int64]bool{},
 		again:   map[int64]bool{},
+		crashed: map[int64]bool{},
 		wakers:  map[int64]func(){},
 		fresh:   map[int64]intent{},
 		sem:     make(chan struct{}, cfg.MaxConcurrentRuns),
@@ -241,8 +243,8 @@ func (e *Engine) run(ctx context.Context) error {
 		return fmt.Errorf("resume open runs: %w", err)
 	}
 	for _, r := range open {
-		e.log.Info("resuming run", slog.Int64(KeyRunID, r.ID), slog.String(KeyState, string(r.State)))
 		e.kick(r.ID)
+		e.log.Info("resuming run", slog.Int64(KeyRunID, r.ID), slog.String(KeyState, string(r.State)))
 	}
 	<-ctx.Done()
 	e.stop()
@@ -275,6 +277,9 @@ func (e *Engine) kick(id int64) {
 	if !e.running || e.ctx.Err() != nil {
 		return // Run picks open runs up when it starts
 	}
+	if e.crashed[id] {
+		return
+	}
 	if e.driving[id] {
 		e.again[id] = true
 		return
@@ -299,6 +304,9 @@ func (e *Engine) drive(ctx context.Context, id int64) {
 		}
 		delete(e.again, id)
 		delete(e.driving, id)
+		if crashed {
+			e.crashed[id] = true
+		}
 		e.mu.Unlock()
 		return
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -263,6 +265,11 @@ func TestDecisionRefusals(t *testing.T) {
 	for _, tt := range tests {
 		if !isRefused(tt.err) || !strings.Contains(tt.err.Error(), tt.want) {
 			t.Errorf("%s: err = %v, want refusal containing %q", tt.name, tt.err, tt.want)
+		}
+		// The bot words these itself, with the command to type.
+		var ref *workflow.RefusedError
+		if errors.As(tt.err, &ref) && (ref.Kind == workflow.RefusedOwnRun) != strings.HasPrefix(tt.name, "requester") {
+			t.Errorf("%s: kind %q", tt.name, ref.Kind)
 		}
 	}
 	if err := decide(approver, g.Nonce, g.Name, workflow.Approve); err != nil {
@@ -807,4 +814,91 @@ func TestYieldHoldsBackgroundWork(t *testing.T) {
 	}
 	close(release)
 	h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+}
+
+// TestCrashedRunStaysDown: a run a CrashHook stopped is left alone by the
+// engine that "crashed", as by a dead process, even when it is kicked again
+// (here by the scan of open runs at start, which found it late); only a
+// restart resumes it. Else a crash test may see two attempts in one life.
+func TestCrashedRunStaysDown(t *testing.T) {
+	h := newHarness(t)
+	crashed, listing := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	var scanned atomic.Bool
+	var driversAfterScan atomic.Int32
+	logs := &signalHandler{Handler: slog.NewTextHandler(h.logs, nil), msg: "resuming run", seen: make(chan struct{}), once: &sync.Once{}}
+	h.start(func(c *workflow.Config) {
+		c.CrashHook = func(p workflow.CrashPoint, s workflow.StepName) bool {
+			if p != workflow.CrashAfterIntent {
+				return false
+			}
+			once.Do(func() { close(crashed) })
+			return true
+		}
+		c.Store = &lateScan{Store: c.Store, listing: listing, wait: crashed}
+		c.Logger = slog.New(logs)
+		// Every driver yields first: one started after the scan counts.
+		c.Yield = func(ctx context.Context) (func(), error) {
+			if scanned.Load() {
+				driversAfterScan.Add(1)
+			}
+			return func() {}, nil
+		}
+	})
+	<-listing // the engine runs: the run's own kick starts its driver
+	r := h.newRun(workflow.Request{})
+	<-crashed
+	<-logs.seen // the scan kicked the run (it logs after the kick)
+	scanned.Store(true)
+	h.stop() // waits for every driver
+	if n := driversAfterScan.Load(); n != 0 {
+		t.Errorf("%d drivers started for run %d after it crashed; want none until a restart", n, r.ID)
+	}
+	h.restart(nil)
+	if got := h.feed.waitGate(t, r.ID, workflow.GateAuthentik); got == nil {
+		t.Fatal("the restart did not resume the run")
+	}
+}
+
+// lateScan holds the engine's start-up scan of open runs until wait
+// closes, and closes listing when the scan starts.
+type lateScan struct {
+	workflow.Store
+	listing chan<- struct{}
+	wait    <-chan struct{}
+	once    sync.Once
+}
+
+func (s *lateScan) ListRuns(ctx context.Context, opts workflow.ListOptions) ([]*workflow.Run, error) {
+	first := false
+	s.once.Do(func() { first = true })
+	if first {
+		close(s.listing)
+		<-s.wait
+		// Let the crashed driver return first, so that the scan's kick
+		// comes after it (the case under test), not while it ends.
+		for range 100 {
+			runtime.Gosched()
+		}
+	}
+	return s.Store.ListRuns(ctx, opts)
+}
+
+// signalHandler closes seen once a record with message msg is handled.
+type signalHandler struct {
+	slog.Handler
+	msg  string
+	seen chan struct{}
+	once *sync.Once // shared with the handlers WithAttrs makes
+}
+
+func (h *signalHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.once.Do(func() { close(h.seen) })
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *signalHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &signalHandler{Handler: h.Handler.WithAttrs(as), msg: h.msg, seen: h.seen, once: h.once}
 }

@@ -133,7 +133,23 @@ type RefusedError struct {
 	Reason string
 	// DecidedBy names who decided first, when the gate was already decided.
 	DecidedBy string
+	// Kind, At and State let a front end word the common refusals itself
+	// (with its own commands and dates); Reason stays the audit log's text.
+	Kind     RefusalKind
+	At       time.Time // RefusedExpired: the deadline; RefusedRepeat: the earlier decision
+	Decision Decision  // RefusedRepeat: the earlier decision
+	State    State     // RefusedRunState: the run's state
 }
+
+// RefusalKind names a refusal a front end may word itself; "" for others.
+type RefusalKind string
+
+const (
+	RefusedOwnRun   RefusalKind = "own_run"   // the requester may not decide their own run
+	RefusedExpired  RefusalKind = "expired"   // the gate's deadline passed before the decision
+	RefusedRepeat   RefusalKind = "repeat"    // this person already decided this gate
+	RefusedRunState RefusalKind = "run_state" // the run is not in a state that allows this
+)
 
 func (e *RefusedError) Error() string        { return e.Reason }
 func (e *RefusedError) Is(target error) bool { return target == ErrRefused }

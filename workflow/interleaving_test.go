@@ -125,8 +125,8 @@ func TestDecisionAfterDeadline(t *testing.T) {
 
 	_, err := h.engine.Decide(context.Background(), workflow.DecisionRequest{RunID: r.ID, Gate: g.Name, Nonce: g.Nonce, User: approver, Decision: workflow.Approve})
 	var ref *workflow.RefusedError
-	if !errors.As(err, &ref) || !strings.Contains(ref.Reason, "expired") {
-		t.Fatalf("late decision: %v, want a refusal saying the gate expired", err)
+	if !errors.As(err, &ref) || !strings.Contains(ref.Reason, "expired") || ref.Kind != workflow.RefusedExpired || !ref.At.Equal(g.Deadline) {
+		t.Fatalf("late decision: %v (%+v), want a refusal saying the gate expired at its deadline", err, ref)
 	}
 	got, err := h.store.GetRun(context.Background(), r.ID)
 	if err != nil {
@@ -326,8 +326,9 @@ func TestLapsedApproverApprovesAgain(t *testing.T) {
 	if _, err := h.approveAs(r2.ID, g2, approver); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.approveAs(r2.ID, g2, approver); !isRefused(err) {
-		t.Errorf("a second approval by the same approver: %v; want it refused", err)
+	var ref *workflow.RefusedError
+	if _, err := h.approveAs(r2.ID, g2, approver); !errors.As(err, &ref) || ref.Kind != workflow.RefusedRepeat || ref.Decision != workflow.Approve || ref.At.IsZero() {
+		t.Errorf("a second approval by the same approver: %v (%+v); want it refused as a repeat, with the first's time", err, ref)
 	}
 }
 
@@ -344,7 +345,7 @@ func TestPartialApprovalThenCancel(t *testing.T) {
 	}
 	_, err := h.approveAs(r.ID, g, approver2)
 	var ref *workflow.RefusedError
-	if !errors.As(err, &ref) || ref.DecidedBy != "" || !strings.Contains(ref.Reason, "is already cancelled") {
+	if !errors.As(err, &ref) || ref.DecidedBy != "" || !strings.Contains(ref.Reason, "is already cancelled") || ref.Kind != workflow.RefusedRunState || ref.State != workflow.StateCancelled {
 		t.Errorf("refusal %v (decided by %q); want one saying the run is cancelled", err, refDecidedBy(ref))
 	}
 }
