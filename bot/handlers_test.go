@@ -406,6 +406,14 @@ func TestViewSubmission(t *testing.T) {
 	if eng.run(2) != nil {
 		t.Fatal("a refused submission started a run")
 	}
+	// A name pasted from a run's message, which carries Escape's
+	// zero-width spaces, is the name that was shown.
+	if _, body := h.post("/slack/interactions", submission(h, "U1", meta, map[string]string{BlockAppName: "my\u200b_\u200bapp"})); strings.TrimSpace(body) != "" {
+		t.Fatalf("pasted name refused: %s", body)
+	}
+	if run := eng.run(2); run == nil || run.Request.ApplicationName != "my_app" {
+		t.Fatalf("pasted name: run %+v; want my_app", run)
+	}
 }
 
 func click(h *harness, user, action, value string) url.Values {

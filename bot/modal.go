@@ -66,7 +66,7 @@ func modalFields(v slack.View) map[string]string {
 		return out
 	}
 	for _, block := range []string{BlockAppName, BlockAppSlug, BlockTeamDomain, BlockLoginMethod} {
-		out[block] = strings.TrimSpace(v.State.Values[block][ModalActionValue].Value)
+		out[block] = strings.TrimSpace(unescapeFormatting(v.State.Values[block][ModalActionValue].Value))
 	}
 	return out
 }

@@ -326,11 +326,19 @@ func cleanSlackText(s string) string {
 		}
 		return inner
 	})
-	return entityUnescaper.Replace(s)
+	return unescapeFormatting(entityUnescaper.Replace(s))
 }
 
 // entityUnescaper undoes the only three escapes Slack applies to text.
 var entityUnescaper = strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&")
+
+// unescapeFormatting drops the zero-width spaces Escape puts around
+// formatting characters, so that a name copied from a run's message (such
+// as my_app) reads as typed. A zero-width space anywhere else stays, and
+// is refused with the name.
+func unescapeFormatting(s string) string { return formattingUnescaper.Replace(s) }
+
+var formattingUnescaper = strings.NewReplacer("\u200b*\u200b", "*", "\u200b_\u200b", "_", "\u200b~\u200b", "~", "\u200b`\u200b", "`")
 
 // quoteUser quotes text a person typed for a message: shortened and escaped.
 func quoteUser(s string) string { return "“" + Escape(truncateRunes(s, 40)) + "”" }

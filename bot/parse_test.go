@@ -38,6 +38,8 @@ func TestParseCommand(t *testing.T) {
 		{name: "smart quoted option value", text: "new Grafana login=“Company SSO”", want: Command{Kind: CmdNew, Name: "Grafana", Login: "Company SSO"}},
 		{name: "quoted key=value is part of the name", text: `new "a=b" app`, want: Command{Kind: CmdNew, Name: "a=b app"}},
 		{name: "equals without key is a word", text: "new =x Grafana", want: Command{Kind: CmdNew, Name: "=x Grafana"}},
+		{name: "a name copied from a run's message", text: "new my\u200b_\u200bapp login=\u200b*\u200bSSO\u200b*\u200b", want: Command{Kind: CmdNew, Name: "my_app", Login: "*SSO*"}},
+		{name: "a lone zero-width space stays (the engine refuses it)", text: "new Graf\u200bana", want: Command{Kind: CmdNew, Name: "Graf\u200bana"}},
 		{name: "slack escapes are undone", text: "new Tom &amp; Jerry &lt;3", want: Command{Kind: CmdNew, Name: "Tom & Jerry <3"}},
 		{name: "slack link markup", text: "new Grafana team=<http://company.cloudflareaccess.com|company.cloudflareaccess.com>",
 			want: Command{Kind: CmdNew, Name: "Grafana", Team: "company.cloudflareaccess.com"}},
