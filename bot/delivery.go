@@ -293,6 +293,10 @@ func (b *Bot) deliver(ctx context.Context, st *runState, w work) error {
 			continue // already posted before a retry
 		}
 		if reply, ok := eventText(run, ev, b.links()); ok {
+			if ev.Type == workflow.EventGateOpened {
+				// An edit notifies no one: the approvers are called here.
+				reply += b.approverCall(run)
+			}
 			_, _, err := b.client.PostMessageContext(ctx, st.ref.channel,
 				slack.MsgOptionText(reply, false), slack.MsgOptionTS(st.ref.ts), slack.MsgOptionDisableLinkUnfurl())
 			if err != nil && !permanent(err) {
@@ -438,6 +442,39 @@ func retryRateLimited(ctx context.Context, clock workflow.Clock, attempts int, m
 		case <-clock.After(max(rl.RetryAfter, time.Second)):
 		}
 	}
+}
+
+// maxCalledApprovers bounds the mentions in a gate's call: a long list
+// would bury the reply, and the approvers' groups are named whole.
+const maxCalledApprovers = 10
+
+// approverCall mentions, for a gate that opened, the people who may decide
+// it: the approver groups and listed users (not the requester, unless they
+// may approve their own run).
+func (b *Bot) approverCall(run *workflow.Run) string {
+	var who []string
+	for _, g := range b.cfg.ApproverGroups {
+		if slackGroupID.MatchString(g) {
+			who = append(who, "<!subteam^"+g+">")
+		}
+	}
+	users := 0
+	for _, u := range b.cfg.ApproverUsers {
+		if u == run.Request.RequestedBy && !b.cfg.AllowSelfApproval {
+			continue
+		}
+		if users++; users <= maxCalledApprovers {
+			who = append(who, mention(u))
+		}
+	}
+	if len(who) == 0 {
+		return ""
+	}
+	s := "\nApprovers: " + strings.Join(who, " ")
+	if more := users - maxCalledApprovers; more > 0 {
+		s += fmt.Sprintf(" and %d more", more)
+	}
+	return s
 }
 
 func (b *Bot) links() links {

@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -81,7 +82,7 @@ func TestDeliveryPostsRootThenEditsInPlace(t *testing.T) {
 	}
 	rs := replies(calls)
 	if rs[0].Param("thread_ts") != ts || !strings.Contains(rs[0].Param("text"), "Preflight passed") ||
-		!strings.Contains(rs[1].Param("text"), "Waiting for approval") || rs[1].Param("reply_broadcast") == "true" {
+		!strings.Contains(rs[1].Param("text"), "Waiting for approval") || !strings.HasSuffix(rs[1].Param("text"), "\nApprovers: <@U2>") || rs[1].Param("reply_broadcast") == "true" {
 		t.Fatalf("replies:\n%s", callList(rs))
 	}
 	if got := eng.run(42).MessageRef; got != "C1|"+ts {
@@ -544,5 +545,41 @@ func TestDeliveryForgetsFinishedRuns(t *testing.T) {
 	}
 	if up := okCalls(calls, "chat.update")[1]; up.Param("ts") != ts {
 		t.Fatalf("the retry edited %s, want the run's message %s", up.Param("ts"), ts)
+	}
+}
+
+// TestApproverCall: the reply for an open gate mentions who may decide it,
+// since editing the run's message notifies no one.
+func TestApproverCall(t *testing.T) {
+	many := make([]string, 12)
+	for i := range many {
+		many[i] = fmt.Sprintf("U%02d", i+10)
+	}
+	tests := []struct {
+		name   string
+		users  []string
+		groups []string
+		self   bool
+		want   string
+	}{
+		{"users, not the requester", []string{"U1", "U2", "U3"}, nil, false, "\nApprovers: <@U2> <@U3>"},
+		{"the requester when self-approval is on", []string{"U1", "U2"}, nil, true, "\nApprovers: <@U1> <@U2>"},
+		{"groups first", []string{"U2"}, []string{"S1ABC"}, false, "\nApprovers: <!subteam^S1ABC> <@U2>"},
+		{"only the requester listed", []string{"U1"}, nil, false, ""},
+		{"a long list is cut", many, nil, false, "\nApprovers: " + strings.Join(func() []string {
+			var m []string
+			for _, u := range many[:10] {
+				m = append(m, "<@"+u+">")
+			}
+			return m
+		}(), " ") + " and 2 more"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &Bot{cfg: Config{ApproverUsers: tt.users, ApproverGroups: tt.groups, AllowSelfApproval: tt.self}}
+			if got := b.approverCall(awaiting(1, 1)); got != tt.want {
+				t.Errorf("approverCall = %q; want %q", got, tt.want)
+			}
+		})
 	}
 }
