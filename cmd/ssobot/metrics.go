@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -31,6 +34,7 @@ type Metrics struct {
 	runsFinished *prometheus.CounterVec
 	apiRequests  *prometheus.CounterVec
 	apiDuration  *prometheus.HistogramVec
+	slackErrors  *prometheus.CounterVec
 }
 
 var _ workflow.Observer = (*Metrics)(nil)
@@ -65,6 +69,10 @@ func NewMetrics(runs runCounter) *Metrics {
 			Help:    "Latency of requests to Slack, authentik and Cloudflare until the response headers, by system and method.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"system", "method"}),
+		slackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ssobot_slack_errors_total",
+			Help: "Slack Web API calls answered {\"ok\":false} (with HTTP 200, so not in ssobot_api_requests_total's status), by method and Slack's error code.",
+		}, []string{"method", "error"}),
 	}
 	// Series for every step exist from the start, so rate() and alerts work
 	// before the first failure.
@@ -75,7 +83,7 @@ func NewMetrics(runs runCounter) *Metrics {
 		}
 	}
 	m.reg.MustRegister(
-		m.stepDuration, m.stepFailures, m.decisions, m.runsFinished, m.apiRequests, m.apiDuration,
+		m.stepDuration, m.stepFailures, m.decisions, m.runsFinished, m.apiRequests, m.apiDuration, m.slackErrors,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -166,7 +174,44 @@ func (t *meteredTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		status = strconv.Itoa(resp.StatusCode)
 	}
 	t.m.apiRequests.WithLabelValues(t.system, method, status).Inc()
+	if err == nil && t.system == systemSlack && resp.StatusCode == http.StatusOK {
+		if code := slackErrorCode(resp); code != "" {
+			t.m.slackErrors.WithLabelValues(method, code).Inc()
+		}
+	}
 	return resp, err
+}
+
+// maxSlackInspect bounds the Slack answers read for their error code; the
+// calls ssobot makes answer a few kilobytes.
+const maxSlackInspect = 1 << 20
+
+// slackErrorCode reads a Slack Web API answer for {"ok":false,"error":…}
+// and gives the body back whole to the caller. Slack reports its errors
+// (not_in_channel, invalid_auth, restricted_action, …) with HTTP 200.
+func slackErrorCode(resp *http.Response) string {
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") || resp.ContentLength > maxSlackInspect {
+		return ""
+	}
+	head, err := io.ReadAll(io.LimitReader(resp.Body, maxSlackInspect+1))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}
+	if err != nil || len(head) > maxSlackInspect {
+		return ""
+	}
+	var a struct {
+		OK    *bool  `json:"ok"`
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(head, &a) != nil || a.OK == nil || *a.OK {
+		return ""
+	}
+	if !routeWordPattern.MatchString(a.Error) {
+		return "other" // labels stay bounded
+	}
+	return a.Error
 }
 
 var (

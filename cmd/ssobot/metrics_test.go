@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -102,8 +103,38 @@ func TestMetrics(t *testing.T) {
 		t.Fatal("request to a closed server succeeded")
 	}
 
+	// Slack answers its errors with HTTP 200 and {"ok":false}: counted by
+	// code, and the caller still reads the whole answer.
+	slackAPI := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		switch {
+		case strings.HasSuffix(r.URL.Path, "chat.postMessage"):
+			io.WriteString(w, `{"ok":false,"error":"not_in_channel"}`)
+		case strings.HasSuffix(r.URL.Path, "chat.update"):
+			io.WriteString(w, `{"ok":false,"error":"Weird Error!"}`)
+		default:
+			io.WriteString(w, `{"ok":true,"error":"ignored"}`)
+		}
+	}))
+	defer slackAPI.Close()
+	slackClient := &http.Client{Transport: m.Transport(systemSlack, nil)}
+	for _, method := range []string{"chat.postMessage", "chat.update", "users.info"} {
+		resp, err := slackClient.Post(slackAPI.URL+"/api/"+method, "application/x-www-form-urlencoded", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !bytes.HasPrefix(got, []byte(`{"ok":`)) || !bytes.HasSuffix(got, []byte(`"}`)) {
+			t.Errorf("%s: the caller read %q; want the whole answer", method, got)
+		}
+	}
+
 	body := scrape(t, m.Handler())
 	requireLines(t, body,
+		`ssobot_slack_errors_total{error="not_in_channel",method="chat.postMessage"} 1`,
+		`ssobot_slack_errors_total{error="other",method="chat.update"} 1`,
+		`ssobot_api_requests_total{method="chat.postMessage",status="200",system="slack"} 1`,
 		`ssobot_runs{state="succeeded"} 3`,
 		`ssobot_runs{state="awaiting_approval"} 1`,
 		`ssobot_runs{state="failed"} 0`,
@@ -120,6 +151,9 @@ func TestMetrics(t *testing.T) {
 		`ssobot_api_requests_total{method="GET /user/tokens/verify",status="error",system="cloudflare"} 1`,
 		`ssobot_api_request_duration_seconds_count{method="GET /core/applications/{slug}/",system="authentik"} 2`,
 	)
+	if strings.Contains(body, `method="users.info"}`) && strings.Contains(body, "ssobot_slack_errors_total{error=\"ignored\"") {
+		t.Error("an ok answer counted as a Slack error")
+	}
 	for _, leak := range []string{"grafana", "token-value", "missing"} {
 		if strings.Contains(body, leak) {
 			t.Errorf("metrics contain %q: labels must be bounded and secret-free", leak)
