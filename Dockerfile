@@ -2,7 +2,8 @@
 
 # Build a static binary: the server build, without demo and bench (and so
 # without the fakes and the contract validator they link).
-FROM golang:1.26 AS build
+# go.mod needs 1.26.8, and the official images build with GOTOOLCHAIN=local.
+FROM golang:1.26.8 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download

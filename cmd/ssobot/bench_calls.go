@@ -41,7 +41,7 @@ var benchMinCalls = []benchMinCall{
 	{"authentik (public OIDC)", "GET /", "authentik's certificate must be publicly trusted (Cloudflare fetches the keys): known before anyone approves", 0},
 	{"authentik (public OIDC)", "GET …/.well-known/openid-configuration", "verify: the endpoints Cloudflare will use", 0},
 	{"authentik (public OIDC)", "GET …/jwks/", "verify: at least one RS/ES signing key", 0},
-	{systemCloudflare, "GET /accounts/{id}/access/organizations", "the team domain, for the redirect URI (none when team= is given)", 0},
+	{systemCloudflare, "GET /accounts/{id}/access/organizations", "the team domain, for the redirect URI (a given team= must be this one)", 0},
 	{systemCloudflare, "GET …/access/identity_providers (preflight)", "the login method name is free, known before anyone approves", 0},
 	{systemCloudflare, "GET …/access/identity_providers (before create)", "names are not unique and there is no idempotency key: listing is the only guard against a duplicate", 0},
 	{systemCloudflare, "POST …/access/identity_providers", "create the login method", 0},

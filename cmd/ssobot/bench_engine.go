@@ -28,10 +28,11 @@ const benchLatency = 50 * time.Millisecond
 // many runs complete per second when many run at once, against the bound
 // the disk sets (synced bbolt commits per second ÷ commits per run), and
 // lists the commits of one run.
-// benchOffCriticalPath is how many of a run's calls overlap another: after
-// the token check, preflight's other nine reads (six to authentik, the
-// organization, the login methods, the TLS check) run at once (8 off the
-// path), and so do verify's four (3 off the path).
+// benchOffCriticalPath is how many of a run's calls overlap another:
+// preflight's six other authentik reads run at once after its token check,
+// while the organization, the login methods and the TLS check run beside
+// them (8 of its 10 calls off the path), and verify's four run at once (3
+// off the path).
 const benchOffCriticalPath = 8 + 3
 
 func benchEngine(ctx context.Context, b *bench, s *benchSection) error {
@@ -187,7 +188,7 @@ func benchEngine(ctx context.Context, b *bench, s *benchSection) error {
 		"An intent is written into the commit that ends the step or gate before it whenever the next step can start at once; a crash between that commit and the call is handled like one after the intent.", len(list), benchMinCommits, extra)
 	s.note(
 		"Overhead = wall time − API time, the time during which the fakes were serving at least one of the run's authentik or Cloudflare requests (from each request's arrival in the handler to its answer: the %s of latency, the timer's lateness and the fake's own work). "+
-			"\"wall − 8 × 50ms\" subtracts only the nominal latency of the calls on the critical path, so it also counts the fakes' timers firing late and their own work. The calls are counted by the fakes (authentik's API and public OIDC URLs, Cloudflare); preflight checks the authentik token, then makes its other nine reads at once, and verify makes its four at once, so %d calls are off the critical path.", benchLatency, benchOffCriticalPath)
+			"\"wall − 8 × 50ms\" subtracts only the nominal latency of the calls on the critical path, so it also counts the fakes' timers firing late and their own work. The calls are counted by the fakes (authentik's API and public OIDC URLs, Cloudflare); preflight checks the authentik token and then makes its six other authentik reads at once, its three other calls running beside them, and verify makes its four at once, so %d calls are off the critical path.", benchLatency, benchOffCriticalPath)
 	e.logs.report(s, "throughput")
 	return nil
 }

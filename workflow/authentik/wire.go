@@ -77,7 +77,7 @@ func redirectMessage(resp *http.Response) string {
 	if u, err := resp.Location(); err == nil && u.Host != "" {
 		where = u.Scheme + "://" + u.Host
 	}
-	return fmt.Sprintf("redirected to %s; ssobot needs direct access to authentik's API at the configured URL (is a proxy or login page in front of it, or should the URL use https?)", where)
+	return fmt.Sprintf("redirected to %s; ssobot needs direct access to authentik's API at the configured URL (is a proxy or login page in front of it, or does authentik answer at another address?)", where)
 }
 
 // errorMessage reads authentik's error body: {"detail": "..."} for 403, 404
