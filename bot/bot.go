@@ -209,6 +209,35 @@ func (b *Bot) async(timeout time.Duration, fn func(ctx context.Context)) {
 	}()
 }
 
+// asyncBy is async for work whose deadline counts from the request, such
+// as opening a form: its trigger_id dies 3 s after the command was sent.
+// The wait for a slot counts against timeout; once it is spent, fn runs at
+// once with a done context, to say what went wrong.
+func (b *Bot) asyncBy(timeout time.Duration, fn func(ctx context.Context)) {
+	ctx, cancel := context.WithTimeout(b.bgCtx, timeout)
+	b.wg.Add(1)
+	b.pending.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer b.pending.Add(-1)
+		defer cancel()
+		select {
+		case b.bgSlots <- struct{}{}:
+			defer func() { <-b.bgSlots }()
+			if done, err := b.cfg.Foreground.Yield(ctx); err == nil {
+				done()
+			}
+		case <-ctx.Done():
+		}
+		defer func() {
+			if v := recover(); v != nil {
+				b.log.Error("panic in background work for Slack", slog.Any("panic", v))
+			}
+		}()
+		fn(ctx)
+	}()
+}
+
 // Drain waits until the background work the handlers started is done:
 // Slack was answered for each of those requests (a click's decision, a
 // cancel, a retry, a modal, a private reply), so stopping before them would

@@ -25,8 +25,9 @@ import (
 )
 
 // Timeouts of work done off the request path.
+var modalTimeout = 3 * time.Second // a trigger_id lives 3 s; a variable for tests
+
 const (
-	modalTimeout    = 3 * time.Second // a trigger_id lives 3 s
 	responseTimeout = 30 * time.Second
 	listLimit       = 10
 )
@@ -372,7 +373,7 @@ func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) *reply {
 			return private(why)
 		}
 		trigger, channel, user, responseURL, slash := cmd.TriggerID, cmd.ChannelID, cmd.UserID, cmd.ResponseURL, slashName(cmd.Command)
-		b.async(modalTimeout, func(ctx context.Context) { b.openModal(ctx, slash, trigger, channel, user, responseURL) })
+		b.asyncBy(modalTimeout, func(ctx context.Context) { b.openModal(ctx, slash, trigger, channel, user, responseURL) })
 		return nil
 	case CmdNew:
 		return b.startFromCommand(ctx, cmd, c, log)

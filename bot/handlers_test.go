@@ -345,6 +345,29 @@ func TestFormThatCannotOpenIsExplained(t *testing.T) {
 	}
 }
 
+// TestFormWhileBackgroundWorkIsBusy: the form's trigger dies 3 s after the
+// command, so its wait for a background slot counts: with every slot held
+// (slow eligibility look-ups, say), the person is told at the deadline
+// instead of the form failing long after.
+func TestFormWhileBackgroundWorkIsBusy(t *testing.T) {
+	defer func(d time.Duration) { modalTimeout = d }(modalTimeout)
+	modalTimeout = 10 * time.Millisecond
+	h, _ := newHandlerHarness(t)
+	for range cap(h.bot.bgSlots) {
+		h.bot.bgSlots <- struct{}{}
+	}
+	defer func() {
+		for range cap(h.bot.bgSlots) {
+			<-h.bot.bgSlots
+		}
+	}()
+	h.command("U1", "C1", "")
+	calls := h.waitCalls("an apology", func(c []slacktest.Call) bool { return countMethod(c, slacktest.MethodResponseURL) == 1 })
+	if got := responseTexts(calls); !anyContains(got, "I could not open the form; type `/sso-setup new &lt;application name&gt;` instead.") {
+		t.Fatalf("private answers %q", got)
+	}
+}
+
 func submission(h *harness, user string, meta string, values map[string]string) url.Values {
 	st := map[string]map[string]slacktest.StateValue{}
 	for block, v := range values {
