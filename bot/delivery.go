@@ -236,6 +236,15 @@ func permanent(err error) bool {
 	return true
 }
 
+// blocksRefused tells whether Slack refused a message for its blocks.
+func blocksRefused(err error) bool {
+	switch slackCode(err) {
+	case "invalid_blocks", "invalid_blocks_format", "msg_blocks_too_long", "msg_too_long":
+		return true
+	}
+	return false
+}
+
 // deliver brings a run's Slack presence up to date: the root message exists
 // and shows the snapshot, and every event is in its thread. A returned error
 // is worth retrying; permanent failures are logged and skipped.
@@ -264,6 +273,13 @@ func (b *Bot) deliver(ctx context.Context, st *runState, w work) error {
 	} else if hash != st.hash {
 		_, _, _, err := b.client.UpdateMessageContext(ctx, st.ref.channel, st.ref.ts,
 			slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(text, false))
+		if blocksRefused(err) {
+			// Else the message would keep its old buttons, which the
+			// engine refuses, and nobody could decide the run.
+			log.Error("Slack refused the run's message; showing a compact one", slog.Any(workflow.KeyError, err))
+			_, _, _, err = b.client.UpdateMessageContext(ctx, st.ref.channel, st.ref.ts,
+				slack.MsgOptionBlocks(renderCompact(run, true)...), slack.MsgOptionText(text, false))
+		}
 		switch {
 		case slackCode(err) == errCodeMessageNotFound:
 			// Someone deleted the root message: post a new one.
@@ -323,6 +339,11 @@ func (b *Bot) deliver(ctx context.Context, st *runState, w work) error {
 func (b *Bot) postRoot(ctx context.Context, st *runState, run *workflow.Run, blocks []slack.Block, text string) error {
 	ch, ts, err := b.client.PostMessageContext(ctx, run.Request.Channel,
 		slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(text, false), slack.MsgOptionDisableLinkUnfurl())
+	if blocksRefused(err) {
+		b.log.Error("Slack refused the run's message; posting a compact one", slog.Int64(workflow.KeyRunID, run.ID), slog.Any(workflow.KeyError, err))
+		ch, ts, err = b.client.PostMessageContext(ctx, run.Request.Channel,
+			slack.MsgOptionBlocks(renderCompact(run, true)...), slack.MsgOptionText(text, false), slack.MsgOptionDisableLinkUnfurl())
+	}
 	if err != nil && permanent(err) {
 		// Not only "not in the channel": a workspace setting (restricted_action,
 		// a read-only or thread-only channel) refuses it just as surely, and

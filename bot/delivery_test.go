@@ -259,19 +259,22 @@ func TestBotNotInChannel(t *testing.T) {
 // workspace setting that keeps apps from posting) cancels the run and tells
 // the requester why, as not being in the channel does.
 func TestBotRootRefused(t *testing.T) {
-	for _, tt := range []struct{ code, notice string }{
-		{"restricted_action", "Slack refused my message in <#C1> (`restricted_action`)"},
-		{"restricted_action_read_only_channel", "Slack refused my message in <#C1> (`restricted_action_read_only_channel`)"},
+	for _, tt := range []struct {
+		code, notice string
+		posts        int // refused blocks are tried again as the compact card
+	}{
+		{"restricted_action", "Slack refused my message in <#C1> (`restricted_action`)", 1},
+		{"restricted_action_read_only_channel", "Slack refused my message in <#C1> (`restricted_action_read_only_channel`)", 1},
 		// Not the channel's fault: no advice to pick another one.
-		{"invalid_blocks", "a fault of ssobot or its Slack app"},
-		{"missing_scope", "a fault of ssobot or its Slack app"},
+		{"invalid_blocks", "a fault of ssobot or its Slack app", 2},
+		{"missing_scope", "a fault of ssobot or its Slack app", 1},
 	} {
 		code := tt.code
 		t.Run(code, func(t *testing.T) {
 			h, eng := newHandlerHarness(t)
 			eng.notifier = h.bot
 			h.startWorker()
-			h.slack.FailNext("chat.postMessage", 1, code)
+			h.slack.FailNext("chat.postMessage", tt.posts, code)
 			if r := h.command("U1", "C1", "new Grafana"); !strings.Contains(r.Text, "Run #1 started") {
 				t.Fatalf("reply %q", r.Text)
 			}
@@ -283,8 +286,8 @@ func TestBotRootRefused(t *testing.T) {
 			if len(cancels) != 1 || !strings.HasPrefix(cancels[0], "1|"+workflow.SystemActor+"|") || !strings.Contains(cancels[0], code) {
 				t.Errorf("cancels %v; want run 1 cancelled by the system, naming %s", cancels, code)
 			}
-			if n := countMethod(h.slack.Calls(), "chat.postMessage"); n != 1 {
-				t.Errorf("%d chat.postMessage calls; want the refused one only", n)
+			if n := countMethod(h.slack.Calls(), "chat.postMessage"); n != tt.posts {
+				t.Errorf("%d chat.postMessage calls; want the %d refused", n, tt.posts)
 			}
 		})
 	}
@@ -581,5 +584,48 @@ func TestApproverCall(t *testing.T) {
 				t.Errorf("approverCall = %q; want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestRefusedBlocksFallBackToACompactMessage: when Slack refuses the run's
+// message for its blocks (invalid, or too long), the run still gets a
+// message with its gate's buttons, on the first post and on an update
+// (else the old buttons, which the engine refuses, would stay).
+func TestRefusedBlocksFallBackToACompactMessage(t *testing.T) {
+	h, eng, run := newDeliveryTest(t)
+	h.slack.FailNext("chat.postMessage", 1, "msg_blocks_too_long")
+	h.bot.RunChanged(context.Background(), run, nil)
+	h.startWorker()
+	calls := h.waitCalls("a root message", func(c []slacktest.Call) bool { return len(rootPosts(c)) == 1 })
+	ts := resultTS(rootPosts(calls)[0])
+	msg, ok := h.slack.Message("C1", ts)
+	if !ok || len(msg.Buttons()) != 2 || !strings.Contains(msg.Text, "SSO setup #42") {
+		t.Fatalf("root message %+v; want the compact card with the gate's buttons", msg)
+	}
+	// The next gate: the full update is refused, the compact one carries
+	// the new gate's buttons.
+	next := run.Clone()
+	next.Version = 9
+	for i := range next.Steps {
+		if next.Steps[i].Name == workflow.GateCloudflare {
+			next.Steps[i].Status, next.Steps[i].Nonce = workflow.StepWaiting, "nonce-cloudflare"
+			break
+		}
+		next.Steps[i].Status = workflow.StepSucceeded
+	}
+	next.MessageRef = "C1|" + ts
+	h.slack.FailNext("chat.update", 1, "invalid_blocks")
+	h.bot.RunChanged(context.Background(), next, nil)
+	calls = h.waitCalls("the compact update", func(c []slacktest.Call) bool { return len(okCalls(c, "chat.update")) == 1 })
+	msg, _ = h.slack.Message("C1", ts)
+	if bs := msg.Buttons(); len(bs) != 2 || !strings.Contains(bs[0].Value, "cloudflare") {
+		t.Fatalf("after the refused update, buttons %+v; want the Cloudflare gate's", bs)
+	}
+	// The worker stored the reference before it went on to the update.
+	if got := eng.run(42); got.State != workflow.StateAwaitingApproval || got.MessageRef != "C1|"+ts {
+		t.Fatalf("run %s, message %q; want it waiting (not cancelled), on the compact message", got.State, got.MessageRef)
+	}
+	if !strings.Contains(h.logBuf.String(), "Slack refused the run's message") {
+		t.Error("the refusal was not logged")
 	}
 }

@@ -356,6 +356,21 @@ func renderRun(r *workflow.Run, l links, buttons bool) []slack.Block {
 	return blocks
 }
 
+// renderCompact is the run's message cut to what a person must see and
+// click: for when Slack refuses the full one (blocks it finds invalid or
+// too long), so that a run never waits behind a card nobody can see.
+func renderCompact(r *workflow.Run, buttons bool) []slack.Block {
+	name := firstNonEmpty(r.Params.ApplicationName, r.Request.ApplicationName)
+	blocks := []slack.Block{
+		slack.NewHeaderBlock(plain(fmt.Sprintf("SSO setup #%d", r.ID)), slack.HeaderBlockOptionBlockID("header")),
+		section("summary", Truncate(fmt.Sprintf("*%s* · %s · requested by %s", Escape(truncateRunes(name, 100)), StateLabel(r.State), mention(r.Request.RequestedBy)), MaxSectionText)),
+	}
+	if g := r.OpenGate(); g != nil && buttons {
+		blocks = append(blocks, gateBlocks(r, g)...)
+	}
+	return append(blocks, slack.NewContextBlock("footer", mrkdwn(fmt.Sprintf("Run #%d · the details are in the thread, and in `%s status %d`", r.ID, slashName(""), r.ID))))
+}
+
 func gateBlocks(r *workflow.Run, g *workflow.Step) []slack.Block {
 	got := r.CountingApprovals(g.Name)
 	text := fmt.Sprintf(":raised_hand: *%s*: %d of %d approval(s)", StepLabel(g.Name), got, max(g.Required, 1))
