@@ -499,7 +499,15 @@ func (b *Bot) list(ctx context.Context, slash, user, channel string, log *slog.L
 	if len(runs) == 0 && !hidden {
 		return private("No runs yet. Start one with `" + slash + " new " + placeholder("application name") + "`.")
 	}
-	lines := []string{fmt.Sprintf("*The %d most recent runs*", len(runs))}
+	var lines []string
+	switch len(runs) {
+	case 0:
+		lines = append(lines, "*No runs to show here*")
+	case 1:
+		lines = append(lines, "*The most recent run*")
+	default:
+		lines = append(lines, fmt.Sprintf("*The %d most recent runs*", len(runs)))
+	}
 	for _, r := range runs {
 		lines = append(lines, ListLine(r))
 	}

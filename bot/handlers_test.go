@@ -248,6 +248,19 @@ func TestCommandReplies(t *testing.T) {
 	}
 }
 
+// TestListCounts: list's title fits what it shows, one run or none seen.
+func TestListCounts(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	h.slack.AddChannel("C2", "random", true)
+	eng.put(sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval))
+	if got := h.command("U1", "C1", "list").Text; !strings.HasPrefix(got, "*The most recent run*\n`#42`") {
+		t.Errorf("one run: %q", got)
+	}
+	if got := h.command("U3", "C2", "list").Text; got != "*No runs to show here*\n_Runs started in other channels are listed there._" {
+		t.Errorf("only others' runs from another channel: %q", got)
+	}
+}
+
 func TestCommandLimits(t *testing.T) {
 	h, eng := newHandlerHarness(t, func(c *Config) {
 		c.AllowedChannels = []string{"C1"}
