@@ -378,6 +378,8 @@ func (b *Bot) unreachable(ctx context.Context, run *workflow.Run, postErr error)
 	}
 	reason := "ssobot is not in the channel; invite it with /invite @ssobot and start again"
 	switch {
+	case notMember && strings.HasPrefix(run.Request.Channel, "D"):
+		reason = "started in a direct message between people, where ssobot cannot post; start again from a channel ssobot is in"
 	case channelPolicy:
 		reason = fmt.Sprintf("Slack refused the run's message in the channel (%s); start again from a channel where ssobot can post", code)
 	case !notMember:
@@ -392,6 +394,10 @@ func (b *Bot) unreachable(ctx context.Context, run *workflow.Run, postErr error)
 	msg := fmt.Sprintf(":warning: I can't post in <#%s>, so run #%d (%s) %s. Invite me there with `/invite @ssobot` and start again.",
 		run.Request.Channel, run.ID, Escape(run.Request.ApplicationName), outcome)
 	switch {
+	case notMember && strings.HasPrefix(run.Request.Channel, "D"):
+		// A direct message between people: no bot can be invited there.
+		msg = fmt.Sprintf(":warning: I can't post in a direct message between people, so run #%d (%s) %s. Start it again from a channel I am in (`/invite @ssobot` there first).",
+			run.ID, Escape(run.Request.ApplicationName), outcome)
 	case channelPolicy:
 		msg = fmt.Sprintf(":warning: Slack refused my message in <#%s> (`%s`), so run #%d (%s) %s. Start it again from a channel where I can post, or ask a workspace admin whether apps may post in that one.",
 			run.Request.Channel, code, run.ID, Escape(run.Request.ApplicationName), outcome)

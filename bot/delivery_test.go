@@ -221,6 +221,25 @@ func TestDeliveryRetriesTransientFailuresWithoutDuplicates(t *testing.T) {
 	}
 }
 
+// TestBotStartedInADirectMessage: a run started in a direct message
+// between people (where no bot can post or be invited) is cancelled with
+// advice that can be followed.
+func TestBotStartedInADirectMessage(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	eng.notifier = h.bot
+	h.startWorker()
+	if r := h.command("U1", "D0123DM", "new Grafana"); !strings.Contains(r.Text, "Run #1 started") {
+		t.Fatalf("reply %q", r.Text)
+	}
+	calls := h.waitCalls("the private notice", func(c []slacktest.Call) bool { return countMethod(c, slacktest.MethodResponseURL) == 1 })
+	if got := responseTexts(calls)[0]; !strings.Contains(got, "I can't post in a direct message between people, so run #1 (Grafana) was cancelled") || strings.Contains(got, "<#D0123DM>") {
+		t.Fatalf("notice %q", got)
+	}
+	if c := eng.Cancels(); len(c) != 1 || !strings.Contains(c[0], "direct message") {
+		t.Fatalf("cancels %v; want the reason recorded", c)
+	}
+}
+
 func TestBotNotInChannel(t *testing.T) {
 	h, eng := newHandlerHarness(t)
 	eng.notifier = h.bot
