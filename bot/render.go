@@ -536,11 +536,11 @@ func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
 			s += ": " + Escape(reason)
 		}
 	case workflow.EventGateRejected:
-		s = fmt.Sprintf("%s :no_entry_sign: Run #%d was rejected: %s", mention(r.Request.RequestedBy), r.ID, mentionActors(Escape(ev.Message)))
+		s = fmt.Sprintf("%s :no_entry_sign: Run #%d %s", mention(r.Request.RequestedBy), r.ID, wasEnded("rejected", ev.Message))
 	case workflow.EventGateExpired:
 		s = fmt.Sprintf("%s :alarm_clock: *%s* expired without a decision; run #%d has ended.", mention(r.Request.RequestedBy), step, r.ID)
 	case workflow.EventCancelled:
-		s = fmt.Sprintf("%s :heavy_minus_sign: Run #%d was cancelled: %s", mention(r.Request.RequestedBy), r.ID, mentionActors(Escape(ev.Message)))
+		s = fmt.Sprintf("%s :heavy_minus_sign: Run #%d %s", mention(r.Request.RequestedBy), r.ID, wasEnded("cancelled", ev.Message))
 	case workflow.EventRetried:
 		s = fmt.Sprintf(":repeat: %s retried the run from *%s*", mention(ev.Actor), step)
 	case workflow.EventSucceeded:
@@ -578,6 +578,34 @@ func decisionOf(r *workflow.Run, ev workflow.Event) workflow.Decision {
 // shownElsewhere are event data keys the reply's text already covers.
 var shownElsewhere = map[string]bool{"reason": true, "attempt": true, "deadline": true, "required": true, "dashboard_url": true}
 
+// wasEnded says how a run ended: "was cancelled by <@U2>: wrong team" for
+// the engine's "cancelled by U2: wrong team", not "was cancelled: cancelled by".
+func wasEnded(verb, msg string) string {
+	if strings.HasPrefix(msg, verb+" by ") {
+		return "was " + mentionActors(Escape(msg))
+	}
+	return "was " + verb + ": " + mentionActors(Escape(msg))
+}
+
+// dataLabels word the data keys of the steps' results for people.
+var dataLabels = map[string]string{
+	"provider_id":          "provider ID",
+	"client_id":            "client ID",
+	"application_slug":     "application slug",
+	"identity_provider_id": "login method ID",
+	"provider_name":        "provider name",
+	"login_method":         "login method",
+	"team_domain":          "team domain",
+	"id":                   "ID",
+}
+
+func dataLabel(k string) string {
+	if l, ok := dataLabels[k]; ok {
+		return l
+	}
+	return Escape(strings.ReplaceAll(k, "_", " "))
+}
+
 // dataText lists an event's data (IDs of created objects), skipping keys
 // shown elsewhere.
 func dataText(data map[string]string) string {
@@ -586,7 +614,7 @@ func dataText(data map[string]string) string {
 		if shownElsewhere[k] || data[k] == "" {
 			continue
 		}
-		parts = append(parts, Escape(k)+": "+code(data[k]))
+		parts = append(parts, dataLabel(k)+": "+code(data[k]))
 	}
 	if len(parts) == 0 {
 		return ""
