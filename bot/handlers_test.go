@@ -768,6 +768,13 @@ func TestUnapprovableRequester(t *testing.T) {
 			if tt.refused && !strings.Contains(r.Text, "SSOBOT_APPROVERS") {
 				t.Errorf("reply %q does not say what to change", r.Text)
 			}
+			// The form says it too, in plain text (no emoji code).
+			_, body := h.post("/slack/interactions", submission(h, tt.requester, `{"channel":"C1"}`, map[string]string{BlockAppName: "Wiki"}))
+			var resp slack.ViewSubmissionResponse
+			_ = json.Unmarshal([]byte(body), &resp)
+			if got := resp.Errors[BlockAppName]; tt.refused != strings.HasPrefix(got, "You may not approve your own runs") {
+				t.Errorf("form: error %q; refused = %v", got, tt.refused)
+			}
 		})
 	}
 }

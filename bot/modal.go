@@ -130,7 +130,8 @@ func (b *Bot) viewSubmission(ctx context.Context, cb slack.InteractionCallback) 
 	case !b.requesterAllowed(user):
 		return slack.NewErrorsViewSubmissionResponse(map[string]string{BlockAppName: requesterRefusal})
 	case unapprovable != "":
-		return slack.NewErrorsViewSubmissionResponse(map[string]string{BlockAppName: unapprovable})
+		// The form shows plain text: no emoji code.
+		return slack.NewErrorsViewSubmissionResponse(map[string]string{BlockAppName: strings.TrimPrefix(unapprovable, ":no_entry: ")})
 	}
 	f := modalFields(cb.View)
 	if errs := ValidateModal(f); len(errs) > 0 {
