@@ -112,6 +112,10 @@ func (b *Bot) socketEvent(ctx context.Context, smc *socketmode.Client, evt socke
 		if !ok {
 			break
 		}
+		if b.redelivered("command", cmd.TriggerID) {
+			payload = private("This request was already handled.")
+			break
+		}
 		payload = b.guard(func() any {
 			if r := b.command(ctx, cmd); r != nil {
 				return r
@@ -120,7 +124,7 @@ func (b *Bot) socketEvent(ctx context.Context, smc *socketmode.Client, evt socke
 		})
 	case socketmode.EventTypeInteractive:
 		cb, ok := evt.Data.(slack.InteractionCallback)
-		if !ok {
+		if !ok || b.redelivered("interaction", cb.TriggerID) {
 			break
 		}
 		payload = b.guard(func() any { return b.interaction(ctx, cb) })
@@ -156,6 +160,22 @@ func (b *Bot) socketEvent(ctx context.Context, smc *socketmode.Client, evt socke
 	if err := smc.AckCtx(ctx, evt.Request.EnvelopeID, payload); err != nil {
 		b.log.Error("socket mode: acknowledge", slog.String("type", string(evt.Type)), slog.Any(workflow.KeyError, err))
 	}
+}
+
+// redelivered tells whether Socket Mode brought this slash command or
+// interaction before (Slack may deliver an envelope again when its
+// acknowledgement was lost with a connection): each person's action has
+// its own trigger_id, and a second "new" would start a second run. Over
+// HTTP the replay guard keys on the signed request instead.
+func (b *Bot) redelivered(kind, triggerID string) bool {
+	if triggerID == "" {
+		return false
+	}
+	if b.replays.seen(replayKey("socket "+kind, []byte(triggerID))) {
+		b.log.Warn("dropped a Slack request delivered twice over Socket Mode", slog.String("kind", kind))
+		return true
+	}
+	return false
 }
 
 // guard runs a handler of an envelope. A panic is logged and answered with

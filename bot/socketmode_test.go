@@ -61,6 +61,17 @@ func TestSocketMode(t *testing.T) {
 			t.Error("SocketConnected is false while envelopes are answered")
 		}
 	})
+	t.Run("a command delivered twice starts one run", func(t *testing.T) {
+		cmd := h.slack.NewSlashCommand("/sso-setup", "new Wiki", "U1", "C1")
+		first := send(slacktest.EnvelopeSlashCommands, cmd)
+		again := send(slacktest.EnvelopeSlashCommands, cmd) // a new envelope, the same action
+		if !strings.Contains(string(first), "Run #2 started") || !strings.Contains(string(again), "already handled") {
+			t.Fatalf("acks %s then %s", first, again)
+		}
+		if eng.run(3) != nil {
+			t.Fatal("the redelivered command started a second run")
+		}
+	})
 	t.Run("help", func(t *testing.T) {
 		ack := send(slacktest.EnvelopeSlashCommands, h.slack.NewSlashCommand("/sso-setup", "help", "U3", "C1"))
 		if !strings.Contains(string(ack), "*Usage*") {
