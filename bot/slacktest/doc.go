@@ -18,8 +18,9 @@
 // The fake keeps state the way Slack does: messages posted, updated and
 // deleted; threads; ephemerals; opened views. Every request is recorded as a
 // Call (without its token) and can be awaited with WaitFor or followed live
-// with Subscribe. Faults are injected per method with FailNext and
-// RateLimitNext.
+// with Subscribe. Faults are injected per method with FailNext,
+// FailNextStatus and RateLimitNext, and queue up in order; PassNext lets
+// calls through ahead of them.
 //
 // Where Slack's exact behaviour is not documented the fake picks a strict,
 // plausible answer and says so on the method (for example thread_not_found

@@ -219,6 +219,8 @@ type fault struct {
 	code       string
 	retryAfter int
 	rateLimit  bool
+	status     int  // an HTTP status other than 200 and 429 (FailNextStatus)
+	pass       bool // no fault: the call is handled as usual (PassNext)
 }
 
 // FailNext makes the next n calls of method answer {"ok":false,"error":slackErr}
@@ -242,13 +244,37 @@ func (s *Server) RateLimitNext(method string, n int, retryAfterSeconds int) {
 	}
 }
 
+// FailNextStatus makes the next n calls of method answer HTTP status (a 5xx
+// outage, say) without any effect; slack-go returns slack.StatusCodeError.
+// The recorded Call's Error is the status text in Slack's style
+// ("service_unavailable" for 503).
+func (s *Server) FailNextStatus(method string, n int, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	code := strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_"))
+	for range n {
+		s.faults[method] = append(s.faults[method], fault{code: code, status: status})
+	}
+}
+
+// PassNext lets the next n calls of method through as usual, ahead of the
+// faults set after it: PassNext(m, 1) then FailNext(m, 1, code) fails the
+// second call of m, not the first.
+func (s *Server) PassNext(method string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.faults[method] = append(s.faults[method], fault{pass: true})
+	}
+}
+
 func (s *Server) takeFaultLocked(method string) (fault, bool) {
 	q := s.faults[method]
 	if len(q) == 0 {
 		return fault{}, false
 	}
 	s.faults[method] = q[1:]
-	return q[0], true
+	return q[0], !q[0].pass
 }
 
 // Calls returns the recorded calls in order, all of them or those of the
@@ -494,6 +520,9 @@ func faultResponse(f fault) (int, http.Header, result) {
 		h := http.Header{}
 		h.Set("Retry-After", strconv.Itoa(f.retryAfter))
 		return http.StatusTooManyRequests, h, result{"ok": false, "error": f.code}
+	}
+	if f.status != 0 {
+		return f.status, nil, result{"ok": false, "error": f.code}
 	}
 	return http.StatusOK, nil, result{"ok": false, "error": f.code}
 }

@@ -528,6 +528,49 @@ func TestRateLimitNext(t *testing.T) {
 	}
 }
 
+func TestFailNextStatus(t *testing.T) {
+	srv, api := newServer(t)
+	_, ts, err := api.PostMessage("C1", slack.MsgOptionText("x", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.FailNextStatus("chat.update", 1, http.StatusServiceUnavailable)
+	_, _, _, err = api.UpdateMessage("C1", ts, slack.MsgOptionText("y", false))
+	var sc slack.StatusCodeError
+	if !errors.As(err, &sc) || sc.Code != http.StatusServiceUnavailable {
+		t.Fatalf("err = %#v, want slack.StatusCodeError(503)", err)
+	}
+	if m, _ := srv.Message("C1", ts); m.Text != "x" {
+		t.Fatalf("the failed update changed the message to %q", m.Text)
+	}
+	if _, _, _, err := api.UpdateMessage("C1", ts, slack.MsgOptionText("y", false)); err != nil {
+		t.Fatalf("after the outage: %v", err)
+	}
+	c := srv.Calls("chat.update")
+	if len(c) != 2 || c[0].Status != http.StatusServiceUnavailable || c[0].Error != "service_unavailable" || c[1].Status != http.StatusOK {
+		t.Fatalf("calls = %v", c)
+	}
+}
+
+// PassNext lets calls through ahead of the faults queued after it, so a
+// fault can be aimed at a later call.
+func TestPassNext(t *testing.T) {
+	srv, api := newServer(t)
+	srv.PassNext("chat.postMessage", 2)
+	srv.FailNext("chat.postMessage", 1, "internal_error")
+	var errs []string
+	for range 4 {
+		_, _, err := api.PostMessage("C1", slack.MsgOptionText("x", false))
+		errs = append(errs, slackErr(err))
+	}
+	if got := strings.Join(errs, ","); got != ",,internal_error," {
+		t.Fatalf("errors %q; want the third call failed only", got)
+	}
+	if n := len(srv.Messages("C1")); n != 3 {
+		t.Fatalf("%d messages; want the 3 calls let through", n)
+	}
+}
+
 func TestUnknownMethod(t *testing.T) {
 	srv, api := newServer(t)
 	_, err := api.GetBotInfo(slack.GetBotInfoParameters{Bot: "B1"})
