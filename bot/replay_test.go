@@ -1,9 +1,12 @@
 package bot
 
 import (
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/ssobot/ssobot/bot/slacktest"
 	"github.com/ssobot/ssobot/workflow/workflowtest"
 )
 
@@ -63,4 +66,50 @@ func TestReplayGuard(t *testing.T) {
 			t.Fatalf("after the quiet spell: %d keys in the new generation and %d in the old, want 2 and 0", len(g.cur), len(g.old))
 		}
 	})
+}
+
+// TestReplayAcrossTheWholeWindow: a request whose timestamp is ahead of the
+// clock stays inside the signature window for up to twice its length, and
+// a copy sent at any time in it is refused, wherever the guard's generations
+// turned over meanwhile. (Seen just before a turn-over, a guard keeping
+// requests for only one window would have forgotten it.)
+func TestReplayAcrossTheWholeWindow(t *testing.T) {
+	tests := []struct {
+		name      string
+		firstAt   time.Duration // after the bot starts, when the request is first sent
+		otherAt   time.Duration // when another request comes meanwhile (0: none)
+		replayGap time.Duration // then, when the same request comes again
+	}{
+		{"first seen at start", 0, 0, 8 * time.Minute},
+		{"first seen just before a window's end", SignatureWindow - time.Second, 0, 8 * time.Minute},
+		{"other traffic meanwhile", SignatureWindow - time.Second, SignatureWindow + time.Minute, 8 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, _ := newHandlerHarness(t)
+			start := h.clock.Now()
+			form := slacktest.SlashCommandForm(h.slack.NewSlashCommand("/sso-setup", "help", "U1", "C1"))
+			h.clock.Advance(tt.firstAt)
+			ts := h.clock.Now().Add(4 * time.Minute) // a sender's clock ahead of ours
+			if status, body := h.postAt("/slack/commands", form, ts); status != http.StatusOK || !strings.Contains(body, "*Usage*") {
+				t.Fatalf("first request: %d %q; want it answered", status, body)
+			}
+			if tt.otherAt > 0 {
+				h.clock.Advance(start.Add(tt.otherAt).Sub(h.clock.Now()))
+				other := slacktest.SlashCommandForm(h.slack.NewSlashCommand("/sso-setup", "help", "U3", "C1"))
+				if _, body := h.post("/slack/commands", other); !strings.Contains(body, "*Usage*") {
+					t.Fatalf("other request: %q", body)
+				}
+			}
+			h.clock.Advance(start.Add(tt.firstAt + tt.replayGap).Sub(h.clock.Now()))
+			if d := h.clock.Now().Sub(ts); d > SignatureWindow || d < -SignatureWindow {
+				t.Fatalf("test setup: the timestamp is %v from the clock, outside the window", d)
+			}
+			status, body := h.postAt("/slack/commands", form, ts)
+			if status != http.StatusOK || !strings.Contains(body, "already handled") {
+				t.Fatalf("copy %v later, its timestamp %v from the clock: %d %q; want it refused as a replay",
+					tt.replayGap, h.clock.Now().Sub(ts), status, truncateRunes(body, 80))
+			}
+		})
+	}
 }
