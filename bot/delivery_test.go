@@ -3,7 +3,9 @@ package bot
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -218,6 +220,53 @@ func TestDeliveryRetriesTransientFailuresWithoutDuplicates(t *testing.T) {
 	}
 	if len(h.clock.Waits()) == 0 {
 		t.Fatal("no backoff before retrying")
+	}
+}
+
+// TestThreadReplyPostedOnceAcrossARetry: when a later reply of a delivery
+// fails and the delivery is retried, the replies already in the thread are
+// not posted again.
+func TestThreadReplyPostedOnceAcrossARetry(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		fail func(s *slacktest.Server) // makes the second reply's post fail
+	}{
+		{"internal_error", func(s *slacktest.Server) { s.FailNext("chat.postMessage", 1, "internal_error") }},
+		{"HTTP 503", func(s *slacktest.Server) { s.FailNextStatus("chat.postMessage", 1, http.StatusServiceUnavailable) }},
+		{"rate limited", func(s *slacktest.Server) { s.RateLimitNext("chat.postMessage", 1, 2) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h, eng := newHandlerHarness(t)
+			h.startWorker()
+			run := awaiting(5, 1)
+			eng.put(run)
+			h.bot.RunChanged(context.Background(), run, nil)
+			calls := h.waitCalls("the root", func(c []slacktest.Call) bool { return len(rootPosts(c)) == 1 })
+			root := resultTS(rootPosts(calls)[0])
+
+			h.slack.PassNext("chat.postMessage", 1) // the first reply
+			tt.fail(h.slack)
+			h.bot.RunChanged(context.Background(), run, []workflow.Event{
+				{RunID: 5, Seq: 2, Type: workflow.EventNote, Message: "one"},
+				{RunID: 5, Seq: 3, Type: workflow.EventNote, Message: "two"},
+			})
+			calls = h.waitCalls("the second reply after the retry", func(c []slacktest.Call) bool {
+				return slices.ContainsFunc(replies(c), func(c slacktest.Call) bool { return c.Param("text") == ":memo: two" })
+			})
+			if n := countMethod(calls, "chat.postMessage") - len(okCalls(calls, "chat.postMessage")); n != 1 {
+				t.Fatalf("%d failed posts; want the second reply's one\n%s", n, callList(calls))
+			}
+			var thread []string
+			for _, m := range h.slack.Thread("C1", root)[1:] {
+				thread = append(thread, m.Text)
+			}
+			if got := strings.Join(thread, ","); got != ":memo: one,:memo: two" {
+				t.Fatalf("thread replies %q; want each note once, in order", thread)
+			}
+			if len(h.clock.Waits()) == 0 {
+				t.Fatal("no wait before the retry")
+			}
+		})
 	}
 }
 
