@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"runtime"
@@ -265,6 +266,43 @@ func TestThreadReplyPostedOnceAcrossARetry(t *testing.T) {
 			}
 			if len(h.clock.Waits()) == 0 {
 				t.Fatal("no wait before the retry")
+			}
+		})
+	}
+}
+
+// TestWithRetryRateLimits: a Slack call made on a person's behalf waits out
+// rate limits as Slack asks, a second at least, and gives up after a few
+// attempts rather than retrying forever.
+func TestWithRetryRateLimits(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		limited    int // 429 answers before Slack lets the call through
+		retryAfter int // seconds
+		wantCalls  int
+		wantErr    bool
+		wantWaits  []time.Duration
+	}{
+		{"let through at once", 0, 0, 1, false, nil},
+		{"after Slack's wait", 2, 3, 3, false, []time.Duration{3 * time.Second, 3 * time.Second}},
+		{"Retry-After 0 waits a second", 1, 0, 2, false, []time.Duration{time.Second}},
+		{"always rate limited", 100, 2, 3, true, []time.Duration{2 * time.Second, 2 * time.Second}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.slack.RateLimitNext("chat.postEphemeral", tt.limited, tt.retryAfter)
+			_, err := h.bot.withRetry(context.Background(), func(ctx context.Context) (string, error) {
+				return h.bot.client.PostEphemeralContext(ctx, "C1", "U1", slack.MsgOptionText("hi", false))
+			})
+			var rl *slack.RateLimitedError
+			if tt.wantErr != (err != nil) || (err != nil && !errors.As(err, &rl)) {
+				t.Errorf("err = %v; want a rate-limit error %v", err, tt.wantErr)
+			}
+			if n := len(h.slack.Calls("chat.postEphemeral")); n != tt.wantCalls {
+				t.Errorf("%d calls; want %d", n, tt.wantCalls)
+			}
+			if w := h.clock.Waits(); !slices.Equal(w, tt.wantWaits) {
+				t.Errorf("waits %v; want %v", w, tt.wantWaits)
 			}
 		})
 	}
