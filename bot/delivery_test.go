@@ -186,6 +186,46 @@ func TestDeliveryHonoursRateLimits(t *testing.T) {
 	}
 }
 
+// TestDeliveryRetriesServerErrorsOnUpdate: an update of the run's message
+// that Slack fails on its side (an HTTP 5xx, internal_error and the like) is
+// retried until the message shows the run's state, not dropped as a refusal.
+func TestDeliveryRetriesServerErrorsOnUpdate(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		fail func(s *slacktest.Server)
+	}{
+		{"HTTP 503", func(s *slacktest.Server) { s.FailNextStatus("chat.update", 1, http.StatusServiceUnavailable) }},
+		{"HTTP 500", func(s *slacktest.Server) { s.FailNextStatus("chat.update", 1, http.StatusInternalServerError) }},
+		{"internal_error", func(s *slacktest.Server) { s.FailNext("chat.update", 1, "internal_error") }},
+		{"service_unavailable", func(s *slacktest.Server) { s.FailNext("chat.update", 1, "service_unavailable") }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h, eng := newHandlerHarness(t)
+			h.startWorker()
+			run := awaiting(3, 1)
+			eng.put(run)
+			h.bot.RunChanged(context.Background(), run, nil)
+			calls := h.waitCalls("the root", func(c []slacktest.Call) bool { return len(rootPosts(c)) == 1 })
+			ts := resultTS(rootPosts(calls)[0])
+
+			tt.fail(h.slack)
+			done := run.Clone()
+			done.Version, done.State = 9, workflow.StateSucceeded
+			for i := range done.Steps {
+				done.Steps[i].Status = workflow.StepSucceeded
+			}
+			h.bot.RunChanged(context.Background(), done, nil)
+			h.waitCalls("the update to land", func(c []slacktest.Call) bool { return len(okCalls(c, "chat.update")) == 1 })
+			if n := len(h.slack.Calls("chat.update")); n != 2 {
+				t.Fatalf("%d chat.update calls; want the failed one and its retry", n)
+			}
+			if msg, _ := h.slack.Message("C1", ts); !strings.Contains(msg.Text, "Succeeded") {
+				t.Fatalf("message text %q; want the run's final state", msg.Text)
+			}
+		})
+	}
+}
+
 func TestDeliveryRetriesTransientFailuresWithoutDuplicates(t *testing.T) {
 	h, eng := newHandlerHarness(t)
 	h.startWorker()
