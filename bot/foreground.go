@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ssobot/ssobot/workflow"
 )
 
 // Foreground puts Slack's acknowledgements ahead of background work. Slack
@@ -35,9 +37,12 @@ type Foreground struct {
 	mu    sync.Mutex
 	idle  chan struct{} // closed once no request has been in flight for quietFor
 	quiet *time.Timer   // closes idle once quietFor has passed since lastEnd
-	// lastEnd is when the count last dropped to zero.
+	// lastEnd is when the count last dropped to zero, by clock.
 	lastEnd  time.Time
 	quietFor time.Duration
+	// clock tells the time of lastEnd and settle's check against it (the
+	// system clock; tests set another). The timers are the system's.
+	clock workflow.Clock
 
 	slot    chan struct{} // the one piece of background work let through at a time
 	waiting atomic.Int64  // background work yielding
@@ -47,7 +52,7 @@ type Foreground struct {
 func NewForeground() *Foreground {
 	idle := make(chan struct{})
 	close(idle)
-	return &Foreground{idle: idle, slot: make(chan struct{}, 1), quietFor: quietFor}
+	return &Foreground{idle: idle, slot: make(chan struct{}, 1), quietFor: quietFor, clock: systemClock{}}
 }
 
 // Begin marks a request being answered; the returned function marks it
@@ -67,7 +72,7 @@ func (f *Foreground) Begin() (end func()) {
 		once.Do(func() {
 			f.mu.Lock()
 			if f.active.Add(-1) == 0 {
-				f.lastEnd = time.Now()
+				f.lastEnd = f.clock.Now()
 				if f.quiet == nil {
 					f.quiet = time.AfterFunc(f.quietFor, f.settle)
 				} else {
@@ -86,7 +91,7 @@ func (f *Foreground) settle() {
 	if f.active.Load() > 0 || isClosed(f.idle) {
 		return // the next end schedules it again
 	}
-	if left := f.quietFor - time.Since(f.lastEnd); left > 0 {
+	if left := f.quietFor - f.clock.Now().Sub(f.lastEnd); left > 0 {
 		f.quiet.Reset(left) // a request came and went since this was scheduled
 		return
 	}

@@ -41,16 +41,15 @@ func TestForegroundCounts(t *testing.T) {
 // The burst is over only once no request has been in flight for quietFor:
 // a request beginning within it keeps background work waiting.
 func TestForegroundQuietPeriod(t *testing.T) {
+	clock := newTestClock()
 	f := NewForeground()
-	f.quietFor = time.Hour
+	f.quietFor, f.clock = time.Hour, clock
 	f.Begin()()
 	if isClosed(f.idle) {
 		t.Fatal("idle right after the last request ended, want it after the quiet period")
 	}
 	end := f.Begin()
-	f.mu.Lock()
-	f.lastEnd = time.Now().Add(-2 * time.Hour) // the quiet period would be over
-	f.mu.Unlock()
+	clock.Advance(2 * time.Hour) // the quiet period after the first request is over
 	f.settle()
 	if isClosed(f.idle) {
 		t.Fatal("idle while a request is in flight")
@@ -60,9 +59,12 @@ func TestForegroundQuietPeriod(t *testing.T) {
 	if isClosed(f.idle) {
 		t.Fatal("idle before the quiet period after the last request")
 	}
-	f.mu.Lock()
-	f.lastEnd = time.Now().Add(-2 * time.Hour)
-	f.mu.Unlock()
+	clock.Advance(f.quietFor - time.Second)
+	f.settle()
+	if isClosed(f.idle) {
+		t.Fatal("idle a second before the quiet period after the last request was over")
+	}
+	clock.Advance(time.Second)
 	f.settle()
 	if !isClosed(f.idle) {
 		t.Fatal("not idle once the quiet period has passed")
