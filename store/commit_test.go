@@ -224,6 +224,120 @@ func TestGroupCommitFailureFailsTheGroup(t *testing.T) {
 	}
 }
 
+// TestGroupCommitRolledBackRefusalGetsTheSharedError: a write that refused
+// because of what an earlier write of its group had done must not keep its
+// refusal when the group rolls back: the change it refused on was never
+// committed, so its outcome is the group's failure, not its own verdict.
+func TestGroupCommitRolledBackRefusalGetsTheSharedError(t *testing.T) {
+	s := openTest(t)
+	key := []byte("claimed")
+	alreadyClaimed := errors.New("already claimed")
+	broken := errors.New("disk on fire")
+
+	release := holdCommit(t, s)
+	a, b, c := make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	sawA := make(chan bool, 1)
+	go func() {
+		// A writes the key.
+		a <- s.update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(key, []byte("A"))
+		})
+	}()
+	waitQueued(s, 1)
+	go func() {
+		// B refuses, before writing, because it sees A's change.
+		b <- s.update(func(tx *bolt.Tx) error {
+			seen := tx.Bucket(bucketMeta).Get(key) != nil
+			sawA <- seen
+			if seen {
+				return errSkip(alreadyClaimed)
+			}
+			return tx.Bucket(bucketMeta).Put(key, []byte("B"))
+		})
+	}()
+	waitQueued(s, 2)
+	go func() {
+		// C fails for real after writing: the whole group rolls back.
+		c <- s.update(func(tx *bolt.Tx) error {
+			if err := tx.Bucket(bucketMeta).Put([]byte("scratch"), []byte("C")); err != nil {
+				return err
+			}
+			return broken
+		})
+	}()
+	waitQueued(s, 3)
+	release()
+
+	if !<-sawA {
+		t.Fatal("B did not see A's change: A and B were not in one group")
+	}
+	errA, errB, errC := <-a, <-b, <-c
+	if !errors.Is(errC, broken) || errors.Is(errC, errShared) {
+		t.Errorf("C = %v, want its own error", errC)
+	}
+	if !errors.Is(errA, errShared) || !errors.Is(errA, broken) {
+		t.Errorf("A = %v, want the shared error wrapping C's", errA)
+	}
+	if errors.Is(errB, alreadyClaimed) {
+		t.Errorf("B = %v: kept its refusal although the write it refused on was rolled back", errB)
+	}
+	if !errors.Is(errB, errShared) || !errors.Is(errB, broken) {
+		t.Errorf("B = %v, want the shared error wrapping C's", errB)
+	}
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(key); v != nil {
+			return fmt.Errorf("key = %q after the group rolled back", v)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestGroupCommitAllRefusedCountsNoCommit: a group in which every write
+// refused wrote nothing, so it is not counted as a commit (nor as writes).
+func TestGroupCommitAllRefusedCountsNoCommit(t *testing.T) {
+	s := openTest(t)
+	ctx := t.Context()
+	r := mustCreate(t, s, newRun("Grafana", workflow.StateRunning))
+	refused := errors.New("stale version")
+
+	// A lone refusal is a group of one.
+	commits, writes := s.Commits(), s.Writes()
+	if _, err := s.UpdateRun(ctx, r.ID, func(*workflow.Run) ([]workflow.Event, error) { return nil, refused }); !errors.Is(err, refused) {
+		t.Fatalf("lone refusal: %v", err)
+	}
+	if c, w := s.Commits()-commits, s.Writes()-writes; c != 0 || w != 0 {
+		t.Errorf("a lone refused write counted %d commits and %d writes, want 0 and 0", c, w)
+	}
+
+	// Several refusals queued behind a held commit form one group.
+	release := holdCommit(t, s)
+	const n = 3
+	results := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := s.UpdateRun(ctx, r.ID, func(*workflow.Run) ([]workflow.Event, error) { return nil, refused })
+			results <- err
+		}()
+		waitQueued(s, i+1)
+	}
+	commits, writes = s.Commits(), s.Writes()
+	release()
+	for range n {
+		if err := <-results; !errors.Is(err, refused) {
+			t.Errorf("refused write: %v", err)
+		}
+	}
+	// Only the held write committed.
+	if c, w := s.Commits()-commits, s.Writes()-writes; c != 1 || w != 1 {
+		t.Errorf("held write and a group of %d refusals counted %d commits and %d writes, want 1 and 1", n, c, w)
+	}
+	if got, err := s.GetRun(ctx, r.ID); err != nil || got.Version != 1 {
+		t.Errorf("run = %+v, %v; want it unchanged", got, err)
+	}
+}
+
 func TestGroupCommitPanicStaysWithItsCaller(t *testing.T) {
 	s := openTest(t)
 	ctx := t.Context()
