@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/ssobot/ssobot/workflow"
 )
 
@@ -173,6 +175,54 @@ func TestSecretNeverPrints(t *testing.T) {
 	}
 	if s.Reveal() != "hunter2-secret" {
 		t.Error("Reveal lost the value")
+	}
+}
+
+// TestSecretNeverEncodes calls each method of Secret directly and through the
+// encoders that use them: fmt alone goes through Format, so String, GoString
+// and MarshalText need their own cases.
+func TestSecretNeverEncodes(t *testing.T) {
+	s := workflow.NewSecret("hunter2-secret")
+	tests := []struct {
+		name string
+		out  func() (string, error)
+	}{
+		{"String", func() (string, error) { return s.String(), nil }},
+		{"GoString", func() (string, error) { return s.GoString(), nil }},
+		{"MarshalText", func() (string, error) { b, err := s.MarshalText(); return string(b), err }},
+		{"MarshalJSON", func() (string, error) { b, err := s.MarshalJSON(); return string(b), err }},
+		{"LogValue", func() (string, error) { return s.LogValue().String(), nil }},
+		{"fmt %#v", func() (string, error) { return fmt.Sprintf("%#v", s), nil }},
+		{"fmt %#v in a struct", func() (string, error) { return fmt.Sprintf("%#v", struct{ S workflow.Secret }{s}), nil }},
+		{"fmt %#v pointer", func() (string, error) { return fmt.Sprintf("%#v", &s), nil }},
+		{"json map key", func() (string, error) {
+			b, err := json.Marshal(map[workflow.Secret]int{s: 1})
+			return string(b), err
+		}},
+		{"json pointer", func() (string, error) { b, err := json.Marshal(&s); return string(b), err }},
+		{"yaml", func() (string, error) { b, err := yaml.Marshal(s); return string(b), err }},
+		{"yaml field", func() (string, error) {
+			b, err := yaml.Marshal(struct{ S workflow.Secret }{s})
+			return string(b), err
+		}},
+		{"yaml map key", func() (string, error) {
+			b, err := yaml.Marshal(map[workflow.Secret]int{s: 1})
+			return string(b), err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := tt.out()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(out, "hunter2") {
+				t.Errorf("secret leaked: %s", out)
+			}
+			if !strings.Contains(out, "[redacted]") {
+				t.Errorf("output %q does not say [redacted]", out)
+			}
+		})
 	}
 }
 
