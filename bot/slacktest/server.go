@@ -47,6 +47,7 @@ type config struct {
 	teamName     string
 	appID        string
 	now          func() time.Time
+	after        func(time.Duration) <-chan time.Time
 	pingInterval time.Duration
 	noHistory    bool
 }
@@ -79,6 +80,13 @@ func WithAppID(id string) Option { return func(c *config) { c.appID = id } }
 // WithClock sets the clock used for Call.At, trigger and response_url expiry.
 // Message timestamps do not depend on it: they are a deterministic sequence.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
+
+// WithTimer sets how the latency of SetLatency is waited out: after(d)
+// returns a channel that receives once d has passed (default time.After). A
+// test passes its own to see the delay asked for and end it on cue.
+func WithTimer(after func(d time.Duration) <-chan time.Time) Option {
+	return func(c *config) { c.after = after }
+}
 
 // WithPingInterval sets how often the Socket Mode endpoint pings its clients
 // (slack-go's client reconnects after 30s without a ping). Default 10s.
@@ -135,6 +143,7 @@ func NewServer(opts ...Option) *Server {
 		teamName:     "Slack Test",
 		appID:        "A0SLACKTEST",
 		now:          time.Now,
+		after:        time.After,
 		pingInterval: 10 * time.Second,
 	}
 	for _, o := range opts {
@@ -411,10 +420,8 @@ func (s *Server) delay(ctx context.Context) bool {
 	if d <= 0 {
 		return true
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
 	select {
-	case <-t.C:
+	case <-s.cfg.after(d):
 		return true
 	case <-ctx.Done():
 		return false

@@ -779,16 +779,61 @@ func TestSubscribe(t *testing.T) {
 	}
 }
 
+// TestLatency: with a latency set, a call is handled only once the timer the
+// fake asked for (of that latency) has fired; without one, no timer is asked.
 func TestLatency(t *testing.T) {
-	srv, api := newServer(t)
+	asked := make(chan time.Duration, 4)
+	elapse := make(chan time.Time)
+	srv, api := newServer(t, slacktest.WithTimer(func(d time.Duration) <-chan time.Time {
+		asked <- d
+		return elapse
+	}))
 	const d = 30 * time.Millisecond
 	srv.SetLatency(d)
-	start := time.Now()
+	done := make(chan error, 1)
+	go func() { _, err := api.AuthTest(); done <- err }()
+	select {
+	case got := <-asked:
+		if got != d {
+			t.Errorf("fake waited %v, want %v", got, d)
+		}
+	case err := <-done:
+		t.Fatalf("answered without waiting (err %v)", err)
+	}
+	if n := len(srv.Calls("auth.test")); n != 0 {
+		t.Errorf("%d calls handled before the latency elapsed", n)
+	}
+	select {
+	case elapse <- time.Time{}:
+	case err := <-done:
+		t.Fatalf("answered before the latency elapsed (err %v)", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	close(elapse) // from now on a wait would end at once, and show in asked
+	srv.SetLatency(0)
 	if _, err := api.AuthTest(); err != nil {
 		t.Fatal(err)
 	}
-	if el := time.Since(start); el < d {
-		t.Fatalf("call took %v, want at least %v", el, d)
+	select {
+	case got := <-asked:
+		t.Errorf("latency 0 still waited %v", got)
+	default:
+	}
+	if n := len(srv.Calls("auth.test")); n != 2 {
+		t.Errorf("%d calls recorded, want 2", n)
+	}
+}
+
+// TestLatencyRealTimer: the default timer ends the wait (no duration is
+// asserted).
+func TestLatencyRealTimer(t *testing.T) {
+	srv, api := newServer(t)
+	srv.SetLatency(time.Millisecond)
+	if _, err := api.AuthTest(); err != nil {
+		t.Fatal(err)
 	}
 }
 
