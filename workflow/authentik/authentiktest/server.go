@@ -46,6 +46,7 @@ type config struct {
 	logger    *slog.Logger
 	seed      int64
 	seeded    bool
+	after     func(time.Duration) <-chan time.Time
 }
 
 // WithValidation validates requests and responses against these contract
@@ -60,6 +61,13 @@ func WithLogger(l *slog.Logger) Option {
 	return func(c *config) { c.logger = l }
 }
 
+// WithTimer sets how the latency of SetLatency is waited out: after(d)
+// returns a channel that receives once d has passed (default time.After). A
+// test passes its own to see the delay asked for and end it on cue.
+func WithTimer(after func(d time.Duration) <-chan time.Time) Option {
+	return func(c *config) { c.after = after }
+}
+
 // WithSeed makes generated IDs, client IDs, secrets and the token repeatable.
 func WithSeed(seed int64) Option {
 	return func(c *config) { c.seed, c.seeded = seed, true }
@@ -72,6 +80,7 @@ type Server struct {
 	validators []*contracttest.Validator
 	done       chan struct{}
 	closeOnce  sync.Once
+	after      func(time.Duration) <-chan time.Time
 
 	mu    sync.Mutex
 	rng   *rand.Rand
@@ -96,7 +105,7 @@ type Server struct {
 // the self-signed certificate, the OAuth2 scope mappings, an admin user and
 // an API token.
 func New(opts ...Option) *Server {
-	cfg := config{contracts: []string{Contract2026_8}}
+	cfg := config{contracts: []string{Contract2026_8}, after: time.After}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -110,6 +119,7 @@ func New(opts ...Option) *Server {
 	s := &Server{
 		log:     log,
 		done:    make(chan struct{}),
+		after:   cfg.after,
 		rng:     newRand(cfg.seed),
 		version: "2026.8",
 		denied:  make(map[string]bool),
@@ -272,10 +282,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // wait sleeps for d unless the request or the server ends first.
 func (s *Server) wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
 	select {
-	case <-t.C:
+	case <-s.after(d):
 		return true
 	case <-ctx.Done():
 		return false

@@ -350,12 +350,66 @@ func TestFaults(t *testing.T) {
 		}
 	})
 	t.Run("latency", func(t *testing.T) {
+		// The fake answers only once the timer it asked for, of the latency
+		// set, fires; at latency 0 it asks for none.
+		asked := make(chan time.Duration, 4)
+		elapse := make(chan time.Time)
+		srv := newServer(t, authentiktest.WithTimer(func(d time.Duration) <-chan time.Time {
+			asked <- d
+			return elapse
+		}))
+		const latency = 50 * time.Millisecond
+		srv.SetLatency(latency)
+		type answer struct {
+			status int
+			err    error
+		}
+		done := make(chan answer, 1)
+		go func() {
+			// Not do: it may call t.Fatal, which only the test's goroutine may.
+			req, _ := http.NewRequestWithContext(t.Context(), "GET", srv.URL()+"/api/v3/core/users/me/", nil)
+			req.Header.Set("Authorization", "Bearer "+srv.Token())
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				done <- answer{err: err}
+				return
+			}
+			resp.Body.Close()
+			done <- answer{status: resp.StatusCode}
+		}()
+		select {
+		case got := <-asked:
+			if got != latency {
+				t.Errorf("fake waited %v, want %v", got, latency)
+			}
+		case a := <-done:
+			t.Fatalf("answered (%+v) without waiting", a)
+		}
+		select {
+		case elapse <- time.Time{}:
+		case a := <-done:
+			t.Fatalf("answered (%+v) before the latency elapsed", a)
+		}
+		if a := <-done; a.err != nil || a.status != 200 {
+			t.Errorf("answer %+v after the latency, want 200", a)
+		}
+
+		close(elapse) // from now on a wait would end at once, and show in asked
+		srv.SetLatency(0)
+		if r := do(t, srv, srv.Token(), "GET", "/api/v3/core/users/me/", nil); r.status != 200 {
+			t.Errorf("status %d at latency 0, want 200", r.status)
+		}
+		select {
+		case got := <-asked:
+			t.Errorf("latency 0 still waited %v", got)
+		default:
+		}
+	})
+	t.Run("latency, real timer", func(t *testing.T) {
 		srv := newServer(t)
-		srv.SetLatency(50 * time.Millisecond)
-		start := time.Now()
-		do(t, srv, srv.Token(), "GET", "/api/v3/core/users/me/", nil)
-		if d := time.Since(start); d < 50*time.Millisecond {
-			t.Errorf("answered in %v, want at least 50ms", d)
+		srv.SetLatency(time.Millisecond)
+		if r := do(t, srv, srv.Token(), "GET", "/api/v3/core/users/me/", nil); r.status != 200 {
+			t.Errorf("status %d, want 200", r.status)
 		}
 	})
 	t.Run("close releases held requests", func(t *testing.T) {
