@@ -114,6 +114,9 @@ func (s *Server) inject(w http.ResponseWriter, r *http.Request, body []byte, f F
 	case FaultReset:
 		reset(w)
 	case FaultTimeout:
+		if s.onHold != nil {
+			s.onHold(r.Method, r.URL.Path)
+		}
 		select {
 		case <-r.Context().Done():
 		case <-s.done:

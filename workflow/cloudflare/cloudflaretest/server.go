@@ -99,6 +99,14 @@ func WithMaxPerPage(n int) Option { return func(s *Server) { s.maxPerPage = max(
 // limit is passed (default 5 minutes).
 func WithRateLimitBlock(d time.Duration) Option { return func(s *Server) { s.block = d } }
 
+// WithOnHold calls held with a request's method and path when a timeout
+// fault starts holding it, so that a test can act once a request is held
+// (e.g. Close the server) without polling. held runs on the request's
+// goroutine and must not block.
+func WithOnHold(held func(method, path string)) Option {
+	return func(s *Server) { s.onHold = held }
+}
+
 // WithLogger logs one line per request (method, path, status; never bodies).
 func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.logger = l } }
 
@@ -116,6 +124,7 @@ type Server struct {
 	noContract bool
 	maxPerPage int
 	block      time.Duration
+	onHold     func(method, path string)
 
 	mu           sync.Mutex
 	token        string
