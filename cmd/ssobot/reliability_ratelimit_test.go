@@ -43,7 +43,7 @@ func TestRateLimitBlockNoStorm(t *testing.T) {
 	// fit in the next window, so there is exactly one block.
 	before := f.cf.Calls("", "")
 	f.cf.SetRateLimit(3*runs+3, time.Minute, nil)
-	start := time.Now()
+	start := time.Now() // for the log only
 	for range runs {
 		c.newRun()
 	}
@@ -65,9 +65,9 @@ func TestRateLimitBlockNoStorm(t *testing.T) {
 	if n429 > runs {
 		t.Errorf("%d calls answered 429 for %d runs: retries went into the block", n429, runs)
 	}
-	if took < block {
-		t.Errorf("all runs finished in %s, inside the %s block", took, block)
-	}
+	// That every run still finished shows the block was waited out: the
+	// fake answers 429 to every call until the block ends on its own clock,
+	// so a run that got one finished only through a call made after it.
 
 	// In the audit, a step's attempt after a 429 starts no sooner than
 	// Retry-After allowed: the next attempt's error (if any) is at least a
@@ -98,6 +98,9 @@ func TestRateLimitBlockNoStorm(t *testing.T) {
 				}
 			}
 		}
+	}
+	if limited == 0 {
+		t.Errorf("no step attempt in the audit failed on a 429 (the binary saw %d): the Retry-After check above proves nothing", n429)
 	}
 	t.Logf("rate-limit block of %s: %d runs succeeded in %s; %d Cloudflare calls, %d answered 429 (%d attempts failed on it), no retry inside the block",
 		block, c.fig.succeeded, took.Round(10*time.Millisecond), calls, n429, limited)
