@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -291,6 +292,63 @@ func TestGroupCommitRolledBackRefusalGetsTheSharedError(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestUpdateRunRefusalOnARolledBackGroup: the public UpdateRun, like
+// update, does not report a refusal its fn made on a change that was rolled
+// back with its group (an approval refused as "already approved" by an
+// approval that never held): it reports the shared failure, to be retried.
+func TestUpdateRunRefusalOnARolledBackGroup(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	run := newRun("Grafana", workflow.StateAwaitingApproval)
+	if err := s.CreateRun(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	alreadyApproved := errors.New("already approved by A")
+	broken := errors.New("disk on fire")
+	release := holdCommit(t, s)
+	a, b, c := make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	sawA := make(chan bool, 1)
+	go func() {
+		_, err := s.UpdateRun(ctx, run.ID, func(r *workflow.Run) ([]workflow.Event, error) {
+			r.Error = "approved by A"
+			return nil, nil
+		})
+		a <- err
+	}()
+	waitQueued(s, 1)
+	go func() {
+		_, err := s.UpdateRun(ctx, run.ID, func(r *workflow.Run) ([]workflow.Event, error) {
+			sawA <- r.Error == "approved by A"
+			if r.Error == "approved by A" {
+				return nil, alreadyApproved
+			}
+			r.Error = "approved by B"
+			return nil, nil
+		})
+		b <- err
+	}()
+	waitQueued(s, 2)
+	go func() {
+		c <- s.update(func(tx *bolt.Tx) error { return broken })
+	}()
+	waitQueued(s, 3)
+	release()
+	if !<-sawA {
+		t.Fatal("B did not see A's change: A and B were not in one group")
+	}
+	if errA := <-a; !errors.Is(errA, errShared) {
+		t.Errorf("A = %v, want the shared error", errA)
+	}
+	if errB := <-b; errors.Is(errB, alreadyApproved) || !errors.Is(errB, errShared) {
+		t.Errorf("B = %v, want the shared error, not a refusal made on a change that was rolled back", errB)
+	}
+	<-c
+	got, err := s.GetRun(ctx, run.ID)
+	if err != nil || got.Error != "" {
+		t.Errorf("run after the rollback: %+v, %v; want it unchanged", got, err)
 	}
 }
 

@@ -137,6 +137,10 @@ func (s *Store) UpdateRun(ctx context.Context, id int64, fn func(r *workflow.Run
 		return nil
 	})
 	switch {
+	case errors.Is(err, errShared):
+		// The group rolled back: fn saw changes that never held, so a
+		// refusal it made on them does not hold either.
+		return nil, fmt.Errorf("update run %d: %w", id, err)
 	case fnErr != nil:
 		return nil, fnErr
 	case err != nil:
