@@ -119,6 +119,21 @@ func (s *Server) Providers() []Provider {
 	return out
 }
 
+// EditProvider changes the stored provider with this PK in place, as an
+// admin or a blueprint might between the bot's calls (to test that drift is
+// caught). edit runs with the server's lock held and must not call the
+// Server. It reports whether the provider exists.
+func (s *Server) EditProvider(pk int, edit func(*Provider)) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.providerByPK(pk)
+	if p == nil {
+		return false
+	}
+	edit(p)
+	return true
+}
+
 // Applications returns copies of the applications, oldest first.
 func (s *Server) Applications() []Application {
 	s.mu.Lock()

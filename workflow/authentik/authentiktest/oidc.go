@@ -75,7 +75,11 @@ func (s *Server) handleOIDC(r *http.Request) response {
 				"n": b64(key.N.Bytes()), "e": b64(big.NewInt(int64(key.E)).Bytes()),
 			})
 		}
-		return jsonResponse(http.StatusOK, map[string]any{"keys": keys})
+		doc := map[string]any{"keys": keys}
+		if s.rewriteOIDC != nil {
+			s.rewriteOIDC("jwks", doc)
+		}
+		return jsonResponse(http.StatusOK, doc)
 	}
 
 	// Without a signing key authentik signs with the client secret (HS256).
@@ -92,7 +96,7 @@ func (s *Server) handleOIDC(r *http.Request) response {
 			}
 		}
 	}
-	return jsonResponse(http.StatusOK, map[string]any{
+	doc := map[string]any{
 		"issuer":                                   base + slug + "/",
 		"authorization_endpoint":                   base + "authorize/",
 		"token_endpoint":                           base + "token/",
@@ -114,7 +118,11 @@ func (s *Server) handleOIDC(r *http.Request) response {
 		"claims_supported":                         []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "acr", "amr", "nonce", "email", "email_verified", "name", "given_name", "preferred_username", "nickname", "groups"},
 		"claims_parameter_supported":               false,
 		"code_challenge_methods_supported":         []string{"plain", "S256"},
-	})
+	}
+	if s.rewriteOIDC != nil {
+		s.rewriteOIDC("discovery", doc)
+	}
+	return jsonResponse(http.StatusOK, doc)
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }

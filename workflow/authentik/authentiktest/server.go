@@ -90,6 +90,7 @@ type Server struct {
 	version          string
 	denied           map[string]bool
 	ignoreSigningKey bool
+	rewriteOIDC      func(kind string, doc map[string]any)
 
 	faults     []*Fault
 	faultRate  float64
@@ -223,6 +224,17 @@ func (s *Server) IgnoreSigningKey() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ignoreSigningKey = true
+}
+
+// RewriteOIDC passes every discovery document (kind "discovery") and JWKS
+// (kind "jwks", its "keys" a []map[string]any) the server answers to fn,
+// which may change it in place, as a misconfigured authentik or a proxy in
+// front of it would serve them. fn runs with the server's lock held and must
+// not call the Server. nil turns it off.
+func (s *Server) RewriteOIDC(fn func(kind string, doc map[string]any)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rewriteOIDC = fn
 }
 
 // SetLatency delays every response by d.

@@ -227,6 +227,21 @@ func (s *Server) AddIdentityProvider(p IdentityProvider) {
 	s.idps = append(s.idps, p.clone())
 }
 
+// EditIdentityProvider changes the stored login method with this ID in
+// place, as someone editing it in the dashboard would (to test that drift
+// is caught). edit runs with the server's lock held and must not call the
+// Server. It reports whether the login method exists.
+func (s *Server) EditIdentityProvider(id string, edit func(*IdentityProvider)) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := s.indexLocked(id)
+	if i < 0 {
+		return false
+	}
+	edit(&s.idps[i])
+	return true
+}
+
 // SetAuthDomain changes the organization's auth domain.
 func (s *Server) SetAuthDomain(d string) {
 	s.mu.Lock()
