@@ -146,3 +146,29 @@ func (a configReadingAccess) ListIdentityProviders(ctx context.Context) ([]workf
 	}
 	return idps, err
 }
+
+// TestEmptyClientSecretCreatesNoLoginMethod: a provider whose client secret
+// reads back empty fails the login method step before Cloudflare is called.
+func TestEmptyClientSecretCreatesNoLoginMethod(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	r := h.newRun(workflow.Request{})
+	h.approve(r.ID, workflow.GateAuthentik)
+	h.feed.waitGate(t, r.ID, workflow.GateCloudflare)
+	provs := h.ak.Providers()
+	if len(provs) != 1 {
+		t.Fatalf("%d providers, want 1", len(provs))
+	}
+	h.ak.EditProvider(provs[0].PK, func(p *authentiktest.Provider) { p.ClientSecret = "" })
+	h.approve(r.ID, workflow.GateCloudflare)
+	done := h.feed.wait(t, r.ID, "the login method step done", stepDone(workflow.StepCloudflareLoginMethod))
+	if s := done.Step(workflow.StepCloudflareLoginMethod); done.State != workflow.StateFailed || s.Status != workflow.StepFailed {
+		t.Fatalf("run %s, login method step %s; want it failed", done.State, s.Status)
+	}
+	if !strings.Contains(done.Error, "has no client secret") {
+		t.Errorf("run error %q; want it to say the provider has no client secret", done.Error)
+	}
+	if n, calls := len(h.cf.IdentityProviders()), h.cf.Calls("POST", "/identity_providers"); n != 0 || calls != 0 {
+		t.Errorf("%d login methods after %d creates; want none, not even tried", n, calls)
+	}
+}
