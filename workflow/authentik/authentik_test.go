@@ -640,3 +640,46 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 		t.Errorf("the redirect was followed %d times", n)
 	}
 }
+
+// TestLookupsCheckWhatTheServerReturns: a server that ignores a list
+// filter hands back other objects; a look-up that finds none matching is
+// ErrNotFound, never one of those (else the engine would adopt another's
+// provider as its own).
+func TestLookupsCheckWhatTheServerReturns(t *testing.T) {
+	tests := []struct {
+		name    string
+		ignored []string
+		call    func(ctx context.Context, c *authentik.Client) (any, error)
+	}{
+		{"provider by client id", []string{"client_id"}, func(ctx context.Context, c *authentik.Client) (any, error) {
+			return c.ProviderByClientID(ctx, "client-other")
+		}},
+		{"provider by name", []string{"name"}, func(ctx context.Context, c *authentik.Client) (any, error) {
+			return c.ProviderByName(ctx, "other")
+		}},
+		{"certificate by name", []string{"name"}, func(ctx context.Context, c *authentik.Client) (any, error) {
+			return c.CertificateByName(ctx, "other")
+		}},
+		{"flow by slug", []string{"slug"}, func(ctx context.Context, c *authentik.Client) (any, error) {
+			return c.FlowBySlug(ctx, "invalidation", "other")
+		}},
+		{"flow by designation", []string{"designation"}, func(ctx context.Context, c *authentik.Client) (any, error) {
+			return c.FlowBySlug(ctx, "invalidation", authentiktest.FlowExplicitConsent)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, c := setup(t)
+			ctx := t.Context()
+			// Someone else's provider, which an unfiltered list returns.
+			if _, err := c.CreateProvider(ctx, spec(t, srv, "mine")); err != nil {
+				t.Fatal(err)
+			}
+			srv.IgnoreFilters(tt.ignored...)
+			got, err := tt.call(ctx, c)
+			if !errors.Is(err, workflow.ErrNotFound) {
+				t.Fatalf("got %+v, %v; want ErrNotFound", got, err)
+			}
+		})
+	}
+}

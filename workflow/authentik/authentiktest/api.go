@@ -441,9 +441,10 @@ func (s *Server) paginate(q url.Values, items []map[string]any) response {
 	})
 }
 
-// filter reports whether a query filter is absent or equal to v.
-func filter(q url.Values, key, v string) bool {
-	if !q.Has(key) {
+// filter reports whether a query filter is absent, ignored (IgnoreFilters)
+// or equal to v. s.mu must be held.
+func (s *Server) filter(q url.Values, key, v string) bool {
+	if !q.Has(key) || s.ignoredFilters[key] {
 		return true
 	}
 	return q.Get(key) == v
@@ -465,8 +466,8 @@ func search(q url.Values, fields ...string) bool {
 func (s *Server) listFlows(q url.Values) response {
 	var out []map[string]any
 	for _, f := range s.flows {
-		if filter(q, "designation", f.designation) && filter(q, "slug", f.slug) && filter(q, "name", f.name) &&
-			filter(q, "flow_uuid", f.pk) && search(q, f.name, f.slug, f.title) {
+		if s.filter(q, "designation", f.designation) && s.filter(q, "slug", f.slug) && s.filter(q, "name", f.name) &&
+			s.filter(q, "flow_uuid", f.pk) && search(q, f.name, f.slug, f.title) {
 			out = append(out, s.renderFlow(f))
 		}
 	}
@@ -492,7 +493,7 @@ func (s *Server) listCerts(q url.Values) response {
 	var out []map[string]any
 	for _, c := range s.certs {
 		hasKey := strconv.FormatBool(c.key != nil)
-		if filter(q, "name", c.name) && filter(q, "has_key", hasKey) && search(q, c.name) {
+		if s.filter(q, "name", c.name) && s.filter(q, "has_key", hasKey) && search(q, c.name) {
 			out = append(out, s.renderCert(c))
 		}
 	}
@@ -523,7 +524,7 @@ func (s *Server) listScopes(q url.Values) response {
 		if len(managed) > 0 && !slices.Contains(managed, m.managed) {
 			continue
 		}
-		if filter(q, "name", m.name) && filter(q, "scope_name", m.scopeName) && search(q, m.name, m.scopeName) {
+		if s.filter(q, "name", m.name) && s.filter(q, "scope_name", m.scopeName) && search(q, m.name, m.scopeName) {
 			out = append(out, map[string]any{
 				"pk": m.pk, "managed": m.managed, "name": m.name,
 				"expression": "return {}", "component": "ak-property-mapping-provider-scope-form",
@@ -539,7 +540,7 @@ func (s *Server) listScopes(q url.Values) response {
 func (s *Server) listProviders(q url.Values) response {
 	var out []map[string]any
 	for _, p := range s.providers {
-		if filter(q, "client_id", p.ClientID) && filter(q, "name", p.Name) && search(q, p.Name) {
+		if s.filter(q, "client_id", p.ClientID) && s.filter(q, "name", p.Name) && search(q, p.Name) {
 			out = append(out, s.renderProvider(p))
 		}
 	}
@@ -861,7 +862,7 @@ func (s *Server) listApps(q url.Values) response {
 		if q.Get("superuser_full_list") != "true" {
 			continue
 		}
-		if filter(q, "slug", a.Slug) && filter(q, "name", a.Name) && search(q, a.Name, a.Slug) {
+		if s.filter(q, "slug", a.Slug) && s.filter(q, "name", a.Name) && search(q, a.Name, a.Slug) {
 			out = append(out, s.renderApp(a))
 		}
 	}

@@ -91,6 +91,7 @@ type Server struct {
 	denied           map[string]bool
 	ignoreSigningKey bool
 	rewriteOIDC      func(kind string, doc map[string]any)
+	ignoredFilters   map[string]bool
 
 	faults     []*Fault
 	faultRate  float64
@@ -224,6 +225,20 @@ func (s *Server) IgnoreSigningKey() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ignoreSigningKey = true
+}
+
+// IgnoreFilters makes list endpoints answer as if these query filters
+// (e.g. "client_id", "name") had not been given, as a server that does not
+// know them would: clients must check what they get back.
+func (s *Server) IgnoreFilters(keys ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ignoredFilters == nil {
+		s.ignoredFilters = map[string]bool{}
+	}
+	for _, k := range keys {
+		s.ignoredFilters[k] = true
+	}
 }
 
 // RewriteOIDC passes every discovery document (kind "discovery") and JWKS
