@@ -1,0 +1,66 @@
+package workflow_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/ssobot/ssobot/workflow"
+	"github.com/ssobot/ssobot/workflow/authentik/authentiktest"
+)
+
+// TestRetryGivesAFreshAttemptBudget: a step that gave up after its attempts
+// gets the full budget again when the run is retried, not what is left.
+func TestRetryGivesAFreshAttemptBudget(t *testing.T) {
+	const budget = 3
+	h := newHarness(t)
+	// Fails every attempt before the retry and all but the last after it.
+	h.ak.AddFault(authentiktest.Fault{Method: "POST", PathContains: "/core/applications/", Kind: authentiktest.FaultStatus, Status: 503, Times: 2*budget - 1})
+	h.start(func(c *workflow.Config) { c.Retry.MaxAttempts = budget })
+	r := h.newRun(workflow.Request{})
+	h.approve(r.ID, workflow.GateAuthentik)
+	failed := h.feed.waitState(t, r.ID, workflow.StateFailed)
+	if s := failed.Step(workflow.StepAuthentikApplication); s.Status != workflow.StepFailed || s.Attempts != budget || !strings.Contains(failed.Error, "gave up after 3 attempts") {
+		t.Fatalf("application step %s after %d attempts, error %q; want it to give up after %d", s.Status, s.Attempts, failed.Error, budget)
+	}
+	if _, err := h.engine.Retry(context.Background(), r.ID, requester); err != nil {
+		t.Fatal(err)
+	}
+	done := h.feed.wait(t, r.ID, "the application step done", stepDone(workflow.StepAuthentikApplication))
+	s := done.Step(workflow.StepAuthentikApplication)
+	if s.Status != workflow.StepSucceeded || s.Attempts != 2*budget {
+		t.Fatalf("after the retry the application step %s after %d attempts (run error %q); want it to succeed on attempt %d, the last of a fresh budget",
+			s.Status, s.Attempts, done.Error, 2*budget)
+	}
+}
+
+// TestRetryAfterPreflightProblems: a run whose preflight found problems
+// goes back to pending when retried, with its problems and error cleared,
+// and runs preflight again.
+func TestRetryAfterPreflightProblems(t *testing.T) {
+	h := newHarness(t)
+	h.ak.DeleteFlow(authentiktest.FlowInvalidation)
+	h.start(nil)
+	r := h.newRun(workflow.Request{})
+	failed := h.feed.waitState(t, r.ID, workflow.StateFailed)
+	if len(failed.Problems) == 0 {
+		t.Fatalf("preflight failed without problems: %q", failed.Error)
+	}
+	got, err := h.engine.Retry(context.Background(), r.ID, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != workflow.StatePending || len(got.Problems) != 0 || got.Error != "" {
+		t.Errorf("retried run %s, problems %q, error %q; want pending with none", got.State, got.Problems, got.Error)
+	}
+	if s := got.Step(workflow.StepPreflight); s.Status != workflow.StepPending {
+		t.Errorf("preflight step %s after the retry, want pending", s.Status)
+	}
+	// Preflight runs again, and finds the problem again.
+	again := h.feed.wait(t, r.ID, "preflight tried again", func(r *workflow.Run) bool {
+		return r.State == workflow.StateFailed && r.Step(workflow.StepPreflight).Attempts == 2
+	})
+	if !strings.Contains(strings.Join(again.Problems, "\n"), "no invalidation flow") {
+		t.Errorf("problems after the second preflight %q", again.Problems)
+	}
+}
