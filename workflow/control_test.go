@@ -2,6 +2,7 @@ package workflow_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -62,5 +63,45 @@ func TestRetryAfterPreflightProblems(t *testing.T) {
 	})
 	if !strings.Contains(strings.Join(again.Problems, "\n"), "no invalidation flow") {
 		t.Errorf("problems after the second preflight %q", again.Problems)
+	}
+}
+
+// TestDecisionAtTheDeadline: a decision made at the very instant of the
+// gate's deadline is too late (the deadline is the first instant the gate
+// is closed), even when the driver has not expired the gate yet.
+func TestDecisionAtTheDeadline(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	r := h.newRun(workflow.Request{})
+	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+	hold := make(chan struct{})
+	defer close(hold)
+	// The restarted engine's drivers wait: nothing but the decision
+	// expires the gate.
+	h.restart(func(c *workflow.Config) {
+		c.Yield = func(ctx context.Context) (func(), error) {
+			select {
+			case <-hold:
+				return func() {}, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	})
+	h.clock.Advance(g.Deadline.Sub(h.clock.Now()))
+	if now := h.clock.Now(); !now.Equal(g.Deadline) {
+		t.Fatalf("clock at %v, want exactly the deadline %v", now, g.Deadline)
+	}
+	_, err := h.engine.Decide(context.Background(), workflow.DecisionRequest{RunID: r.ID, Gate: g.Name, Nonce: g.Nonce, User: approver, Decision: workflow.Approve})
+	var ref *workflow.RefusedError
+	if !errors.As(err, &ref) || ref.Kind != workflow.RefusedExpired || !ref.At.Equal(g.Deadline) {
+		t.Fatalf("decision at the deadline: %v (%+v); want it refused as expired", err, ref)
+	}
+	got, err := h.store.GetRun(context.Background(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != workflow.StateExpired || len(got.Approvals) != 0 {
+		t.Errorf("run %s with approvals %v; want expired with none", got.State, got.Approvals)
 	}
 }
