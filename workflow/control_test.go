@@ -105,3 +105,34 @@ func TestDecisionAtTheDeadline(t *testing.T) {
 		t.Errorf("run %s with approvals %v; want expired with none", got.State, got.Approvals)
 	}
 }
+
+// TestSetDeliveredNeverGoesBack: a front end acknowledging an older event
+// after a newer one (deliveries racing) leaves the mark where it was,
+// without a write.
+func TestSetDeliveredNeverGoesBack(t *testing.T) {
+	h := newHarness(t)
+	h.start(nil)
+	r := h.newRun(workflow.Request{})
+	h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+	ctx := context.Background()
+	at5, err := h.engine.SetDelivered(ctx, r.ID, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at5.Delivered != 5 {
+		t.Fatalf("delivered %d, want 5", at5.Delivered)
+	}
+	back, err := h.engine.SetDelivered(ctx, r.ID, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := h.store.GetRun(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, got := range map[string]*workflow.Run{"returned": back, "stored": stored} {
+		if got.Delivered != 5 || got.Version != at5.Version {
+			t.Errorf("%s run: delivered %d at version %d; want 5 at version %d", what, got.Delivered, got.Version, at5.Version)
+		}
+	}
+}
