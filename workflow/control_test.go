@@ -136,3 +136,32 @@ func TestSetDeliveredNeverGoesBack(t *testing.T) {
 		}
 	}
 }
+
+// TestLapsedApprovalIsNoted: when an earlier approval stops counting
+// because its approver is no longer one, the audit log says so, naming them.
+func TestLapsedApprovalIsNoted(t *testing.T) {
+	h, r, g := twoApprovalGate(t, nil)
+	if _, err := h.approveAs(r.ID, g, approver); err != nil {
+		t.Fatal(err)
+	}
+	h.appr.mu.Lock()
+	delete(h.appr.ids, approver)
+	h.appr.mu.Unlock()
+	if _, err := h.approveAs(r.ID, g, approver2); err != nil {
+		t.Fatal(err)
+	}
+	events, err := h.engine.Events(context.Background(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noted := false
+	for _, ev := range events {
+		if ev.Type == workflow.EventNote && ev.Step == g.Name && ev.Actor == approver &&
+			strings.Contains(ev.Message, "the approval of "+approver+" does not count") {
+			noted = true
+		}
+	}
+	if !noted {
+		t.Errorf("no note that %s's approval lapsed in %v", approver, events)
+	}
+}
