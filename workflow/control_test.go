@@ -165,3 +165,47 @@ func TestLapsedApprovalIsNoted(t *testing.T) {
 		t.Errorf("no note that %s's approval lapsed in %v", approver, events)
 	}
 }
+
+// TestCancelLeavesACallInFlightToItsResult: cancelling while a step's call
+// is in flight leaves the step running; the call's result closes it, and
+// what it created is recorded on the run.
+func TestCancelLeavesACallInFlightToItsResult(t *testing.T) {
+	h := newHarness(t)
+	hold := &holdingAuthentik{name: "Grafana", entered: make(chan struct{}), release: make(chan struct{})}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(hold.release)
+		}
+	}
+	defer release()
+	h.start(func(c *workflow.Config) {
+		hold.Authentik = c.Authentik
+		c.Authentik = hold
+	})
+	r := h.newRun(workflow.Request{ApplicationName: "Grafana"})
+	h.approve(r.ID, workflow.GateAuthentik)
+	<-hold.entered // the provider's create is in flight
+	got, err := h.engine.Cancel(context.Background(), r.ID, requester, "changed my mind")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := got.Step(workflow.StepAuthentikProvider); got.State != workflow.StateCancelled || s.Status != workflow.StepRunning || !s.FinishedAt.IsZero() {
+		t.Errorf("right after the cancel: run %s, provider step %s (finished %v); want cancelled, the step still running", got.State, s.Status, s.FinishedAt)
+	}
+	release()
+	done := h.feed.wait(t, r.ID, "the provider step closed", func(r *workflow.Run) bool {
+		return r.Step(workflow.StepAuthentikProvider).Status != workflow.StepRunning
+	})
+	provs := h.ak.Providers()
+	if len(provs) != 1 || done.Resources.AuthentikProviderID != provs[0].PK {
+		t.Fatalf("%d providers, run records %+v; want the one created recorded", len(provs), done.Resources)
+	}
+	if s := done.Step(workflow.StepAuthentikProvider); s.Status != workflow.StepSucceeded || done.State != workflow.StateCancelled {
+		t.Errorf("provider step %s, run %s; want the call's success recorded on the cancelled run", s.Status, done.State)
+	}
+	if n := len(h.ak.Applications()); n != 0 {
+		t.Errorf("%d applications: the cancelled run went on", n)
+	}
+}
