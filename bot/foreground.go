@@ -178,8 +178,13 @@ func (f *Foreground) Yield(ctx context.Context) (done func(), err error) {
 const quietFor = 5 * time.Millisecond
 
 // yieldAtMost is how long a background call waits for the requests in
-// flight to be answered before it goes anyway (one at a time).
-const yieldAtMost = 100 * time.Millisecond
+// flight to be answered before it goes anyway (one at a time). A burst of
+// commands starts a run each, whose first steps would otherwise come in
+// among the burst's last answers: at 100 ms, `new`'s p99 at 50 senders was
+// 3.2–4.9× the floor's in four runs of `ssobot bench --only ack`, at 400 ms
+// 1.3–2.1× (run alternately). Background work is not waited on by people
+// at this scale; only under traffic with no 5 ms gap does it go slower.
+const yieldAtMost = 400 * time.Millisecond
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
