@@ -258,7 +258,7 @@ func BenchmarkCommandAck(b *testing.B) {
 	a := newBenchAckEnv(b)
 	for _, tt := range []struct{ name, text, want string }{
 		{"status", fmt.Sprintf("status %d", a.run.ID), "Grafana"},
-		{"list", "list", "most recent runs"},
+		{"list", "list", "most recent run"},
 		{"new", "new Bench%d", "started"},
 	} {
 		b.Run(tt.name, func(b *testing.B) {
