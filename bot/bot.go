@@ -181,32 +181,10 @@ func (b *Bot) Handler() http.Handler {
 // private replies): enough to overlap Slack round trips on a small machine.
 const backgroundWorkers = 8
 
+// async runs fn off the request path with timeout, counted from when it
+// gets a slot.
 func (b *Bot) async(timeout time.Duration, fn func(ctx context.Context)) {
-	b.wg.Add(1)
-	b.pending.Add(1)
-	go func() {
-		defer b.wg.Done()
-		defer b.pending.Add(-1)
-		// A bounded number run at once, so a flood of clicks cannot take the
-		// CPU from acknowledgements; the rest wait their turn, none dropped.
-		b.bgSlots <- struct{}{}
-		defer func() { <-b.bgSlots }()
-		// Acknowledgements first. The turn is given back at once: fn's own
-		// calls to Slack take theirs through the transport (holding it
-		// across fn would make them wait for themselves). An error means
-		// shutdown, when fn's context is done too.
-		if done, err := b.cfg.Foreground.Yield(b.bgCtx); err == nil {
-			done()
-		}
-		defer func() {
-			if v := recover(); v != nil {
-				b.log.Error("panic in background work for Slack", slog.Any("panic", v))
-			}
-		}()
-		ctx, cancel := context.WithTimeout(b.bgCtx, timeout)
-		defer cancel()
-		fn(ctx)
-	}()
+	b.background(timeout, false, fn)
 }
 
 // asyncBy is async for work whose deadline counts from the request, such
@@ -214,26 +192,52 @@ func (b *Bot) async(timeout time.Duration, fn func(ctx context.Context)) {
 // The wait for a slot counts against timeout; once it is spent, fn runs at
 // once with a done context, to say what went wrong.
 func (b *Bot) asyncBy(timeout time.Duration, fn func(ctx context.Context)) {
-	ctx, cancel := context.WithTimeout(b.bgCtx, timeout)
+	b.background(timeout, true, fn)
+}
+
+func (b *Bot) background(timeout time.Duration, fromRequest bool, fn func(ctx context.Context)) {
+	var ctx context.Context
+	cancel := func() {}
+	if fromRequest {
+		ctx, cancel = context.WithTimeout(b.bgCtx, timeout)
+	}
 	b.wg.Add(1)
 	b.pending.Add(1)
 	go func() {
 		defer b.wg.Done()
 		defer b.pending.Add(-1)
-		defer cancel()
+		defer func() { cancel() }()
+		// A bounded number run at once, so a flood of clicks cannot take the
+		// CPU from acknowledgements; the rest wait their turn, none dropped
+		// (work bound by the request's deadline stops waiting at it).
+		var deadline <-chan struct{}
+		if fromRequest {
+			deadline = ctx.Done()
+		}
 		select {
 		case b.bgSlots <- struct{}{}:
 			defer func() { <-b.bgSlots }()
-			if done, err := b.cfg.Foreground.Yield(ctx); err == nil {
+			// Acknowledgements first. The turn is given back at once: fn's
+			// own calls to Slack take theirs through the transport (holding
+			// it across fn would make them wait for themselves). An error
+			// means shutdown or the deadline, when fn's context is done too.
+			yieldCtx := b.bgCtx
+			if fromRequest {
+				yieldCtx = ctx
+			}
+			if done, err := b.cfg.Foreground.Yield(yieldCtx); err == nil {
 				done()
 			}
-		case <-ctx.Done():
+		case <-deadline:
 		}
 		defer func() {
 			if v := recover(); v != nil {
 				b.log.Error("panic in background work for Slack", slog.Any("panic", v))
 			}
 		}()
+		if !fromRequest {
+			ctx, cancel = context.WithTimeout(b.bgCtx, timeout)
+		}
 		fn(ctx)
 	}()
 }

@@ -78,16 +78,7 @@ func TestDecisionAtTheDeadline(t *testing.T) {
 	defer close(hold)
 	// The restarted engine's drivers wait: nothing but the decision
 	// expires the gate.
-	h.restart(func(c *workflow.Config) {
-		c.Yield = func(ctx context.Context) (func(), error) {
-			select {
-			case <-hold:
-				return func() {}, nil
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-	})
+	h.restart(holdDrivers(hold))
 	h.clock.Advance(g.Deadline.Sub(h.clock.Now()))
 	if now := h.clock.Now(); !now.Equal(g.Deadline) {
 		t.Fatalf("clock at %v, want exactly the deadline %v", now, g.Deadline)

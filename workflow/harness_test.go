@@ -304,3 +304,18 @@ func mustAuthentik(t *testing.T, h *harness, token string) workflow.Authentik {
 // untrustingEndpoints trusts no certificate, as a system without the fake's
 // root would.
 func untrustingEndpoints() workflow.Endpoints { return oidc.New(oidc.WithRoots(x509.NewCertPool())) }
+
+// holdDrivers makes the engine's drivers wait until hold closes, so that
+// nothing but the test's own calls changes a run meanwhile.
+func holdDrivers(hold <-chan struct{}) func(*workflow.Config) {
+	return func(c *workflow.Config) {
+		c.Yield = func(ctx context.Context) (func(), error) {
+			select {
+			case <-hold:
+				return func() {}, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+}

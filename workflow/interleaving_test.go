@@ -111,16 +111,7 @@ func TestDecisionAfterDeadline(t *testing.T) {
 	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
 	hold := make(chan struct{})
 	defer close(hold)
-	h.restart(func(c *workflow.Config) {
-		c.Yield = func(ctx context.Context) (func(), error) {
-			select {
-			case <-hold:
-				return func() {}, nil
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-	})
+	h.restart(holdDrivers(hold))
 	h.clock.Advance(g.Deadline.Sub(h.clock.Now()) + time.Hour)
 
 	_, err := h.engine.Decide(context.Background(), workflow.DecisionRequest{RunID: r.ID, Gate: g.Name, Nonce: g.Nonce, User: approver, Decision: workflow.Approve})
