@@ -81,7 +81,11 @@ type Config struct {
 	ApprovalsRequired int           // per gate; default 1
 	AllowSelfApproval bool          // the requester may approve their own run
 	ApprovalTTL       time.Duration // a gate's deadline; default 24h
-	Retry             RetryPolicy
+	// ApprovalReminder is how long before a gate's deadline its approvers
+	// are reminded, once, if the gate is still open; 0 (or not shorter
+	// than ApprovalTTL) sends no reminder.
+	ApprovalReminder time.Duration
+	Retry            RetryPolicy
 	// AttemptTimeout bounds one attempt of a step (all its API calls); default 60s.
 	AttemptTimeout time.Duration
 	// MaxConcurrentRuns bounds runs executing steps at once; default 16.
@@ -394,6 +398,20 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 				if err := e.expire(ctx, id, step.Name, step.Nonce); err != nil {
 					if ctx.Err() == nil {
 						e.log.Error("expire gate", slog.Int64(KeyRunID, id), slog.Any(KeyError, err))
+						e.wakeAt(id, now.Add(storeRetryDelay))
+					}
+					return false
+				}
+				continue
+			}
+			if !step.RemindAt.IsZero() {
+				if now.Before(step.RemindAt) {
+					e.wakeAt(id, step.RemindAt)
+					return false
+				}
+				if err := e.remind(ctx, id, step.Name, step.Nonce); err != nil {
+					if ctx.Err() == nil {
+						e.log.Error("remind approvers", slog.Int64(KeyRunID, id), slog.Any(KeyError, err))
 						e.wakeAt(id, now.Add(storeRetryDelay))
 					}
 					return false
@@ -768,6 +786,10 @@ func (e *Engine) openGateIn(r *Run, s *Step) []Event {
 	s.StartedAt = now
 	s.Required = e.cfg.ApprovalsRequired
 	s.Deadline = now.Add(e.cfg.ApprovalTTL)
+	s.RemindAt = time.Time{}
+	if r := e.cfg.ApprovalReminder; r > 0 && r < e.cfg.ApprovalTTL {
+		s.RemindAt = s.Deadline.Add(-r)
+	}
 	s.Nonce = newToken(12)
 	return []Event{{Type: EventGateOpened, Step: s.Name,
 		Message: fmt.Sprintf("gate %s waits for %d approval(s) until %s", s.Name, s.Required, s.Deadline.Format(time.RFC3339)),
@@ -781,6 +803,28 @@ func (e *Engine) expire(ctx context.Context, id int64, gate StepName, nonce stri
 			return nil, errStale
 		}
 		return e.expireIn(r, s)
+	})
+	if errors.Is(err, errStale) {
+		return nil
+	}
+	return err
+}
+
+// remind records that the approvers of the open gate are reminded of it,
+// once: the reminder is an event, delivered by the notifier like the
+// others, and a restart finds RemindAt cleared instead of reminding again.
+func (e *Engine) remind(ctx context.Context, id int64, gate StepName, nonce string) error {
+	_, err := e.update(ctx, id, func(r *Run) ([]Event, error) {
+		s := r.OpenGate()
+		now := e.cfg.Clock.Now()
+		if s == nil || s.Name != gate || s.Nonce != nonce || s.RemindAt.IsZero() || now.Before(s.RemindAt) || !now.Before(s.Deadline) {
+			return nil, errStale
+		}
+		s.RemindAt = time.Time{}
+		missing := max(s.Required-r.CountingApprovals(s.Name), 1)
+		return []Event{{Type: EventGateReminder, Step: s.Name,
+			Message: fmt.Sprintf("gate %s still waits for %d approval(s); it expires at %s", s.Name, missing, s.Deadline.Format(time.RFC3339)),
+			Data:    map[string]string{"missing": fmt.Sprint(missing), "deadline": s.Deadline.Format(time.RFC3339)}}}, nil
 	})
 	if errors.Is(err, errStale) {
 		return nil

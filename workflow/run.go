@@ -124,6 +124,9 @@ type Step struct {
 	// Gate fields.
 	Required int       `json:"required,omitempty"`
 	Deadline time.Time `json:"deadline,omitzero"`
+	// RemindAt is when the approvers are to be reminded of the open gate;
+	// zero once they have been, or when no reminder is due.
+	RemindAt time.Time `json:"remind_at,omitzero"`
 	// Nonce is the gate's callback token: a decision must carry it, so a
 	// click on a stale message cannot decide a later gate.
 	Nonce string `json:"nonce,omitempty"`
@@ -339,6 +342,7 @@ const (
 	EventGateApproved     EventType = "gate.approved"
 	EventGateRejected     EventType = "gate.rejected"
 	EventGateExpired      EventType = "gate.expired"
+	EventGateReminder     EventType = "gate.reminder" // the approvers are reminded before the deadline
 	EventCancelled        EventType = "run.cancelled"
 	EventCancelRefused    EventType = "run.cancel_refused"
 	EventRetried          EventType = "run.retried"

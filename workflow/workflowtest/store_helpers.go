@@ -111,6 +111,7 @@ func storeFullRun(variant string) *workflow.Run {
 			RetriedAtAttempt: i + 1,
 			Required:         i + 1,
 			Deadline:         at(24*time.Hour + d),
+			RemindAt:         at(18*time.Hour + d),
 			Nonce:            fmt.Sprintf("nonce-%d-%s", i, variant),
 		})
 	}
