@@ -309,9 +309,9 @@ func (b *Bot) deliver(ctx context.Context, st *runState, w work) error {
 			continue // already posted before a retry
 		}
 		if reply, ok := eventText(run, ev, b.links()); ok {
-			if ev.Type == workflow.EventGateOpened {
+			if ev.Type == workflow.EventGateOpened || ev.Type == workflow.EventGateReminder {
 				// An edit notifies no one: the approvers are called here.
-				reply += b.approverCall(run)
+				reply += b.approverCall(run, ev.Step)
 			}
 			_, _, err := b.client.PostMessageContext(ctx, st.ref.channel,
 				slack.MsgOptionText(reply, false), slack.MsgOptionTS(st.ref.ts), slack.MsgOptionDisableLinkUnfurl())
@@ -475,10 +475,11 @@ func retryRateLimited(ctx context.Context, clock workflow.Clock, attempts int, m
 // would bury the reply, and the approvers' groups are named whole.
 const maxCalledApprovers = 10
 
-// approverCall mentions, for a gate that opened, the people who may decide
-// it: the approver groups and listed users (not the requester, unless they
-// may approve their own run).
-func (b *Bot) approverCall(run *workflow.Run) string {
+// approverCall mentions, for a gate that opened or is about to expire, the
+// people who may decide it: the approver groups and listed users (not the
+// requester, unless they may approve their own run, nor those whose
+// approval of the gate already counts).
+func (b *Bot) approverCall(run *workflow.Run, gate workflow.StepName) string {
 	var who []string
 	for _, g := range b.cfg.ApproverGroups {
 		if slackGroupID.MatchString(g) {
@@ -489,6 +490,9 @@ func (b *Bot) approverCall(run *workflow.Run) string {
 	for _, u := range b.cfg.ApproverUsers {
 		if u == run.Request.RequestedBy && !b.cfg.AllowSelfApproval {
 			continue
+		}
+		if approvedGate(run, gate, u) {
+			continue // a reminder need not call those who have approved
 		}
 		if users++; users <= maxCalledApprovers {
 			who = append(who, mention(u))
@@ -502,6 +506,16 @@ func (b *Bot) approverCall(run *workflow.Run) string {
 		s += fmt.Sprintf(" and %d more", more)
 	}
 	return s
+}
+
+// approvedGate reports whether user's approval of gate counts.
+func approvedGate(run *workflow.Run, gate workflow.StepName, user string) bool {
+	for _, a := range run.Approvals {
+		if a.Gate == gate && a.User == user && a.Decision == workflow.Approve && !a.Lapsed {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *Bot) links() links {

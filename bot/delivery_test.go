@@ -697,8 +697,9 @@ func TestDeliveryForgetsFinishedRuns(t *testing.T) {
 	}
 }
 
-// TestApproverCall: the reply for an open gate mentions who may decide it,
-// since editing the run's message notifies no one.
+// TestApproverCall: the reply for an open gate, and its reminder, mention
+// who may decide it (and has not approved it yet), since editing the run's
+// message notifies no one.
 func TestApproverCall(t *testing.T) {
 	many := make([]string, 12)
 	for i := range many {
@@ -709,13 +710,23 @@ func TestApproverCall(t *testing.T) {
 		users  []string
 		groups []string
 		self   bool
-		want   string
+		// approvals already given, of the open gate unless noted
+		approvals []workflow.Approval
+		want      string
 	}{
-		{"users, not the requester", []string{"U1", "U2", "U3"}, nil, false, "\nApprovers: <@U2> <@U3>"},
-		{"the requester when self-approval is on", []string{"U1", "U2"}, nil, true, "\nApprovers: <@U1> <@U2>"},
-		{"groups first", []string{"U2"}, []string{"S1ABC"}, false, "\nApprovers: <!subteam^S1ABC> <@U2>"},
-		{"only the requester listed", []string{"U1"}, nil, false, ""},
-		{"a long list is cut", many, nil, false, "\nApprovers: " + strings.Join(func() []string {
+		{"users, not the requester", []string{"U1", "U2", "U3"}, nil, false, nil, "\nApprovers: <@U2> <@U3>"},
+		{"the requester when self-approval is on", []string{"U1", "U2"}, nil, true, nil, "\nApprovers: <@U1> <@U2>"},
+		{"groups first", []string{"U2"}, []string{"S1ABC"}, false, nil, "\nApprovers: <!subteam^S1ABC> <@U2>"},
+		{"only the requester listed", []string{"U1"}, nil, false, nil, ""},
+		{"not those who approved this gate", []string{"U2", "U3", "U4", "U5"}, nil, false, []workflow.Approval{
+			{Gate: workflow.GateAuthentik, User: "U2", Decision: workflow.Approve},
+			{Gate: workflow.GateAuthentik, User: "U3", Decision: workflow.Approve, Lapsed: true},
+			{Gate: workflow.GateCloudflare, User: "U4", Decision: workflow.Approve},
+		}, "\nApprovers: <@U3> <@U4> <@U5>"},
+		{"everyone approved", []string{"U2"}, []string{"S1ABC"}, false, []workflow.Approval{
+			{Gate: workflow.GateAuthentik, User: "U2", Decision: workflow.Approve},
+		}, "\nApprovers: <!subteam^S1ABC>"},
+		{"a long list is cut", many, nil, false, nil, "\nApprovers: " + strings.Join(func() []string {
 			var m []string
 			for _, u := range many[:10] {
 				m = append(m, "<@"+u+">")
@@ -726,10 +737,38 @@ func TestApproverCall(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := &Bot{cfg: Config{ApproverUsers: tt.users, ApproverGroups: tt.groups, AllowSelfApproval: tt.self}}
-			if got := b.approverCall(awaiting(1, 1)); got != tt.want {
+			run := awaiting(1, 1)
+			run.Approvals = tt.approvals
+			if got := b.approverCall(run, workflow.GateAuthentik); got != tt.want {
 				t.Errorf("approverCall = %q; want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestReminderCallsThoseWhoHaveNotApproved: the reminder of a gate is a
+// thread reply that calls the approvers again, except those whose approval
+// of the gate already counts.
+func TestReminderCallsThoseWhoHaveNotApproved(t *testing.T) {
+	h, eng := newHandlerHarness(t, func(c *Config) { c.ApproverUsers, c.ApprovalsRequired = []string{"U2", "U3"}, 2 })
+	h.startWorker()
+	run := awaiting(5, 1)
+	eng.put(run)
+	h.bot.RunChanged(context.Background(), run, []workflow.Event{{RunID: 5, Seq: 3, Type: workflow.EventGateOpened, Step: workflow.GateAuthentik}})
+	h.waitCalls("the gate's reply", func(c []slacktest.Call) bool { return len(replies(c)) == 1 })
+
+	approved := run.Clone()
+	approved.Version = 2
+	approved.Approvals = []workflow.Approval{{Gate: workflow.GateAuthentik, User: "U2", Decision: workflow.Approve, At: t0}}
+	eng.put(approved)
+	h.bot.RunChanged(context.Background(), approved, []workflow.Event{{RunID: 5, Seq: 5, Type: workflow.EventGateReminder, Step: workflow.GateAuthentik, Data: map[string]string{"missing": "1"}}})
+	calls := h.waitCalls("the reminder", func(c []slacktest.Call) bool { return len(replies(c)) == 2 })
+	opened, reminder := replies(calls)[0].Param("text"), replies(calls)[1].Param("text")
+	if !strings.Contains(opened, "Approvers: <@U2> <@U3>") {
+		t.Errorf("gate reply %q; want both approvers called", opened)
+	}
+	if !strings.Contains(reminder, "Still waiting for approval") || !strings.HasSuffix(reminder, "\nApprovers: <@U3>") {
+		t.Errorf("reminder %q; want it to call U3 only", reminder)
 	}
 }
 

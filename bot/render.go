@@ -527,6 +527,14 @@ func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
 		if g := r.Step(ev.Step); g != nil && !g.Deadline.IsZero() {
 			s += ", expires " + FormatDate(g.Deadline)
 		}
+	case workflow.EventGateReminder:
+		s = fmt.Sprintf(":hourglass_flowing_sand: Still waiting for approval: *%s*", step)
+		if g := r.Step(ev.Step); g != nil && !g.Deadline.IsZero() {
+			s += ", expires " + FormatDate(g.Deadline)
+		}
+		if n := ev.Data["missing"]; n != "" && n != "1" {
+			s += " (" + Escape(n) + " more approvals needed)"
+		}
 	case workflow.EventDecisionAccepted:
 		s = fmt.Sprintf(":ballot_box_with_check: %s: %s", mention(ev.Actor), Escape(ev.Message))
 		if d := decisionOf(r, ev); d != "" {
@@ -576,7 +584,7 @@ func decisionOf(r *workflow.Run, ev workflow.Event) workflow.Decision {
 }
 
 // shownElsewhere are event data keys the reply's text already covers.
-var shownElsewhere = map[string]bool{"reason": true, "attempt": true, "deadline": true, "required": true, "dashboard_url": true}
+var shownElsewhere = map[string]bool{"reason": true, "attempt": true, "deadline": true, "required": true, "missing": true, "dashboard_url": true}
 
 // wasEnded says how a run ended: "was cancelled by <@U2>: wrong team" for
 // the engine's "cancelled by U2: wrong team", not "was cancelled: cancelled by".

@@ -364,6 +364,8 @@ func TestEventText(t *testing.T) {
 			":white_check_mark: *Create the authentik OAuth2/OpenID provider* done\n_provider ID: `5`_"},
 		{"attempt failed", r, workflow.Event{Type: workflow.EventAttemptFailed, Step: workflow.StepVerify, Message: "jwks empty"}, ":warning: *Verify the login method*: attempt failed: jwks empty"},
 		{"gate opened", r, workflow.Event{Type: workflow.EventGateOpened, Step: workflow.GateCloudflare}, ":raised_hand: Waiting for approval: *Approval to add the Cloudflare login method*, expires <!date^"},
+		{"reminder", r, workflow.Event{Type: workflow.EventGateReminder, Step: workflow.GateCloudflare, Data: map[string]string{"missing": "1", "deadline": "x"}},
+			":hourglass_flowing_sand: Still waiting for approval: *Approval to add the Cloudflare login method*, expires <!date^"},
 		{"decision", r, workflow.Event{Type: workflow.EventDecisionAccepted, Step: workflow.GateAuthentik, Actor: "U2"}, ":ballot_box_with_check: <@U2> approved *Approval to create the authentik provider and application*"},
 		{"succeeded mentions requester", done, workflow.Event{Type: workflow.EventSucceeded}, "<@U1> :tada: Run #42 succeeded."},
 		{"failed mentions requester", r, workflow.Event{Type: workflow.EventFailed, Message: "verify failed"}, "<@U1> :x: Run #42 failed: verify failed. Fix the cause, then type `/sso-setup retry 42` in the channel."},
@@ -393,6 +395,22 @@ func TestEventText(t *testing.T) {
 				t.Fatalf("EventText = %q, %v; want prefix %q", got, ok, tt.want)
 			}
 		})
+	}
+}
+
+// TestReminderText: a reminder says how many approvals are missing when
+// more than one is, and shows no raw event data.
+func TestReminderText(t *testing.T) {
+	r := sampleRun(workflow.GateCloudflare, workflow.StepWaiting, workflow.StateAwaitingApproval)
+	for missing, want := range map[string]string{"1": "", "2": " (2 more approvals needed)"} {
+		got, ok := EventText(r, workflow.Event{Type: workflow.EventGateReminder, Step: workflow.GateCloudflare,
+			Data: map[string]string{"missing": missing, "deadline": "2026-11-29T12:00:00Z"}})
+		if !ok || strings.Contains(got, "\n") || strings.Contains(got, "2026-11-29T12") {
+			t.Errorf("missing %s: %q; want one line with no raw data", missing, got)
+		}
+		if has := strings.Contains(got, "more approvals needed"); has != (want != "") || !strings.HasSuffix(got, want) {
+			t.Errorf("missing %s: %q; want it to end with %q", missing, got, want)
+		}
 	}
 }
 
