@@ -33,6 +33,7 @@ type Config struct {
 	ApprovalsRequired int
 	AllowSelfApproval bool
 	ApprovalTTL       time.Duration
+	ApprovalReminder  time.Duration // before the deadline; 0: none
 	Channels          []string
 	Requesters        []string
 
@@ -92,6 +93,7 @@ var envVars = []envVar{
 	{"SSOBOT_APPROVALS_REQUIRED", false, "no", "1", "approvals needed on each gate"},
 	{"SSOBOT_ALLOW_SELF_APPROVAL", false, "no", "false", "whether the requester may approve their own run"},
 	{"SSOBOT_APPROVAL_TTL", false, "no", "24h", "how long a gate waits for approvals"},
+	{"SSOBOT_APPROVAL_REMINDER", false, "no", "a quarter of the TTL", "how long before a gate expires its approvers are reminded in the thread (0: never)"},
 	{"SSOBOT_CHANNELS", false, "no", "", "channel IDs where /sso-setup is allowed (empty: any)"},
 	{"SSOBOT_REQUESTERS", false, "no", "", "user IDs allowed to request (empty: anyone)"},
 	{"SSOBOT_AUTHORIZATION_FLOW", false, "no", "default-provider-authorization-explicit-consent", "authentik authorization flow slug"},
@@ -147,6 +149,7 @@ func LoadConfig(getenv func(string) string, readFile func(string) ([]byte, error
 	}
 	c.AllowSelfApproval = l.bool("SSOBOT_ALLOW_SELF_APPROVAL", false)
 	c.ApprovalTTL = l.duration("SSOBOT_APPROVAL_TTL", defaultApprovalTTL)
+	c.ApprovalReminder = l.reminder(c.ApprovalTTL)
 	c.Channels = l.ids("SSOBOT_CHANNELS", channelIDPattern, "channel IDs (C..., G...)")
 	c.Requesters = l.ids("SSOBOT_REQUESTERS", userIDPattern, "user IDs (U..., W...)")
 
@@ -406,6 +409,27 @@ func (l *loader) duration(name string, def time.Duration) time.Duration {
 	if err != nil || d <= 0 {
 		l.problem(fmt.Sprintf("%s %q must be a positive duration such as 24h, 90m or 3600s", name, v))
 		return def
+	}
+	return d
+}
+
+// reminder reads SSOBOT_APPROVAL_REMINDER: by default a quarter of the
+// gate's lifetime, so that a request nobody has looked at is raised again
+// while there is still time to decide it.
+func (l *loader) reminder(ttl time.Duration) time.Duration {
+	const name = "SSOBOT_APPROVAL_REMINDER"
+	v := strings.TrimSpace(l.getenv(name))
+	if v == "" {
+		return ttl / 4
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil || d < 0:
+		l.problem(fmt.Sprintf("%s %q must be a duration before the deadline such as 2h or 30m, or 0 for no reminder", name, v))
+		return 0
+	case d >= ttl:
+		l.problem(fmt.Sprintf("%s %q is not shorter than SSOBOT_APPROVAL_TTL (%s), so the reminder would be due before the gate opens: lower it, or set 0 for no reminder", name, v, ttl))
+		return 0
 	}
 	return d
 }

@@ -49,8 +49,8 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name: "defaults",
 			check: func(t *testing.T, c Config) {
-				want := Config{ApprovalsRequired: 1, ApprovalTTL: 24 * time.Hour, DBPath: "ssobot.db", Listen: ":8080", AdminListen: "127.0.0.1:9090", LogFormat: "json", LogLevel: slog.LevelInfo}
-				got := Config{ApprovalsRequired: c.ApprovalsRequired, ApprovalTTL: c.ApprovalTTL, DBPath: c.DBPath, Listen: c.Listen, AdminListen: c.AdminListen, LogFormat: c.LogFormat, LogLevel: c.LogLevel}
+				want := Config{ApprovalsRequired: 1, ApprovalTTL: 24 * time.Hour, ApprovalReminder: 6 * time.Hour, DBPath: "ssobot.db", Listen: ":8080", AdminListen: "127.0.0.1:9090", LogFormat: "json", LogLevel: slog.LevelInfo}
+				got := Config{ApprovalsRequired: c.ApprovalsRequired, ApprovalTTL: c.ApprovalTTL, ApprovalReminder: c.ApprovalReminder, DBPath: c.DBPath, Listen: c.Listen, AdminListen: c.AdminListen, LogFormat: c.LogFormat, LogLevel: c.LogLevel}
 				if fmt.Sprint(got) != fmt.Sprint(want) {
 					t.Errorf("defaults = %+v, want %+v", got, want)
 				}
@@ -76,6 +76,7 @@ func TestLoadConfig(t *testing.T) {
 				"SSOBOT_APPROVALS_REQUIRED":  "2",
 				"SSOBOT_ALLOW_SELF_APPROVAL": "true",
 				"SSOBOT_APPROVAL_TTL":        "90m",
+				"SSOBOT_APPROVAL_REMINDER":   "15m",
 				"SSOBOT_CHANNELS":            "C0123ABC,G0456DEF",
 				"SSOBOT_REQUESTERS":          "U0AAA W0BBB U0AAA",
 				"SSOBOT_AUTHORIZATION_FLOW":  "my-flow",
@@ -94,8 +95,8 @@ func TestLoadConfig(t *testing.T) {
 				if c.CloudflareBaseURL != "http://127.0.0.1:5678/client/v4" {
 					t.Errorf("CloudflareBaseURL = %q", c.CloudflareBaseURL)
 				}
-				if c.ApprovalsRequired != 2 || !c.AllowSelfApproval || c.ApprovalTTL != 90*time.Minute {
-					t.Errorf("approval settings = %d %v %v", c.ApprovalsRequired, c.AllowSelfApproval, c.ApprovalTTL)
+				if c.ApprovalsRequired != 2 || !c.AllowSelfApproval || c.ApprovalTTL != 90*time.Minute || c.ApprovalReminder != 15*time.Minute {
+					t.Errorf("approval settings = %d %v %v %v", c.ApprovalsRequired, c.AllowSelfApproval, c.ApprovalTTL, c.ApprovalReminder)
 				}
 				if !slices.Equal(c.Channels, []string{"C0123ABC", "G0456DEF"}) || !slices.Equal(c.Requesters, []string{"U0AAA", "W0BBB"}) {
 					t.Errorf("allow-lists = %v %v", c.Channels, c.Requesters)
@@ -181,6 +182,34 @@ func TestLoadConfig(t *testing.T) {
 			name:     "more approvals required than approvers",
 			set:      map[string]string{"SSOBOT_APPROVERS": "U012AB3CD", "SSOBOT_APPROVALS_REQUIRED": "2"},
 			problems: []string{"SSOBOT_APPROVALS_REQUIRED is 2 but SSOBOT_APPROVERS lists 1 user and no user group"},
+		},
+		{
+			name: "the reminder follows the TTL",
+			set:  map[string]string{"SSOBOT_APPROVAL_TTL": "2h"},
+			check: func(t *testing.T, c Config) {
+				if c.ApprovalReminder != 30*time.Minute {
+					t.Errorf("ApprovalReminder = %v, want a quarter of the 2h TTL", c.ApprovalReminder)
+				}
+			},
+		},
+		{
+			name: "no reminder",
+			set:  map[string]string{"SSOBOT_APPROVAL_REMINDER": "0"},
+			check: func(t *testing.T, c Config) {
+				if c.ApprovalReminder != 0 {
+					t.Errorf("ApprovalReminder = %v, want 0", c.ApprovalReminder)
+				}
+			},
+		},
+		{
+			name:     "a reminder due before the gate opens",
+			set:      map[string]string{"SSOBOT_APPROVAL_TTL": "2h", "SSOBOT_APPROVAL_REMINDER": "2h"},
+			problems: []string{`SSOBOT_APPROVAL_REMINDER "2h" is not shorter than SSOBOT_APPROVAL_TTL (2h0m0s)`},
+		},
+		{
+			name:     "a reminder that is no duration",
+			set:      map[string]string{"SSOBOT_APPROVAL_REMINDER": "-1h"},
+			problems: []string{`SSOBOT_APPROVAL_REMINDER "-1h" must be a duration before the deadline`},
 		},
 		{
 			name:     "approvers only commas",

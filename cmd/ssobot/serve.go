@@ -74,7 +74,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, re
 	log.Info("starting", "version", Version(), "socket_mode", cfg.SocketMode(), "db", cfg.DBPath,
 		"authentik_url", cfg.AuthentikURL, "cloudflare_account_id", cfg.CloudflareAccountID,
 		"approvers", len(cfg.ApproverUsers)+len(cfg.ApproverGroups), "approvals_required", cfg.ApprovalsRequired,
-		"approval_ttl", cfg.ApprovalTTL.String(), "allow_self_approval", cfg.AllowSelfApproval)
+		"approval_ttl", cfg.ApprovalTTL.String(), "approval_reminder", cfg.ApprovalReminder.String(), "allow_self_approval", cfg.AllowSelfApproval)
 
 	a, err := newApp(cfg, appOptions{Logger: log})
 	if err != nil {
@@ -236,6 +236,7 @@ func (a *app) engineConfig(opts appOptions) workflow.Config {
 		ApprovalsRequired: cfg.ApprovalsRequired,
 		AllowSelfApproval: cfg.AllowSelfApproval,
 		ApprovalTTL:       cfg.ApprovalTTL,
+		ApprovalReminder:  cfg.ApprovalReminder,
 	}
 }
 
