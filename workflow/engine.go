@@ -83,7 +83,8 @@ type Config struct {
 	ApprovalTTL       time.Duration // a gate's deadline; default 24h
 	// ApprovalReminder is how long before a gate's deadline its approvers
 	// are reminded, once, if the gate is still open; 0 (or not shorter
-	// than ApprovalTTL) sends no reminder.
+	// than ApprovalTTL) sends no reminder, and 0 also drops the reminders
+	// of gates opened under an earlier configuration.
 	ApprovalReminder time.Duration
 	Retry            RetryPolicy
 	// AttemptTimeout bounds one attempt of a step (all its API calls); default 60s.
@@ -404,7 +405,9 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 				}
 				continue
 			}
-			if !step.RemindAt.IsZero() {
+			// A reminder set when the gate opened is dropped if reminders
+			// have since been turned off.
+			if !step.RemindAt.IsZero() && e.cfg.ApprovalReminder > 0 {
 				if now.Before(step.RemindAt) {
 					e.wakeAt(id, step.RemindAt)
 					return false

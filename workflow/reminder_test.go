@@ -147,27 +147,43 @@ func TestGateReminderAfterDecisions(t *testing.T) {
 // TestGateReminderAcrossDowntime: a process that was down when a reminder
 // was due sends it on start if the gate is still open, and, if the deadline
 // passed too, expires the gate without reminding anyone.
+//
+// Reminders turned off meanwhile drop those already set.
 func TestGateReminderAcrossDowntime(t *testing.T) {
 	tests := []struct {
 		name      string
 		down      time.Duration // the clock moves this far while stopped
+		off       bool          // the restarted engine has reminders off
 		wantState workflow.State
 		reminded  int
 	}{
-		{"reminder due", 20 * time.Hour, workflow.StateAwaitingApproval, 1},
-		{"deadline passed", 25 * time.Hour, workflow.StateExpired, 0},
+		{"reminder due", 20 * time.Hour, false, workflow.StateAwaitingApproval, 1},
+		{"deadline passed", 25 * time.Hour, false, workflow.StateExpired, 0},
+		{"reminders turned off", 20 * time.Hour, true, workflow.StateExpired, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
-			cfg := func(c *workflow.Config) { c.ApprovalTTL, c.ApprovalReminder = 24*time.Hour, 6*time.Hour }
-			h.start(cfg)
+			h.start(func(c *workflow.Config) { c.ApprovalTTL, c.ApprovalReminder = 24*time.Hour, 6*time.Hour })
 			r := h.newRun(workflow.Request{})
-			h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+			g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
 			h.stop()
 			h.clock.Advance(tt.down)
 			h.feed = newFeed()
-			h.start(cfg)
+			h.start(func(c *workflow.Config) {
+				c.ApprovalTTL = 24 * time.Hour
+				if !tt.off {
+					c.ApprovalReminder = 6 * time.Hour
+				}
+			})
+			if tt.off {
+				// Nothing is due before the deadline.
+				waitTimer(t, h, g.Deadline.Sub(h.clock.Now()), "the deadline")
+				if n := len(reminders(t, h, r.ID)[workflow.GateAuthentik]); n != 0 {
+					t.Fatalf("%d reminders before the deadline; want none", n)
+				}
+				h.clock.Advance(g.Deadline.Sub(h.clock.Now()))
+			}
 			got := h.feed.wait(t, r.ID, "the gate handled", func(r *workflow.Run) bool {
 				g := r.OpenGate()
 				return r.State.Terminal() || (g != nil && g.RemindAt.IsZero())

@@ -261,6 +261,7 @@ type stepView struct {
 	StartedAt  *time.Time          `json:"started_at,omitempty"`
 	FinishedAt *time.Time          `json:"finished_at,omitempty"`
 	Deadline   *time.Time          `json:"deadline,omitempty"`
+	RemindAt   *time.Time          `json:"remind_at,omitempty"` // an open gate's reminder, until sent
 }
 
 type approvalView struct {
@@ -313,6 +314,7 @@ func newRunView(r *workflow.Run, events []workflow.Event) runView {
 		v.Steps = append(v.Steps, stepView{
 			Name: s.Name, Kind: s.Kind, Status: s.Status, Attempts: s.Attempts, Error: s.LastError(),
 			StartedAt: timePtr(s.StartedAt), FinishedAt: timePtr(s.FinishedAt), Deadline: timePtr(s.Deadline),
+			RemindAt: timePtr(s.RemindAt),
 		})
 	}
 	for _, a := range r.Approvals {
