@@ -34,8 +34,9 @@ type e2e struct {
 	ak     *authentiktest.Server
 	cf     *cloudflaretest.Server
 
-	engCfg  workflow.Config
-	stopEng func() // stops the running engine and waits for it
+	engCfg   workflow.Config
+	engClock *workflowtest.Clock // the running engine's
+	stopEng  func()              // stops the running engine and waits for it
 }
 
 func newE2E(t *testing.T, opts ...harnessOpt) *e2e {
@@ -108,6 +109,7 @@ func (e *e2e) startEngine(cfg workflow.Config) {
 	e.t.Helper()
 	clock := workflowtest.NewClock(time.Now())
 	cfg.Clock = clock
+	e.engClock = clock
 	eng, err := workflow.New(cfg)
 	if err != nil {
 		e.t.Fatal(err)
@@ -415,6 +417,62 @@ func TestEndToEndRejectAndRetry(t *testing.T) {
 	answers := strings.Join(responseTexts(calls)[before:], "\n")
 	if !strings.Contains(answers, "only failed runs can be retried") || !strings.Contains(answers, "only the requester or an approver") && !strings.Contains(answers, "Only the requester or an approver") {
 		t.Fatalf("answers:\n%s", answers)
+	}
+}
+
+// TestEndToEndReminder: a gate still waiting for one of its two approvals
+// a quarter of its time before it expires gets a thread reply calling the
+// approver who has not approved; the card keeps its buttons.
+func TestEndToEndReminder(t *testing.T) {
+	e := newE2EWith(t, func(c *workflow.Config) {
+		c.ApprovalTTL, c.ApprovalReminder, c.ApprovalsRequired = 24*time.Hour, 6*time.Hour, 2
+	}, func(c *Config) { c.ApproverUsers, c.ApprovalsRequired = []string{"U2", "U4"}, 2 })
+	e.slack.AddUser(slacktest.User{ID: "U4", Name: "dora"})
+
+	e.command("U1", "C1", "new Grafana")
+	gate := e.root("the gate", hasButtonFor(workflow.GateAuthentik))
+	if got, _ := e.clickAs(gate, ActionApprove, "U2"); !strings.Contains(got, "You approved") {
+		t.Fatalf("approval answer %q", got)
+	}
+	r, err := e.engine.Get(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := r.OpenGate()
+	if g == nil || g.Name != workflow.GateAuthentik || r.CountingApprovals(g.Name) != 1 {
+		t.Fatalf("run %s, gate %+v; want the authentik gate open with one approval", r.State, g)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.engClock.WaitForTimer(ctx, g.RemindAt.Sub(e.engClock.Now())); err != nil {
+		t.Fatal("no timer for the reminder")
+	}
+	e.engClock.Advance(g.RemindAt.Sub(e.engClock.Now()))
+	calls := e.waitCalls("the reminder", func(c []slacktest.Call) bool {
+		for _, r := range replies(c) {
+			if strings.Contains(r.Param("text"), "Still waiting for approval") {
+				return true
+			}
+		}
+		return false
+	})
+	var reminder string
+	for _, r := range replies(calls) {
+		if text := r.Param("text"); strings.Contains(text, "Still waiting for approval") {
+			if reminder != "" {
+				t.Fatalf("two reminders:\n%s\n%s", reminder, text)
+			}
+			reminder = text
+			if r.Param("thread_ts") != gate.TS {
+				t.Errorf("reminder in thread %s; want the run's %s", r.Param("thread_ts"), gate.TS)
+			}
+		}
+	}
+	if !strings.HasSuffix(reminder, "\nApprovers: <@U4>") || !strings.Contains(reminder, "expires <!date^") {
+		t.Errorf("reminder %q; want the deadline and a call to U4 only", reminder)
+	}
+	if m, ok := e.slack.Message(gate.Channel, gate.TS); !ok || !hasButtonFor(workflow.GateAuthentik)(m) {
+		t.Error("the card lost its buttons")
 	}
 }
 
