@@ -405,7 +405,7 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 				}
 				continue
 			}
-			// A reminder set when the gate opened is dropped if reminders
+			// A reminder set when the gate opened is not sent if reminders
 			// have since been turned off.
 			if !step.RemindAt.IsZero() && e.cfg.ApprovalReminder > 0 {
 				if now.Before(step.RemindAt) {
