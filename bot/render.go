@@ -570,7 +570,29 @@ func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
 	if d := dataText(ev.Data); d != "" {
 		s += "\n" + d
 	}
+	s += leftBehind(r, ev.Type, l)
 	return Truncate(s, MaxMessageText), true
+}
+
+// leftBehind lists, in the reply saying a run ended without success, what
+// the run created: ssobot deletes nothing, so whoever gives the run up
+// needs to know what to remove by hand, and a failed run's retry goes on
+// from it.
+func leftBehind(r *workflow.Run, t workflow.EventType, l links) string {
+	var intro string
+	switch t {
+	case workflow.EventFailed:
+		intro = "Created so far (a retry goes on from them; if you give the run up, remove them by hand):"
+	case workflow.EventCancelled, workflow.EventGateRejected, workflow.EventGateExpired:
+		intro = "Left in place, since ssobot deletes nothing; remove them by hand if they are not wanted:"
+	default:
+		return ""
+	}
+	lines := resourceLines(r, l)
+	if len(lines) == 0 {
+		return ""
+	}
+	return "\n" + intro + "\n" + strings.Join(lines, "\n")
 }
 
 // decisionOf finds the decision an accepted-decision event recorded.

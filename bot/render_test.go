@@ -398,6 +398,51 @@ func TestEventText(t *testing.T) {
 	}
 }
 
+// TestOutcomeSaysWhatIsLeft: the reply saying a run ended without success
+// lists, with links, what it created, since ssobot deletes nothing; a
+// success or a run that created nothing says nothing of the kind.
+func TestOutcomeSaysWhatIsLeft(t *testing.T) {
+	created := sampleRun(workflow.GateCloudflare, workflow.StepWaiting, workflow.StateCancelled)
+	created.Resources = workflow.Resources{AuthentikProviderID: 5, AuthentikApplicationSlug: "grafana"}
+	nothing := sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateCancelled)
+	const (
+		left     = "Left in place, since ssobot deletes nothing; remove them by hand if they are not wanted:"
+		soFar    = "Created so far (a retry goes on from them; if you give the run up, remove them by hand):"
+		provider = "• authentik provider <https://auth.example.com/if/admin/#/core/providers/5|#5>"
+		app      = "• authentik application <https://auth.example.com/if/admin/#/core/applications/grafana|grafana>"
+	)
+	tests := []struct {
+		name string
+		run  *workflow.Run
+		ev   workflow.EventType
+		want string // "" when nothing is listed
+	}{
+		{"cancelled", created, workflow.EventCancelled, left},
+		{"rejected", created, workflow.EventGateRejected, left},
+		{"expired", created, workflow.EventGateExpired, left},
+		{"failed", created, workflow.EventFailed, soFar},
+		{"succeeded", created, workflow.EventSucceeded, ""},
+		{"cancelled before anything was created", nothing, workflow.EventCancelled, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := EventText(tt.run, workflow.Event{Type: tt.ev, Step: workflow.GateCloudflare, Message: "x"})
+			if !ok {
+				t.Fatal("no reply")
+			}
+			if tt.want == "" {
+				if strings.Contains(got, "remove them by hand") || strings.Contains(got, "• authentik") {
+					t.Errorf("reply %q; want no list of resources", got)
+				}
+				return
+			}
+			if !strings.HasSuffix(got, "\n"+tt.want+"\n"+provider+"\n"+app) {
+				t.Errorf("reply %q;\nwant it to end with %q and the provider and application, linked", got, tt.want)
+			}
+		})
+	}
+}
+
 // TestReminderText: a reminder says how many approvals are missing when
 // more than one is, and shows no raw event data.
 func TestReminderText(t *testing.T) {
