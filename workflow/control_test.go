@@ -158,45 +158,78 @@ func TestLapsedApprovalIsNoted(t *testing.T) {
 }
 
 // TestCancelLeavesACallInFlightToItsResult: cancelling while a step's call
-// is in flight leaves the step running; the call's result closes it, and
-// what it created is recorded on the run.
+// is in flight leaves the step running; the call's result closes it, what
+// it created is recorded on the run, and a note says so (the reply saying
+// the run was cancelled could not list it). A call that fails may have
+// created its object all the same: the note names it by its keys.
 func TestCancelLeavesACallInFlightToItsResult(t *testing.T) {
-	h := newHarness(t)
-	hold := &holdingAuthentik{name: "Grafana", entered: make(chan struct{}), release: make(chan struct{})}
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			close(hold.release)
-		}
+	tests := []struct {
+		name       string
+		errAfter   error
+		wantStatus workflow.StepStatus
+		wantNote   string
+	}{
+		{"the create succeeds", nil, workflow.StepSucceeded,
+			"authentik-provider finished after the run was cancelled: provider \"Provider for Grafana\" is #"},
+		{"the create times out after authentik made it", context.DeadlineExceeded, workflow.StepCancelled,
+			"it may have created the authentik provider \"Provider for Grafana\" (client ID "},
 	}
-	defer release()
-	h.start(func(c *workflow.Config) {
-		hold.Authentik = c.Authentik
-		c.Authentik = hold
-	})
-	r := h.newRun(workflow.Request{ApplicationName: "Grafana"})
-	h.approve(r.ID, workflow.GateAuthentik)
-	<-hold.entered // the provider's create is in flight
-	got, err := h.engine.Cancel(context.Background(), r.ID, requester, "changed my mind")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s := got.Step(workflow.StepAuthentikProvider); got.State != workflow.StateCancelled || s.Status != workflow.StepRunning || !s.FinishedAt.IsZero() {
-		t.Errorf("right after the cancel: run %s, provider step %s (finished %v); want cancelled, the step still running", got.State, s.Status, s.FinishedAt)
-	}
-	release()
-	done := h.feed.wait(t, r.ID, "the provider step closed", func(r *workflow.Run) bool {
-		return r.Step(workflow.StepAuthentikProvider).Status != workflow.StepRunning
-	})
-	provs := h.ak.Providers()
-	if len(provs) != 1 || done.Resources.AuthentikProviderID != provs[0].PK {
-		t.Fatalf("%d providers, run records %+v; want the one created recorded", len(provs), done.Resources)
-	}
-	if s := done.Step(workflow.StepAuthentikProvider); s.Status != workflow.StepSucceeded || done.State != workflow.StateCancelled {
-		t.Errorf("provider step %s, run %s; want the call's success recorded on the cancelled run", s.Status, done.State)
-	}
-	if n := len(h.ak.Applications()); n != 0 {
-		t.Errorf("%d applications: the cancelled run went on", n)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			hold := &holdingAuthentik{name: "Grafana", entered: make(chan struct{}), release: make(chan struct{}), errAfter: tt.errAfter}
+			released := false
+			release := func() {
+				if !released {
+					released = true
+					close(hold.release)
+				}
+			}
+			defer release()
+			h.start(func(c *workflow.Config) {
+				hold.Authentik = c.Authentik
+				c.Authentik = hold
+			})
+			r := h.newRun(workflow.Request{ApplicationName: "Grafana"})
+			h.approve(r.ID, workflow.GateAuthentik)
+			<-hold.entered // the provider's create is in flight
+			got, err := h.engine.Cancel(context.Background(), r.ID, requester, "changed my mind")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := got.Step(workflow.StepAuthentikProvider); got.State != workflow.StateCancelled || s.Status != workflow.StepRunning || !s.FinishedAt.IsZero() {
+				t.Errorf("right after the cancel: run %s, provider step %s (finished %v); want cancelled, the step still running", got.State, s.Status, s.FinishedAt)
+			}
+			release()
+			done := h.feed.wait(t, r.ID, "the provider step closed", func(r *workflow.Run) bool {
+				return r.Step(workflow.StepAuthentikProvider).Status != workflow.StepRunning
+			})
+			provs := h.ak.Providers()
+			if len(provs) != 1 {
+				t.Fatalf("%d providers; want the one created", len(provs))
+			}
+			if s := done.Step(workflow.StepAuthentikProvider); s.Status != tt.wantStatus || done.State != workflow.StateCancelled {
+				t.Errorf("provider step %s, run %s; want %s on the cancelled run", s.Status, done.State, tt.wantStatus)
+			}
+			if tt.errAfter == nil && done.Resources.AuthentikProviderID != provs[0].PK {
+				t.Errorf("run records %+v; want the provider created recorded", done.Resources)
+			}
+			if n := len(h.ak.Applications()); n != 0 {
+				t.Errorf("%d applications: the cancelled run went on", n)
+			}
+			events, err := h.engine.Events(context.Background(), r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var notes []string
+			for _, ev := range events {
+				if ev.Type == workflow.EventNote && ev.Step == workflow.StepAuthentikProvider {
+					notes = append(notes, ev.Message)
+				}
+			}
+			if len(notes) != 1 || !strings.Contains(notes[0], tt.wantNote) {
+				t.Errorf("notes %q; want one containing %q", notes, tt.wantNote)
+			}
+		})
 	}
 }

@@ -83,8 +83,8 @@ type Config struct {
 	ApprovalTTL       time.Duration // a gate's deadline; default 24h
 	// ApprovalReminder is how long before a gate's deadline its approvers
 	// are reminded, once, if the gate is still open; 0 (or not shorter
-	// than ApprovalTTL) sends no reminder, and 0 also drops the reminders
-	// of gates opened under an earlier configuration.
+	// than ApprovalTTL) sets no reminder, and while it is 0 none is sent,
+	// not even those set when gates opened under an earlier configuration.
 	ApprovalReminder time.Duration
 	Retry            RetryPolicy
 	// AttemptTimeout bounds one attempt of a step (all its API calls); default 60s.
@@ -688,13 +688,24 @@ func (e *Engine) recordResult(r *Run, name StepName, attemptNo int, out outcome,
 		case callErr != nil:
 			s.Errors = append(s.Errors, AttemptError{Attempt: attemptNo, At: now, Error: callErr.Error(), Transient: IsTransient(callErr)})
 			s.Status, s.FinishedAt = StepCancelled, now
-			evs = append(evs, Event{Type: EventNote, Step: name, Message: fmt.Sprintf("attempt %d of %s failed after the run was %s: %v", attemptNo, name, r.State, callErr)})
+			msg := fmt.Sprintf("attempt %d of %s failed after the run was %s: %v", attemptNo, name, r.State, callErr)
+			if obj := createdBy(r, name); obj != "" {
+				// A call that failed (a timeout, say) may still have
+				// created its object, and nobody will retry this run.
+				msg += "; it may have created " + obj + " all the same, which ssobot does not delete"
+			}
+			evs = append(evs, Event{Type: EventNote, Step: name, Message: msg})
 		case len(out.problems) > 0:
 			s.Status, s.FinishedAt = StepCancelled, now
 			r.Problems = out.problems
 			evs = append(evs, Event{Type: EventNote, Step: name, Message: fmt.Sprintf("preflight found %d problem(s) after the run was %s", len(out.problems), r.State), Data: problemsData(out.problems)})
 		default:
 			s.Status, s.FinishedAt = StepSucceeded, now
+			if createdBy(r, name) != "" && out.message != "" {
+				// The reply that said the run ended could not list this.
+				evs = append(evs, Event{Type: EventNote, Step: name, Data: out.data,
+					Message: fmt.Sprintf("%s finished after the run was %s: %s; kept, since ssobot deletes nothing", name, r.State, out.message)})
+			}
 		}
 		return evs, nil
 	}
@@ -790,8 +801,8 @@ func (e *Engine) openGateIn(r *Run, s *Step) []Event {
 	s.Required = e.cfg.ApprovalsRequired
 	s.Deadline = now.Add(e.cfg.ApprovalTTL)
 	s.RemindAt = time.Time{}
-	if r := e.cfg.ApprovalReminder; r > 0 && r < e.cfg.ApprovalTTL {
-		s.RemindAt = s.Deadline.Add(-r)
+	if before := e.cfg.ApprovalReminder; before > 0 && before < e.cfg.ApprovalTTL {
+		s.RemindAt = s.Deadline.Add(-before)
 	}
 	s.Nonce = newToken(12)
 	return []Event{{Type: EventGateOpened, Step: s.Name,
@@ -811,6 +822,21 @@ func (e *Engine) expire(ctx context.Context, id int64, gate StepName, nonce stri
 		return nil
 	}
 	return err
+}
+
+// createdBy names the object a create step makes, by the keys chosen for
+// it before the call, or "" for a step that creates nothing.
+func createdBy(r *Run, step StepName) string {
+	p := r.Params
+	switch step {
+	case StepAuthentikProvider:
+		return fmt.Sprintf("the authentik provider %q (client ID %s)", p.ProviderName, p.ClientID)
+	case StepAuthentikApplication:
+		return fmt.Sprintf("the authentik application %q", p.ApplicationSlug)
+	case StepCloudflareLoginMethod:
+		return fmt.Sprintf("the Cloudflare login method %q", p.LoginMethodName)
+	}
+	return ""
 }
 
 // remind records that the approvers of the open gate are reminded of it,

@@ -18,12 +18,21 @@ type holdingAuthentik struct {
 	name    string
 	entered chan struct{}
 	release chan struct{}
+	// errAfter, when set, is returned once the held create has been made,
+	// as by a call that timed out after authentik did its work.
+	errAfter error
 }
 
 func (a *holdingAuthentik) CreateProvider(ctx context.Context, spec workflow.ProviderSpec) (workflow.Provider, error) {
 	if spec.Name == "Provider for "+a.name {
 		close(a.entered)
 		<-a.release
+		if a.errAfter != nil {
+			if _, err := a.Authentik.CreateProvider(ctx, spec); err != nil {
+				return workflow.Provider{}, err
+			}
+			return workflow.Provider{}, a.errAfter
+		}
 	}
 	return a.Authentik.CreateProvider(ctx, spec)
 }
