@@ -528,13 +528,17 @@ func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
 			s += ", expires " + FormatDate(g.Deadline)
 		}
 	case workflow.EventGateReminder:
+		g := r.OpenGate()
+		if g == nil || g.Name != ev.Step {
+			// Decided, expired or cancelled since (the reply was held up,
+			// by a Slack outage say): calling the approvers now would mislead.
+			return "", false
+		}
 		s = fmt.Sprintf(":hourglass_flowing_sand: Still waiting for approval: *%s*", step)
-		if g := r.Step(ev.Step); g != nil && !g.Deadline.IsZero() {
-			s += ", expires " + FormatDate(g.Deadline)
+		if g.Required > 1 {
+			s += fmt.Sprintf(" (%d of %d approvals given)", r.CountingApprovals(g.Name), g.Required)
 		}
-		if n := ev.Data["missing"]; n != "" && n != "1" {
-			s += " (" + Escape(n) + " more approvals needed)"
-		}
+		s += ". It expires " + FormatDate(g.Deadline) + ", and the run ends with it."
 	case workflow.EventDecisionAccepted:
 		s = fmt.Sprintf(":ballot_box_with_check: %s: %s", mention(ev.Actor), Escape(ev.Message))
 		if d := decisionOf(r, ev); d != "" {
@@ -582,9 +586,9 @@ func leftBehind(r *workflow.Run, t workflow.EventType, l links) string {
 	var intro string
 	switch t {
 	case workflow.EventFailed:
-		intro = "Created so far (a retry goes on from them; if you give the run up, remove them by hand):"
+		intro = "A retry reuses these; if you do not retry, delete them by hand:"
 	case workflow.EventCancelled, workflow.EventGateRejected, workflow.EventGateExpired:
-		intro = "Left in place, since ssobot deletes nothing; remove them by hand if they are not wanted:"
+		intro = "Left in place, since ssobot deletes nothing; delete them by hand if they are not wanted:"
 	default:
 		return ""
 	}

@@ -365,7 +365,7 @@ func TestEventText(t *testing.T) {
 		{"attempt failed", r, workflow.Event{Type: workflow.EventAttemptFailed, Step: workflow.StepVerify, Message: "jwks empty"}, ":warning: *Verify the login method*: attempt failed: jwks empty"},
 		{"gate opened", r, workflow.Event{Type: workflow.EventGateOpened, Step: workflow.GateCloudflare}, ":raised_hand: Waiting for approval: *Approval to add the Cloudflare login method*, expires <!date^"},
 		{"reminder", r, workflow.Event{Type: workflow.EventGateReminder, Step: workflow.GateCloudflare, Data: map[string]string{"missing": "1", "deadline": "x"}},
-			":hourglass_flowing_sand: Still waiting for approval: *Approval to add the Cloudflare login method*, expires <!date^"},
+			":hourglass_flowing_sand: Still waiting for approval: *Approval to add the Cloudflare login method*. It expires <!date^"},
 		{"decision", r, workflow.Event{Type: workflow.EventDecisionAccepted, Step: workflow.GateAuthentik, Actor: "U2"}, ":ballot_box_with_check: <@U2> approved *Approval to create the authentik provider and application*"},
 		{"succeeded mentions requester", done, workflow.Event{Type: workflow.EventSucceeded}, "<@U1> :tada: Run #42 succeeded."},
 		{"failed mentions requester", r, workflow.Event{Type: workflow.EventFailed, Message: "verify failed"}, "<@U1> :x: Run #42 failed: verify failed. Fix the cause, then type `/sso-setup retry 42` in the channel."},
@@ -406,8 +406,8 @@ func TestOutcomeSaysWhatIsLeft(t *testing.T) {
 	created.Resources = workflow.Resources{AuthentikProviderID: 5, AuthentikApplicationSlug: "grafana"}
 	nothing := sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateCancelled)
 	const (
-		left     = "Left in place, since ssobot deletes nothing; remove them by hand if they are not wanted:"
-		soFar    = "Created so far (a retry goes on from them; if you give the run up, remove them by hand):"
+		left     = "Left in place, since ssobot deletes nothing; delete them by hand if they are not wanted:"
+		soFar    = "A retry reuses these; if you do not retry, delete them by hand:"
 		provider = "• authentik provider <https://auth.example.com/if/admin/#/core/providers/5|#5>"
 		app      = "• authentik application <https://auth.example.com/if/admin/#/core/applications/grafana|grafana>"
 	)
@@ -431,7 +431,7 @@ func TestOutcomeSaysWhatIsLeft(t *testing.T) {
 				t.Fatal("no reply")
 			}
 			if tt.want == "" {
-				if strings.Contains(got, "remove them by hand") || strings.Contains(got, "• authentik") {
+				if strings.Contains(got, "by hand") || strings.Contains(got, "• authentik") {
 					t.Errorf("reply %q; want no list of resources", got)
 				}
 				return
@@ -443,19 +443,48 @@ func TestOutcomeSaysWhatIsLeft(t *testing.T) {
 	}
 }
 
-// TestReminderText: a reminder says how many approvals are missing when
-// more than one is, and shows no raw event data.
+// TestReminderText: a reminder gives the deadline and, on a gate that
+// needs several approvals, how many it has; a reminder of a gate that is
+// no longer open is not posted.
 func TestReminderText(t *testing.T) {
-	r := sampleRun(workflow.GateCloudflare, workflow.StepWaiting, workflow.StateAwaitingApproval)
-	for missing, want := range map[string]string{"1": "", "2": " (2 more approvals needed)"} {
-		got, ok := EventText(r, workflow.Event{Type: workflow.EventGateReminder, Step: workflow.GateCloudflare,
-			Data: map[string]string{"missing": missing, "deadline": "2026-11-29T12:00:00Z"}})
-		if !ok || strings.Contains(got, "\n") || strings.Contains(got, "2026-11-29T12") {
-			t.Errorf("missing %s: %q; want one line with no raw data", missing, got)
+	waiting := func(required int, approvers ...string) *workflow.Run {
+		r := sampleRun(workflow.GateCloudflare, workflow.StepWaiting, workflow.StateAwaitingApproval)
+		r.Steps[4].Required = required
+		for _, u := range approvers {
+			r.Approvals = append(r.Approvals, workflow.Approval{Gate: workflow.GateCloudflare, User: u, Decision: workflow.Approve, At: t0})
 		}
-		if has := strings.Contains(got, "more approvals needed"); has != (want != "") || !strings.HasSuffix(got, want) {
-			t.Errorf("missing %s: %q; want it to end with %q", missing, got, want)
-		}
+		return r
+	}
+	decided := sampleRun(workflow.StepCloudflareLoginMethod, workflow.StepRunning, workflow.StateRunning)
+	expired := sampleRun(workflow.GateCloudflare, workflow.StepExpired, workflow.StateExpired)
+	const head = ":hourglass_flowing_sand: Still waiting for approval: *Approval to add the Cloudflare login method*"
+	tests := []struct {
+		name string
+		run  *workflow.Run
+		want string // prefix; "" for no reply
+	}{
+		{"one approval needed", waiting(1), head + ". It expires <!date^"},
+		{"one of two given", waiting(2, "U2"), head + " (1 of 2 approvals given). It expires <!date^"},
+		{"decided since", decided, ""},
+		{"expired since", expired, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.run.Steps[4].Name != workflow.GateCloudflare {
+				t.Fatalf("step 4 is %s", tt.run.Steps[4].Name)
+			}
+			got, ok := EventText(tt.run, workflow.Event{Type: workflow.EventGateReminder, Step: workflow.GateCloudflare,
+				Data: map[string]string{"missing": "1", "deadline": "2026-11-29T12:00:00Z"}})
+			if tt.want == "" {
+				if ok {
+					t.Fatalf("reminder posted: %q", got)
+				}
+				return
+			}
+			if !ok || !strings.HasPrefix(got, tt.want) || !strings.HasSuffix(got, ", and the run ends with it.") || strings.Contains(got, "2026-11-29T12") {
+				t.Errorf("reminder %q; want prefix %q, the end of the run said, no raw data", got, tt.want)
+			}
+		})
 	}
 }
 
