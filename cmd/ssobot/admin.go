@@ -288,6 +288,15 @@ type eventView struct {
 	Message string             `json:"message"`
 }
 
+// remindAt is an open gate's pending reminder; a closed gate keeps the
+// time it was set for, which means nothing any more.
+func remindAt(s *workflow.Step) *time.Time {
+	if s.Status != workflow.StepWaiting {
+		return nil
+	}
+	return timePtr(s.RemindAt)
+}
+
 func newRunView(r *workflow.Run, events []workflow.Event) runView {
 	v := runView{
 		ID:              r.ID,
@@ -314,7 +323,7 @@ func newRunView(r *workflow.Run, events []workflow.Event) runView {
 		v.Steps = append(v.Steps, stepView{
 			Name: s.Name, Kind: s.Kind, Status: s.Status, Attempts: s.Attempts, Error: s.LastError(),
 			StartedAt: timePtr(s.StartedAt), FinishedAt: timePtr(s.FinishedAt), Deadline: timePtr(s.Deadline),
-			RemindAt: timePtr(s.RemindAt),
+			RemindAt: remindAt(s),
 		})
 	}
 	for _, a := range r.Approvals {

@@ -318,3 +318,20 @@ func TestAdminBackupStalledClient(t *testing.T) {
 		t.Fatal("the copy to a client that stopped reading never ended")
 	}
 }
+
+// TestRunViewRemindAt: the admin API shows an open gate's pending reminder,
+// not the time a closed gate's was set for.
+func TestRunViewRemindAt(t *testing.T) {
+	at := time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)
+	r := &workflow.Run{ID: 1, State: workflow.StateAwaitingApproval, Steps: []workflow.Step{
+		{Name: workflow.GateAuthentik, Kind: workflow.KindGate, Status: workflow.StepSucceeded, RemindAt: at},
+		{Name: workflow.GateCloudflare, Kind: workflow.KindGate, Status: workflow.StepWaiting, RemindAt: at.Add(time.Hour)},
+	}}
+	v := newRunView(r, nil)
+	if v.Steps[0].RemindAt != nil {
+		t.Errorf("closed gate remind_at %v; want none", v.Steps[0].RemindAt)
+	}
+	if got := v.Steps[1].RemindAt; got == nil || !got.Equal(at.Add(time.Hour)) {
+		t.Errorf("open gate remind_at %v; want %v", got, at.Add(time.Hour))
+	}
+}

@@ -407,7 +407,7 @@ func (l *loader) duration(name string, def time.Duration) time.Duration {
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
-		l.problem(fmt.Sprintf("%s %q must be a positive duration such as 24h, 90m or 3600s", name, v))
+		l.fail(name, fmt.Sprintf("%s %q must be a positive duration such as 24h, 90m or 3600s", name, v))
 		return def
 	}
 	return d
@@ -427,8 +427,8 @@ func (l *loader) reminder(ttl time.Duration) time.Duration {
 	case err != nil || d < 0:
 		l.problem(fmt.Sprintf("%s %q must be a duration before the deadline such as 2h or 30m, or 0 for no reminder", name, v))
 		return 0
-	case d >= ttl:
-		l.problem(fmt.Sprintf("%s %q is not shorter than SSOBOT_APPROVAL_TTL (%s), so the reminder would be due before the gate opens: lower it, or set 0 for no reminder", name, v, ttl))
+	case d >= ttl && !l.failed("SSOBOT_APPROVAL_TTL"):
+		l.problem(fmt.Sprintf("%s %q is not shorter than SSOBOT_APPROVAL_TTL (%s), so the reminder would be due as soon as the gate opens: lower it, or set 0 for no reminder", name, v, ttl))
 		return 0
 	}
 	return d

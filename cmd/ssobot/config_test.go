@@ -194,7 +194,7 @@ func TestLoadConfig(t *testing.T) {
 		},
 		{
 			name: "no reminder",
-			set:  map[string]string{"SSOBOT_APPROVAL_REMINDER": "0"},
+			set:  map[string]string{"SSOBOT_APPROVAL_REMINDER": "0s"},
 			check: func(t *testing.T, c Config) {
 				if c.ApprovalReminder != 0 {
 					t.Errorf("ApprovalReminder = %v, want 0", c.ApprovalReminder)
@@ -207,9 +207,25 @@ func TestLoadConfig(t *testing.T) {
 			problems: []string{`SSOBOT_APPROVAL_REMINDER "2h" is not shorter than SSOBOT_APPROVAL_TTL (2h0m0s)`},
 		},
 		{
-			name:     "a reminder that is no duration",
+			name:     "a reminder longer than the TTL",
+			set:      map[string]string{"SSOBOT_APPROVAL_REMINDER": "30h"},
+			problems: []string{`SSOBOT_APPROVAL_REMINDER "30h" is not shorter than SSOBOT_APPROVAL_TTL (24h0m0s)`},
+		},
+		{
+			name:     "a negative reminder",
 			set:      map[string]string{"SSOBOT_APPROVAL_REMINDER": "-1h"},
 			problems: []string{`SSOBOT_APPROVAL_REMINDER "-1h" must be a duration before the deadline`},
+		},
+		{
+			name:     "a reminder that is no duration",
+			set:      map[string]string{"SSOBOT_APPROVAL_REMINDER": "soon"},
+			problems: []string{`SSOBOT_APPROVAL_REMINDER "soon" must be a duration before the deadline`},
+		},
+		{
+			// The reminder is not compared with a TTL that was refused.
+			name:     "a reminder with a malformed TTL",
+			set:      map[string]string{"SSOBOT_APPROVAL_TTL": "1d", "SSOBOT_APPROVAL_REMINDER": "30h"},
+			problems: []string{`SSOBOT_APPROVAL_TTL "1d" must be a positive duration`},
 		},
 		{
 			name:     "approvers only commas",
