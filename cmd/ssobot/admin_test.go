@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -333,5 +334,13 @@ func TestRunViewRemindAt(t *testing.T) {
 	}
 	if got := v.Steps[1].RemindAt; got == nil || !got.Equal(at.Add(time.Hour)) {
 		t.Errorf("open gate remind_at %v; want %v", got, at.Add(time.Hour))
+	}
+	// ssobot runs show says the same.
+	r.Steps[1].Deadline = at.Add(7 * time.Hour)
+	var out bytes.Buffer
+	printRun(&out, newRunView(r, nil))
+	want := fmt.Sprintf("waiting until %s, reminder at %s", at.Add(7*time.Hour).Local().Format(time.RFC3339), at.Add(time.Hour).Local().Format(time.RFC3339))
+	if !strings.Contains(out.String(), want) || strings.Count(out.String(), "reminder at") != 1 {
+		t.Errorf("runs show:\n%s\nwant the open gate's line to say %q", out.String(), want)
 	}
 }

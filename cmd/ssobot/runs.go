@@ -283,7 +283,14 @@ func printRun(w io.Writer, r runView) {
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  STEP\tKIND\tSTATUS\tATTEMPTS\tERROR")
 	for _, s := range r.Steps {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", s.Name, s.Kind, s.Status, s.Attempts, s.Error)
+		status := string(s.Status)
+		if s.Status == workflow.StepWaiting && s.Deadline != nil {
+			status += " until " + s.Deadline.Local().Format(time.RFC3339)
+			if s.RemindAt != nil {
+				status += ", reminder at " + s.RemindAt.Local().Format(time.RFC3339)
+			}
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", s.Name, s.Kind, status, s.Attempts, s.Error)
 	}
 	tw.Flush()
 
