@@ -83,8 +83,8 @@ type Config struct {
 	ApprovalTTL       time.Duration // a gate's deadline; default 24h
 	// ApprovalReminder is how long before a gate's deadline its approvers
 	// are reminded, once, if the gate is still open; 0 (or not shorter
-	// than ApprovalTTL) sets no reminder, and while it is 0 none is sent,
-	// not even those set when gates opened under an earlier configuration.
+	// than ApprovalTTL) sets no reminder, and 0 also clears those set when
+	// gates opened under an earlier configuration.
 	ApprovalReminder time.Duration
 	Retry            RetryPolicy
 	// AttemptTimeout bounds one attempt of a step (all its API calls); default 60s.
@@ -405,9 +405,19 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 				}
 				continue
 			}
-			// A reminder set when the gate opened is not sent if reminders
-			// have since been turned off.
-			if !step.RemindAt.IsZero() && e.cfg.ApprovalReminder > 0 {
+			if !step.RemindAt.IsZero() && e.cfg.ApprovalReminder <= 0 {
+				// Reminders were turned off since the gate opened: clear
+				// its reminder, so that no view shows one still due.
+				if err := e.dropReminder(ctx, id, step.Name, step.Nonce); err != nil {
+					if ctx.Err() == nil {
+						e.log.Error("drop reminder", slog.Int64(KeyRunID, id), slog.Any(KeyError, err))
+						e.wakeAt(id, now.Add(storeRetryDelay))
+					}
+					return false
+				}
+				continue
+			}
+			if !step.RemindAt.IsZero() {
 				if now.Before(step.RemindAt) {
 					e.wakeAt(id, step.RemindAt)
 					return false
@@ -724,6 +734,11 @@ func (e *Engine) recordResult(r *Run, name StepName, attemptNo int, out outcome,
 		why := callErr.Error()
 		if transient {
 			why = fmt.Sprintf("gave up after %d attempts: %s", s.Attempts-s.RetriedAtAttempt, why)
+			if obj := createdBy(r, name); obj != "" {
+				// A call that failed this way (a timeout, say) may have
+				// made its object: whoever gives the run up must know.
+				why += "; the last attempt may have created " + obj + " all the same (a retry finds it)"
+			}
 		}
 		s.Status, s.FinishedAt = StepFailed, now
 		evs = append(evs, Event{Type: EventStepFailed, Step: name, Message: fmt.Sprintf("%s failed: %s", name, why)})
@@ -854,6 +869,22 @@ func (e *Engine) remind(ctx context.Context, id int64, gate StepName, nonce stri
 		return []Event{{Type: EventGateReminder, Step: s.Name,
 			Message: fmt.Sprintf("gate %s still waits for %d approval(s); it expires at %s", s.Name, missing, s.Deadline.Format(time.RFC3339)),
 			Data:    map[string]string{"missing": fmt.Sprint(missing), "deadline": s.Deadline.Format(time.RFC3339)}}}, nil
+	})
+	if errors.Is(err, errStale) {
+		return nil
+	}
+	return err
+}
+
+// dropReminder clears the reminder of the open gate, reminders being off.
+func (e *Engine) dropReminder(ctx context.Context, id int64, gate StepName, nonce string) error {
+	_, err := e.update(ctx, id, func(r *Run) ([]Event, error) {
+		s := r.OpenGate()
+		if s == nil || s.Name != gate || s.Nonce != nonce || s.RemindAt.IsZero() {
+			return nil, errStale
+		}
+		s.RemindAt = time.Time{}
+		return nil, nil
 	})
 	if errors.Is(err, errStale) {
 		return nil

@@ -150,7 +150,7 @@ func TestGateReminderAfterDecisions(t *testing.T) {
 // was due sends it on start if the gate is still open, and, if the deadline
 // passed too, expires the gate without reminding anyone.
 //
-// Reminders turned off meanwhile drop those already set.
+// Reminders turned off meanwhile clear those already set.
 func TestGateReminderAcrossDowntime(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -179,7 +179,15 @@ func TestGateReminderAcrossDowntime(t *testing.T) {
 				}
 			})
 			if tt.off {
-				// Nothing is due before the deadline.
+				// The reminder is cleared, not sent, and nothing is due
+				// before the deadline.
+				cleared := h.feed.wait(t, r.ID, "the reminder cleared", func(r *workflow.Run) bool {
+					g := r.OpenGate()
+					return g != nil && g.RemindAt.IsZero()
+				})
+				if cleared.State != workflow.StateAwaitingApproval {
+					t.Fatalf("run %s; want it still waiting", cleared.State)
+				}
 				waitTimer(t, h, g.Deadline.Sub(h.clock.Now()), "the deadline")
 				if n := len(reminders(t, h, r.ID)[workflow.GateAuthentik]); n != 0 {
 					t.Fatalf("%d reminders before the deadline; want none", n)
@@ -188,7 +196,7 @@ func TestGateReminderAcrossDowntime(t *testing.T) {
 			}
 			got := h.feed.wait(t, r.ID, "the gate handled", func(r *workflow.Run) bool {
 				g := r.OpenGate()
-				return r.State.Terminal() || (g != nil && g.RemindAt.IsZero())
+				return r.State.Terminal() || (!tt.off && g != nil && g.RemindAt.IsZero())
 			})
 			if got.State != tt.wantState {
 				t.Fatalf("run %s; want %s", got.State, tt.wantState)
