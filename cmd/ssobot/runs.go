@@ -31,7 +31,7 @@ func runsCmd(ctx context.Context, args []string, getenv func(string) string, std
 	helpTo(fs, args, stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
 	adminURL := fs.String("admin", "", "admin API of a running bot (default http://$SSOBOT_ADMIN_LISTEN, http://127.0.0.1:9090)")
-	dbPath := fs.String("db", "", "database file read when no bot answers (default $SSOBOT_DB, ssobot.db)")
+	dbPath := fs.String("db", "", "database file to read (without --db: read when no bot answers, $SSOBOT_DB, ssobot.db)")
 	limit := fs.Int("limit", defaultRunsLimit, "list at most this many runs")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "usage: ssobot runs list [--limit N] [--json] [--admin URL] [--db PATH]\n       ssobot runs show <id> [--json] [--admin URL] [--db PATH]\n\n")
@@ -44,13 +44,18 @@ func runsCmd(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return exitUsage
 	}
+	// A file named on the command line is what the person wants to read,
+	// even if some bot answers on the default admin address.
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	fileOnly := explicit["db"] && !explicit["admin"]
 	if *adminURL == "" {
 		*adminURL = adminBaseURL(getenv("SSOBOT_ADMIN_LISTEN"))
 	}
 	if *dbPath == "" {
 		*dbPath = first(getenv("SSOBOT_DB"), defaultDB)
 	}
-	src := runSource{admin: strings.TrimSuffix(*adminURL, "/"), db: *dbPath, client: &http.Client{Timeout: 10 * time.Second}}
+	src := runSource{admin: strings.TrimSuffix(*adminURL, "/"), db: *dbPath, fileOnly: fileOnly, client: &http.Client{Timeout: 10 * time.Second}}
 
 	switch {
 	case len(pos) == 1 && pos[0] == "list":
@@ -121,9 +126,10 @@ func adminBaseURL(listen string) string {
 }
 
 type runSource struct {
-	admin  string
-	db     string
-	client *http.Client
+	admin    string
+	db       string
+	fileOnly bool // read db without asking the admin API
+	client   *http.Client
 }
 
 func (s runSource) list(ctx context.Context, limit int) ([]runView, error) {
@@ -161,8 +167,12 @@ func (s runSource) get(ctx context.Context, id int64) (runView, error) {
 	return out, err
 }
 
-// fetch GETs an admin API path. It returns errNoAdmin when nothing listens.
+// fetch GETs an admin API path. It returns errNoAdmin when nothing listens
+// (or when the file is to be read instead).
 func (s runSource) fetch(ctx context.Context, path string, v any) error {
+	if s.fileOnly {
+		return errNoAdmin
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.admin+path, nil)
 	if err != nil {
 		return fmt.Errorf("admin API %s: %w", s.admin, err)

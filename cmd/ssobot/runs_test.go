@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -94,6 +95,24 @@ func TestRunsCommand(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// TestRunsDBFlagWins: with --db (and no --admin), the file is read even
+// when a bot answers on the default admin address.
+func TestRunsDBFlagWins(t *testing.T) {
+	st, dbPath := openTestStore(t, testRun("Grafana", workflow.StateSucceeded))
+	st.Close()
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"runs": []}`)
+	}))
+	defer other.Close()
+	env := map[string]string{"SSOBOT_ADMIN_LISTEN": strings.TrimPrefix(other.URL, "http://")}
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"runs", "list", "--db", dbPath}, func(k string) string { return env[k] }, nil, &stdout, &stderr)
+	if code != 0 || !strings.Contains(stdout.String(), "Grafana") {
+		t.Fatalf("exit %d, output:\n%s%s\nwant the file's run", code, stdout.String(), stderr.String())
 	}
 }
 
