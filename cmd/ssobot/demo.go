@@ -28,6 +28,7 @@ import (
 	"github.com/ssobot/ssobot/workflow"
 	"github.com/ssobot/ssobot/workflow/authentik/authentiktest"
 	"github.com/ssobot/ssobot/workflow/cloudflare/cloudflaretest"
+	"github.com/ssobot/ssobot/workflow/contracttest"
 )
 
 // The demo's cast and places.
@@ -282,7 +283,14 @@ func (d *demo) checkContracts() error {
 	}
 	if len(checked) > 0 {
 		d.out.note("Every request and response matched the OpenAPI contracts of %s.", strings.Join(checked, " and "))
+		return nil
 	}
+	// Say so, rather than leave a missing check to be noticed by its absence.
+	why := "not found"
+	if _, err := contracttest.Dir(); err != nil {
+		why = err.Error()
+	}
+	d.out.note("Requests were not checked against the OpenAPI contracts (%s): they are read from ../shared/contracts beside the repository, or from $%s.", why, contracttest.EnvDir)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/ssobot/ssobot/bot"
 	"github.com/ssobot/ssobot/store"
 	"github.com/ssobot/ssobot/workflow"
+	"github.com/ssobot/ssobot/workflow/contracttest"
 )
 
 func TestDemo(t *testing.T) {
@@ -68,6 +70,24 @@ func TestDemo(t *testing.T) {
 	counts, err := st.CountByState(context.Background())
 	if err != nil || counts[workflow.StateSucceeded] != 1 {
 		t.Errorf("runs by state = %v, %v; want one succeeded", counts, err)
+	}
+}
+
+// TestDemoSaysWhenContractsAreMissing: a contracts directory that is not
+// there is said, not left to be noticed by a missing line. (The binary
+// runs it: the fakes load the contracts once per process.)
+func TestDemoSaysWhenContractsAreMissing(t *testing.T) {
+	cmd := exec.Command(binary(t), "demo")
+	cmd.Env = append(os.Environ(), contracttest.EnvDir+"="+filepath.Join(t.TempDir(), "nowhere"), "SSOBOT_DB=")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	out := stdout.String()
+	if err != nil {
+		t.Fatalf("demo: %v\n%s%s", err, out, stderr.String())
+	}
+	if !strings.Contains(out, "Requests were not checked against the OpenAPI contracts (contracts dir from $SSOBOT_CONTRACTS: stat ") || strings.Contains(out, "matched the OpenAPI contracts") {
+		t.Errorf("demo output does not say the contracts were missing:\n%s", out)
 	}
 }
 
