@@ -1,3 +1,5 @@
+//go:build !ssobot_server
+
 package main
 
 import (
