@@ -3,11 +3,13 @@ package workflow_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/ssobot/ssobot/workflow"
 	"github.com/ssobot/ssobot/workflow/authentik/authentiktest"
+	"github.com/ssobot/ssobot/workflow/cloudflare/cloudflaretest"
 )
 
 // TestRetryGivesAFreshAttemptBudget: a step that gave up after its attempts
@@ -233,6 +235,59 @@ func TestCancelLeavesACallInFlightToItsResult(t *testing.T) {
 			}
 			if len(notes) != 1 || !strings.Contains(notes[0], tt.wantNote) {
 				t.Errorf("notes %q; want one containing %q", notes, tt.wantNote)
+			}
+		})
+	}
+}
+
+// TestCreateThatGivesUpNamesWhatItMayHaveMade: a create step that gave up
+// on transient errors says, in the run's error, which object its last
+// attempt may have made, by the keys an operator would look it up by.
+func TestCreateThatGivesUpNamesWhatItMayHaveMade(t *testing.T) {
+	const budget = 2
+	tests := []struct {
+		name  string
+		step  workflow.StepName
+		fault func(h *harness)
+		want  func(p workflow.Params) string
+	}{
+		{"provider", workflow.StepAuthentikProvider,
+			func(h *harness) {
+				h.ak.AddFault(authentiktest.Fault{Method: "POST", PathContains: "/providers/oauth2/", Kind: authentiktest.FaultStatus, Status: 503, Times: budget})
+			},
+			func(p workflow.Params) string {
+				return fmt.Sprintf("the authentik provider %q (client ID %s)", p.ProviderName, p.ClientID)
+			}},
+		{"application", workflow.StepAuthentikApplication,
+			func(h *harness) {
+				h.ak.AddFault(authentiktest.Fault{Method: "POST", PathContains: "/core/applications/", Kind: authentiktest.FaultStatus, Status: 503, Times: budget})
+			},
+			func(p workflow.Params) string { return fmt.Sprintf("the authentik application %q", p.ApplicationSlug) }},
+		{"login method", workflow.StepCloudflareLoginMethod,
+			func(h *harness) {
+				h.cf.AddFault(cloudflaretest.Fault{Method: "POST", PathContains: "/identity_providers", Kind: cloudflaretest.FaultStatus, Status: 503, Times: budget})
+			},
+			func(p workflow.Params) string {
+				return fmt.Sprintf("the Cloudflare login method %q", p.LoginMethodName)
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			tt.fault(h)
+			h.start(func(c *workflow.Config) { c.Retry.MaxAttempts = budget })
+			r := h.newRun(workflow.Request{})
+			h.approve(r.ID, workflow.GateAuthentik)
+			if tt.step == workflow.StepCloudflareLoginMethod {
+				h.approve(r.ID, workflow.GateCloudflare)
+			}
+			failed := h.feed.waitState(t, r.ID, workflow.StateFailed)
+			if s := failed.Step(tt.step); s.Status != workflow.StepFailed {
+				t.Fatalf("step %s %s (run error %q); want it failed", tt.step, s.Status, failed.Error)
+			}
+			want := "; the last attempt may have created " + tt.want(failed.Params) + " all the same (a retry finds it)"
+			if !strings.HasSuffix(failed.Error, want) {
+				t.Errorf("run error %q; want it to end %q", failed.Error, want)
 			}
 		})
 	}
