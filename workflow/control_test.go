@@ -292,3 +292,56 @@ func TestCreateThatGivesUpNamesWhatItMayHaveMade(t *testing.T) {
 		})
 	}
 }
+
+// holdingAccess holds Organization (read by preflight) until released.
+type holdingAccess struct {
+	workflow.Access
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (a *holdingAccess) Organization(ctx context.Context) (workflow.Organization, error) {
+	close(a.entered)
+	<-a.release
+	return a.Access.Organization(ctx)
+}
+
+// TestCancelDuringPreflightLeavesNoKeptNote: a step that creates nothing
+// (preflight here) and finishes after its run was cancelled leaves no note
+// saying something was kept: there is nothing to delete by hand.
+func TestCancelDuringPreflightLeavesNoKeptNote(t *testing.T) {
+	h := newHarness(t)
+	hold := &holdingAccess{entered: make(chan struct{}), release: make(chan struct{})}
+	released := false
+	defer func() {
+		if !released {
+			close(hold.release)
+		}
+	}()
+	h.start(func(c *workflow.Config) {
+		hold.Access = c.Access
+		c.Access = hold
+	})
+	r := h.newRun(workflow.Request{})
+	<-hold.entered // preflight is in flight
+	if _, err := h.engine.Cancel(context.Background(), r.ID, requester, "changed my mind"); err != nil {
+		t.Fatal(err)
+	}
+	released = true
+	close(hold.release)
+	done := h.feed.wait(t, r.ID, "preflight closed", func(r *workflow.Run) bool {
+		return r.Step(workflow.StepPreflight).Status != workflow.StepRunning
+	})
+	if done.State != workflow.StateCancelled {
+		t.Fatalf("run %s; want it cancelled", done.State)
+	}
+	events, err := h.engine.Events(context.Background(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range events {
+		if ev.Type == workflow.EventNote && ev.Step == workflow.StepPreflight {
+			t.Errorf("note on preflight %q; want none, since it created nothing", ev.Message)
+		}
+	}
+}
