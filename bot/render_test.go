@@ -445,7 +445,7 @@ func TestOutcomeSaysWhatIsLeft(t *testing.T) {
 
 // TestReminderText: a reminder gives the deadline and, on a gate that
 // needs several approvals, how many it has; a reminder of a gate that is
-// no longer open is not posted.
+// no longer open is not posted, even when the next gate is open by then.
 func TestReminderText(t *testing.T) {
 	waiting := func(required int, approvers ...string) *workflow.Run {
 		r := sampleRun(workflow.GateCloudflare, workflow.StepWaiting, workflow.StateAwaitingApproval)
@@ -461,19 +461,27 @@ func TestReminderText(t *testing.T) {
 	tests := []struct {
 		name string
 		run  *workflow.Run
-		want string // prefix; "" for no reply
+		gate workflow.StepName // reminded; "" for the Cloudflare gate
+		want string            // prefix; "" for no reply
 	}{
-		{"one approval needed", waiting(1), head + ". It expires <!date^"},
-		{"one of two given", waiting(2, "U2"), head + " (1 of 2 approvals given). It expires <!date^"},
-		{"decided since", decided, ""},
-		{"expired since", expired, ""},
+		{"one approval needed", waiting(1), "", head + ". It expires <!date^"},
+		{"one of two given", waiting(2, "U2"), "", head + " (1 of 2 approvals given). It expires <!date^"},
+		{"decided since", decided, "", ""},
+		{"expired since", expired, "", ""},
+		// The authentik gate's reminder, held up while it was approved and
+		// the Cloudflare gate opened, would name the wrong gate's deadline.
+		{"decided since, the next gate open", waiting(1), workflow.GateAuthentik, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.run.Steps[4].Name != workflow.GateCloudflare {
 				t.Fatalf("step 4 is %s", tt.run.Steps[4].Name)
 			}
-			got, ok := EventText(tt.run, workflow.Event{Type: workflow.EventGateReminder, Step: workflow.GateCloudflare,
+			gate := tt.gate
+			if gate == "" {
+				gate = workflow.GateCloudflare
+			}
+			got, ok := EventText(tt.run, workflow.Event{Type: workflow.EventGateReminder, Step: gate,
 				Data: map[string]string{"missing": "1", "deadline": "2026-11-29T12:00:00Z"}})
 			if tt.want == "" {
 				if ok {
