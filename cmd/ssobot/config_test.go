@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -301,4 +302,42 @@ func isSecretVar(name string) bool {
 		}
 	}
 	return false
+}
+
+// TestApprovalSettingsReachTheEngine: the approval settings read from the
+// environment are the ones the engine runs with, the reminder included.
+func TestApprovalSettingsReachTheEngine(t *testing.T) {
+	tests := []struct {
+		name string
+		set  map[string]string
+		want [2]time.Duration // TTL, reminder
+	}{
+		{"defaults", nil, [2]time.Duration{24 * time.Hour, 6 * time.Hour}},
+		{"set", map[string]string{"SSOBOT_APPROVAL_TTL": "8h", "SSOBOT_APPROVAL_REMINDER": "90m"}, [2]time.Duration{8 * time.Hour, 90 * time.Minute}},
+		{"reminders off", map[string]string{"SSOBOT_APPROVAL_REMINDER": "0"}, [2]time.Duration{24 * time.Hour, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := validEnv()
+			env["SSOBOT_DB"] = filepath.Join(t.TempDir(), "ssobot.db")
+			env["SSOBOT_APPROVALS_REQUIRED"], env["SSOBOT_ALLOW_SELF_APPROVAL"] = "2", "true"
+			maps.Copy(env, tt.set)
+			cfg, err := LoadConfig(func(k string) string { return env[k] }, fakeFS{}.readFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := newApp(cfg, appOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			ec := a.engineConfig(appOptions{})
+			if got := [2]time.Duration{ec.ApprovalTTL, ec.ApprovalReminder}; got != tt.want {
+				t.Errorf("engine TTL and reminder %v; want %v", got, tt.want)
+			}
+			if ec.ApprovalsRequired != 2 || !ec.AllowSelfApproval {
+				t.Errorf("engine approvals required %d, self-approval %v; want 2, true", ec.ApprovalsRequired, ec.AllowSelfApproval)
+			}
+		})
+	}
 }
