@@ -344,3 +344,27 @@ func TestRunViewRemindAt(t *testing.T) {
 		t.Errorf("runs show:\n%s\nwant the open gate's line to say %q", out.String(), want)
 	}
 }
+
+// TestClosedGateShowsNoDeadlineNorReminder: a gate that was decided,
+// expired or cancelled keeps the deadline and reminder it was set with;
+// neither the admin API nor ssobot runs show says it still waits for them.
+func TestClosedGateShowsNoDeadlineNorReminder(t *testing.T) {
+	deadline := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	remind := deadline.Add(-6 * time.Hour)
+	for _, status := range []workflow.StepStatus{workflow.StepSucceeded, workflow.StepRejected, workflow.StepExpired, workflow.StepCancelled} {
+		t.Run(string(status), func(t *testing.T) {
+			r := &workflow.Run{ID: 1, State: workflow.StateCancelled, Steps: []workflow.Step{
+				{Name: workflow.GateAuthentik, Kind: workflow.KindGate, Status: status, Deadline: deadline, RemindAt: remind},
+			}}
+			v := newRunView(r, nil)
+			if got := v.Steps[0].RemindAt; got != nil {
+				t.Errorf("remind_at %v on a %s gate; want none", got, status)
+			}
+			var out bytes.Buffer
+			printRun(&out, v)
+			if s := out.String(); strings.Contains(s, " until ") || strings.Contains(s, "reminder at") {
+				t.Errorf("runs show:\n%s\nsays a %s gate waits", s, status)
+			}
+		})
+	}
+}
