@@ -116,6 +116,36 @@ func TestRunsDBFlagWins(t *testing.T) {
 	}
 }
 
+// TestRunsAdminAndDBFlags: with both --admin and --db, the bot named
+// answers when it can, and the file is read only when it does not.
+func TestRunsAdminAndDBFlags(t *testing.T) {
+	st, dbPath := openTestStore(t, testRun("Grafana", workflow.StateSucceeded))
+	st.Close()
+	live, _ := openTestStore(t, testRun("Wiki", workflow.StateFailed))
+	admin := httptest.NewServer(newAdminHandler(adminConfig{Runs: live, Backup: live.Backup}))
+	defer admin.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAdmin := "http://" + ln.Addr().String()
+	ln.Close()
+	for _, tt := range []struct {
+		name, admin, want, not string
+	}{
+		{"the bot answers", admin.URL, "Wiki", "Grafana"},
+		{"no bot answers", deadAdmin, "Grafana", "Wiki"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), []string{"runs", "list", "--admin", tt.admin, "--db", dbPath}, func(string) string { return "" }, nil, &stdout, &stderr)
+			if out := stdout.String(); code != 0 || !strings.Contains(out, tt.want) || strings.Contains(out, tt.not) {
+				t.Fatalf("exit %d, output:\n%s%s\nwant %s's run, not %s's", code, out, stderr.String(), tt.want, tt.not)
+			}
+		})
+	}
+}
+
 func TestAdminBaseURL(t *testing.T) {
 	for in, want := range map[string]string{
 		"":               "http://127.0.0.1:9090",
