@@ -47,6 +47,12 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q", w)
 		}
 	}
+	// With the contracts found, the demo says they matched, and only that.
+	if _, err := contracttest.Dir(); err == nil {
+		if !strings.Contains(out, "Every request and response matched the OpenAPI contracts of authentik (") || strings.Contains(out, "were not checked") {
+			t.Errorf("demo output does not say, or says more than, that the contracts matched:\n%s", out)
+		}
+	}
 	if n := strings.Count(out, "bob in #platform: clicks [Approve]"); n != 2 {
 		t.Errorf("bob clicked Approve %d times, want once per gate", n)
 	}
