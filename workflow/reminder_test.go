@@ -2,6 +2,8 @@ package workflow_test
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -204,6 +206,95 @@ func TestGateReminderAcrossDowntime(t *testing.T) {
 			if n := len(reminders(t, h, r.ID)[workflow.GateAuthentik]); n != tt.reminded {
 				t.Errorf("%d reminders; want %d", n, tt.reminded)
 			}
+		})
+	}
+}
+
+// failOnce is a Store whose next UpdateRun, once armed, fails, as a
+// database that could not be written for a moment.
+type failOnce struct {
+	workflow.Store
+	mu     sync.Mutex
+	armed  bool
+	failed int
+}
+
+func (s *failOnce) arm() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.armed = true
+}
+
+func (s *failOnce) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failed
+}
+
+func (s *failOnce) UpdateRun(ctx context.Context, id int64, fn func(r *workflow.Run) ([]workflow.Event, error)) (*workflow.Run, error) {
+	s.mu.Lock()
+	fail := s.armed
+	if fail {
+		s.armed = false
+		s.failed++
+	}
+	s.mu.Unlock()
+	if fail {
+		return nil, errors.New("database busy")
+	}
+	return s.Store.UpdateRun(ctx, id, fn)
+}
+
+// TestGateReminderAfterAStoreError: a reminder that could not be recorded
+// (or, reminders being off, cleared) is tried again, and the gate still
+// expires at its deadline without a restart.
+func TestGateReminderAfterAStoreError(t *testing.T) {
+	const ttl, before = 24 * time.Hour, 6 * time.Hour
+	for _, off := range []bool{false, true} {
+		name := "reminder sent"
+		if off {
+			name = "reminder cleared"
+		}
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			st := &failOnce{}
+			withStore := func(reminder time.Duration) func(*workflow.Config) {
+				return func(c *workflow.Config) {
+					st.Store = c.Store
+					c.Store = st
+					c.ApprovalTTL, c.ApprovalReminder = ttl, reminder
+				}
+			}
+			h.start(withStore(before))
+			r := h.newRun(workflow.Request{})
+			g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+			if off {
+				// The next write of the run is the restarted engine's
+				// clearing of the reminder.
+				st.arm()
+				h.restart(withStore(0))
+			} else {
+				waitTimer(t, h, ttl-before, "the reminder")
+				st.arm()
+				h.clock.Advance(g.RemindAt.Sub(h.clock.Now()))
+			}
+			h.feed.wait(t, r.ID, "the reminder handled", func(r *workflow.Run) bool {
+				g := r.OpenGate()
+				return g != nil && g.RemindAt.IsZero()
+			})
+			if n := st.count(); n != 1 {
+				t.Fatalf("%d writes failed; want the one", n)
+			}
+			want := 1
+			if off {
+				want = 0
+			}
+			if n := len(reminders(t, h, r.ID)[workflow.GateAuthentik]); n != want {
+				t.Errorf("%d reminders; want %d", n, want)
+			}
+			waitTimer(t, h, g.Deadline.Sub(h.clock.Now()), "the deadline")
+			h.clock.Advance(g.Deadline.Sub(h.clock.Now()))
+			h.feed.waitState(t, r.ID, workflow.StateExpired)
 		})
 	}
 }
