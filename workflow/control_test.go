@@ -172,18 +172,21 @@ func TestCancelLeavesACallInFlightToItsResult(t *testing.T) {
 	tests := []struct {
 		name       string
 		errAfter   error
+		refuse     error
 		wantStatus workflow.StepStatus
-		wantNote   string
+		wantNote   string // in the step's one note; with refuse, "may have created" must not be
 	}{
-		{"the create succeeds", nil, workflow.StepSucceeded,
+		{"the create succeeds", nil, nil, workflow.StepSucceeded,
 			"authentik-provider finished after the run was cancelled: provider \"Provider for Grafana\" is #"},
-		{"the create times out after authentik made it", context.DeadlineExceeded, workflow.StepCancelled,
+		{"the create times out after authentik made it", context.DeadlineExceeded, nil, workflow.StepCancelled,
 			"it may have created the authentik provider \"Provider for Grafana\" (client ID "},
+		{"authentik refuses the create", nil, &workflow.APIError{System: "authentik", Op: "create provider", Status: 403, Permanent: true, Message: "forbidden"}, workflow.StepCancelled,
+			"attempt 1 of authentik-provider failed after the run was cancelled"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
-			hold := &holdingAuthentik{name: "Grafana", entered: make(chan struct{}), release: make(chan struct{}), errAfter: tt.errAfter}
+			hold := &holdingAuthentik{name: "Grafana", entered: make(chan struct{}), release: make(chan struct{}), errAfter: tt.errAfter, refuse: tt.refuse}
 			released := false
 			release := func() {
 				if !released {
@@ -211,13 +214,13 @@ func TestCancelLeavesACallInFlightToItsResult(t *testing.T) {
 				return r.Step(workflow.StepAuthentikProvider).Status != workflow.StepRunning
 			})
 			provs := h.ak.Providers()
-			if len(provs) != 1 {
-				t.Fatalf("%d providers; want the one created", len(provs))
+			if want := map[bool]int{true: 0, false: 1}[tt.refuse != nil]; len(provs) != want {
+				t.Fatalf("%d providers; want %d", len(provs), want)
 			}
 			if s := done.Step(workflow.StepAuthentikProvider); s.Status != tt.wantStatus || done.State != workflow.StateCancelled {
 				t.Errorf("provider step %s, run %s; want %s on the cancelled run", s.Status, done.State, tt.wantStatus)
 			}
-			if tt.errAfter == nil && done.Resources.AuthentikProviderID != provs[0].PK {
+			if tt.errAfter == nil && tt.refuse == nil && done.Resources.AuthentikProviderID != provs[0].PK {
 				t.Errorf("run records %+v; want the provider created recorded", done.Resources)
 			}
 			if n := len(h.ak.Applications()); n != 0 {
@@ -235,6 +238,9 @@ func TestCancelLeavesACallInFlightToItsResult(t *testing.T) {
 			}
 			if len(notes) != 1 || !strings.Contains(notes[0], tt.wantNote) {
 				t.Errorf("notes %q; want one containing %q", notes, tt.wantNote)
+			}
+			if tt.refuse != nil && len(notes) == 1 && strings.Contains(notes[0], "may have created") {
+				t.Errorf("note %q: a refused create made nothing", notes[0])
 			}
 		})
 	}

@@ -83,8 +83,8 @@ type Config struct {
 	ApprovalTTL       time.Duration // a gate's deadline; default 24h
 	// ApprovalReminder is how long before a gate's deadline its approvers
 	// are reminded, once, if the gate is still open; 0 (or not shorter
-	// than ApprovalTTL) sets no reminder, and 0 also clears those set when
-	// gates opened under an earlier configuration.
+	// than ApprovalTTL) sets no reminder and clears those set when gates
+	// opened under an earlier configuration.
 	ApprovalReminder time.Duration
 	Retry            RetryPolicy
 	// AttemptTimeout bounds one attempt of a step (all its API calls); default 60s.
@@ -405,7 +405,7 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 				}
 				continue
 			}
-			if !step.RemindAt.IsZero() && e.cfg.ApprovalReminder <= 0 {
+			if !step.RemindAt.IsZero() && !e.remindersOn() {
 				// Reminders were turned off since the gate opened: clear
 				// its reminder, so that no view shows one still due.
 				if err := e.dropReminder(ctx, id, step.Name, step.Nonce); err != nil {
@@ -699,9 +699,10 @@ func (e *Engine) recordResult(r *Run, name StepName, attemptNo int, out outcome,
 			s.Errors = append(s.Errors, AttemptError{Attempt: attemptNo, At: now, Error: callErr.Error(), Transient: IsTransient(callErr)})
 			s.Status, s.FinishedAt = StepCancelled, now
 			msg := fmt.Sprintf("attempt %d of %s failed after the run was %s: %v", attemptNo, name, r.State, callErr)
-			if obj := createdBy(r, name); obj != "" {
-				// A call that failed (a timeout, say) may still have
-				// created its object, and nobody will retry this run.
+			if obj := createdBy(r, name); obj != "" && IsTransient(callErr) {
+				// A call that failed this way (a timeout, say) may still
+				// have created its object, and nobody will retry this run;
+				// a refusal (403, 400) created nothing.
 				msg += "; it may have created " + obj + " all the same, which ssobot does not delete"
 			}
 			evs = append(evs, Event{Type: EventNote, Step: name, Message: msg})
@@ -816,8 +817,8 @@ func (e *Engine) openGateIn(r *Run, s *Step) []Event {
 	s.Required = e.cfg.ApprovalsRequired
 	s.Deadline = now.Add(e.cfg.ApprovalTTL)
 	s.RemindAt = time.Time{}
-	if before := e.cfg.ApprovalReminder; before > 0 && before < e.cfg.ApprovalTTL {
-		s.RemindAt = s.Deadline.Add(-before)
+	if e.remindersOn() {
+		s.RemindAt = s.Deadline.Add(-e.cfg.ApprovalReminder)
 	}
 	s.Nonce = newToken(12)
 	return []Event{{Type: EventGateOpened, Step: s.Name,
@@ -837,6 +838,12 @@ func (e *Engine) expire(ctx context.Context, id int64, gate StepName, nonce stri
 		return nil
 	}
 	return err
+}
+
+// remindersOn reports whether gates get a reminder: one due before the
+// gate opens is none.
+func (e *Engine) remindersOn() bool {
+	return e.cfg.ApprovalReminder > 0 && e.cfg.ApprovalReminder < e.cfg.ApprovalTTL
 }
 
 // createdBy names the object a create step makes, by the keys chosen for

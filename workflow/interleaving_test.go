@@ -21,12 +21,17 @@ type holdingAuthentik struct {
 	// errAfter, when set, is returned once the held create has been made,
 	// as by a call that timed out after authentik did its work.
 	errAfter error
+	// refuse, when set, is returned instead of making the held create.
+	refuse error
 }
 
 func (a *holdingAuthentik) CreateProvider(ctx context.Context, spec workflow.ProviderSpec) (workflow.Provider, error) {
 	if spec.Name == "Provider for "+a.name {
 		close(a.entered)
 		<-a.release
+		if a.refuse != nil {
+			return workflow.Provider{}, a.refuse
+		}
 		if a.errAfter != nil {
 			if _, err := a.Authentik.CreateProvider(ctx, spec); err != nil {
 				return workflow.Provider{}, err

@@ -157,13 +157,14 @@ func TestGateReminderAcrossDowntime(t *testing.T) {
 	tests := []struct {
 		name      string
 		down      time.Duration // the clock moves this far while stopped
-		off       bool          // the restarted engine has reminders off
+		reminder  time.Duration // the restarted engine's; off unless shorter than the TTL
 		wantState workflow.State
 		reminded  int
 	}{
-		{"reminder due", 20 * time.Hour, false, workflow.StateAwaitingApproval, 1},
-		{"deadline passed", 25 * time.Hour, false, workflow.StateExpired, 0},
-		{"reminders turned off", 20 * time.Hour, true, workflow.StateExpired, 0},
+		{"reminder due", 20 * time.Hour, 6 * time.Hour, workflow.StateAwaitingApproval, 1},
+		{"deadline passed", 25 * time.Hour, 6 * time.Hour, workflow.StateExpired, 0},
+		{"reminders turned off", 20 * time.Hour, 0, workflow.StateExpired, 0},
+		{"reminders no shorter than the TTL", 20 * time.Hour, 24 * time.Hour, workflow.StateExpired, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -174,13 +175,9 @@ func TestGateReminderAcrossDowntime(t *testing.T) {
 			h.stop()
 			h.clock.Advance(tt.down)
 			h.feed = newFeed()
-			h.start(func(c *workflow.Config) {
-				c.ApprovalTTL = 24 * time.Hour
-				if !tt.off {
-					c.ApprovalReminder = 6 * time.Hour
-				}
-			})
-			if tt.off {
+			off := tt.reminder <= 0 || tt.reminder >= 24*time.Hour
+			h.start(func(c *workflow.Config) { c.ApprovalTTL, c.ApprovalReminder = 24*time.Hour, tt.reminder })
+			if off {
 				// The reminder is cleared, not sent, and nothing is due
 				// before the deadline.
 				cleared := h.feed.wait(t, r.ID, "the reminder cleared", func(r *workflow.Run) bool {
@@ -198,7 +195,7 @@ func TestGateReminderAcrossDowntime(t *testing.T) {
 			}
 			got := h.feed.wait(t, r.ID, "the gate handled", func(r *workflow.Run) bool {
 				g := r.OpenGate()
-				return r.State.Terminal() || (!tt.off && g != nil && g.RemindAt.IsZero())
+				return r.State.Terminal() || (!off && g != nil && g.RemindAt.IsZero())
 			})
 			if got.State != tt.wantState {
 				t.Fatalf("run %s; want %s", got.State, tt.wantState)
