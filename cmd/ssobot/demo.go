@@ -286,7 +286,7 @@ func (d *demo) checkContracts() error {
 		return nil
 	}
 	// Say so, rather than leave a missing check to be noticed by its absence.
-	why := "not found"
+	why := "found, but they could not be loaded"
 	if _, err := contracttest.Dir(); err != nil {
 		why = err.Error()
 	}
