@@ -31,7 +31,7 @@ func runsCmd(ctx context.Context, args []string, getenv func(string) string, std
 	helpTo(fs, args, stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
 	adminURL := fs.String("admin", "", "admin API of a running bot (default http://$SSOBOT_ADMIN_LISTEN, http://127.0.0.1:9090)")
-	dbPath := fs.String("db", "", "database file to read (without --db: read when no bot answers, $SSOBOT_DB, ssobot.db)")
+	dbPath := fs.String("db", "", "database file to read instead of asking a bot (with --admin too: only when that bot does not answer; when no bot answers: $SSOBOT_DB, ssobot.db)")
 	limit := fs.Int("limit", defaultRunsLimit, "list at most this many runs")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "usage: ssobot runs list [--limit N] [--json] [--admin URL] [--db PATH]\n       ssobot runs show <id> [--json] [--admin URL] [--db PATH]\n\n")
