@@ -511,7 +511,7 @@ func (b *Bot) approverCall(run *workflow.Run, gate workflow.StepName) string {
 // approvedGate reports whether user's approval of gate counts.
 func approvedGate(run *workflow.Run, gate workflow.StepName, user string) bool {
 	for _, a := range run.Approvals {
-		if a.Gate == gate && a.User == user && a.Decision == workflow.Approve && !a.Lapsed {
+		if a.User == user && a.Counts(gate) {
 			return true
 		}
 	}

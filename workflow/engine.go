@@ -395,44 +395,32 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 		now := e.cfg.Clock.Now()
 		switch {
 		case r.State == StateAwaitingApproval:
-			if !now.Before(step.Deadline) {
-				if err := e.expire(ctx, id, step.Name, step.Nonce); err != nil {
-					if ctx.Err() == nil {
-						e.log.Error("expire gate", slog.Int64(KeyRunID, id), slog.Any(KeyError, err))
-						e.wakeAt(id, now.Add(storeRetryDelay))
-					}
-					return false
-				}
-				continue
-			}
-			if !step.RemindAt.IsZero() && !e.remindersOn() {
+			var act func(context.Context, int64, StepName, string) error
+			var what string
+			switch remind := !step.RemindAt.IsZero(); {
+			case !now.Before(step.Deadline):
+				act, what = e.expire, "expire gate"
+			case remind && !e.remindersOn():
 				// Reminders were turned off since the gate opened: clear
 				// its reminder, so that no view shows one still due.
-				if err := e.dropReminder(ctx, id, step.Name, step.Nonce); err != nil {
-					if ctx.Err() == nil {
-						e.log.Error("drop reminder", slog.Int64(KeyRunID, id), slog.Any(KeyError, err))
-						e.wakeAt(id, now.Add(storeRetryDelay))
-					}
-					return false
-				}
-				continue
+				act, what = e.dropReminder, "drop reminder"
+			case remind && now.Before(step.RemindAt):
+				e.wakeAt(id, step.RemindAt)
+				return false
+			case remind:
+				act, what = e.remind, "remind approvers"
+			default:
+				e.wakeAt(id, step.Deadline)
+				return false
 			}
-			if !step.RemindAt.IsZero() {
-				if now.Before(step.RemindAt) {
-					e.wakeAt(id, step.RemindAt)
-					return false
+			if err := act(ctx, id, step.Name, step.Nonce); err != nil {
+				if ctx.Err() == nil {
+					e.log.Error(what, slog.Int64(KeyRunID, id), slog.Any(KeyError, err))
+					e.wakeAt(id, now.Add(storeRetryDelay))
 				}
-				if err := e.remind(ctx, id, step.Name, step.Nonce); err != nil {
-					if ctx.Err() == nil {
-						e.log.Error("remind approvers", slog.Int64(KeyRunID, id), slog.Any(KeyError, err))
-						e.wakeAt(id, now.Add(storeRetryDelay))
-					}
-					return false
-				}
-				continue
+				return false
 			}
-			e.wakeAt(id, step.Deadline)
-			return false
+			continue
 		case step.Kind == KindGate:
 			if err := e.openGate(ctx, id, step.Name); err != nil {
 				e.log.Error("open gate", slog.Int64(KeyRunID, id), slog.String(KeyStep, string(step.Name)), slog.Any(KeyError, err))
@@ -827,12 +815,24 @@ func (e *Engine) openGateIn(r *Run, s *Step) []Event {
 }
 
 func (e *Engine) expire(ctx context.Context, id int64, gate StepName, nonce string) error {
-	_, err := e.update(ctx, id, func(r *Run) ([]Event, error) {
-		s := r.OpenGate()
-		if s == nil || s.Name != gate || s.Nonce != nonce || e.cfg.Clock.Now().Before(s.Deadline) {
+	return e.changeGate(ctx, id, gate, nonce, func(r *Run, s *Step, now time.Time) ([]Event, error) {
+		if now.Before(s.Deadline) {
 			return nil, errStale
 		}
 		return e.expireIn(r, s)
+	})
+}
+
+// changeGate applies fn to run id's open gate if it is still the one the
+// driver saw (gate and nonce); a change fn refuses with errStale, or one
+// to a gate decided meanwhile, is no error.
+func (e *Engine) changeGate(ctx context.Context, id int64, gate StepName, nonce string, fn func(r *Run, s *Step, now time.Time) ([]Event, error)) error {
+	_, err := e.update(ctx, id, func(r *Run) ([]Event, error) {
+		s := r.OpenGate()
+		if s == nil || s.Name != gate || s.Nonce != nonce {
+			return nil, errStale
+		}
+		return fn(r, s, e.cfg.Clock.Now())
 	})
 	if errors.Is(err, errStale) {
 		return nil
@@ -865,10 +865,8 @@ func createdBy(r *Run, step StepName) string {
 // once: the reminder is an event, delivered by the notifier like the
 // others, and a restart finds RemindAt cleared instead of reminding again.
 func (e *Engine) remind(ctx context.Context, id int64, gate StepName, nonce string) error {
-	_, err := e.update(ctx, id, func(r *Run) ([]Event, error) {
-		s := r.OpenGate()
-		now := e.cfg.Clock.Now()
-		if s == nil || s.Name != gate || s.Nonce != nonce || s.RemindAt.IsZero() || now.Before(s.RemindAt) || !now.Before(s.Deadline) {
+	return e.changeGate(ctx, id, gate, nonce, func(r *Run, s *Step, now time.Time) ([]Event, error) {
+		if s.RemindAt.IsZero() || now.Before(s.RemindAt) || !now.Before(s.Deadline) {
 			return nil, errStale
 		}
 		s.RemindAt = time.Time{}
@@ -877,26 +875,17 @@ func (e *Engine) remind(ctx context.Context, id int64, gate StepName, nonce stri
 			Message: fmt.Sprintf("gate %s still waits for %d approval(s); it expires at %s", s.Name, missing, s.Deadline.Format(time.RFC3339)),
 			Data:    map[string]string{"missing": fmt.Sprint(missing), "deadline": s.Deadline.Format(time.RFC3339)}}}, nil
 	})
-	if errors.Is(err, errStale) {
-		return nil
-	}
-	return err
 }
 
 // dropReminder clears the reminder of the open gate, reminders being off.
 func (e *Engine) dropReminder(ctx context.Context, id int64, gate StepName, nonce string) error {
-	_, err := e.update(ctx, id, func(r *Run) ([]Event, error) {
-		s := r.OpenGate()
-		if s == nil || s.Name != gate || s.Nonce != nonce || s.RemindAt.IsZero() {
+	return e.changeGate(ctx, id, gate, nonce, func(_ *Run, s *Step, _ time.Time) ([]Event, error) {
+		if s.RemindAt.IsZero() {
 			return nil, errStale
 		}
 		s.RemindAt = time.Time{}
 		return nil, nil
 	})
-	if errors.Is(err, errStale) {
-		return nil
-	}
-	return err
 }
 
 // expireIn expires r's open gate s, whose deadline has passed.

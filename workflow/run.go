@@ -272,11 +272,16 @@ func (r *Run) OpenGate() *Step {
 func (r *Run) CountingApprovals(gate StepName) int {
 	n := 0
 	for _, a := range r.Approvals {
-		if a.Gate == gate && a.Decision == Approve && !a.Lapsed {
+		if a.Counts(gate) {
 			n++
 		}
 	}
 	return n
+}
+
+// Counts reports whether a is an approval of gate that counts.
+func (a Approval) Counts(gate StepName) bool {
+	return a.Gate == gate && a.Decision == Approve && !a.Lapsed
 }
 
 func (r *Run) ApprovalsFor(gate StepName) []Approval {
