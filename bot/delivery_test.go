@@ -801,7 +801,7 @@ func TestRefusedBlocksFallBackToACompactMessage(t *testing.T) {
 	next.MessageRef = "C1|" + ts
 	h.slack.FailNext("chat.update", 1, "invalid_blocks")
 	h.bot.RunChanged(context.Background(), next, nil)
-	calls = h.waitCalls("the compact update", func(c []slacktest.Call) bool { return len(okCalls(c, "chat.update")) == 1 })
+	h.waitCalls("the compact update", func(c []slacktest.Call) bool { return len(okCalls(c, "chat.update")) == 1 })
 	msg, _ = h.slack.Message("C1", ts)
 	if bs := msg.Buttons(); len(bs) != 2 || !strings.Contains(bs[0].Value, "cloudflare") {
 		t.Fatalf("after the refused update, buttons %+v; want the Cloudflare gate's", bs)

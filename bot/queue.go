@@ -135,15 +135,6 @@ func (q *queue) failures(id int64) int {
 	return 0
 }
 
-// drop forgets a run's failed work.
-func (q *queue) drop(id int64) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if it := q.items[id]; it != nil && !it.queued {
-		delete(q.items, id)
-	}
-}
-
 // pending counts runs with work queued.
 func (q *queue) pending() int {
 	q.mu.Lock()

@@ -96,10 +96,7 @@ func IsTransient(err error) bool {
 		return true
 	}
 	var ne net.Error
-	if errors.As(err, &ne) {
-		return true
-	}
-	return false
+	return errors.As(err, &ne)
 }
 
 // RetryAfter is the longest wait any API in err asked for, or 0. A step
