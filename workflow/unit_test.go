@@ -210,6 +210,21 @@ func TestSecretNeverEncodes(t *testing.T) {
 			return string(b), err
 		}},
 	}
+	// fmt calls no method of a value in an unexported field (a client's
+	// token, the bot's config): it prints the fields, so these must not
+	// hold the value itself.
+	type holder struct {
+		name  string
+		token workflow.Secret
+	}
+	h := holder{"x", s}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+		for _, v := range []any{h, &h, []holder{h}, map[string]holder{"k": h}} {
+			if out := fmt.Sprintf(verb, v); strings.Contains(out, "hunter2") {
+				t.Errorf("fmt %s of an unexported field leaked the secret: %s", verb, out)
+			}
+		}
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			out, err := tt.out()
