@@ -126,11 +126,16 @@ func LoadConfig(getenv func(string) string, readFile func(string) ([]byte, error
 	if c.SlackAppToken.IsZero() && c.SlackSigningSecret.IsZero() && !l.failed("SLACK_SIGNING_SECRET") && !l.failed("SLACK_APP_TOKEN") {
 		l.problem("SLACK_SIGNING_SECRET is required in HTTP mode: set it (or SLACK_SIGNING_SECRET_FILE) to the app's signing secret, or set SLACK_APP_TOKEN to use Socket Mode")
 	}
-	if u := l.url("SLACK_API_URL", false, false); u != "" {
+	if u := l.url("SLACK_API_URL", "https://slack.com/api/", false, false); u != "" {
 		c.SlackAPIURL = strings.TrimSuffix(u, "/") + "/" // slack-go joins with the method name
 	}
 
-	c.AuthentikURL = l.url("AUTHENTIK_URL", true, true)
+	c.AuthentikURL = l.url("AUTHENTIK_URL", "https://auth.example.com", true, true)
+	if p := strings.TrimSuffix(c.AuthentikURL, "/"); strings.HasSuffix(p, "/api/v3") {
+		// The API path is ssobot's to add; with it twice every call is a 404.
+		l.fail("AUTHENTIK_URL", fmt.Sprintf("AUTHENTIK_URL is authentik's public URL, not its API's: drop the /api/v3 (use %q)", strings.TrimSuffix(p, "/api/v3")))
+		c.AuthentikURL = ""
+	}
 	c.AuthentikToken = l.secret("AUTHENTIK_TOKEN", true, "", "")
 
 	c.CloudflareAPIToken = l.secret("CLOUDFLARE_API_TOKEN", true, "", "")
@@ -139,7 +144,7 @@ func LoadConfig(getenv func(string) string, readFile func(string) ([]byte, error
 	} else if !accountIDPattern.MatchString(c.CloudflareAccountID) {
 		l.problem(accountIDProblem(c.CloudflareAccountID))
 	}
-	c.CloudflareBaseURL = l.url("CLOUDFLARE_BASE_URL", false, false)
+	c.CloudflareBaseURL = l.url("CLOUDFLARE_BASE_URL", "https://api.cloudflare.com/client/v4", false, false)
 
 	l.approvers(&c)
 	c.ApprovalsRequired = l.positiveInt("SSOBOT_APPROVALS_REQUIRED", 1)
@@ -265,29 +270,51 @@ func (l *loader) str(name, def string) string {
 	return def
 }
 
-// url validates an absolute URL without query or fragment and returns it
-// without a trailing slash (except SLACK_API_URL, handled by the caller).
-func (l *loader) url(name string, required, httpsOnly bool) string {
+// url validates an absolute URL without query, fragment or user info and
+// returns it without a trailing slash (except SLACK_API_URL, handled by the
+// caller). Plain http is accepted only for a loopback host, and only where
+// httpsOnly is false: a token sent over it would cross the network in clear.
+// Problems never quote user info, which may hold a password.
+func (l *loader) url(name, example string, required, httpsOnly bool) string {
 	v := strings.TrimSpace(l.getenv(name))
 	if v == "" {
 		if required {
-			l.fail(name, fmt.Sprintf("%s is required: set it to an absolute https URL, e.g. https://auth.example.com", name))
+			l.fail(name, fmt.Sprintf("%s is required: set it to an absolute https URL, e.g. %s", name, example))
 		}
 		return ""
 	}
 	u, err := url.Parse(v)
 	switch {
-	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		l.fail(name, fmt.Sprintf("%s %q is not an absolute URL: use e.g. https://auth.example.com", name, v))
+	case err != nil && strings.Contains(v, "@"):
+		l.fail(name, fmt.Sprintf("%s is not an absolute URL (not shown: it has an @, so it may hold a password): use e.g. %s", name, example))
 		return ""
-	case httpsOnly && u.Scheme != "https":
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		l.fail(name, fmt.Sprintf("%s %q is not an absolute URL: use e.g. %s", name, v, example))
+		return ""
+	case u.User != nil:
+		u.User = nil
+		l.fail(name, fmt.Sprintf("%s must not contain user info (%q with something@ before the host): ssobot sends its tokens in headers", name, u.String()))
+		return ""
+	case u.Scheme != "https" && httpsOnly:
 		l.fail(name, fmt.Sprintf("%s %q must use https: Cloudflare only talks to identity providers over https", name, v))
 		return ""
-	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
-		l.fail(name, fmt.Sprintf("%s %q must not contain a query, fragment or user info", name, v))
+	case u.Scheme != "https" && !isLoopback(u.Hostname()):
+		l.fail(name, fmt.Sprintf("%s %q must use https: ssobot's token would cross the network in clear (plain http is accepted only for a loopback address, for testing)", name, v))
+		return ""
+	case u.RawQuery != "" || u.Fragment != "":
+		l.fail(name, fmt.Sprintf("%s %q must not contain a query or fragment", name, v))
 		return ""
 	}
 	return strings.TrimSuffix(v, "/")
+}
+
+// isLoopback reports whether host names this machine.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (l *loader) approvers(c *Config) {

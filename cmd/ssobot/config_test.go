@@ -166,7 +166,35 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name:     "malformed URLs",
 			set:      map[string]string{"AUTHENTIK_URL": "auth.example.com", "SLACK_API_URL": "ftp://x", "CLOUDFLARE_BASE_URL": "https://x/?a=b"},
-			problems: []string{"AUTHENTIK_URL \"auth.example.com\" is not an absolute URL", "SLACK_API_URL \"ftp://x\" is not an absolute URL", "CLOUDFLARE_BASE_URL \"https://x/?a=b\" must not contain a query"},
+			problems: []string{"AUTHENTIK_URL \"auth.example.com\" is not an absolute URL", "SLACK_API_URL \"ftp://x\" is not an absolute URL", "CLOUDFLARE_BASE_URL \"https://x/?a=b\" must not contain a query or fragment"},
+		},
+		{
+			name: "URLs with user info never quote it",
+			set: map[string]string{
+				"AUTHENTIK_URL":       "https://admin:hunter2pw@auth.example.com",
+				"SLACK_API_URL":       "https://bot:hunter2pw@slack.example.com/api/",
+				"CLOUDFLARE_BASE_URL": "https://cf:hunter2pw@[::1/client/v4", // does not parse
+			},
+			problems: []string{
+				`AUTHENTIK_URL must not contain user info ("https://auth.example.com" with something@ before the host)`,
+				`SLACK_API_URL must not contain user info ("https://slack.example.com/api/"`,
+				"CLOUDFLARE_BASE_URL is not an absolute URL (not shown: it has an @",
+			},
+		},
+		{
+			name:     "plain http only for loopback, and never for authentik",
+			set:      map[string]string{"SLACK_API_URL": "http://slack.internal/api/", "CLOUDFLARE_BASE_URL": "http://localhost:8080/client/v4", "AUTHENTIK_URL": "http://127.0.0.1:9000"},
+			problems: []string{`SLACK_API_URL "http://slack.internal/api/" must use https: ssobot's token would cross the network in clear`, `AUTHENTIK_URL "http://127.0.0.1:9000" must use https`},
+		},
+		{
+			name:     "authentik's API URL instead of its public URL",
+			set:      map[string]string{"AUTHENTIK_URL": "https://auth.example.com/api/v3/"},
+			problems: []string{`AUTHENTIK_URL is authentik's public URL, not its API's: drop the /api/v3 (use "https://auth.example.com")`},
+		},
+		{
+			name:     "each URL's example is its own",
+			set:      map[string]string{"SLACK_API_URL": "slack.com/api", "CLOUDFLARE_BASE_URL": "api.cloudflare.com"},
+			problems: []string{`SLACK_API_URL "slack.com/api" is not an absolute URL: use e.g. https://slack.com/api/`, `CLOUDFLARE_BASE_URL "api.cloudflare.com" is not an absolute URL: use e.g. https://api.cloudflare.com/client/v4`},
 		},
 		{
 			name:     "malformed account and approvers",
@@ -280,6 +308,9 @@ func TestLoadConfig(t *testing.T) {
 			// swapped token may be in it).
 			if v := env["CLOUDFLARE_ACCOUNT_ID"]; len(v) > 4 && strings.Contains(err.Error(), v) {
 				t.Errorf("error quotes CLOUDFLARE_ACCOUNT_ID: %s", err)
+			}
+			if strings.Contains(err.Error(), "hunter2pw") {
+				t.Errorf("error reveals a password from a URL: %s", err)
 			}
 			for k, v := range env {
 				if isSecretVar(k) && v != "" && strings.Contains(err.Error(), v) {
