@@ -415,7 +415,7 @@ func TestEndToEndRejectAndRetry(t *testing.T) {
 	e.command("U3", "C1", "cancel 1")
 	calls := e.waitCalls("two answers", func(c []slacktest.Call) bool { return countMethod(c, slacktest.MethodResponseURL) >= before+2 })
 	answers := strings.Join(responseTexts(calls)[before:], "\n")
-	if !strings.Contains(answers, "only failed runs can be retried") || !strings.Contains(answers, "only the requester or an approver") && !strings.Contains(answers, "Only the requester or an approver") {
+	if !strings.Contains(answers, "was rejected; only failed or expired runs can be retried") || !strings.Contains(answers, "only the requester or an approver") && !strings.Contains(answers, "Only the requester or an approver") {
 		t.Fatalf("answers:\n%s", answers)
 	}
 }
@@ -619,4 +619,56 @@ func TestEndToEndControlAnswerReachesItsSenderOnly(t *testing.T) {
 	if r, err := e.engine.Get(context.Background(), 1); err != nil || r.State.Terminal() {
 		t.Errorf("run 1: %v, %v; a bystander's cancel must be refused", r.State, err)
 	}
+}
+
+// TestEndToEndExpiredThenRetried: a gate that expired is asked again with
+// `retry`: the thread says so, the card gets live buttons again, and an
+// approval on it lets the run go on.
+func TestEndToEndExpiredThenRetried(t *testing.T) {
+	// Longer than the engine clock's automatic advance, so the gate waits.
+	e := newE2EWith(t, func(c *workflow.Config) { c.ApprovalTTL, c.ApprovalReminder = 24*time.Hour, 0 })
+	e.command("U1", "C1", "new Grafana")
+	gate := e.root("the gate", hasButtonFor(workflow.GateAuthentik))
+	r, err := e.engine.Get(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.engClock.WaitForTimer(ctx, 24*time.Hour); err != nil {
+		t.Fatal("no timer for the deadline")
+	}
+	e.engClock.Advance(r.OpenGate().Deadline.Sub(e.engClock.Now()))
+	e.root("the expiry", func(m slacktest.Message) bool { return len(m.Buttons()) == 0 && strings.Contains(m.Text, "Expired") })
+	e.waitCalls("the expiry reply", func(c []slacktest.Call) bool {
+		for _, r := range replies(c) {
+			if strings.Contains(r.Param("text"), "expired without a decision; run #1 has ended. To ask again, type `/sso-setup retry 1` in the channel.") {
+				return true
+			}
+		}
+		return false
+	})
+
+	before := countMethod(e.slack.Calls(), slacktest.MethodResponseURL)
+	e.command("U1", "C1", "retry 1")
+	calls := e.waitCalls("the retry's answer", func(c []slacktest.Call) bool { return countMethod(c, slacktest.MethodResponseURL) > before })
+	if got := responseTexts(calls)[before]; !strings.Contains(got, "*Approval to create the authentik provider and application* of run #1 is open again, until <!date^") {
+		t.Fatalf("retry answer %q", got)
+	}
+	e.waitCalls("the thread saying so", func(c []slacktest.Call) bool {
+		for _, r := range replies(c) {
+			if strings.Contains(r.Param("text"), ":repeat: <@U1> opened *") {
+				return true
+			}
+		}
+		return false
+	})
+	reopened := e.root("the reopened gate", hasButtonFor(workflow.GateAuthentik))
+	if reopened.TS != gate.TS {
+		t.Errorf("the gate reopened on message %s; want the run's message %s", reopened.TS, gate.TS)
+	}
+	if got, _ := e.clickAs(reopened, ActionApprove, "U2"); !strings.Contains(got, "You approved") {
+		t.Fatalf("approval answer %q", got)
+	}
+	e.root("the next gate", hasButtonFor(workflow.GateCloudflare))
 }

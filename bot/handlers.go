@@ -548,16 +548,19 @@ func ListLine(r *workflow.Run) string {
 
 // control runs a cancel or retry and says how it went.
 func (b *Bot) control(ctx context.Context, c Command, user string, log *slog.Logger) string {
-	var err error
+	var (
+		run *workflow.Run
+		err error
+	)
 	if c.Kind == CmdCancel {
 		_, err = b.eng().Cancel(ctx, c.RunID, user, c.Reason)
 	} else {
-		_, err = b.eng().Retry(ctx, c.RunID, user)
+		run, err = b.eng().Retry(ctx, c.RunID, user)
 	}
 	var ref *workflow.RefusedError
 	switch {
 	case errors.As(err, &ref) && ref.Kind == workflow.RefusedRunState && c.Kind == CmdRetry:
-		return fmt.Sprintf(":no_entry: Run #%d %s; only failed runs can be retried.", c.RunID, stateVerb(ref.State))
+		return fmt.Sprintf(":no_entry: Run #%d %s; only failed or expired runs can be retried.", c.RunID, stateVerb(ref.State))
 	case errors.As(err, &ref) && ref.Kind == workflow.RefusedRunState:
 		return fmt.Sprintf(":no_entry: Run #%d %s already.", c.RunID, stateVerb(ref.State))
 	case errors.As(err, &ref):
@@ -569,6 +572,9 @@ func (b *Bot) control(ctx context.Context, c Command, user string, log *slog.Log
 		return fmt.Sprintf("I could not %s run #%d (something went wrong on my side); try again in a minute.", c.Kind, c.RunID)
 	case c.Kind == CmdCancel:
 		return fmt.Sprintf(":heavy_minus_sign: Run #%d is cancelled.", c.RunID)
+	}
+	if g := run.OpenGate(); g != nil {
+		return fmt.Sprintf(":repeat: *%s* of run #%d is open again, until %s; I've asked its approvers in the run's thread.", StepLabel(g.Name), c.RunID, FormatDate(g.Deadline))
 	}
 	return fmt.Sprintf(":repeat: Run #%d is running again from its failed step.", c.RunID)
 }
@@ -660,7 +666,7 @@ func (b *Bot) refusalText(ctx context.Context, id int64, gate workflow.StepName,
 	case workflow.RefusedOwnRun:
 		return fmt.Sprintf("You requested run #%d, so another approver must decide. To stop it, type `%s cancel %d`.", id, slash, id)
 	case workflow.RefusedExpired:
-		return fmt.Sprintf("*%s* of run #%d expired %s, before your click. To go ahead, start a new run with `%s new %s`.", StepLabel(gate), id, FormatDate(ref.At), slash, placeholder("application name"))
+		return fmt.Sprintf("*%s* of run #%d expired %s, before your click. To ask again, type `%s retry %d` in the channel.", StepLabel(gate), id, FormatDate(ref.At), slash, id)
 	case workflow.RefusedRepeat:
 		return fmt.Sprintf("You already %s *%s* of run #%d (%s).", pastTense(ref.Decision), StepLabel(gate), id, FormatDate(ref.At))
 	case workflow.RefusedRunState:

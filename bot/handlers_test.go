@@ -301,7 +301,7 @@ func TestCancelAndRetryAnswerPrivatelyOffThePath(t *testing.T) {
 		user, text, ack, final string
 	}{
 		{"U3", "cancel 42", "Cancelling run #42…", ":no_entry: Only the requester or an approver may do that."},
-		{"U1", "retry 42", "Retrying run #42…", ":no_entry: Run #42 is waiting for approval; only failed runs can be retried."},
+		{"U1", "retry 42", "Retrying run #42…", ":no_entry: Run #42 is waiting for approval; only failed or expired runs can be retried."},
 		{"U1", "cancel 42 wrong name", "Cancelling run #42…", ":heavy_minus_sign: Run #42 is cancelled."},
 		{"U1", "cancel 7", "Cancelling run #7…", "There is no run #7."},
 	}

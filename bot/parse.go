@@ -76,7 +76,7 @@ func Usage(cmd string) string {
 		fmt.Sprintf("• `%s status %s [public]`: show a run (privately unless `public`, in the run's own channel)", cmd, placeholder("run")),
 		fmt.Sprintf("• `%s list`: the 10 most recent runs", cmd),
 		fmt.Sprintf("• `%s cancel %s [reason]`: cancel a run (requester or approver)", cmd, placeholder("run")),
-		fmt.Sprintf("• `%s retry %s`: retry a failed run from its failed step (requester or approver)", cmd, placeholder("run")),
+		fmt.Sprintf("• `%s retry %s`: retry a failed run from its failed step, or ask again at the gate of an expired one (requester or approver)", cmd, placeholder("run")),
 		fmt.Sprintf("• `%s help`: this text", cmd),
 		"`team` accepts `company` or `company.cloudflareaccess.com`.",
 	}, "\n")

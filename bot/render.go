@@ -550,11 +550,14 @@ func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
 	case workflow.EventGateRejected:
 		s = fmt.Sprintf("%s :no_entry_sign: Run #%d %s", mention(r.Request.RequestedBy), r.ID, wasEnded("rejected", ev.Message))
 	case workflow.EventGateExpired:
-		s = fmt.Sprintf("%s :alarm_clock: *%s* expired without a decision; run #%d has ended.", mention(r.Request.RequestedBy), step, r.ID)
+		s = fmt.Sprintf("%s :alarm_clock: *%s* expired without a decision; run #%d has ended. To ask again, type `%s retry %d` in the channel.", mention(r.Request.RequestedBy), step, r.ID, slashName(""), r.ID)
 	case workflow.EventCancelled:
 		s = fmt.Sprintf("%s :heavy_minus_sign: Run #%d %s", mention(r.Request.RequestedBy), r.ID, wasEnded("cancelled", ev.Message))
 	case workflow.EventRetried:
 		s = fmt.Sprintf(":repeat: %s retried the run from *%s*", mention(ev.Actor), step)
+		if r.Step(ev.Step) != nil && r.Step(ev.Step).Kind == workflow.KindGate {
+			s = fmt.Sprintf(":repeat: %s opened *%s* again", mention(ev.Actor), step)
+		}
 	case workflow.EventSucceeded:
 		s = fmt.Sprintf("%s :tada: Run #%d succeeded.", mention(r.Request.RequestedBy), r.ID)
 		if u := l.dashboard(r); u != "" {
@@ -580,14 +583,14 @@ func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
 
 // leftBehind lists, in the reply saying a run ended without success, what
 // the run created: ssobot deletes nothing, so whoever gives the run up
-// needs to know what to remove by hand, and a failed run's retry goes on
-// from it.
+// needs to know what to remove by hand, and the retry of a failed or
+// expired run goes on from it.
 func leftBehind(r *workflow.Run, t workflow.EventType, l links) string {
 	var intro string
 	switch t {
-	case workflow.EventFailed:
+	case workflow.EventFailed, workflow.EventGateExpired:
 		intro = "A retry reuses these; if you do not retry, delete them by hand:"
-	case workflow.EventCancelled, workflow.EventGateRejected, workflow.EventGateExpired:
+	case workflow.EventCancelled, workflow.EventGateRejected:
 		intro = "Left in place, since ssobot deletes nothing; delete them by hand if they are not wanted:"
 	default:
 		return ""

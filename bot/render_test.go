@@ -419,7 +419,7 @@ func TestOutcomeSaysWhatIsLeft(t *testing.T) {
 	}{
 		{"cancelled", created, workflow.EventCancelled, left},
 		{"rejected", created, workflow.EventGateRejected, left},
-		{"expired", created, workflow.EventGateExpired, left},
+		{"expired", created, workflow.EventGateExpired, soFar},
 		{"failed", created, workflow.EventFailed, soFar},
 		{"succeeded", created, workflow.EventSucceeded, ""},
 		{"cancelled before anything was created", nothing, workflow.EventCancelled, ""},

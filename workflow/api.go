@@ -36,8 +36,9 @@ func (e *Engine) Cancel(ctx context.Context, runID int64, user, reason string) (
 	return e.cancel(ctx, runID, user, reason)
 }
 
-// Retry resumes a failed run from its failed step; finished steps are not
-// repeated. Only the requester or an eligible approver may.
+// Retry resumes a failed run from its failed step, or opens an expired
+// run's gate again; finished steps are not repeated. Only the requester or
+// an eligible approver may.
 func (e *Engine) Retry(ctx context.Context, runID int64, user string) (*Run, error) {
 	return e.retry(ctx, runID, user)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ssobot/ssobot/workflow"
 	"github.com/ssobot/ssobot/workflow/authentik/authentiktest"
@@ -349,5 +350,123 @@ func TestCancelDuringPreflightLeavesNoKeptNote(t *testing.T) {
 		if ev.Type == workflow.EventNote && ev.Step == workflow.StepPreflight {
 			t.Errorf("note on preflight %q; want none, since it created nothing", ev.Message)
 		}
+	}
+}
+
+// TestRetryReopensAnExpiredGate: an expired run's retry opens its gate
+// again with a new deadline and nonce; approvals given before it expired
+// still count, the old buttons stay refused, nothing created before the
+// gate is made again, and the run then finishes.
+func TestRetryReopensAnExpiredGate(t *testing.T) {
+	h, r, g := twoApprovalGate(t, nil)
+	ctx := context.Background()
+	if _, err := h.approveAs(r.ID, g, approver); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.approveAs(r.ID, g, approver2); err != nil {
+		t.Fatal(err)
+	}
+	cfGate := h.feed.waitGate(t, r.ID, workflow.GateCloudflare)
+	if _, err := h.approveAs(r.ID, cfGate, approver); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(cfGate.Deadline.Sub(h.clock.Now()))
+	expired := h.feed.waitState(t, r.ID, workflow.StateExpired)
+	providerID := expired.Resources.AuthentikProviderID
+
+	reopened, err := h.engine.Retry(ctx, r.ID, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := reopened.Step(workflow.GateCloudflare)
+	now := h.clock.Now()
+	switch {
+	case reopened.State != workflow.StateAwaitingApproval || s.Status != workflow.StepWaiting || reopened.Error != "":
+		t.Fatalf("after retry: run %s, gate %s, error %q; want the gate waiting again", reopened.State, s.Status, reopened.Error)
+	case s.Nonce == cfGate.Nonce || s.Nonce == "":
+		t.Errorf("gate nonce %q; want a new one", s.Nonce)
+	case !s.Deadline.Equal(now.Add(24 * time.Hour)):
+		t.Errorf("deadline %s; want a full TTL from now (%s)", s.Deadline, now.Add(24*time.Hour))
+	case !s.FinishedAt.IsZero():
+		t.Errorf("reopened gate keeps FinishedAt %s", s.FinishedAt)
+	case reopened.CountingApprovals(workflow.GateCloudflare) != 1:
+		t.Errorf("%d approvals count; want the one given before the gate expired", reopened.CountingApprovals(workflow.GateCloudflare))
+	}
+	evs, err := h.engine.Events(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := evs[len(evs)-2:]
+	if last[0].Type != workflow.EventRetried || last[0].Actor != requester || last[1].Type != workflow.EventGateOpened {
+		t.Errorf("last events %+v; want the retry by the requester, then the gate opened", last)
+	}
+	// A click on the message before the gate expired is for the old gate.
+	if _, err := h.approveAs(r.ID, cfGate, approver2); !isRefused(err) {
+		t.Errorf("approval with the expired gate's nonce: %v; want it refused", err)
+	}
+	if _, err := h.approveAs(r.ID, s, approver2); err != nil {
+		t.Fatal(err)
+	}
+	done := h.feed.waitState(t, r.ID, workflow.StateSucceeded, workflow.StateFailed)
+	if done.State != workflow.StateSucceeded {
+		t.Fatalf("run %s: %s", done.State, done.Error)
+	}
+	if done.Resources.AuthentikProviderID != providerID {
+		t.Errorf("provider %d; want the one made before the gate expired (%d)", done.Resources.AuthentikProviderID, providerID)
+	}
+	h.assertOneOfEach(done)
+}
+
+// TestRetryRefusals: only failed and expired runs can be retried, and only
+// by the requester or an approver.
+func TestRetryRefusals(t *testing.T) {
+	tests := []struct {
+		name  string
+		end   func(h *harness, r *workflow.Run)
+		user  string
+		state workflow.State // the refusal's, when it is about the state
+	}{
+		{"rejected", func(h *harness, r *workflow.Run) {
+			g := h.feed.waitGate(h.t, r.ID, workflow.GateAuthentik)
+			if _, err := h.engine.Decide(context.Background(), workflow.DecisionRequest{RunID: r.ID, Gate: g.Name, Nonce: g.Nonce, User: approver, Decision: workflow.Reject, Reason: "no"}); err != nil {
+				h.t.Fatal(err)
+			}
+			h.feed.waitState(h.t, r.ID, workflow.StateRejected)
+		}, requester, workflow.StateRejected},
+		{"cancelled", func(h *harness, r *workflow.Run) {
+			h.feed.waitGate(h.t, r.ID, workflow.GateAuthentik)
+			if _, err := h.engine.Cancel(context.Background(), r.ID, requester, "wrong name"); err != nil {
+				h.t.Fatal(err)
+			}
+		}, requester, workflow.StateCancelled},
+		{"waiting", func(h *harness, r *workflow.Run) { h.feed.waitGate(h.t, r.ID, workflow.GateAuthentik) }, requester, workflow.StateAwaitingApproval},
+		{"expired, by someone else", func(h *harness, r *workflow.Run) {
+			g := h.feed.waitGate(h.t, r.ID, workflow.GateAuthentik)
+			h.clock.Advance(g.Deadline.Sub(h.clock.Now()))
+			h.feed.waitState(h.t, r.ID, workflow.StateExpired)
+		}, "U_STRANGER", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.start(nil)
+			r := h.newRun(workflow.Request{})
+			tt.end(h, r)
+			before, err := h.engine.Get(context.Background(), r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = h.engine.Retry(context.Background(), r.ID, tt.user)
+			var ref *workflow.RefusedError
+			if !errors.As(err, &ref) {
+				t.Fatalf("retry: %v; want a refusal", err)
+			}
+			if tt.state != "" && (ref.Kind != workflow.RefusedRunState || ref.State != tt.state) {
+				t.Errorf("refusal %+v; want one about the run being %s", ref, tt.state)
+			}
+			if after, err := h.engine.Get(context.Background(), r.ID); err != nil || after.State != before.State {
+				t.Errorf("after the refusal run is %v (%v); want it still %s", after.State, err, before.State)
+			}
+		})
 	}
 }

@@ -276,24 +276,13 @@ func (e *Engine) retry(ctx context.Context, id int64, user string) (*Run, error)
 	if err == nil && ref == nil {
 		var r *Run
 		r, err = e.update(ctx, id, func(r *Run) ([]Event, error) {
-			if r.State != StateFailed {
-				return nil, refusedState(r, "run #%d is %s; only failed runs can be retried", r.ID, r.State)
+			switch r.State {
+			case StateFailed:
+				return retryFailed(r, user)
+			case StateExpired:
+				return e.reopenExpired(r, user)
 			}
-			s := r.Current()
-			if s == nil {
-				return nil, refused("run #%d has no step left to retry", r.ID)
-			}
-			to := StateRunning
-			if s.Name == StepPreflight {
-				to = StatePending
-			}
-			if err := r.transition(to); err != nil {
-				return nil, err
-			}
-			s.Status, s.NextAttemptAt, s.FinishedAt = StepPending, time.Time{}, time.Time{}
-			s.RetriedAtAttempt = s.Attempts
-			r.Error, r.Problems = "", nil
-			return []Event{{Type: EventRetried, Step: s.Name, Actor: user, Message: fmt.Sprintf("%s retried run #%d from step %s", user, r.ID, s.Name)}}, nil
+			return nil, refusedState(r, "run #%d is %s; only failed or expired runs can be retried", r.ID, r.State)
 		})
 		if err == nil {
 			e.kick(id)
@@ -344,6 +333,43 @@ func (e *Engine) setDelivered(ctx context.Context, id int64, seq uint64) (*Run, 
 		return nil, fmt.Errorf("set delivered of run %d: %w", id, err)
 	}
 	return r, nil
+}
+
+// retryFailed sets failed run r going again from its failed step.
+func retryFailed(r *Run, user string) ([]Event, error) {
+	s := r.Current()
+	if s == nil {
+		return nil, refused("run #%d has no step left to retry", r.ID)
+	}
+	to := StateRunning
+	if s.Name == StepPreflight {
+		to = StatePending
+	}
+	if err := r.transition(to); err != nil {
+		return nil, err
+	}
+	s.Status, s.NextAttemptAt, s.FinishedAt = StepPending, time.Time{}, time.Time{}
+	s.RetriedAtAttempt = s.Attempts
+	r.Error, r.Problems = "", nil
+	return []Event{{Type: EventRetried, Step: s.Name, Actor: user, Message: fmt.Sprintf("%s retried run #%d from step %s", user, r.ID, s.Name)}}, nil
+}
+
+// reopenExpired opens expired run r's gate again, with a new deadline and
+// nonce (the old buttons stay refused). The plan is the one approved so
+// far, so approvals given before the gate expired still count; what the
+// run created before the gate is kept and the run goes on from there.
+func (e *Engine) reopenExpired(r *Run, user string) ([]Event, error) {
+	s := r.Current()
+	if s == nil || s.Kind != KindGate || s.Status != StepExpired {
+		return nil, refused("run #%d has no expired gate to open again", r.ID)
+	}
+	if err := r.transition(StateAwaitingApproval); err != nil {
+		return nil, err
+	}
+	s.FinishedAt = time.Time{}
+	r.Error = ""
+	evs := []Event{{Type: EventRetried, Step: s.Name, Actor: user, Message: fmt.Sprintf("%s opened gate %s of run #%d again", user, s.Name, r.ID)}}
+	return append(evs, e.openGateIn(r, s)...), nil
 }
 
 // refusedState refuses what r's state does not allow.

@@ -28,8 +28,10 @@ var transitions = map[State][]State{
 	StatePending:          {StateAwaitingApproval, StateFailed, StateCancelled},
 	StateAwaitingApproval: {StateRunning, StateRejected, StateExpired, StateCancelled},
 	StateRunning:          {StateAwaitingApproval, StateSucceeded, StateFailed, StateCancelled},
-	// A failed run can be retried from its failed step.
-	StateFailed: {StatePending, StateRunning},
+	// A failed run can be retried from its failed step, and an expired one
+	// from its gate.
+	StateFailed:  {StatePending, StateRunning},
+	StateExpired: {StateAwaitingApproval},
 }
 
 // CanTransition reports whether a run may move from one state to another.

@@ -124,7 +124,7 @@ func TestTransitions(t *testing.T) {
 		{"pending", "awaiting_approval"}, {"pending", "failed"}, {"pending", "cancelled"},
 		{"awaiting_approval", "running"}, {"awaiting_approval", "rejected"}, {"awaiting_approval", "expired"}, {"awaiting_approval", "cancelled"},
 		{"running", "awaiting_approval"}, {"running", "succeeded"}, {"running", "failed"}, {"running", "cancelled"},
-		{"failed", "pending"}, {"failed", "running"},
+		{"failed", "pending"}, {"failed", "running"}, {"expired", "awaiting_approval"},
 	} {
 		allowed[p] = true
 	}
