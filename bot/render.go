@@ -91,6 +91,31 @@ var mrkdwnEscaper = strings.NewReplacer(
 // (<!channel>, <@U1>), link or format.
 func Escape(s string) string { return mrkdwnEscaper.Replace(s) }
 
+// identifier finds names a reader copies into a shell, a manifest or
+// authentik's role editor (SSOBOT_SIGNING_KEY, view_flow,
+// authentik_providers_oauth2.add_oauth2provider). Escape would put
+// zero-width spaces around their underscores, and a copy keeps those.
+// A URL with such characters (a slug like my_app in its path) is one too.
+var identifier = regexp.MustCompile("https?://[^\\s<>\"'`]*[^\\s<>\"'`.,:;)]|\\b[A-Za-z][A-Za-z0-9.]*(?:_[A-Za-z0-9.]+)+\\b")
+
+// escapeMessage is Escape for the engine's sentences, with identifiers in
+// code spans, which need no zero-width spaces.
+func escapeMessage(s string) string {
+	var b strings.Builder
+	last := 0
+	for _, m := range identifier.FindAllStringIndex(s, -1) {
+		b.WriteString(Escape(s[last:m[0]]))
+		if id := s[m[0]:m[1]]; strings.ContainsAny(id, "*_~") {
+			b.WriteString(code(id))
+		} else {
+			b.WriteString(Escape(id)) // a plain URL, which Slack links
+		}
+		last = m[1]
+	}
+	b.WriteString(Escape(s[last:]))
+	return b.String()
+}
+
 // plainSafe keeps angle brackets out of plain_text, where Slack's handling
 // of entities is not documented: look-alikes cannot form a mention or link.
 func plainSafe(s string) string { return angleLookalikes.Replace(s) }
@@ -326,13 +351,13 @@ func renderRun(r *workflow.Run, l links, buttons bool) []slack.Block {
 	if len(r.Problems) > 0 {
 		var lines []string
 		for _, pr := range r.Problems {
-			lines = append(lines, "• "+Escape(pr))
+			lines = append(lines, "• "+escapeMessage(pr))
 		}
 		blocks = append(blocks, section("problems", "*Preflight found*\n"+strings.Join(lines, "\n")))
 	}
 
 	if e := r.LastError(); e != "" {
-		blocks = append(blocks, section("error", "*Last error*\n"+mentionActors(Escape(e))))
+		blocks = append(blocks, section("error", "*Last error*\n"+mentionActors(escapeMessage(e))))
 	}
 
 	if r.State == workflow.StateSucceeded {
@@ -517,11 +542,11 @@ func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
 		}
 		s = fmt.Sprintf(":white_check_mark: *%s* done", step)
 	case workflow.EventResourceFound:
-		s = ":mag: Found from an earlier attempt: " + Escape(ev.Message)
+		s = ":mag: Found from an earlier attempt: " + escapeMessage(ev.Message)
 	case workflow.EventAttemptFailed:
-		s = fmt.Sprintf(":warning: *%s*: attempt failed: %s", step, Escape(ev.Message))
+		s = fmt.Sprintf(":warning: *%s*: attempt failed: %s", step, escapeMessage(ev.Message))
 	case workflow.EventStepFailed:
-		s = fmt.Sprintf(":x: *%s* failed: %s", step, Escape(ev.Message))
+		s = fmt.Sprintf(":x: *%s* failed: %s", step, escapeMessage(ev.Message))
 	case workflow.EventGateOpened:
 		s = fmt.Sprintf(":raised_hand: Waiting for approval: *%s*", step)
 		if g := r.Step(ev.Step); g != nil && !g.Deadline.IsZero() {
@@ -565,9 +590,14 @@ func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
 		}
 	case workflow.EventFailed:
 		// Slash commands do not work in threads, where this is posted.
-		s = fmt.Sprintf("%s :x: Run #%d failed: %s. Fix the cause, then type `%s retry %d` in the channel.", mention(r.Request.RequestedBy), r.ID, Escape(ev.Message), slashName(""), r.ID)
+		s = fmt.Sprintf("%s :x: Run #%d failed: %s. Fix the cause, then type `%s retry %d` in the channel.", mention(r.Request.RequestedBy), r.ID, escapeMessage(ev.Message), slashName(""), r.ID)
+		if ev.Step == workflow.StepPreflight {
+			// A retry keeps the request: a taken name or a wrong team
+			// domain is fixed by a new run, not by a retry.
+			s += fmt.Sprintf(" A retry keeps this run's slug, names and team domain: if one of those is the problem, start a new run with other options instead (`%s help`).", slashName(""))
+		}
 	case workflow.EventNote:
-		s = ":memo: " + mentionActors(Escape(ev.Message))
+		s = ":memo: " + mentionActors(escapeMessage(ev.Message))
 	default:
 		// Created, state changes, intents, resources created (the step's
 		// "done" reply carries their IDs), gates approved (the decision
@@ -619,9 +649,9 @@ var shownElsewhere = map[string]bool{"reason": true, "attempt": true, "deadline"
 // the engine's "cancelled by U2: wrong team", not "was cancelled: cancelled by".
 func wasEnded(verb, msg string) string {
 	if strings.HasPrefix(msg, verb+" by ") {
-		return "was " + mentionActors(Escape(msg))
+		return "was " + mentionActors(escapeMessage(msg))
 	}
-	return "was " + verb + ": " + mentionActors(Escape(msg))
+	return "was " + verb + ": " + mentionActors(escapeMessage(msg))
 }
 
 // dataLabels word the data keys of the steps' results for people.

@@ -369,6 +369,8 @@ func TestEventText(t *testing.T) {
 		{"decision", r, workflow.Event{Type: workflow.EventDecisionAccepted, Step: workflow.GateAuthentik, Actor: "U2"}, ":ballot_box_with_check: <@U2> approved *Approval to create the authentik provider and application*"},
 		{"succeeded mentions requester", done, workflow.Event{Type: workflow.EventSucceeded}, "<@U1> :tada: Run #42 succeeded."},
 		{"failed mentions requester", r, workflow.Event{Type: workflow.EventFailed, Message: "verify failed"}, "<@U1> :x: Run #42 failed: verify failed. Fix the cause, then type `/sso-setup retry 42` in the channel."},
+		{"failed preflight says when a new run is the fix", r, workflow.Event{Type: workflow.EventFailed, Step: workflow.StepPreflight, Message: "preflight found 1 problem(s); nothing was created"},
+			"<@U1> :x: Run #42 failed: preflight found 1 problem(s); nothing was created. Fix the cause, then type `/sso-setup retry 42` in the channel. A retry keeps this run's slug, names and team domain: if one of those is the problem, start a new run with other options instead (`/sso-setup help`)."},
 		{"expired mentions requester", r, workflow.Event{Type: workflow.EventGateExpired, Step: workflow.GateCloudflare}, "<@U1> :alarm_clock:"},
 		{"cancelled mentions requester", r, workflow.Event{Type: workflow.EventCancelled, Message: "cancelled by ssobot"}, "<@U1> :heavy_minus_sign: Run #42 was cancelled by ssobot"},
 		{"cancelled for another reason", r, workflow.Event{Type: workflow.EventCancelled, Message: "the channel is gone"}, "<@U1> :heavy_minus_sign: Run #42 was cancelled: the channel is gone"},
@@ -513,6 +515,25 @@ func TestMention(t *testing.T) {
 	for in, want := range map[string]string{"U123": "<@U123>", "W9ABC": "<@W9ABC>", "admin@example.com": "admin@example.com", "<!here>": "&lt;!here&gt;", workflow.SystemActor: "ssobot", "": "someone"} {
 		if got := mention(in); got != want {
 			t.Errorf("mention(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
+
+// TestEscapeMessage: names a reader copies come out in code spans, without
+// the zero-width spaces Escape puts around underscores; the rest is escaped.
+func TestEscapeMessage(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"set SSOBOT_SIGNING_KEY to a certificate", "set `SSOBOT_SIGNING_KEY` to a certificate"},
+		{"the token lacks permission view_flow.", "the token lacks permission `view_flow`."},
+		{"needs authentik_providers_oauth2.add_oauth2provider: 403", "needs `authentik_providers_oauth2.add_oauth2provider`: 403"},
+		{"GET https://auth.example.com/application/o/my_app/.well-known/openid-configuration: 404", "GET `https://auth.example.com/application/o/my_app/.well-known/openid-configuration`: 404"},
+		{"at https://auth.example.com/x. Then", "at https://auth.example.com/x. Then"},
+		{"*bold* <@U1> & _it_", "\u200b*\u200bbold\u200b*\u200b &lt;@U1&gt; &amp; \u200b_\u200bit\u200b_\u200b"},
+		{"a `tick` in_name", "a \u200b`\u200btick\u200b`\u200b `in_name`"},
+	}
+	for _, tt := range tests {
+		if got := escapeMessage(tt.in); got != tt.want {
+			t.Errorf("escapeMessage(%q)\n = %q\nwant %q", tt.in, got, tt.want)
 		}
 	}
 }
