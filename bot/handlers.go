@@ -350,9 +350,6 @@ func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) *reply {
 	if cmd.UserID == "" {
 		return private("I could not tell who sent this command.")
 	}
-	if !b.channelAllowed(cmd.ChannelID) {
-		return private(b.channelRefusal())
-	}
 	c, err := ParseCommand(cmd.Text)
 	if err != nil {
 		var ue *UsageError
@@ -366,6 +363,9 @@ func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) *reply {
 	case CmdHelp:
 		return private(Usage(cmd.Command))
 	case CmdModal:
+		if !b.channelAllowed(cmd.ChannelID) {
+			return private(b.channelRefusal())
+		}
 		if !b.requesterAllowed(cmd.UserID) {
 			return private(requesterRefusal)
 		}
@@ -376,6 +376,12 @@ func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) *reply {
 		b.asyncBy(modalTimeout, func(ctx context.Context) { b.openModal(ctx, slash, trigger, channel, user, responseURL) })
 		return nil
 	case CmdNew:
+		// Runs start only where they are allowed; the other commands read
+		// or control a run by number, under its own visibility and
+		// control rules, wherever they are typed.
+		if !b.channelAllowed(cmd.ChannelID) {
+			return private(b.channelRefusal())
+		}
 		return b.startFromCommand(ctx, cmd, c, log)
 	case CmdStatus:
 		return b.status(ctx, c, slashName(cmd.Command), cmd.UserID, cmd.ChannelID, log)
@@ -744,7 +750,7 @@ func (b *Bot) channelRefusal() string {
 	for _, c := range b.cfg.AllowedChannels {
 		chs = append(chs, "<#"+escapeEntities(c)+">")
 	}
-	return "ssobot takes requests only in " + joinOr(chs) + "."
+	return "ssobot starts runs only in " + joinOr(chs) + "."
 }
 
 // userMessage is an engine validation error in words for the person: the

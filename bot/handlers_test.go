@@ -267,8 +267,19 @@ func TestCommandLimits(t *testing.T) {
 		c.AllowedRequesters = []string{"U1"}
 	})
 	h.slack.AddChannel("C2", "random", true)
-	if r := h.command("U1", "C2", "new Grafana"); !strings.Contains(r.Text, "ssobot takes requests only in <#C1>") {
+	if r := h.command("U1", "C2", "new Grafana"); !strings.Contains(r.Text, "ssobot starts runs only in <#C1>") {
 		t.Fatalf("other channel: %q", r.Text)
+	}
+	if r := h.command("U1", "C2", ""); !strings.Contains(r.Text, "ssobot starts runs only in <#C1>") {
+		t.Fatalf("other channel, form: %q", r.Text)
+	}
+	// Reading and controlling a run by number follow the run's own rules
+	// wherever they are typed: help, and status of an unknown run, answer.
+	if r := h.command("U1", "D1", "help"); !strings.Contains(r.Text, "*Usage*") {
+		t.Fatalf("help in a DM: %q", r.Text)
+	}
+	if r := h.command("U1", "D1", "status 9"); !strings.Contains(r.Text, "There is no run #9") {
+		t.Fatalf("status in a DM: %q", r.Text)
 	}
 	if r := h.command("U3", "C1", "new Grafana"); r.Text != requesterRefusal {
 		t.Fatalf("other requester: %q", r.Text)
