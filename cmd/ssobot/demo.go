@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -191,8 +192,13 @@ func (d *demo) run(ctx context.Context) (err error) {
 	served := make(chan error, 1)
 	go func() { served <- d.a.Serve(serveCtx, slackLn, adminLn) }()
 
-	if err := d.slashCommand(ctx, "new "+quoteArg(d.app)); err != nil {
+	ack, err := d.slashCommand(ctx, "new "+quoteArg(d.app))
+	if err != nil {
 		return err
+	}
+	if !runStarted.MatchString(ack) {
+		// Nothing would follow: say so now, not when the demo times out.
+		return fmt.Errorf("the bot started no run for -app %q: its answer to alice is above", d.app)
 	}
 
 	seen := 0
@@ -364,7 +370,12 @@ func (d *demo) getJSON(ctx context.Context, path string, v any) error {
 }
 
 // slashCommand sends alice's signed /sso-setup to the bot's HTTP endpoint.
-func (d *demo) slashCommand(ctx context.Context, text string) error {
+// runStarted is the acknowledgement of a `new` that started a run.
+var runStarted = regexp.MustCompile(`^Run #\d+ started`)
+
+// slashCommand sends alice's signed command and returns the bot's
+// immediate answer.
+func (d *demo) slashCommand(ctx context.Context, text string) (string, error) {
 	cmd := d.sl.NewSlashCommand(slashCommand, text, demoRequester, demoChannel)
 	d.replyTo[cmd.ResponseURL] = "alice"
 	d.out.user("alice", "#platform", slashCommand+" "+text)
@@ -381,36 +392,39 @@ func (d *demo) click(ctx context.Context, ts string, btn slacktest.Button, user,
 	d.replyTo[a.ResponseURL] = name
 	d.pending[a.ResponseURL] = true
 	d.out.user(name, "#platform", "clicks ["+btn.Text+"]")
-	return d.post(ctx, slackInteractionsPath, []byte(slacktest.BlockActionsPayload(a).Encode()), name)
+	_, err = d.post(ctx, slackInteractionsPath, []byte(slacktest.BlockActionsPayload(a).Encode()), name)
+	return err
 }
 
-// post sends a signed request the way Slack does and prints any immediate
-// answer, which only the sender sees.
-func (d *demo) post(ctx context.Context, path string, body []byte, who string) error {
+// post sends a signed request the way Slack does, prints any immediate
+// answer, which only the sender sees, and returns its text.
+func (d *demo) post(ctx context.Context, path string, body []byte, who string) (string, error) {
 	req := slacktest.SignedRequest(d.slackURL+path, d.secret, body, time.Now())
 	resp, err := d.http.Do(req.WithContext(ctx))
 	if err != nil {
-		return fmt.Errorf("POST %s: %w", path, err)
+		return "", fmt.Errorf("POST %s: %w", path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return fmt.Errorf("POST %s: %w", path, err)
+		return "", fmt.Errorf("POST %s: %w", path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("POST %s: %s: %s", path, resp.Status, strings.TrimSpace(string(b)))
+		return "", fmt.Errorf("POST %s: %s: %s", path, resp.Status, strings.TrimSpace(string(b)))
 	}
+	var text string
 	if len(b) > 0 {
 		var msg map[string]any
 		if json.Unmarshal(b, &msg) == nil {
-			if text := d.out.messageText(msg); text != "" {
-				d.out.private(who, text)
-			}
-		} else if s := strings.TrimSpace(string(b)); s != "" {
-			d.out.private(who, s)
+			text = d.out.messageText(msg)
+		} else {
+			text = strings.TrimSpace(string(b))
+		}
+		if text != "" {
+			d.out.private(who, text)
 		}
 	}
-	return nil
+	return text, nil
 }
 
 // handle prints one Slack call and clicks Approve when a gate opens.

@@ -124,6 +124,18 @@ func TestDemoRefusesExistingDatabase(t *testing.T) {
 	}
 }
 
+// TestDemoRefusedName: a name the bot refuses ends the demo at once with
+// the bot's answer, instead of waiting out the demo's timeout for a run
+// that never starts.
+func TestDemoRefusedName(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"demo", "-app", "authorize"}, func(string) string { return "" }, nil, &stdout, &stderr)
+	out := stdout.String()
+	if code != exitFailure || !strings.Contains(out, `the bot started no run for -app "authorize"`) || !strings.Contains(out, "reserved") {
+		t.Errorf("exit %d, output:\n%s\nwant 1, the bot's refusal and the reason the demo stopped", code, out)
+	}
+}
+
 func TestDemoCancelled(t *testing.T) {
 	// A context that is already over (as on Ctrl-C): the demo fails with a
 	// clear message instead of hanging.
