@@ -590,7 +590,7 @@ func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
 		}
 	case workflow.EventFailed:
 		// Slash commands do not work in threads, where this is posted.
-		s = fmt.Sprintf("%s :x: Run #%d failed: %s. Fix the cause, then type `%s retry %d` in the channel.", mention(r.Request.RequestedBy), r.ID, escapeMessage(ev.Message), slashName(""), r.ID)
+		s = fmt.Sprintf("%s :x: Run #%d failed: %s. Fix the cause, then type `%s retry %d` in the channel.", mention(r.Request.RequestedBy), r.ID, escapeMessage(strings.TrimRight(ev.Message, ". ")), slashName(""), r.ID)
 		if ev.Step == workflow.StepPreflight {
 			// A retry keeps the request: a taken name or a wrong team
 			// domain is fixed by a new run, not by a retry.

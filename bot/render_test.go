@@ -369,6 +369,8 @@ func TestEventText(t *testing.T) {
 		{"decision", r, workflow.Event{Type: workflow.EventDecisionAccepted, Step: workflow.GateAuthentik, Actor: "U2"}, ":ballot_box_with_check: <@U2> approved *Approval to create the authentik provider and application*"},
 		{"succeeded mentions requester", done, workflow.Event{Type: workflow.EventSucceeded}, "<@U1> :tada: Run #42 succeeded."},
 		{"failed mentions requester", r, workflow.Event{Type: workflow.EventFailed, Message: "verify failed"}, "<@U1> :x: Run #42 failed: verify failed. Fix the cause, then type `/sso-setup retry 42` in the channel."},
+		{"failed on a sentence", r, workflow.Event{Type: workflow.EventFailed, Message: "create application: 403 Forbidden: You do not have permission to perform this action."},
+			"<@U1> :x: Run #42 failed: create application: 403 Forbidden: You do not have permission to perform this action. Fix the cause, then type `/sso-setup retry 42` in the channel."},
 		{"failed preflight says when a new run is the fix", r, workflow.Event{Type: workflow.EventFailed, Step: workflow.StepPreflight, Message: "preflight found 1 problem(s); nothing was created"},
 			"<@U1> :x: Run #42 failed: preflight found 1 problem(s); nothing was created. Fix the cause, then type `/sso-setup retry 42` in the channel. A retry keeps this run's slug, names and team domain: if one of those is the problem, start a new run with other options instead (`/sso-setup help`)."},
 		{"expired mentions requester", r, workflow.Event{Type: workflow.EventGateExpired, Step: workflow.GateCloudflare}, "<@U1> :alarm_clock:"},
