@@ -278,6 +278,32 @@ func (l links) dashboard(r *workflow.Run) string {
 	return "https://one.dash.cloudflare.com/" + l.accountID + "/settings/authentication"
 }
 
+// planText says what approving sets up, once preflight has resolved it:
+// what a security review of an identity provider looks for (who the client
+// is, where tokens go, how they are signed, what they carry), from the same
+// functions the steps create it with.
+func planText(p workflow.Params) string {
+	if p.SigningKeyID == "" || p.CallbackURL == "" {
+		return ""
+	}
+	prov, app, lm := workflow.PlannedProvider(p), workflow.PlannedApplication(p, 0), workflow.PlannedLoginMethod(p)
+	redirects := make([]string, 0, len(prov.RedirectURIs))
+	for _, u := range prov.RedirectURIs {
+		redirects = append(redirects, code(u.URL)+" ("+Escape(u.MatchingMode)+" match)")
+	}
+	pkce := "off"
+	if lm.PKCEEnabled {
+		pkce = "on"
+	}
+	scopes := Escape(strings.Join(lm.Scopes, ", "))
+	authentik := fmt.Sprintf("• *authentik* %s: provider %s, a %s client with ID %s; redirect URI %s; authorization flow %s; ID tokens signed with the key of %s, with the claims of scopes %s. Application %s, policy engine mode %s",
+		code(p.AuthentikURL), Escape(strconv.Quote(prov.Name)), Escape(prov.ClientType), code(prov.ClientID), strings.Join(redirects, ", "),
+		code(p.AuthorizationFlowSlug), Escape(strconv.Quote(p.SigningKeyName)), scopes, code(app.Slug), Escape(app.PolicyEngineMode))
+	cloudflare := fmt.Sprintf("• *Cloudflare Access* %s: OpenID Connect login method %s, PKCE %s, scopes %s, email claim %s; authorize %s, token %s, keys %s",
+		code(p.TeamDomain), Escape(strconv.Quote(p.LoginMethodName)), pkce, scopes, code(lm.EmailClaimName), code(lm.AuthURL), code(lm.TokenURL), code(lm.CertsURL))
+	return "*What approving sets up*\n" + authentik + "\n" + cloudflare
+}
+
 // RenderRun renders a run's message: title, requester, parameters, the
 // checklist of steps, approvals, created resources, the last error and, at an
 // open gate, the Approve and Reject buttons. It is a pure function of the run.
@@ -316,6 +342,9 @@ func renderRun(r *workflow.Run, l links, buttons bool) []slack.Block {
 		fields = append(fields, mrkdwnField("*Provider*\n"+Escape(p.ProviderName)))
 	}
 	blocks = append(blocks, slack.NewSectionBlock(nil, fields, nil, slack.SectionBlockOptionBlockID("summary")))
+	if plan := planText(p); plan != "" {
+		blocks = append(blocks, section("plan", plan))
+	}
 
 	var steps []string
 	for i := range r.Steps {

@@ -539,3 +539,37 @@ func TestEscapeMessage(t *testing.T) {
 		}
 	}
 }
+
+// TestCardShowsThePlan: once preflight has resolved the plan, the card
+// shows approvers the settings a review looks for, from the same functions
+// the steps create them with; before that it shows none.
+func TestCardShowsThePlan(t *testing.T) {
+	r := sampleRun(workflow.StepPreflight, workflow.StepRunning, workflow.StatePending)
+	if j := blocksJSON(t, RenderRun(r)); strings.Contains(j, "What approving sets up") {
+		t.Fatalf("plan shown before preflight resolved it: %s", j)
+	}
+	r = sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval)
+	r.Params.AuthorizationFlowSlug, r.Params.SigningKeyName, r.Params.SigningKeyID = "default-provider-authorization-explicit-consent", "authentik Self-signed Certificate", "cert-1"
+	r.Params.AuthURL, r.Params.TokenURL, r.Params.CertsURL = "https://auth.example.com/application/o/authorize/", "https://auth.example.com/application/o/token/", "https://auth.example.com/application/o/grafana/jwks/"
+	r.Params.CallbackURL = "https://company.cloudflareaccess.com/cdn-cgi/access/callback"
+	var plan string
+	for _, b := range RenderRun(r) {
+		if s, ok := b.(*slack.SectionBlock); ok && s.BlockID == "plan" {
+			plan = s.Text.Text
+		}
+	}
+	for _, want := range []string{
+		"*What approving sets up*",
+		"*authentik* `https://auth.example.com`: provider \"Provider for Grafana\", a confidential client with ID `cid-1`",
+		"redirect URI `https://company.cloudflareaccess.com/cdn-cgi/access/callback` (strict match)",
+		"authorization flow `default-provider-authorization-explicit-consent`",
+		"ID tokens signed with the key of \"authentik Self-signed Certificate\", with the claims of scopes openid, email, profile",
+		"Application `grafana`, policy engine mode any",
+		"*Cloudflare Access* `company.cloudflareaccess.com`: OpenID Connect login method \"authentik\", PKCE on, scopes openid, email, profile, email claim `email`",
+		"authorize `https://auth.example.com/application/o/authorize/`, token `https://auth.example.com/application/o/token/`, keys `https://auth.example.com/application/o/grafana/jwks/`",
+	} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("plan lacks %q:\n%s", want, plan)
+		}
+	}
+}
