@@ -368,6 +368,13 @@ func (b *Bot) postRoot(ctx context.Context, st *runState, run *workflow.Run, blo
 func (b *Bot) unreachable(ctx context.Context, run *workflow.Run, postErr error) {
 	code := slackCode(postErr)
 	log := b.log.With(slog.Int64(workflow.KeyRunID, run.ID), slog.String("channel", run.Request.Channel), slog.Any(workflow.KeyError, postErr))
+	if run.State == workflow.StateCancelled {
+		// Cancelled already: here, when an earlier snapshot met the same
+		// refusal and the requester was told, or by a person. Telling them
+		// again would only repeat it.
+		log.Info("cannot post the message of a cancelled run")
+		return
+	}
 	log.Warn("cannot post the run message; cancelling the run")
 	notMember := code == errCodeNotInChannel || code == errCodeChannelNotFound || code == errCodeIsArchived
 	// A workspace policy on the channel; anything else (the bot's token or

@@ -493,6 +493,23 @@ func TestEndToEndNotInChannel(t *testing.T) {
 	if n := len(e.ak.Providers()); n != 0 {
 		t.Fatalf("%d providers created for a cancelled run", n)
 	}
+	// The cancelled run's own snapshot meets the same refusal; the
+	// requester, told once, is not told again. The one delivery worker
+	// posts a later run's message only after that snapshot.
+	e.waitCalls("the cancelled snapshot's attempt", func(c []slacktest.Call) bool {
+		n := 0
+		for _, call := range c {
+			if call.Method == "chat.postMessage" && call.Param("channel") == "C9" && call.Error == "not_in_channel" {
+				n++
+			}
+		}
+		return n == 2
+	})
+	e.command("U1", "C1", "new Jira")
+	e.root("a later run's message", func(m slacktest.Message) bool { return m.Channel == "C1" })
+	if got := responseTexts(e.slack.Calls()); len(got) != 1 {
+		t.Errorf("requester told %d times:\n%s", len(got), strings.Join(got, "\n"))
+	}
 }
 
 func TestEndToEndForm(t *testing.T) {
