@@ -180,7 +180,9 @@ type Application struct {
 type Access interface {
 	AccountID() string
 	Organization(ctx context.Context) (Organization, error)
-	// ListIdentityProviders returns every login method of the account (all pages).
+	// ListIdentityProviders returns every login method of the account (all
+	// pages), those whose config cannot be read marked Unreadable rather
+	// than failing the list.
 	ListIdentityProviders(ctx context.Context) ([]IdentityProvider, error)
 	GetIdentityProvider(ctx context.Context, id string) (IdentityProvider, error)
 	// CreateIdentityProvider makes exactly one request (no SDK retries):
@@ -213,6 +215,10 @@ type IdentityProvider struct {
 	Name   string
 	Type   string
 	Config OIDCConfig
+	// Unreadable says why Config could not be read, for a login method
+	// listed with a config the adapter cannot decode (Config is then
+	// empty); "" otherwise. Such a login method may still be a run's own.
+	Unreadable string
 }
 
 // IdentityProviderSpec is an OIDC login method to create.

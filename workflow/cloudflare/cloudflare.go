@@ -126,7 +126,12 @@ func (c *Client) ListIdentityProviders(ctx context.Context) ([]workflow.Identity
 		for _, r := range res.Result {
 			idp, err := identityProvider(r.ID, r.Name, r.Type, string(r.Config))
 			if err != nil {
-				return nil, malformed(op, x.status, err)
+				// The account's other login methods are not ssobot's: one
+				// whose config does not decode (a field of another type) must
+				// not fail every list, nor be retried as if the answer were
+				// garbled. It is kept and marked, so that one with a run's
+				// name is never taken for absent.
+				idp.Unreadable = "its config could not be decoded: " + sanitize(err).Error()
 			}
 			out = append(out, idp)
 		}

@@ -183,6 +183,56 @@ func TestListIdentityProvidersPaging(t *testing.T) {
 	}
 }
 
+// TestListKeepsUnreadableLoginMethods: a login method of someone else's
+// whose config does not decode must not fail the list (every run's preflight
+// and create would fail, retried as transient until they gave up): it is
+// listed, marked Unreadable, beside the others read as usual.
+func TestListKeepsUnreadableLoginMethods(t *testing.T) {
+	good := cloudflaretest.IdentityProvider{Name: "grafana", Type: "oidc", Config: cloudflaretest.Config{
+		ClientID: "cid", ClientSecret: secret, AuthURL: "https://a/", TokenURL: "https://t/", CertsURL: "https://c/", Scopes: []string{"openid"},
+	}}
+	tests := []struct {
+		name   string
+		raw    string
+		maxPer int
+		want   string // in Unreadable
+	}{
+		{name: "scopes as a string", raw: `{"client_id":"x","scopes":"openid email"}`, want: "unexpected JSON string for scopes"},
+		{name: "pkce as a string", raw: `{"client_id":"x","pkce_enabled":"true"}`, want: "unexpected JSON string for pkce_enabled"},
+		{name: "claims as an object, on a later page", raw: `{"client_id":"x","claims":{"email":"mail"}}`, maxPer: 1, want: "unexpected JSON object for claims"},
+		{name: "client_id as a number", raw: `{"client_id":42}`, want: "unexpected JSON number for client_id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			per := 50
+			if tt.maxPer > 0 {
+				per = tt.maxPer
+			}
+			srv := newServer(t, cloudflaretest.WithMaxPerPage(per))
+			srv.AddIdentityProvider(good)
+			srv.AddIdentityProvider(cloudflaretest.IdentityProvider{Name: "someone else's", Type: "oidc", RawConfig: json.RawMessage(tt.raw)})
+			srv.AddIdentityProvider(cloudflaretest.IdentityProvider{Name: "pin", Type: "onetimepin"})
+			got, err := newClient(srv).ListIdentityProviders(t.Context())
+			if err != nil {
+				t.Fatalf("list failed (transient %v): %v", workflow.IsTransient(err), err)
+			}
+			if len(got) != 3 {
+				t.Fatalf("listed %d login methods, want 3: %+v", len(got), got)
+			}
+			if got[0].Unreadable != "" || got[0].Config.ClientID != "cid" || got[2].Unreadable != "" {
+				t.Errorf("readable login methods: %+v, %+v", got[0], got[2])
+			}
+			bad := got[1]
+			if bad.Name != "someone else's" || bad.ID == "" || bad.Type != "oidc" || !strings.Contains(bad.Unreadable, tt.want) {
+				t.Errorf("unreadable login method %+v, want it named, with its ID and Unreadable saying %q", bad, tt.want)
+			}
+			if !reflect.DeepEqual(bad.Config, workflow.OIDCConfig{}) {
+				t.Errorf("an unreadable config was half read: %+v", bad.Config)
+			}
+		})
+	}
+}
+
 // TestOIDCConfigFromRawJSON shows why the adapter decodes the raw config:
 // the SDK's union reads an oidc login method as AzureAD.
 func TestOIDCConfigFromRawJSON(t *testing.T) {

@@ -60,6 +60,11 @@ type IdentityProvider struct {
 	Name   string
 	Type   string // "oidc", "onetimepin", ...
 	Config Config
+	// RawConfig, when set, is answered as the config instead of Config:
+	// a login method made by someone else whose config has a shape ssobot
+	// does not read (e.g. "scopes" as a string). Seeded only
+	// (AddIdentityProvider); a PUT replaces it with Config.
+	RawConfig json.RawMessage
 }
 
 // Config is the union of the config fields the fake understands.
@@ -78,6 +83,7 @@ type Config struct {
 func (p IdentityProvider) clone() IdentityProvider {
 	p.Config.Scopes = slices.Clone(p.Config.Scopes)
 	p.Config.Claims = slices.Clone(p.Config.Claims)
+	p.RawConfig = slices.Clone(p.RawConfig)
 	return p
 }
 
@@ -609,6 +615,9 @@ func parseIDP(body []byte) (IdentityProvider, response, bool) {
 
 // view is a login method as reads return it: the secret masked.
 func view(p IdentityProvider) map[string]any {
+	if len(p.RawConfig) > 0 {
+		return map[string]any{"id": p.ID, "name": p.Name, "type": p.Type, "config": p.RawConfig}
+	}
 	cfg := p.Config
 	if cfg.ClientSecret != "" {
 		cfg.ClientSecret = MaskedSecret

@@ -367,3 +367,22 @@ func TestRateLimitBlocksEverything(t *testing.T) {
 		t.Errorf("statuses %v, want %v", got, want)
 	}
 }
+
+// TestRawConfig: a seeded login method's raw config is answered as it is,
+// contract-valid although ssobot cannot read it, until a PUT replaces it.
+func TestRawConfig(t *testing.T) {
+	srv := newServer(t)
+	raw := `{"client_id":"x","scopes":"openid email"}`
+	srv.AddIdentityProvider(cloudflaretest.IdentityProvider{Name: "odd", Type: "oidc", RawConfig: json.RawMessage(raw)})
+	id := srv.IdentityProviders()[0].ID
+	for _, path := range []string{idps, idps + "/" + id} {
+		status, _, body := do(t, srv, http.MethodGet, path, "")
+		if status != http.StatusOK || !strings.Contains(body, `"config":`+raw) {
+			t.Errorf("GET %s: %d %s, want the raw config", path, status, body)
+		}
+	}
+	if status, _, body := do(t, srv, http.MethodPut, idps+"/"+id, oidcBody("odd", "s")); status != http.StatusOK || strings.Contains(body, "openid email") {
+		t.Errorf("PUT: %d %s, want the new config", status, body)
+	}
+	noContractErrors(t, srv)
+}
