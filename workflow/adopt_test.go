@@ -2,6 +2,7 @@ package workflow_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -170,5 +171,101 @@ func TestEmptyClientSecretCreatesNoLoginMethod(t *testing.T) {
 	}
 	if n, calls := len(h.cf.IdentityProviders()), h.cf.Calls("POST", "/identity_providers"); n != 0 || calls != 0 {
 		t.Errorf("%d login methods after %d creates; want none, not even tried", n, calls)
+	}
+}
+
+// TestLoginMethodAdoptsOursListedAfterAnother: Cloudflare names are not
+// unique, so the login method an earlier attempt made may be listed after
+// another's with the same name. The step looks at every one with the name
+// and adopts the run's own instead of refusing on the first.
+func TestLoginMethodAdoptsOursListedAfterAnother(t *testing.T) {
+	h := newHarness(t)
+	// Listed before anything the run makes; renamed to the run's name once
+	// the run's own exists.
+	h.cf.AddIdentityProvider(cloudflaretest.IdentityProvider{Name: "not yet", Type: "oidc", Config: cloudflaretest.Config{
+		ClientID: "someone-else", ClientSecret: "x", AuthURL: "https://idp.example.com/auth", TokenURL: "https://idp.example.com/token", CertsURL: "https://idp.example.com/certs"}})
+	stranger := h.cf.IdentityProviders()[0].ID
+	// The first attempt's create is made, but its answer is lost.
+	h.cf.AddFault(cloudflaretest.Fault{Method: "POST", PathContains: "/identity_providers", Kind: cloudflaretest.FaultApplyThenReset, Times: 1})
+	var once sync.Once
+	var name string
+	h.start(func(c *workflow.Config) {
+		c.CrashHook = func(p workflow.CrashPoint, s workflow.StepName) bool {
+			if p == workflow.CrashAfterResult && s == workflow.StepCloudflareLoginMethod {
+				once.Do(func() {
+					h.cf.EditIdentityProvider(stranger, func(m *cloudflaretest.IdentityProvider) { m.Name = name })
+				})
+			}
+			return false
+		}
+	})
+	r := h.newRun(workflow.Request{ApplicationName: "Grafana"})
+	name = r.Params.LoginMethodName
+	done := h.complete(r.ID)
+	s := done.Step(workflow.StepCloudflareLoginMethod)
+	if done.State != workflow.StateSucceeded || s.Attempts != 2 {
+		t.Fatalf("run %s after %d login method attempts (%s); want it succeeded on the second", done.State, s.Attempts, done.LastError())
+	}
+	idps := h.cf.IdentityProviders()
+	if len(idps) != 2 || idps[0].ID != stranger || idps[0].Name != name || idps[1].Name != name {
+		t.Fatalf("login methods %+v; want the other's, then the run's, both named %q", idps, name)
+	}
+	if got := done.Resources.CloudflareIdentityProviderID; got != idps[1].ID || idps[1].Config.ClientID != done.Params.ClientID {
+		t.Errorf("the run recorded login method %s; want its own %s", got, idps[1].ID)
+	}
+	if n := h.cf.Calls("POST", "/identity_providers"); n != 1 {
+		t.Errorf("%d creates; want the first attempt's only", n)
+	}
+}
+
+// TestUnreadableLoginMethods: a login method whose config the adapter
+// cannot decode fails nothing when it has another name; with the run's
+// name it may be the run's own, so the step fails for good, naming it,
+// without retrying and without creating a second one.
+func TestUnreadableLoginMethods(t *testing.T) {
+	unreadable := json.RawMessage(`{"client_id":"someone-else","scopes":"openid email"}`)
+	tests := []struct {
+		name      string
+		runsName  bool
+		wantState workflow.State
+	}{
+		{"another name", false, workflow.StateSucceeded},
+		{"the run's name", true, workflow.StateFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.start(nil)
+			r := h.newRun(workflow.Request{ApplicationName: "Grafana"})
+			h.approve(r.ID, workflow.GateAuthentik)
+			h.feed.waitGate(t, r.ID, workflow.GateCloudflare)
+			m := cloudflaretest.IdentityProvider{Name: "Someone's SSO", Type: "oidc", RawConfig: unreadable}
+			if tt.runsName {
+				m.Name = r.Params.LoginMethodName
+			}
+			h.cf.AddIdentityProvider(m)
+			id := h.cf.IdentityProviders()[0].ID
+			h.approve(r.ID, workflow.GateCloudflare)
+			done := h.feed.waitState(t, r.ID, workflow.StateSucceeded, workflow.StateFailed)
+			s := done.Step(workflow.StepCloudflareLoginMethod)
+			if done.State != tt.wantState || s.Attempts != 1 {
+				t.Fatalf("run %s after %d login method attempts (%s); want %s after one", done.State, s.Attempts, done.LastError(), tt.wantState)
+			}
+			creates := h.cf.Calls("POST", "/identity_providers")
+			if !tt.runsName {
+				if creates != 1 {
+					t.Errorf("%d creates, want 1", creates)
+				}
+				return
+			}
+			for _, want := range []string{`named "` + m.Name + `"`, id, "cannot be read by ssobot", "unexpected JSON string for scopes"} {
+				if !strings.Contains(done.Error, want) {
+					t.Errorf("run error %q lacks %q", done.Error, want)
+				}
+			}
+			if creates != 0 || done.Resources.CloudflareIdentityProviderID != "" {
+				t.Errorf("%d creates, recorded login method %q; want none", creates, done.Resources.CloudflareIdentityProviderID)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package workflow_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -389,6 +390,10 @@ func TestPreflightProblems(t *testing.T) {
 		{"login method name taken", func(h *harness) {
 			h.cf.AddIdentityProvider(cloudflaretest.IdentityProvider{Name: "authentik (Grafana)", Type: "oidc", Config: cloudflaretest.Config{ClientID: "someone-else"}})
 		}, workflow.Request{}, `login method named "authentik (Grafana)" already exists`},
+		// Its config cannot be read, so it may be the run's own: never taken for absent.
+		{"login method name taken by one that cannot be read", func(h *harness) {
+			h.cf.AddIdentityProvider(cloudflaretest.IdentityProvider{Name: "authentik (Grafana)", Type: "oidc", RawConfig: json.RawMessage(`{"client_id":7}`)})
+		}, workflow.Request{}, `(type oidc: its config could not be decoded: unexpected JSON number for client_id), cannot be read by ssobot`},
 		{"slug taken", func(h *harness) { h.ak.AddApplication(authentiktest.Application{Name: "Other", Slug: "grafana"}) }, workflow.Request{}, `slug "grafana" already exists`},
 		{"untrusted certificate", func(h *harness) {}, workflow.Request{}, "publicly trusted certificate"},
 		// Cloudflare sends logins back to the account's team domain only.

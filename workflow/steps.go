@@ -199,13 +199,16 @@ func (e *Engine) preflight(ctx context.Context, r *Run) (outcome, error) {
 		},
 		func(f *findings) {
 			idps, err := e.cfg.Access.ListIdentityProviders(ctx)
-			if f.check(err, permissionProblem(err, "cloudflare", "", "list login methods")) {
-				for _, idp := range idps {
-					if idp.Name == p.LoginMethodName && idp.Config.ClientID != p.ClientID {
-						f.add(fmt.Sprintf("a login method named %q already exists in Cloudflare Access; choose another name with login=<name>", p.LoginMethodName))
-						break
-					}
-				}
+			if !f.check(err, permissionProblem(err, "cloudflare", "", "list login methods")) {
+				return
+			}
+			// The same rule as the step that creates it: free, or the run's own.
+			switch named := loginMethodsNamed(idps, p); {
+			case named.found:
+			case len(named.unreadable) > 0:
+				f.add(named.unreadableProblem(p))
+			case named.others > 0:
+				f.add(fmt.Sprintf("a login method named %q already exists in Cloudflare Access; choose another name with login=<name>", p.LoginMethodName))
 			}
 		},
 		// The public URL, as Cloudflare will reach it.
@@ -376,22 +379,66 @@ func wantLoginMethod(p Params) OIDCConfig {
 	}
 }
 
+// namedLoginMethods is what an account holds under a run's login method name.
+type namedLoginMethods struct {
+	own        IdentityProvider // the run's own, when found
+	found      bool
+	others     int                // those that are not the run's
+	unreadable []IdentityProvider // of the others, those whose config could not be read
+}
+
+// loginMethodsNamed looks at every login method with the run's name:
+// Cloudflare names are not unique, so another's listed first must not hide
+// the run's own (an OIDC one with the run's client_id). One whose config
+// could not be read may be the run's own: it is never taken for absent, so
+// that no second one is created beside it.
+func loginMethodsNamed(idps []IdentityProvider, p Params) namedLoginMethods {
+	var n namedLoginMethods
+	for _, x := range idps {
+		switch {
+		case x.Name != p.LoginMethodName:
+		case x.Unreadable == "" && x.Type == "oidc" && x.Config.ClientID == p.ClientID:
+			if !n.found {
+				n.own, n.found = x, true
+			}
+		default:
+			n.others++
+			if x.Unreadable != "" {
+				n.unreadable = append(n.unreadable, x)
+			}
+		}
+	}
+	return n
+}
+
+// unreadableProblem names the login methods with the run's name that
+// ssobot could not read, for a person to look at.
+func (n namedLoginMethods) unreadableProblem(p Params) string {
+	ids := make([]string, 0, len(n.unreadable))
+	for _, x := range n.unreadable {
+		ids = append(ids, fmt.Sprintf("%s (type %s: %s)", x.ID, x.Type, x.Unreadable))
+	}
+	what := "the login method"
+	if len(ids) > 1 {
+		what = "the login methods"
+	}
+	return fmt.Sprintf("%s named %q in Cloudflare Access, ID %s, cannot be read by ssobot, which cannot tell whether it is this run's: check it in Zero Trust and remove or rename it, or start a new run with login=<name>",
+		what, p.LoginMethodName, strings.Join(ids, ", "))
+}
+
 func (e *Engine) createLoginMethod(ctx context.Context, r *Run) (outcome, error) {
 	p := r.Params
 	idps, err := e.cfg.Access.ListIdentityProviders(ctx)
 	if err != nil {
 		return outcome{}, fmt.Errorf("list login methods: %w", err)
 	}
-	var idp IdentityProvider
-	found := false
-	for _, x := range idps {
-		if x.Name != p.LoginMethodName {
-			continue
-		}
-		if x.Type == "oidc" && x.Config.ClientID == p.ClientID {
-			idp, found = x, true
-			break
-		}
+	named := loginMethodsNamed(idps, p)
+	idp, found := named.own, named.found
+	switch {
+	case found:
+	case len(named.unreadable) > 0:
+		return outcome{}, &APIError{System: "cloudflare", Op: "create login method", Permanent: true, Message: named.unreadableProblem(p)}
+	case named.others > 0:
 		return outcome{}, &APIError{System: "cloudflare", Op: "create login method", Permanent: true,
 			Message: fmt.Sprintf("a login method named %q now exists for another client; remove it or start a new run with login=<name>", p.LoginMethodName)}
 	}
