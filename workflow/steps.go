@@ -277,17 +277,7 @@ func (e *Engine) createProvider(ctx context.Context, r *Run) (outcome, error) {
 	switch {
 	case found:
 	case errors.Is(err, ErrNotFound):
-		prov, err = e.cfg.Authentik.CreateProvider(ctx, ProviderSpec{
-			Name:                   p.ProviderName,
-			ClientID:               p.ClientID,
-			ClientType:             "confidential",
-			AuthorizationFlow:      p.AuthorizationFlowID,
-			InvalidationFlow:       p.InvalidationFlowID,
-			RedirectURIs:           []RedirectURI{{MatchingMode: "strict", URL: p.CallbackURL}},
-			SigningKey:             p.SigningKeyID,
-			PropertyMappings:       slices.Clone(p.ScopeMappingIDs),
-			IncludeClaimsInIDToken: true,
-		})
+		prov, err = e.cfg.Authentik.CreateProvider(ctx, PlannedProvider(p))
 	default:
 		return outcome{}, fmt.Errorf("find provider by client_id: %w", err)
 	}
@@ -340,9 +330,7 @@ func (e *Engine) createApplication(ctx context.Context, r *Run) (outcome, error)
 				Message: fmt.Sprintf("the slug %q is taken by another application; retry with another slug in a new run", p.ApplicationSlug)}
 		}
 	case errors.Is(err, ErrNotFound):
-		app, err = e.cfg.Authentik.CreateApplication(ctx, ApplicationSpec{
-			Name: p.ApplicationName, Slug: p.ApplicationSlug, Provider: providerID, PolicyEngineMode: "any",
-		})
+		app, err = e.cfg.Authentik.CreateApplication(ctx, PlannedApplication(p, providerID))
 		if err != nil {
 			return outcome{}, fmt.Errorf("create application: %w", err)
 		}
@@ -364,19 +352,6 @@ func wrapErr(what string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", what, err)
-}
-
-// wantLoginMethod is the exact login method the run adds.
-func wantLoginMethod(p Params) OIDCConfig {
-	return OIDCConfig{
-		ClientID:       p.ClientID,
-		AuthURL:        p.AuthURL,
-		TokenURL:       p.TokenURL,
-		CertsURL:       p.CertsURL,
-		Scopes:         []string{"openid", "email", "profile"},
-		PKCEEnabled:    true,
-		EmailClaimName: "email",
-	}
 }
 
 // namedLoginMethods is what an account holds under a run's login method name.
@@ -448,7 +423,7 @@ func (e *Engine) createLoginMethod(ctx context.Context, r *Run) (outcome, error)
 			return outcome{}, fmt.Errorf("read client secret: %w", err)
 		}
 		idp, err = e.cfg.Access.CreateIdentityProvider(ctx, IdentityProviderSpec{
-			Name: p.LoginMethodName, Config: wantLoginMethod(p), ClientSecret: secret,
+			Name: p.LoginMethodName, Config: PlannedLoginMethod(p), ClientSecret: secret,
 		})
 		if err != nil {
 			return outcome{}, fmt.Errorf("create login method: %w", err)
@@ -486,7 +461,7 @@ func (e *Engine) verify(ctx context.Context, r *Run) (outcome, error) {
 		wrapErr("fetch JWKS", keysErr), wrapErr("read provider back", pErr)); err != nil {
 		return outcome{}, err
 	}
-	want := wantLoginMethod(p)
+	want := PlannedLoginMethod(p)
 	got := idp.Config
 	cmp := func(what, got, want string) {
 		if got != want {
