@@ -41,12 +41,28 @@ type RetryPolicy struct {
 	Max         time.Duration // cap of one computed backoff; default 5m (Retry-After may ask for more)
 }
 
+// Defaults of RetryPolicy's Base and Max.
+const (
+	defaultRetryBase = time.Second
+	defaultRetryMax  = 5 * time.Minute
+)
+
 // Backoff is the wait before attempt n+1 after n failed attempts:
 // exponential with equal jitter, never less than what the API asked for.
+// A count below 1 counts as 1, and a non-positive Base or Max as its
+// default, so that no policy makes it panic or wait a negative time.
 func (p RetryPolicy) Backoff(failed int, retryAfter time.Duration) time.Duration {
-	d := p.Base << min(failed-1, 30)
-	if d <= 0 || d > p.Max {
-		d = p.Max
+	base, ceiling := p.Base, p.Max
+	if base <= 0 {
+		base = defaultRetryBase
+	}
+	if ceiling <= 0 {
+		ceiling = defaultRetryMax
+	}
+	shift := min(max(failed, 1)-1, 62)
+	d := ceiling
+	if base <= ceiling>>shift { // base<<shift neither overflows nor passes the cap
+		d = base << shift
 	}
 	d = d/2 + rand.N(d/2+1)
 	return max(d, retryAfter)
@@ -198,8 +214,8 @@ func newEngine(cfg Config) (*Engine, error) {
 	setDefault(&cfg.ApprovalsRequired, 1)
 	setDefault(&cfg.ApprovalTTL, 24*time.Hour)
 	setDefault(&cfg.Retry.MaxAttempts, 8)
-	setDefault(&cfg.Retry.Base, time.Second)
-	setDefault(&cfg.Retry.Max, 5*time.Minute)
+	setDefault(&cfg.Retry.Base, defaultRetryBase)
+	setDefault(&cfg.Retry.Max, defaultRetryMax)
 	setDefault(&cfg.AttemptTimeout, 60*time.Second)
 	setDefault(&cfg.MaxConcurrentRuns, 16)
 	if cfg.Clock == nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -158,6 +159,40 @@ func TestBackoff(t *testing.T) {
 	}
 	if d := p.Backoff(1, 5*time.Minute); d != 5*time.Minute {
 		t.Errorf("Retry-After not honoured: %s", d)
+	}
+}
+
+// TestBackoffOddPolicies: a policy or count the engine's defaults would
+// not give (no failure yet, a non-positive base or cap, a base that
+// overflows when doubled) still gives a wait within bounds, never a panic.
+func TestBackoffOddPolicies(t *testing.T) {
+	tests := []struct {
+		name     string
+		p        workflow.RetryPolicy
+		failed   int
+		min, max time.Duration
+	}{
+		{"no failure yet", workflow.RetryPolicy{Base: time.Second, Max: time.Minute}, 0, time.Second / 2, time.Second},
+		{"negative failures", workflow.RetryPolicy{Base: time.Second, Max: time.Minute}, -3, time.Second / 2, time.Second},
+		{"most negative failures", workflow.RetryPolicy{Base: time.Second, Max: time.Minute}, math.MinInt, time.Second / 2, time.Second},
+		{"huge failures", workflow.RetryPolicy{Base: time.Second, Max: time.Minute}, math.MaxInt, time.Minute / 2, time.Minute},
+		{"zero policy", workflow.RetryPolicy{}, 1, time.Second / 2, time.Second},
+		{"zero policy, many failures", workflow.RetryPolicy{}, 40, 5 * time.Minute / 2, 5 * time.Minute},
+		{"zero max", workflow.RetryPolicy{Base: time.Second}, 40, 5 * time.Minute / 2, 5 * time.Minute},
+		{"negative max", workflow.RetryPolicy{Base: time.Second, Max: -time.Minute}, 3, 2 * time.Second, 4 * time.Second},
+		{"negative base", workflow.RetryPolicy{Base: -time.Second, Max: time.Minute}, 1, time.Second / 2, time.Second},
+		{"base above max", workflow.RetryPolicy{Base: time.Hour, Max: time.Minute}, 1, time.Minute / 2, time.Minute},
+		{"base that overflows when doubled", workflow.RetryPolicy{Base: time.Hour, Max: math.MaxInt64}, 40, math.MaxInt64 / 2, math.MaxInt64},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for range 50 {
+				d := tt.p.Backoff(tt.failed, 0)
+				if d < tt.min || d > tt.max {
+					t.Fatalf("Backoff(%d) = %s, want within [%s, %s]", tt.failed, d, tt.min, tt.max)
+				}
+			}
+		})
 	}
 }
 
