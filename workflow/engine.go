@@ -38,7 +38,7 @@ const (
 type RetryPolicy struct {
 	MaxAttempts int           // per step before it fails; default 8
 	Base        time.Duration // first backoff; default 1s
-	Max         time.Duration // cap of one computed backoff; default 5m (Retry-After may ask for more)
+	Max         time.Duration // cap of one computed backoff; default 5m (a Retry-After is honoured up to MaxRetryAfter)
 }
 
 // Defaults of RetryPolicy's Base and Max.
@@ -48,8 +48,8 @@ const (
 )
 
 // Backoff is the wait before attempt n+1 after n failed attempts:
-// exponential with equal jitter, never less than what the API asked for.
-// A count below 1 counts as 1, and a non-positive Base or Max as its
+// exponential with equal jitter, never less than what the API asked for
+// up to MaxRetryAfter (a negative ask counts as none). A count below 1 counts as 1, and a non-positive Base or Max as its
 // default, so that no policy makes it panic or wait a negative time.
 func (p RetryPolicy) Backoff(failed int, retryAfter time.Duration) time.Duration {
 	base, ceiling := p.Base, p.Max
@@ -65,7 +65,7 @@ func (p RetryPolicy) Backoff(failed int, retryAfter time.Duration) time.Duration
 		d = base << shift
 	}
 	d = d/2 + rand.N(d/2+1)
-	return max(d, retryAfter)
+	return max(d, min(retryAfter, MaxRetryAfter))
 }
 
 // CrashPoint names a moment between the intent and the result of a step.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -122,6 +123,40 @@ func RetryAfter(err error) time.Duration {
 	}
 	walk(err)
 	return longest
+}
+
+// MaxRetryAfter caps the wait a Retry-After asks for that the engine
+// honours: the default RetryPolicy.Max, its own longest backoff, and as
+// long as Cloudflare's rate-limit block. A server asking for more is asked
+// again after this; a run is not parked for as long as any answer says
+// (a year, say, or a value that overflows).
+const MaxRetryAfter = 5 * time.Minute
+
+// ParseRetryAfter reads a Retry-After header (RFC 9110, section 10.2.3):
+// delay-seconds (digits only) or an HTTP-date, relative to now. Anything
+// else (empty, negative, fractional, NaN, infinite, a number that does not
+// fit 64 bits, a date in the past) counts as no wait asked for: 0. A wait
+// longer than MaxRetryAfter is cut to it.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if strings.Trim(v, "0123456789") == "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0 // too large to be meant
+		}
+		if n >= uint64(MaxRetryAfter/time.Second) {
+			return MaxRetryAfter
+		}
+		return time.Duration(n) * time.Second
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	return min(max(t.Sub(now), 0), MaxRetryAfter) // Sub saturates, never wraps
 }
 
 // RefusedError tells a person why their decision, cancel or retry was not

@@ -368,7 +368,10 @@ func refDecidedBy(r *workflow.RefusedError) string {
 func TestCancelDuringBackoff(t *testing.T) {
 	h := newHarness(t)
 	h.ak.AddFault(authentiktest.Fault{Method: "POST", PathContains: "/providers/oauth2/", Kind: authentiktest.FaultStatus, Status: 429, RetryAfter: "7200", Times: 1})
-	h.start(nil)
+	// The backoff (at least 2h) outlasts what the clock passes on its own
+	// (1h): a Retry-After is honoured only up to MaxRetryAfter.
+	long := func(c *workflow.Config) { c.Retry.Base, c.Retry.Max = 4*time.Hour, 4*time.Hour }
+	h.start(long)
 	r := h.newRun(workflow.Request{})
 	h.approve(r.ID, workflow.GateAuthentik)
 	h.feed.wait(t, r.ID, "the provider step waiting to retry", func(r *workflow.Run) bool {
@@ -381,8 +384,8 @@ func TestCancelDuringBackoff(t *testing.T) {
 	if s := got.Step(workflow.StepAuthentikProvider); s.Status != workflow.StepCancelled || !s.NextAttemptAt.IsZero() {
 		t.Errorf("provider step %s, next attempt %v; want cancelled, none", s.Status, s.NextAttemptAt)
 	}
-	h.restart(nil)
-	h.clock.Advance(3 * time.Hour)
+	h.restart(long)
+	h.clock.Advance(5 * time.Hour)
 	after, err := h.engine.Get(context.Background(), r.ID)
 	if err != nil || after.Step(workflow.StepAuthentikProvider).Status != workflow.StepCancelled || len(h.ak.Providers()) != 0 {
 		t.Errorf("after a restart: %v, %d providers; want the step cancelled and nothing created", err, len(h.ak.Providers()))

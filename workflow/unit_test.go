@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -193,6 +194,75 @@ func TestBackoffOddPolicies(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBackoffCapsRetryAfter: a Retry-After is honoured up to
+// MaxRetryAfter, however long (a year, the longest Duration) it asks for,
+// and a negative one (as a bad header could give) counts as none.
+func TestBackoffCapsRetryAfter(t *testing.T) {
+	p := workflow.RetryPolicy{MaxAttempts: 8, Base: time.Second, Max: time.Minute}
+	tests := []struct {
+		name       string
+		retryAfter time.Duration
+		min, max   time.Duration
+	}{
+		{"within the cap", 2 * time.Minute, 2 * time.Minute, 2 * time.Minute},
+		{"at the cap", workflow.MaxRetryAfter, workflow.MaxRetryAfter, workflow.MaxRetryAfter},
+		{"a year", 365 * 24 * time.Hour, workflow.MaxRetryAfter, workflow.MaxRetryAfter},
+		{"longest duration", math.MaxInt64, workflow.MaxRetryAfter, workflow.MaxRetryAfter},
+		{"negative", -292 * 365 * 24 * time.Hour, time.Second / 2, time.Second},
+		{"most negative", math.MinInt64, time.Second / 2, time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if d := p.Backoff(1, tt.retryAfter); d < tt.min || d > tt.max {
+				t.Errorf("Backoff(1, %v) = %v, want within [%v, %v]", tt.retryAfter, d, tt.min, tt.max)
+			}
+		})
+	}
+}
+
+// TestParseRetryAfter: delay-seconds are digits only (RFC 9110); NaN,
+// infinities, exponents, fractions, signs and numbers beyond 64 bits count
+// as absent, as a date in the past does; the wait is cut to MaxRetryAfter.
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		h    string
+		want time.Duration
+	}{
+		{"", 0},
+		{"   ", 0},
+		{"12", 12 * time.Second},
+		{"\t12 ", 12 * time.Second},
+		{"0", 0},
+		{"007", 7 * time.Second},
+		{"-1", 0},
+		{"NaN", 0},
+		{"+Inf", 0},
+		{"-Inf", 0},
+		{"1e10", 0},
+		{"1.5", 0},
+		{"+5", 0},
+		{"٣", 0}, // an Arabic-Indic digit is not DIGIT
+		{"99999999999999999999", 0},
+		{"31536000", workflow.MaxRetryAfter},
+		{"10000000000", workflow.MaxRetryAfter},
+		{now.Add(2 * time.Minute).Format(http.TimeFormat), 2 * time.Minute},
+		{now.Add(-time.Second).Format(http.TimeFormat), 0},
+		{now.Add(24 * time.Hour).Format(http.TimeFormat), workflow.MaxRetryAfter},
+		{"Fri, 31 Dec 9999 23:59:59 GMT", workflow.MaxRetryAfter},
+		{"Sat, 28 Nov 2026 12:00:30 GMT", 30 * time.Second},
+		{"Saturday, 28-Nov-26 12:00:30 GMT", 30 * time.Second},
+		{"Sat Nov 28 12:00:30 2026", 30 * time.Second},
+		{"2026-11-28T12:00:30Z", 0},
+		{"later", 0},
+	}
+	for _, tt := range tests {
+		if got := workflow.ParseRetryAfter(tt.h, now); got != tt.want {
+			t.Errorf("ParseRetryAfter(%q) = %v, want %v", tt.h, got, tt.want)
+		}
 	}
 }
 

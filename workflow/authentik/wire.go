@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -154,25 +153,9 @@ func flatten(out *[]string, field string, v any) {
 	}
 }
 
-// retryAfter parses Retry-After as seconds or an HTTP date.
-func retryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(h); err == nil {
-		if s < 0 {
-			return 0
-		}
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d
-		}
-	}
-	return 0
-}
+// retryAfter parses a Retry-After header: integer seconds or an HTTP date,
+// anything else counting as absent, and cut to workflow.MaxRetryAfter.
+func retryAfter(h string, now time.Time) time.Duration { return workflow.ParseRetryAfter(h, now) }
 
 // page is one page of any authentik list.
 type page[T any] struct {

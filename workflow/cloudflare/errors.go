@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -133,22 +132,6 @@ func sanitize(err error) error {
 	return errors.New("undecodable body")
 }
 
-// retryAfter parses a Retry-After header: seconds or an HTTP date.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.ParseFloat(v, 64); err == nil {
-		if s <= 0 {
-			return 0
-		}
-		return time.Duration(s * float64(time.Second))
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d
-		}
-	}
-	return 0
-}
+// retryAfter parses a Retry-After header: integer seconds or an HTTP date,
+// anything else counting as absent, and cut to workflow.MaxRetryAfter.
+func retryAfter(v string, now time.Time) time.Duration { return workflow.ParseRetryAfter(v, now) }
