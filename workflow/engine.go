@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -158,6 +159,11 @@ type Engine struct {
 	// v6 then v7 and notify v7 first, and the front end would skip v6's
 	// events or show v6 over v7. Striped by run ID.
 	order [64]sync.Mutex
+	// births holds the runs Start is creating until it has notified their
+	// creation: their IDs are not known before the store assigns them, so
+	// their stripe of order cannot be held, and a change committed meanwhile
+	// (a cancel by the run's ID) waits for them before it notifies.
+	births births
 }
 
 // intent names an attempt recorded before its call.
@@ -511,8 +517,86 @@ func (e *Engine) update(ctx context.Context, id int64, fn func(r *Run) ([]Event,
 	if err != nil {
 		return nil, err
 	}
+	e.births.await(r.ID)
 	e.notify(ctx, r, events)
 	return r, nil
+}
+
+// births tracks runs being created, from before CreateRun until their
+// creation is notified.
+type births struct {
+	n       atomic.Int64 // len(pending): no lock taken while nothing is created
+	mu      sync.Mutex
+	changed sync.Cond // L is &mu
+	seq     uint64
+	pending map[*birth]struct{}
+}
+
+// birth is one run being created; id is 0 until the store assigned it.
+type birth struct {
+	seq uint64
+	id  int64
+}
+
+// begin registers a creation about to be stored.
+func (b *births) begin() *birth {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.pending == nil {
+		b.pending = map[*birth]struct{}{}
+		b.changed.L = &b.mu
+	}
+	b.seq++
+	n := &birth{seq: b.seq}
+	b.pending[n] = struct{}{}
+	b.n.Add(1)
+	return n
+}
+
+// stored records the ID the store gave the run (0: it was not stored).
+func (b *births) stored(n *birth, id int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n.id = id
+	b.changed.Broadcast()
+}
+
+// end forgets a creation once notified (or failed).
+func (b *births) end(n *birth) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.pending[n]; ok {
+		delete(b.pending, n)
+		b.n.Add(-1)
+	}
+	b.changed.Broadcast()
+}
+
+// await returns once run id's creation, if this process is making it, has
+// been notified. The caller has committed a change of the run, so the run
+// was stored before: only creations begun by now can be it, and those whose
+// ID is still unknown are waited for until it is (one commit at most).
+func (b *births) await(id int64) {
+	if b.n.Load() == 0 {
+		// The run's own creation, if any, was begun before its commit,
+		// which the caller's commit followed.
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	upTo := b.seq
+	for b.mayBe(id, upTo) {
+		b.changed.Wait()
+	}
+}
+
+func (b *births) mayBe(id int64, upTo uint64) bool {
+	for n := range b.pending {
+		if n.seq <= upTo && (n.id == 0 || n.id == id) {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *Engine) notify(ctx context.Context, r *Run, events []Event) {

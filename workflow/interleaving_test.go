@@ -3,6 +3,7 @@ package workflow_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -579,5 +580,87 @@ func TestDefaultLoginMethodNames(t *testing.T) {
 	long := h.newRun(workflow.Request{ApplicationName: strings.Repeat("é", workflow.MaxNameLength)})
 	if n := len([]rune(long.Params.LoginMethodName)); n != workflow.MaxNameLength || !strings.HasSuffix(long.Params.LoginMethodName, "…)") {
 		t.Errorf("login method for a long name: %q (%d characters)", long.Params.LoginMethodName, n)
+	}
+}
+
+// pausingCreate holds the caller of CreateRun between its commit and its
+// return, and tells when a cancel has committed and when the engine's
+// start-up scan of open runs is done.
+type pausingCreate struct {
+	workflow.Store
+	created   chan int64    // the new run's ID, once committed
+	release   chan struct{} // lets CreateRun return
+	cancelled chan struct{} // closed once an UpdateRun cancelled a run
+	scanned   chan struct{} // closed once the open runs were listed
+	once      sync.Once
+	scanOnce  sync.Once
+}
+
+func (s *pausingCreate) ListRuns(ctx context.Context, opts workflow.ListOptions) ([]*workflow.Run, error) {
+	runs, err := s.Store.ListRuns(ctx, opts)
+	s.scanOnce.Do(func() { close(s.scanned) })
+	return runs, err
+}
+
+func (s *pausingCreate) CreateRun(ctx context.Context, r *workflow.Run, events ...workflow.Event) error {
+	if err := s.Store.CreateRun(ctx, r, events...); err != nil {
+		return err
+	}
+	s.created <- r.ID
+	<-s.release
+	return nil
+}
+
+func (s *pausingCreate) UpdateRun(ctx context.Context, id int64, fn func(r *workflow.Run) ([]workflow.Event, error)) (*workflow.Run, error) {
+	r, err := s.Store.UpdateRun(ctx, id, fn)
+	if err == nil && r.State == workflow.StateCancelled {
+		s.once.Do(func() { close(s.cancelled) })
+	}
+	return r, err
+}
+
+// TestCreationNotifiedFirst: a run cancelled by its ID right after it is
+// stored, while Start has not yet told the front end of it, is notified
+// in version order: creation, cancel, then the closed preflight.
+func TestCreationNotifiedFirst(t *testing.T) {
+	h := newHarness(t)
+	st := &pausingCreate{created: make(chan int64, 1), release: make(chan struct{}), cancelled: make(chan struct{}), scanned: make(chan struct{})}
+	seen := &versionLog{}
+	h.start(func(c *workflow.Config) {
+		st.Store = c.Store
+		c.Store = st
+		c.Notifier = multiNotifier{seen, h.feed} // seen first: the feed's wait ends the test
+	})
+	<-st.scanned // else the scan could find the new run and drive it at once
+	started := make(chan error, 1)
+	go func() {
+		_, err := h.engine.Start(context.Background(), workflow.Request{ApplicationName: "Grafana", RequestedBy: requester})
+		started <- err
+	}()
+	id := <-st.created // stored, not yet notified
+	cancelled := make(chan error, 1)
+	go func() {
+		_, err := h.engine.Cancel(context.Background(), id, requester, "")
+		cancelled <- err
+	}()
+	<-st.cancelled // the cancel has committed
+	close(st.release)
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-cancelled; err != nil {
+		t.Fatal(err)
+	}
+	h.feed.wait(t, id, "preflight closed", func(r *workflow.Run) bool {
+		return r.State == workflow.StateCancelled && r.Step(workflow.StepPreflight).Status != workflow.StepRunning
+	})
+	seen.mu.Lock()
+	defer seen.mu.Unlock()
+	if want := []uint64{1, 2, 3}; !slices.Equal(seen.versions, want) {
+		evs, _ := h.engine.Events(context.Background(), id)
+		for _, ev := range evs {
+			t.Logf("%d %s %s %s", ev.Seq, ev.Type, ev.Step, ev.Message)
+		}
+		t.Fatalf("notified versions %v, want %v", seen.versions, want)
 	}
 }

@@ -90,11 +90,18 @@ func (e *Engine) start(ctx context.Context, req Request) (*Run, error) {
 		ev.At = now
 		events = append(events, ev)
 	}
+	// A change committed between the store's commit and the notification
+	// below (a cancel by the new run's ID) waits for it: the front end
+	// hears of the run's creation first.
+	b := e.births.begin()
+	defer e.births.end(b) // again, should the notifier panic
 	if err := e.cfg.Store.CreateRun(ctx, r, events...); err != nil {
 		return nil, fmt.Errorf("create run: %w", err)
 	}
+	e.births.stored(b, r.ID)
 	e.setFresh(r.ID, intent{step: StepPreflight, attempt: attempt})
 	e.notify(ctx, r, events)
+	e.births.end(b)
 	e.kick(r.ID)
 	// r is the caller's now: the store keeps no reference to it, the
 	// notifier got its own copy, and the driver reads the run afresh.
