@@ -35,6 +35,10 @@ type ListOptions struct {
 	States []State // empty: every state
 	// BeforeID pages backwards: only runs with ID < BeforeID (0: from the newest).
 	BeforeID int64
+	// RunningStep keeps only runs with a step in status running. With the
+	// terminal States it finds the runs a stopped process left with a call
+	// in flight: a cancel leaves a running step to its call's result.
+	RunningStep bool
 }
 
 // Notifier is told about every change of a run, after it is stored. It must

@@ -258,6 +258,16 @@ func (r *Run) Current() *Step {
 	return nil
 }
 
+// RunningStep is the first step in status running, or nil.
+func (r *Run) RunningStep() *Step {
+	for i := range r.Steps {
+		if r.Steps[i].Status == StepRunning {
+			return &r.Steps[i]
+		}
+	}
+	return nil
+}
+
 // OpenGate is the gate waiting for decisions, or nil.
 func (r *Run) OpenGate() *Step {
 	if r.State != StateAwaitingApproval {

@@ -36,6 +36,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) workflow.Store) {
 		{"ListRuns", storeTestListRuns},
 		{"ListRunsPaging", storeTestListRunsPaging},
 		{"ListRunsFollowsStateChanges", storeTestListRunsStateChanges},
+		{"ListRunsRunningStep", storeTestListRunsRunningStep},
 		{"EventsPerRun", storeTestEventsPerRun},
 		{"ContextCancelled", storeTestContextCancelled},
 		{"RoundTrip", storeTestRoundTrip},
@@ -650,6 +651,81 @@ func storeTestListRunsStateChanges(t *testing.T, s workflow.Store) {
 				t.Fatalf("after run %d moved to %s: ListRuns(%v) = %v, want %v", st.id, st.to, c.states, got, c.want)
 			}
 		}
+	}
+}
+
+// storeTestListRunsRunningStep checks ListOptions.RunningStep, alone and
+// with the other filters, and that it follows UpdateRun.
+func storeTestListRunsRunningStep(t *testing.T, s workflow.Store) {
+	terminal := []workflow.State{workflow.StateSucceeded, workflow.StateFailed, workflow.StateRejected, workflow.StateExpired, workflow.StateCancelled}
+	runs := []struct {
+		name    string
+		state   workflow.State
+		running workflow.StepName // "" for none
+	}{
+		{"Cancelled in flight", workflow.StateCancelled, workflow.StepAuthentikProvider}, // 1
+		{"Cancelled", workflow.StateCancelled, ""},                                       // 2
+		{"Running", workflow.StateRunning, workflow.StepAuthentikApplication},            // 3
+		{"Succeeded", workflow.StateSucceeded, ""},                                       // 4
+		// Text that reads like a running step, in a run with none.
+		{`Named "status":"running"`, workflow.StateFailed, ""},                                  // 5
+		{"Cancelled in preflight", workflow.StateCancelled, workflow.StepPreflight},             // 6
+		{"Waiting", workflow.StateAwaitingApproval, ""},                                         // 7
+		{"Cancelled login method", workflow.StateCancelled, workflow.StepCloudflareLoginMethod}, // 8
+	}
+	for _, c := range runs {
+		r := storeNewRun(c.name, c.state)
+		r.Request.LoginMethodName = c.name
+		if c.running != "" {
+			r.Step(c.running).Status = workflow.StepRunning
+		}
+		storeCreate(t, s, r)
+	}
+	tests := []struct {
+		name string
+		opts workflow.ListOptions
+		want []int64
+	}{
+		{"alone", workflow.ListOptions{RunningStep: true}, []int64{8, 6, 3, 1}},
+		{"terminal", workflow.ListOptions{States: terminal, RunningStep: true}, []int64{8, 6, 1}},
+		{"open", workflow.ListOptions{States: storeOpenStates, RunningStep: true}, []int64{3}},
+		{"one state", workflow.ListOptions{States: []workflow.State{workflow.StateFailed}, RunningStep: true}, nil},
+		{"limit", workflow.ListOptions{States: terminal, RunningStep: true, Limit: 2}, []int64{8, 6}},
+		{"before", workflow.ListOptions{States: terminal, RunningStep: true, BeforeID: 6}, []int64{1}},
+		{"before and limit", workflow.ListOptions{RunningStep: true, BeforeID: 8, Limit: 2}, []int64{6, 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.ListRuns(t.Context(), tt.opts)
+			if err != nil {
+				t.Fatalf("ListRuns: %v", err)
+			}
+			if ids := storeIDs(got); !slices.Equal(ids, tt.want) {
+				t.Fatalf("ListRuns(%+v) = %v, want %v", tt.opts, ids, tt.want)
+			}
+			for _, r := range got {
+				storeRequireSame(t, fmt.Sprintf("listed run %d", r.ID), storeGet(t, s, r.ID), r)
+			}
+		})
+	}
+	// Closing a running step takes the run out; starting one puts it in.
+	for _, ch := range []struct {
+		id     int64
+		step   workflow.StepName
+		status workflow.StepStatus
+	}{
+		{1, workflow.StepAuthentikProvider, workflow.StepCancelled},
+		{2, workflow.StepAuthentikApplication, workflow.StepRunning},
+	} {
+		if _, err := s.UpdateRun(t.Context(), ch.id, func(r *workflow.Run) ([]workflow.Event, error) {
+			r.Step(ch.step).Status = ch.status
+			return nil, nil
+		}); err != nil {
+			t.Fatalf("UpdateRun(%d): %v", ch.id, err)
+		}
+	}
+	if got := storeList(t, s, workflow.ListOptions{States: terminal, RunningStep: true}); !slices.Equal(got, []int64{8, 6, 2}) {
+		t.Fatalf("after closing run 1's step and starting run 2's: %v, want [8 6 2]", got)
 	}
 }
 
