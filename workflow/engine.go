@@ -151,8 +151,11 @@ type Engine struct {
 	// intent again. After a restart the map is empty, and an attempt found
 	// running is treated as interrupted, as always.
 	fresh map[int64]intent
-	wg    sync.WaitGroup
-	sem   chan struct{}
+	// settleTries counts, per finished run being settled, the look-ups
+	// that failed transiently (settle).
+	settleTries map[int64]int
+	wg          sync.WaitGroup
+	sem         chan struct{}
 
 	// order makes each run's notifications follow its commits: two updates
 	// of one run (the driver's and a person's cancel) could otherwise commit
@@ -231,14 +234,15 @@ func newEngine(cfg Config) (*Engine, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Engine{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		driving: map[int64]bool{},
-		again:   map[int64]bool{},
-		crashed: map[int64]bool{},
-		wakers:  map[int64]func(){},
-		fresh:   map[int64]intent{},
-		sem:     make(chan struct{}, cfg.MaxConcurrentRuns),
+		cfg:         cfg,
+		log:         cfg.Logger,
+		driving:     map[int64]bool{},
+		again:       map[int64]bool{},
+		crashed:     map[int64]bool{},
+		wakers:      map[int64]func(){},
+		fresh:       map[int64]intent{},
+		settleTries: map[int64]int{},
+		sem:         make(chan struct{}, cfg.MaxConcurrentRuns),
 	}, nil
 }
 
@@ -273,6 +277,7 @@ func (e *Engine) run(ctx context.Context) error {
 		e.kick(r.ID)
 		e.log.Info("resuming run", slog.Int64(KeyRunID, r.ID), slog.String(KeyState, string(r.State)))
 	}
+	e.resumeUnsettled(ctx)
 	<-ctx.Done()
 	e.stop()
 	return nil
@@ -407,6 +412,12 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 			e.cancelWake(id)
 			if in := e.takeFresh(id); in.attempt != 0 {
 				e.abandonIntent(ctx, id, in)
+			} else if s := r.RunningStep(); s != nil && s.Kind == KindAction {
+				// This run's calls are made by its one driver, this one,
+				// and none is in flight: the process that made the call
+				// stopped before storing its result (or could not store
+				// it).
+				e.settle(ctx, r, s.Name)
 			}
 			return false
 		}
