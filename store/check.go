@@ -156,6 +156,9 @@ func checkIndexes(tx *bolt.Tx) []error {
 		var head struct {
 			ID    int64          `json:"id"`
 			State workflow.State `json:"state"`
+			Steps []struct {
+				Status workflow.StepStatus `json:"status"`
+			} `json:"steps"`
 		}
 		if err := json.Unmarshal(v, &head); err != nil {
 			if !add("run %d: %v", keyID(k), err) {
@@ -164,13 +167,17 @@ func checkIndexes(tx *bolt.Tx) []error {
 			return nil
 		}
 		counts[head.State]++
+		belongs := !head.State.Terminal()
+		for _, st := range head.Steps {
+			belongs = belongs || st.Status == workflow.StepRunning
+		}
 		ok := true
 		switch indexed := open.Get(k); {
 		case head.ID != keyID(k):
 			ok = add("run %d: stored under key %d", head.ID, keyID(k))
-		case head.State.Terminal() && indexed != nil:
-			ok = add("run %d: %s but in the open index", head.ID, head.State)
-		case !head.State.Terminal() && string(indexed) != string(head.State):
+		case !belongs && indexed != nil:
+			ok = add("run %d: %s with no step running but in the open index", head.ID, head.State)
+		case belongs && string(indexed) != string(head.State):
 			ok = add("run %d: %s but the open index says %q", head.ID, head.State, indexed)
 		}
 		if !ok {

@@ -182,10 +182,9 @@ func (s *Store) AppendEvents(ctx context.Context, id int64, events ...workflow.E
 	return nil
 }
 
-// ListRuns returns runs newest first. A filter on non-terminal states only
-// reads the open index, so it stays fast however many runs have finished;
-// RunningStep over finished runs reads them all, but decodes only those
-// with a running step.
+// ListRuns returns runs newest first. A filter on non-terminal states, or
+// on a running step, only reads the open index, so it stays fast (and
+// leaves the finished runs' pages unread) however many runs have finished.
 func (s *Store) ListRuns(ctx context.Context, opts workflow.ListOptions) ([]*workflow.Run, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
@@ -206,10 +205,10 @@ func (s *Store) ListRuns(ctx context.Context, opts workflow.ListOptions) ([]*wor
 	err := s.view(func(tx *bolt.Tx) error {
 		runs := tx.Bucket(bucketRuns)
 		full := func() bool { return opts.Limit > 0 && len(out) >= opts.Limit }
-		if onlyOpen {
+		if onlyOpen || opts.RunningStep {
 			c := tx.Bucket(bucketOpen).Cursor()
 			for k, v := seekBefore(c, opts.BeforeID); k != nil && !full(); k, v = c.Prev() {
-				if !want[workflow.State(v)] {
+				if len(want) > 0 && !want[workflow.State(v)] {
 					continue
 				}
 				r, err := s.memo.decode(k, runs.Get(k), true)
@@ -225,12 +224,6 @@ func (s *Store) ListRuns(ctx context.Context, opts workflow.ListOptions) ([]*wor
 		}
 		c := runs.Cursor()
 		for k, v := seekBefore(c, opts.BeforeID); k != nil && !full(); k, v = c.Prev() {
-			// A run with no running step, as nearly every finished one,
-			// is skipped without decoding: the text is not in its JSON (a
-			// quote inside a string is escaped).
-			if opts.RunningStep && !bytes.Contains(v, runningStepJSON) {
-				continue
-			}
 			if len(want) > 0 {
 				// Decoding only the state skips most of the work for runs
 				// the filter drops.
@@ -248,9 +241,6 @@ func (s *Store) ListRuns(ctx context.Context, opts workflow.ListOptions) ([]*wor
 			if err != nil {
 				return err
 			}
-			if opts.RunningStep && r.RunningStep() == nil {
-				continue
-			}
 			out = append(out, r)
 		}
 		return nil
@@ -260,9 +250,6 @@ func (s *Store) ListRuns(ctx context.Context, opts workflow.ListOptions) ([]*wor
 	}
 	return out, nil
 }
-
-// runningStepJSON is in the encoding of every run with a running step.
-var runningStepJSON = []byte(`"status":"` + workflow.StepRunning + `"`)
 
 // Events returns a run's events oldest first, or an error wrapping
 // workflow.ErrNotFound when the run does not exist.
@@ -307,7 +294,7 @@ func createRun(tx *bolt.Tx, r *workflow.Run, encoded []byte, events []workflow.E
 	}
 	id := int64(seq)
 	if v, ok := withID(encoded, id); ok {
-		err = putEncoded(tx, id, r.State, "", v)
+		err = putEncoded(tx, id, r.State, "", indexed(r), v)
 	} else {
 		c := *r
 		c.ID, c.Version = id, 1
@@ -350,30 +337,37 @@ func putRun(tx *bolt.Tx, r *workflow.Run, from workflow.State) error {
 	if err != nil {
 		return fmt.Errorf("encode run %d: %w", r.ID, err)
 	}
-	return putEncoded(tx, r.ID, r.State, from, v)
+	return putEncoded(tx, r.ID, r.State, from, indexed(r), v)
 }
 
+// indexed reports whether r belongs in the open index: it is open, or it
+// ended with a step still running (a cancel leaves a call in flight to
+// record its result), which the engine settles at its next start.
+func indexed(r *workflow.Run) bool { return !r.State.Terminal() || r.RunningStep() != nil }
+
 // putEncoded writes the run encoded as v, now in state st, and moves it in
-// the indexes from the state it had ("" for a new run).
-func putEncoded(tx *bolt.Tx, id int64, st, from workflow.State, v []byte) error {
+// the indexes from the state it had ("" for a new run); index says whether
+// it belongs in the open index.
+func putEncoded(tx *bolt.Tx, id int64, st, from workflow.State, index bool, v []byte) error {
 	k := runKey(id)
 	runs := tx.Bucket(bucketRuns)
 	runs.FillPercent = appendFill
 	if err := runs.Put(k, v); err != nil {
 		return fmt.Errorf("write run %d: %w", id, err)
 	}
-	if from == st {
-		return nil
-	}
 	open := tx.Bucket(bucketOpen)
 	var err error
-	if st.Terminal() {
-		err = open.Delete(k)
-	} else {
+	switch was := open.Get(k); {
+	case index && string(was) != string(st):
 		err = open.Put(k, []byte(st))
+	case !index && was != nil:
+		err = open.Delete(k)
 	}
 	if err != nil {
 		return fmt.Errorf("index run %d: %w", id, err)
+	}
+	if from == st {
+		return nil
 	}
 	if from != "" {
 		if err := addCount(tx, from, -1); err != nil {

@@ -5,7 +5,8 @@
 //	meta    schema_version -> "1"
 //	runs    8-byte big-endian run ID -> Run
 //	events  8-byte run ID + 8-byte seq -> Event
-//	open    8-byte run ID -> state, for runs in non-terminal states
+//	open    8-byte run ID -> state, for runs in non-terminal states and
+//	        finished runs with a step still running (to be settled)
 //	counts  state -> 8-byte big-endian number of runs in that state
 //
 // The open index keeps resuming fast however many runs have finished, and

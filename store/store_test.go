@@ -301,7 +301,7 @@ func TestCheckFindsBrokenIndexes(t *testing.T) {
 		}, "run 1: awaiting_approval but the open index says"},
 		{"finished run in the index", func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketOpen).Put(runKey(2), []byte(workflow.StateRunning))
-		}, "run 2: succeeded but in the open index"},
+		}, "run 2: succeeded with no step running but in the open index"},
 		{"index names a missing run", func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketOpen).Put(runKey(77), []byte(workflow.StateRunning))
 		}, "open index names missing run 77"},
