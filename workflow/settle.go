@@ -92,23 +92,22 @@ func (e *Engine) lookUp(ctx context.Context, r *Run, step StepName) (*found, str
 		if err != nil {
 			return nil, "", fmt.Errorf("list login methods: %w", err)
 		}
-		other := ""
-		for _, x := range idps {
-			if x.Name != p.LoginMethodName {
-				continue
-			}
-			if x.Type == "oidc" && x.Config.ClientID == p.ClientID {
-				id := x.ID
-				return &found{
-					what:   fmt.Sprintf("the Cloudflare login method %s %q (client ID %s)", id, x.Name, p.ClientID),
-					apply:  func(r *Run) { r.Resources.CloudflareIdentityProviderID = id },
-					events: []Event{resourceEvent(true, step, "Cloudflare login method", id, p.LoginMethodName)},
-					data:   map[string]string{"identity_provider_id": id},
-				}, "", nil
-			}
-			other = fmt.Sprintf("the login method %s named %q is for another client, so it is not this run's", x.ID, x.Name)
+		// The same rule as the step that creates it.
+		switch named := loginMethodsNamed(idps, p); {
+		case named.found:
+			id := named.own.ID
+			return &found{
+				what:   fmt.Sprintf("the Cloudflare login method %s %q (client ID %s)", id, named.own.Name, p.ClientID),
+				apply:  func(r *Run) { r.Resources.CloudflareIdentityProviderID = id },
+				events: []Event{resourceEvent(true, step, "Cloudflare login method", id, p.LoginMethodName)},
+				data:   map[string]string{"identity_provider_id": id},
+			}, "", nil
+		case len(named.unreadable) > 0:
+			return nil, named.unreadableProblem(p), nil
+		case named.others > 0:
+			return nil, fmt.Sprintf("%d login method(s) named %q are for another client, so not this run's", named.others, p.LoginMethodName), nil
 		}
-		return nil, other, nil
+		return nil, "", nil
 	}
 	return nil, "", nil
 }
