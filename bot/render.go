@@ -299,8 +299,10 @@ func planText(p workflow.Params) string {
 	authentik := fmt.Sprintf("• *authentik* %s: provider %s, a %s client with ID %s; redirect URI %s; authorization flow %s; ID tokens signed with the key of %s, with the claims of scopes %s. Application %s, policy engine mode %s",
 		code(p.AuthentikURL), Escape(strconv.Quote(prov.Name)), Escape(prov.ClientType), code(prov.ClientID), strings.Join(redirects, ", "),
 		code(p.AuthorizationFlowSlug), Escape(strconv.Quote(p.SigningKeyName)), scopes, code(app.Slug), Escape(app.PolicyEngineMode))
-	cloudflare := fmt.Sprintf("• *Cloudflare Access* %s: OpenID Connect login method %s, PKCE %s, scopes %s, email claim %s; authorize %s, token %s, keys %s",
-		code(p.TeamDomain), Escape(strconv.Quote(p.LoginMethodName)), pkce, scopes, code(lm.EmailClaimName), code(lm.AuthURL), code(lm.TokenURL), code(lm.CertsURL))
+	// The authorize and token endpoints are authentik's, under its URL
+	// above; the keys are what Cloudflare checks the signatures with.
+	cloudflare := fmt.Sprintf("• *Cloudflare Access* %s: OpenID Connect login method %s, PKCE %s, scopes %s, email claim %s, signing keys from %s",
+		code(p.TeamDomain), Escape(strconv.Quote(p.LoginMethodName)), pkce, scopes, code(lm.EmailClaimName), code(lm.CertsURL))
 	return "*What approving sets up*\n" + authentik + "\n" + cloudflare
 }
 

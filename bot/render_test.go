@@ -565,8 +565,7 @@ func TestCardShowsThePlan(t *testing.T) {
 		"authorization flow `default-provider-authorization-explicit-consent`",
 		"ID tokens signed with the key of \"authentik Self-signed Certificate\", with the claims of scopes openid, email, profile",
 		"Application `grafana`, policy engine mode any",
-		"*Cloudflare Access* `company.cloudflareaccess.com`: OpenID Connect login method \"authentik\", PKCE on, scopes openid, email, profile, email claim `email`",
-		"authorize `https://auth.example.com/application/o/authorize/`, token `https://auth.example.com/application/o/token/`, keys `https://auth.example.com/application/o/grafana/jwks/`",
+		"*Cloudflare Access* `company.cloudflareaccess.com`: OpenID Connect login method \"authentik\", PKCE on, scopes openid, email, profile, email claim `email`, signing keys from `https://auth.example.com/application/o/grafana/jwks/`",
 	} {
 		if !strings.Contains(plan, want) {
 			t.Errorf("plan lacks %q:\n%s", want, plan)
