@@ -279,7 +279,7 @@ func (e *Engine) createProvider(ctx context.Context, r *Run) (outcome, error) {
 	case errors.Is(err, ErrNotFound):
 		prov, err = e.cfg.Authentik.CreateProvider(ctx, PlannedProvider(p))
 	default:
-		return outcome{}, fmt.Errorf("find provider by client_id: %w", err)
+		return outcome{}, opErr("find provider by client_id", err)
 	}
 	var out outcome
 	id := prov.PK
@@ -290,7 +290,7 @@ func (e *Engine) createProvider(ctx context.Context, r *Run) (outcome, error) {
 		out.events = []Event{resourceEvent(found, StepAuthentikProvider, "authentik provider", strconv.Itoa(id), p.ProviderName)}
 	}
 	if err != nil {
-		return out, fmt.Errorf("create provider: %w", err)
+		return out, opErr("create provider", err)
 	}
 	if prov.SigningKey == "" {
 		return out, &APIError{System: "authentik", Op: "create provider", Permanent: true,
@@ -332,10 +332,10 @@ func (e *Engine) createApplication(ctx context.Context, r *Run) (outcome, error)
 	case errors.Is(err, ErrNotFound):
 		app, err = e.cfg.Authentik.CreateApplication(ctx, PlannedApplication(p, providerID))
 		if err != nil {
-			return outcome{}, fmt.Errorf("create application: %w", err)
+			return outcome{}, opErr("create application", err)
 		}
 	default:
-		return outcome{}, fmt.Errorf("find application by slug: %w", err)
+		return outcome{}, opErr("find application by slug", err)
 	}
 	slug := app.Slug
 	return outcome{
@@ -405,7 +405,7 @@ func (e *Engine) createLoginMethod(ctx context.Context, r *Run) (outcome, error)
 	p := r.Params
 	idps, err := e.cfg.Access.ListIdentityProviders(ctx)
 	if err != nil {
-		return outcome{}, fmt.Errorf("list login methods: %w", err)
+		return outcome{}, opErr("list login methods", err)
 	}
 	named := loginMethodsNamed(idps, p)
 	idp, found := named.own, named.found
@@ -426,7 +426,7 @@ func (e *Engine) createLoginMethod(ctx context.Context, r *Run) (outcome, error)
 			Name: p.LoginMethodName, Config: PlannedLoginMethod(p), ClientSecret: secret,
 		})
 		if err != nil {
-			return outcome{}, fmt.Errorf("create login method: %w", err)
+			return outcome{}, opErr("create login method", err)
 		}
 	}
 	id := idp.ID
@@ -524,4 +524,15 @@ func (e *Engine) verify(ctx context.Context, r *Run) (outcome, error) {
 		message: fmt.Sprintf("verified: Cloudflare's login method matches authentik's discovery document and keys; press Test at %s", dashboard),
 		data:    map[string]string{"dashboard_url": dashboard},
 	}, nil
+}
+
+// opErr adds op to err unless err already names it: an adapter's APIError
+// says its operation ("authentik: create application (needs
+// add_application): 403 …"), and saying it twice reads as noise.
+func opErr(op string, err error) error {
+	var api *APIError
+	if errors.As(err, &api) && strings.HasPrefix(api.Op, op) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", op, err)
 }
