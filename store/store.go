@@ -2,7 +2,7 @@
 //
 // Layout (every value is JSON, so bbolt's CLI can read it):
 //
-//	meta    schema_version -> "1"
+//	meta    schema_version -> "1", unsettled_indexed -> "1" (see migrate.go)
 //	runs    8-byte big-endian run ID -> Run
 //	events  8-byte run ID + 8-byte seq -> Event
 //	open    8-byte run ID -> state, for runs in non-terminal states and
@@ -50,6 +50,10 @@ var (
 	bucketCounts = []byte("counts")
 
 	keySchemaVersion = []byte("schema_version")
+	// keyUnsettledIndexed marks a database whose open index holds the
+	// finished runs with a step still running. Versions before it did not
+	// index them; the first writable Open of such a file does, once.
+	keyUnsettledIndexed = []byte("unsettled_indexed")
 
 	// dataBuckets must all exist in a database this package created.
 	dataBuckets = [][]byte{bucketRuns, bucketEvents, bucketOpen, bucketCounts}
@@ -104,6 +108,7 @@ func Open(path string, opts Options) (*Store, error) {
 		opts.Timeout = DefaultTimeout
 	}
 	info, err := os.Stat(path)
+	var legacy []unsettled // runs an older version left unindexed
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && opts.ReadOnly:
 		return nil, fmt.Errorf("open store read-only: %s does not exist: %w", path, err)
@@ -124,6 +129,9 @@ func Open(path string, opts Options) (*Store, error) {
 			return nil, err
 		}
 		err = inspect(db, path, true, opts.Verify)
+		if err == nil {
+			legacy, err = findUnsettled(db)
+		}
 		if cerr := closeBolt(db); err == nil && cerr != nil {
 			err = fmt.Errorf("close %s after inspection: %w", path, cerr)
 		}
@@ -140,7 +148,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.ReadOnly {
 		err = inspect(db, path, false, opts.Verify)
 	} else {
-		err = s.initialize()
+		err = s.initialize(legacy)
 	}
 	if err == nil && !opts.ReadOnly && opts.Preallocate > 0 {
 		err = s.startPrealloc(opts.Preallocate, opts.preallocProgress)
@@ -270,17 +278,24 @@ func checkSize(tx *bolt.Tx, path string) error {
 
 // initialize validates the database and, when it has no bucket yet, creates
 // the layout. A database that has it is not written to.
-func (s *Store) initialize() error {
-	var empty bool
+func (s *Store) initialize(legacy []unsettled) error {
+	var empty, migrated bool
 	err := s.view(func(tx *bolt.Tx) error {
 		if err := validate(tx, s.path, true); err != nil {
 			return err
 		}
 		empty = tx.Bucket(bucketMeta) == nil
+		migrated = unsettledIndexed(tx)
 		return nil
 	})
-	if err != nil || !empty {
+	if err != nil {
 		return err
+	}
+	if !empty {
+		if migrated {
+			return nil
+		}
+		return s.indexUnsettled(legacy)
 	}
 	return s.update(func(tx *bolt.Tx) error {
 		if err := validate(tx, s.path, true); err != nil {
@@ -292,6 +307,9 @@ func (s *Store) initialize() error {
 		}
 		if err := meta.Put(keySchemaVersion, []byte(strconv.Itoa(SchemaVersion))); err != nil {
 			return fmt.Errorf("write schema version: %w", err)
+		}
+		if err := meta.Put(keyUnsettledIndexed, []byte("1")); err != nil {
+			return fmt.Errorf("write index mark: %w", err)
 		}
 		for _, name := range dataBuckets {
 			if _, err := tx.CreateBucket(name); err != nil {
