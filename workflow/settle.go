@@ -103,7 +103,8 @@ func (e *Engine) lookUp(ctx context.Context, r *Run, step StepName) (*found, str
 				data:   map[string]string{"identity_provider_id": id},
 			}, "", nil
 		case len(named.unreadable) > 0:
-			return nil, named.unreadableProblem(p), nil
+			// Not absent: it may be the run's own.
+			return nil, "", &APIError{System: "cloudflare", Op: "find login method", Permanent: true, Message: named.unreadableProblem(p)}
 		case named.others > 0:
 			return nil, fmt.Sprintf("%d login method(s) named %q are for another client, so not this run's", named.others, p.LoginMethodName), nil
 		}
@@ -158,7 +159,7 @@ func (e *Engine) settle(ctx context.Context, r *Run, name StepName) {
 			return nil, errStale
 		}
 		s.Status, s.FinishedAt, s.NextAttemptAt = StepCancelled, e.cfg.Clock.Now().UTC(), time.Time{}
-		msg := fmt.Sprintf("attempt %d of %s was interrupted (the process stopped before its result was stored) after the run was %s", attemptNo, name, r.State)
+		msg := fmt.Sprintf("attempt %d of %s was interrupted (its result was never stored: the process stopped first, or the store refused it) after the run was %s", attemptNo, name, r.State)
 		var evs []Event
 		var data map[string]string
 		switch {

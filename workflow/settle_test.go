@@ -2,6 +2,7 @@ package workflow_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -138,7 +139,7 @@ func TestCancelThenCrashInFlightIsSettled(t *testing.T) {
 			wantNote: "; looked for the Cloudflare login method \"authentik (Grafana)\" and found none"},
 		{name: "preflight", step: workflow.StepPreflight,
 			found:    func(h *harness, r *workflow.Run) bool { return len(h.ak.Providers()) == 0 },
-			wantNote: "attempt 1 of preflight was interrupted (the process stopped before its result was stored) after the run was cancelled; it creates nothing"},
+			wantNote: "attempt 1 of preflight was interrupted (its result was never stored: the process stopped first, or the store refused it) after the run was cancelled; it creates nothing"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -325,4 +326,58 @@ func lookCalls(l *lookupsFail) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.calls
+}
+
+// TestSettleUnreadableLoginMethod: an unreadable login method with the
+// run's name may be the run's own, so settling does not say nothing was
+// created; it says it could not tell.
+func TestSettleUnreadableLoginMethod(t *testing.T) {
+	h := newHarness(t)
+	h.cf.AddFault(cloudflaretest.Fault{Method: "POST", PathContains: "/identity_providers", Kind: cloudflaretest.FaultStatus, Status: 403, Times: 1})
+	crashed := make(chan struct{})
+	h.start(func(c *workflow.Config) {
+		c.CrashHook = func(p workflow.CrashPoint, s workflow.StepName) bool {
+			if p != workflow.CrashAfterCall || s != workflow.StepCloudflareLoginMethod {
+				return false
+			}
+			runs, _ := h.engine.List(context.Background(), workflow.ListOptions{Limit: 1})
+			if _, err := h.engine.Cancel(context.Background(), runs[0].ID, requester, "changed my mind"); err != nil {
+				t.Error(err)
+			}
+			close(crashed)
+			return true
+		}
+	})
+	r := h.newRun(workflow.Request{ApplicationName: "Grafana"})
+	h.approve(r.ID, workflow.GateAuthentik)
+	h.approve(r.ID, workflow.GateCloudflare)
+	<-crashed
+	got, err := h.engine.Get(context.Background(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A login method with the run's name and client ID whose config does not decode:
+	// it may be (here: is, by client_id) the run's own.
+	h.cf.AddIdentityProvider(cloudflaretest.IdentityProvider{Name: got.Params.LoginMethodName, Type: "oidc",
+		RawConfig: json.RawMessage(`{"client_id":"` + got.Params.ClientID + `","scopes":"openid email"}`)})
+	h.restart(nil)
+	settled := h.feed.wait(t, r.ID, "closed", func(r *workflow.Run) bool {
+		return r.Step(workflow.StepCloudflareLoginMethod).Status != workflow.StepRunning
+	})
+	evs, err := h.engine.Events(context.Background(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var note string
+	for _, ev := range evs {
+		if ev.Type == workflow.EventNote && ev.Step == workflow.StepCloudflareLoginMethod {
+			note = ev.Message
+		}
+	}
+	if strings.Contains(note, "not created") || !strings.Contains(note, "may have been created all the same") || !strings.Contains(note, "cannot be read by ssobot") {
+		t.Errorf("note %q; want it to say the login method may exist and could not be read", note)
+	}
+	if settled.Resources.CloudflareIdentityProviderID != "" {
+		t.Errorf("recorded login method %q; want none recorded", settled.Resources.CloudflareIdentityProviderID)
+	}
 }
