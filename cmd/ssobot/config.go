@@ -284,25 +284,32 @@ func (l *loader) url(name, example string, required, httpsOnly bool) string {
 		return ""
 	}
 	u, err := url.Parse(v)
+	// A value with an @ may hold a password (user:password@host, or one
+	// that only looks like a scheme): it is never quoted whole.
+	shown := strconv.Quote(v)
+	if strings.Contains(v, "@") {
+		shown = "(not shown: it has an @, so it may hold a password)"
+		if err == nil && u.User != nil && u.Host != "" {
+			bare := *u
+			bare.User = nil
+			shown = fmt.Sprintf("(%q with something@ before the host)", bare.String())
+		}
+	}
 	switch {
-	case err != nil && strings.Contains(v, "@"):
-		l.fail(name, fmt.Sprintf("%s is not an absolute URL (not shown: it has an @, so it may hold a password): use e.g. %s", name, example))
-		return ""
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		l.fail(name, fmt.Sprintf("%s %q is not an absolute URL: use e.g. %s", name, v, example))
+		l.fail(name, fmt.Sprintf("%s %s is not an absolute URL: use e.g. %s", name, shown, example))
 		return ""
 	case u.User != nil:
-		u.User = nil
-		l.fail(name, fmt.Sprintf("%s must not contain user info (%q with something@ before the host): ssobot sends its tokens in headers", name, u.String()))
+		l.fail(name, fmt.Sprintf("%s must not contain user info %s: ssobot sends its tokens in headers", name, shown))
 		return ""
 	case u.Scheme != "https" && httpsOnly:
-		l.fail(name, fmt.Sprintf("%s %q must use https: Cloudflare only talks to identity providers over https", name, v))
+		l.fail(name, fmt.Sprintf("%s %s must use https: Cloudflare only talks to identity providers over https", name, shown))
 		return ""
 	case u.Scheme != "https" && !isLoopback(u.Hostname()):
-		l.fail(name, fmt.Sprintf("%s %q must use https: ssobot's token would cross the network in clear (plain http is accepted only for a loopback address, for testing)", name, v))
+		l.fail(name, fmt.Sprintf("%s %s must use https: ssobot's token would cross the network in clear (plain http is accepted only for a loopback address, for testing)", name, shown))
 		return ""
 	case u.RawQuery != "" || u.Fragment != "":
-		l.fail(name, fmt.Sprintf("%s %q must not contain a query or fragment", name, v))
+		l.fail(name, fmt.Sprintf("%s %s must not contain a query or fragment", name, shown))
 		return ""
 	}
 	return strings.TrimSuffix(v, "/")

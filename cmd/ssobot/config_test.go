@@ -178,7 +178,21 @@ func TestLoadConfig(t *testing.T) {
 			problems: []string{
 				`AUTHENTIK_URL must not contain user info ("https://auth.example.com" with something@ before the host)`,
 				`SLACK_API_URL must not contain user info ("https://slack.example.com/api/"`,
-				"CLOUDFLARE_BASE_URL is not an absolute URL (not shown: it has an @",
+				"CLOUDFLARE_BASE_URL (not shown: it has an @, so it may hold a password) is not an absolute URL",
+			},
+		},
+		{
+			// Values that parse, but not as URLs with user info.
+			name: "other values with a password never quote it",
+			set: map[string]string{
+				"AUTHENTIK_URL":       "admin:hunter2pw@auth.example.com", // parses with scheme "admin"
+				"SLACK_API_URL":       "ftp://bot:hunter2pw@slack.example.com/api/",
+				"CLOUDFLARE_BASE_URL": "//cf:hunter2pw@api.cloudflare.com/client/v4",
+			},
+			problems: []string{
+				"AUTHENTIK_URL (not shown: it has an @, so it may hold a password) is not an absolute URL",
+				`SLACK_API_URL ("ftp://slack.example.com/api/" with something@ before the host) is not an absolute URL`,
+				`CLOUDFLARE_BASE_URL ("//api.cloudflare.com/client/v4" with something@ before the host) is not an absolute URL`,
 			},
 		},
 		{
