@@ -41,7 +41,7 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 			if err != nil {
 				return nil, err
 			}
-			refusal = refused("gate %s of run #%d expired at %s, before this decision; to go ahead, start a new run", d.Gate, r.ID, gate.Deadline.Format(time.RFC3339))
+			refusal = refused("gate %s of run #%d expired at %s, before this decision; to go ahead, retry the run, which opens the gate again", d.Gate, r.ID, gate.Deadline.Format(time.RFC3339))
 			refusal.Kind, refusal.At = RefusedExpired, gate.Deadline
 			return append(evs, Event{Type: EventDecisionRefused, Step: d.Gate, Actor: d.User,
 				Message: fmt.Sprintf("refused %s by %s: %s", d.Decision, d.User, refusal.Reason)}), nil
