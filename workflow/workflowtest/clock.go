@@ -102,6 +102,29 @@ func (c *Clock) WaitForTimer(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// WaitForTimerAt blocks until a timer is due exactly at t, or ctx ends.
+// Unlike WaitForTimer it is not satisfied by another timer due earlier,
+// such as a cancelled one still listed: its owner computed its wait from
+// the clock before an Advance and would register it too late.
+func (c *Clock) WaitForTimerAt(ctx context.Context, t time.Time) error {
+	for {
+		c.mu.Lock()
+		for _, w := range c.waiters {
+			if w.at.Equal(t) {
+				c.mu.Unlock()
+				return nil
+			}
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // AdvanceToNext moves the clock to the earliest pending timer if it is due
 // within limit, firing it, and reports whether it did.
 func (c *Clock) AdvanceToNext(limit time.Duration) bool {
