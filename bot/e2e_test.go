@@ -652,7 +652,7 @@ func TestEndToEndExpiredThenRetried(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := e.engClock.WaitForTimer(ctx, 24*time.Hour); err != nil {
+	if err := e.engClock.WaitForTimerAt(ctx, r.OpenGate().Deadline); err != nil {
 		t.Fatal("no timer for the deadline")
 	}
 	e.engClock.Advance(r.OpenGate().Deadline.Sub(e.engClock.Now()))

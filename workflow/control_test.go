@@ -370,7 +370,7 @@ func TestRetryReopensAnExpiredGate(t *testing.T) {
 	if _, err := h.approveAs(r.ID, cfGate, approver); err != nil {
 		t.Fatal(err)
 	}
-	h.clock.Advance(cfGate.Deadline.Sub(h.clock.Now()))
+	advanceToDeadline(t, h, cfGate.Deadline)
 	expired := h.feed.waitState(t, r.ID, workflow.StateExpired)
 	providerID := expired.Resources.AuthentikProviderID
 
@@ -442,7 +442,7 @@ func TestRetryRefusals(t *testing.T) {
 		{"waiting", func(h *harness, r *workflow.Run) { h.feed.waitGate(h.t, r.ID, workflow.GateAuthentik) }, requester, workflow.StateAwaitingApproval},
 		{"expired, by someone else", func(h *harness, r *workflow.Run) {
 			g := h.feed.waitGate(h.t, r.ID, workflow.GateAuthentik)
-			h.clock.Advance(g.Deadline.Sub(h.clock.Now()))
+			advanceToDeadline(h.t, h, g.Deadline)
 			h.feed.waitState(h.t, r.ID, workflow.StateExpired)
 		}, "U_STRANGER", ""},
 	}
@@ -469,4 +469,43 @@ func TestRetryRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRetryAfterTheQuorumWasLowered: approvals given before a gate expired
+// that alone meet a requirement lowered since do not pass the reopened
+// gate without anyone acting; they stop counting, and their approvers may
+// approve again.
+func TestRetryAfterTheQuorumWasLowered(t *testing.T) {
+	h, r, g := twoApprovalGate(t, nil)
+	if _, err := h.approveAs(r.ID, g, approver); err != nil {
+		t.Fatal(err)
+	}
+	advanceToDeadline(t, h, g.Deadline)
+	h.feed.waitState(t, r.ID, workflow.StateExpired)
+	h.restart(func(c *workflow.Config) { c.ApprovalsRequired = 1 })
+	reopened, err := h.engine.Retry(context.Background(), r.ID, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := reopened.Step(workflow.GateAuthentik)
+	if s.Status != workflow.StepWaiting || s.Required != 1 || reopened.CountingApprovals(s.Name) != 0 {
+		t.Fatalf("reopened gate %s, %d required, %d approvals counting; want it waiting for 1 new approval", s.Status, s.Required, reopened.CountingApprovals(s.Name))
+	}
+	if _, err := h.approveAs(r.ID, s, approver); err != nil {
+		t.Fatalf("the earlier approver approving again: %v", err)
+	}
+	h.feed.waitGate(t, r.ID, workflow.GateCloudflare)
+}
+
+// advanceToDeadline moves the clock to a gate's deadline once the driver
+// has armed its timer: advancing before would leave that timer a whole
+// TTL ahead of the clock.
+func advanceToDeadline(t *testing.T, h *harness, deadline time.Time) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.clock.WaitForTimerAt(ctx, deadline); err != nil {
+		t.Fatal("no timer armed for the gate's deadline")
+	}
+	h.clock.Advance(deadline.Sub(h.clock.Now()))
 }

@@ -356,8 +356,9 @@ func retryFailed(r *Run, user string) ([]Event, error) {
 
 // reopenExpired opens expired run r's gate again, with a new deadline and
 // nonce (the old buttons stay refused). The plan is the one approved so
-// far, so approvals given before the gate expired still count; what the
-// run created before the gate is kept and the run goes on from there.
+// far, so approvals given before the gate expired still count, unless they
+// alone would now pass it; what the run created before the gate is kept
+// and the run goes on from there.
 func (e *Engine) reopenExpired(r *Run, user string) ([]Event, error) {
 	s := r.Current()
 	if s == nil || s.Kind != KindGate || s.Status != StepExpired {
@@ -369,7 +370,18 @@ func (e *Engine) reopenExpired(r *Run, user string) ([]Event, error) {
 	s.FinishedAt = time.Time{}
 	r.Error = ""
 	evs := []Event{{Type: EventRetried, Step: s.Name, Actor: user, Message: fmt.Sprintf("%s opened gate %s of run #%d again", user, s.Name, r.ID)}}
-	return append(evs, e.openGateIn(r, s)...), nil
+	evs = append(evs, e.openGateIn(r, s)...)
+	if r.CountingApprovals(s.Name) >= s.Required {
+		// The number required was lowered since they were given: they would
+		// pass the gate without anyone acting on it now. They stop counting,
+		// and their approvers may give them again.
+		for i := range r.Approvals {
+			if r.Approvals[i].Counts(s.Name) {
+				r.Approvals[i].Lapsed = true
+			}
+		}
+	}
+	return evs, nil
 }
 
 // refusedState refuses what r's state does not allow.
