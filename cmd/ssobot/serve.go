@@ -87,21 +87,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, re
 	err = a.CheckCredentials(cctx)
 	cancel()
 	if err != nil {
-		// One line per refused credential, naming its variable.
-		for _, e := range unjoin(err) {
-			var ce *CredentialError
-			switch {
-			case errors.As(e, &ce) && unchecked(ce.Err):
-				// No usable answer says nothing of the credential: the
-				// network, a proxy, a certificate or the URL is at fault.
-				log.Error("could not check a credential: no usable answer from the service", "credential", ce.Variable, "check", ce.Check, "err", ce.Err)
-			case errors.As(e, &ce):
-				log.Error("credential refused", "credential", ce.Variable, "check", ce.Check, "err", ce.Err)
-			default:
-				log.Error("credential check failed", "err", e)
-			}
-		}
-		return exitFailure
+		return reportCheckFailure(ctx, err, log)
 	}
 
 	var slackLn net.Listener
@@ -311,6 +297,31 @@ func (a *app) wire(opts appOptions) error {
 	}
 	a.bot.Attach(a.engine)
 	return nil
+}
+
+// reportCheckFailure logs why the start-up checks failed, one line per
+// credential naming its variable, and returns the exit code. A stop asked
+// for while they ran (SIGTERM in a rollout) is no failure and says nothing
+// of the credentials.
+func reportCheckFailure(ctx context.Context, err error, log *slog.Logger) int {
+	if ctx.Err() != nil {
+		log.Info("stopped before the start-up checks finished", "cause", context.Cause(ctx))
+		return exitOK
+	}
+	for _, e := range unjoin(err) {
+		var ce *CredentialError
+		switch {
+		case errors.As(e, &ce) && unchecked(ce.Err):
+			// No usable answer says nothing of the credential: the
+			// network, a proxy, a certificate or the URL is at fault.
+			log.Error("could not check a credential: no usable answer from the service", "credential", ce.Variable, "check", ce.Check, "err", ce.Err)
+		case errors.As(e, &ce):
+			log.Error("credential refused", "credential", ce.Variable, "check", ce.Check, "err", ce.Err)
+		default:
+			log.Error("credential check failed", "err", e)
+		}
+	}
+	return exitFailure
 }
 
 // unchecked reports an error that says nothing of the credential: no

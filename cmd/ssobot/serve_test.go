@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -621,5 +622,34 @@ func TestUnchecked(t *testing.T) {
 		if got := unchecked(tt.err); got != tt.want {
 			t.Errorf("%s: unchecked(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
 		}
+	}
+}
+
+// TestReportCheckFailure: a refused credential fails the start, naming its
+// variable; a stop asked for while the checks ran (their calls then fail
+// with the context) is no failure and blames no credential.
+func TestReportCheckFailure(t *testing.T) {
+	refused := &CredentialError{Variable: "AUTHENTIK_TOKEN", Check: "authentik users/me", Err: &workflow.APIError{System: "authentik", Op: "users/me", Status: 403}}
+	stopped, stop := context.WithCancelCause(context.Background())
+	stop(errors.New("terminated signal received"))
+	tests := []struct {
+		name    string
+		ctx     context.Context
+		err     error
+		code    int
+		want    string
+		wantNot string
+	}{
+		{"refused", context.Background(), refused, exitFailure, `msg="credential refused" credential=AUTHENTIK_TOKEN`, "stopped before"},
+		{"stopped meanwhile", stopped, &CredentialError{Variable: "AUTHENTIK_TOKEN", Check: "authentik users/me", Err: context.Canceled}, exitOK, `msg="stopped before the start-up checks finished" cause="terminated signal received"`, "credential"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			code := reportCheckFailure(tt.ctx, tt.err, slog.New(slog.NewTextHandler(&logs, nil)))
+			if code != tt.code || !strings.Contains(logs.String(), tt.want) || strings.Contains(logs.String(), tt.wantNot) {
+				t.Errorf("exit %d, logs %q; want %d, %q and not %q", code, logs.String(), tt.code, tt.want, tt.wantNot)
+			}
+		})
 	}
 }
