@@ -219,10 +219,15 @@ func isDialError(err error) bool {
 
 func (s runSource) withStore(fn func(*store.Store) error) error {
 	st, err := store.Open(s.db, store.Options{ReadOnly: true, Timeout: 2 * time.Second})
-	if errors.Is(err, store.ErrLocked) {
+	switch {
+	case errors.Is(err, store.ErrLocked) && s.fileOnly:
+		// --db alone asks no bot: the file's holder is most likely one.
+		return fmt.Errorf("another process (a running bot?) holds %s: leave out --db to ask the bot through its admin API, or give --admin", s.db)
+	case errors.Is(err, store.ErrLocked):
 		return fmt.Errorf("no bot answers on %s and another process holds %s: point --admin at the running bot's SSOBOT_ADMIN_LISTEN", s.admin, s.db)
-	}
-	if err != nil {
+	case err != nil && s.fileOnly:
+		return fmt.Errorf("reading %s: %w", s.db, err)
+	case err != nil:
 		return fmt.Errorf("no bot answers on %s, reading %s: %w", s.admin, s.db, err)
 	}
 	defer st.Close()

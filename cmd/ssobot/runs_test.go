@@ -116,6 +116,18 @@ func TestRunsDBFlagWins(t *testing.T) {
 	}
 }
 
+// TestRunsDBHeldByABot: --db alone on a file a running bot holds says
+// to ask the bot instead; it asked no admin API, so it does not say none
+// answered.
+func TestRunsDBHeldByABot(t *testing.T) {
+	_, dbPath := openTestStore(t, testRun("Grafana", workflow.StateSucceeded)) // held open, as by serve
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"runs", "list", "--db", dbPath}, func(string) string { return "" }, nil, &stdout, &stderr)
+	if code == 0 || !strings.Contains(stderr.String(), "another process (a running bot?) holds "+dbPath+": leave out --db") || strings.Contains(stderr.String(), "no bot answers") {
+		t.Fatalf("exit %d, stderr:\n%s\nwant a failure that says to ask the bot", code, stderr.String())
+	}
+}
+
 // TestRunsAdminAndDBFlags: with both --admin and --db, the bot named
 // answers when it can, and the file is read only when it does not.
 func TestRunsAdminAndDBFlags(t *testing.T) {
