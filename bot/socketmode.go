@@ -129,6 +129,9 @@ func (b *Bot) socketEvent(ctx context.Context, smc *socketmode.Client, evt socke
 		}
 		payload = b.guard(func() any { return b.interaction(ctx, cb) })
 	case socketmode.EventTypeConnecting:
+		// Also on each reconnect (after Slack's disconnect or a dropped
+		// connection): nothing reaches the bot until it is connected again.
+		b.socketUp.Store(false)
 		b.log.Info("socket mode: connecting")
 		return
 	case socketmode.EventTypeConnected:

@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"encoding/json"
+	"github.com/slack-go/slack/socketmode"
 	"strings"
 	"testing"
 	"time"
@@ -189,5 +190,28 @@ func TestSocketModeStopAnswersWhatItReceives(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Errorf("RunSocketMode: %v", err)
+	}
+}
+
+// TestSocketReadinessFollowsTheConnection: readiness is lost while Socket
+// Mode connects again (after Slack's disconnect or a dropped connection),
+// when nothing reaches the bot, and comes back once connected.
+func TestSocketReadinessFollowsTheConnection(t *testing.T) {
+	h, _ := newHandlerHarness(t)
+	ctx := context.Background()
+	for _, step := range []struct {
+		evt  socketmode.EventType
+		want bool
+	}{
+		{socketmode.EventTypeConnecting, false},
+		{socketmode.EventTypeConnected, true},
+		{socketmode.EventTypeConnecting, false}, // a reconnect
+		{socketmode.EventTypeConnected, true},
+		{socketmode.EventTypeConnectionError, false},
+	} {
+		h.bot.socketEvent(ctx, nil, socketmode.Event{Type: step.evt})
+		if got := h.bot.SocketConnected(); got != step.want {
+			t.Fatalf("after %s: SocketConnected = %v, want %v", step.evt, got, step.want)
+		}
 	}
 }
