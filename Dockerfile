@@ -26,5 +26,9 @@ VOLUME ["/data"]
 # only); set it to :9090 and publish the port to scrape /metrics.
 EXPOSE 8080
 USER nonroot:nonroot
+# Ready: the database open, the engine running and, in Socket Mode,
+# connected to Slack (GET /readyz on the admin API; the image has no curl).
+# The start period covers the start-up credential checks (up to 30 s).
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s CMD ["/ssobot", "health"]
 ENTRYPOINT ["/ssobot"]
 CMD ["serve"]

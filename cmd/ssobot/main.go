@@ -46,6 +46,7 @@ Usage:
   ssobot manifest [--url URL]        print the Slack app manifest (Socket Mode without --url)
   ssobot runs list [--json]          list runs, from a running bot's admin API or the database file
   ssobot runs show <id> [--json]     show one run with its steps, decisions and audit log
+  ssobot health [--admin URL]        exit 0 if a running bot is ready (for a container's health check)
   ssobot bench [--quick] [--json]    measure latency, cost, memory and size against built-in fakes
   ssobot version                     print the version
 `
@@ -66,6 +67,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, readFil
 		return manifestCmd(rest, stdout, stderr)
 	case "runs":
 		return runsCmd(ctx, rest, getenv, stdout, stderr)
+	case "health":
+		return healthCmd(ctx, rest, getenv, stdout, stderr)
 	case "bench":
 		return benchCmd(ctx, rest, stdout, stderr)
 	case "version", "--version", "-v":

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// TestHealth: `ssobot health` exits 0 when the bot's admin API says ready,
+// 1 with the reason when it does not or nobody answers, and finds the API
+// from SSOBOT_ADMIN_LISTEN as `runs` does.
+func TestHealth(t *testing.T) {
+	var notReady atomic.Value
+	notReady.Store("")
+	admin := httptest.NewServer(newAdminHandler(adminConfig{Ready: func() error {
+		if why := notReady.Load().(string); why != "" {
+			return errors.New(why)
+		}
+		return nil
+	}}))
+	defer admin.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+
+	tests := []struct {
+		name     string
+		listen   string // SSOBOT_ADMIN_LISTEN
+		args     []string
+		notReady string
+		code     int
+		out      string
+	}{
+		{"ready, found from the environment", strings.TrimPrefix(admin.URL, "http://"), nil, "", exitOK, "ready"},
+		{"ready, --admin", "", []string{"--admin", admin.URL + "/"}, "", exitOK, "ready"},
+		{"not ready", strings.TrimPrefix(admin.URL, "http://"), nil, "database closed", exitFailure, "not ready (503 Service Unavailable)"},
+		{"no answer", dead, nil, "", exitFailure, "no answer from http://" + dead},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			notReady.Store(tt.notReady)
+			env := map[string]string{"SSOBOT_ADMIN_LISTEN": tt.listen}
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), append([]string{"health"}, tt.args...), func(k string) string { return env[k] }, nil, &stdout, &stderr)
+			if got := stdout.String() + stderr.String(); code != tt.code || !strings.Contains(got, tt.out) {
+				t.Errorf("exit %d, output %q; want %d and %q", code, got, tt.code, tt.out)
+			}
+			if tt.notReady != "" && !strings.Contains(stderr.String(), tt.notReady) {
+				t.Errorf("output %q does not say why: %q", stderr.String(), tt.notReady)
+			}
+		})
+	}
+}
