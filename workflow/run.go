@@ -204,8 +204,10 @@ type Approval struct {
 	Decision Decision  `json:"decision"`
 	At       time.Time `json:"at"`
 	Reason   string    `json:"reason,omitempty"`
-	// Lapsed marks an approval that did not count at the gate's latest
-	// decision: its approver was no longer one.
+	// Lapsed marks an approval that does not count: its approver was no
+	// longer one at the gate's latest decision, or the gate, expired and
+	// opened again, now needs no more approvals than were given before.
+	// A lapsed approval may be given again.
 	Lapsed bool `json:"lapsed,omitempty"`
 }
 
