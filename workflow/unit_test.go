@@ -258,6 +258,21 @@ func TestParseRetryAfter(t *testing.T) {
 		{"Sat Nov 28 12:00:30 2026", 30 * time.Second},
 		{"2026-11-28T12:00:30Z", 0},
 		{"later", 0},
+		// Cases the adapters' own tables held when each wrapped this.
+		{"-0", 0},
+		{"nan", 0},
+		{"Inf", 0},
+		{"Infinity", 0},
+		{"1_000", 0},
+		{"0x10", 0},
+		{"1 2", 0},
+		{"18446744073709551616", 0},
+		{"18446744073709551615", workflow.MaxRetryAfter},
+		{"9223372036", workflow.MaxRetryAfter},
+		{"9223372037", workflow.MaxRetryAfter},
+		{"300", workflow.MaxRetryAfter},
+		{"299", 299 * time.Second},
+		{"Mon, 01 Jan 0001 00:00:00 GMT", 0},
 	}
 	for _, tt := range tests {
 		if got := workflow.ParseRetryAfter(tt.h, now); got != tt.want {

@@ -62,7 +62,7 @@ func httpError(op, perm string, resp *http.Response, body []byte) error {
 		e.Op = fmt.Sprintf("%s (needs %s)", op, perm)
 	}
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+		e.RetryAfter = workflow.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
 	return e
 }
@@ -152,10 +152,6 @@ func flatten(out *[]string, field string, v any) {
 		*out = append(*out, fmt.Sprintf("%s: %v", field, v))
 	}
 }
-
-// retryAfter parses a Retry-After header: integer seconds or an HTTP date,
-// anything else counting as absent, and cut to workflow.MaxRetryAfter.
-func retryAfter(h string, now time.Time) time.Duration { return workflow.ParseRetryAfter(h, now) }
 
 // page is one page of any authentik list.
 type page[T any] struct {

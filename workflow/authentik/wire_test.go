@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	api "goauthentik.io/api/v3"
 
@@ -38,48 +37,6 @@ func TestErrorMessage(t *testing.T) {
 				t.Errorf("errorMessage(%s) = %q, want %q", tt.body, got, tt.want)
 			}
 		})
-	}
-}
-
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	tests := []struct {
-		h    string
-		want time.Duration
-	}{
-		{"", 0},
-		{"30", 30 * time.Second},
-		{" 2 ", 2 * time.Second},
-		{"-1", 0},
-		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
-		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
-		{"soon", 0},
-		// Only digits or a date: what else a server may send counts as
-		// absent, and no wait is honoured past workflow.MaxRetryAfter.
-		{"NaN", 0},
-		{"+Inf", 0},
-		{"Inf", 0},
-		{"1e10", 0},
-		{"1.5", 0},
-		{"+5", 0},
-		{"0x10", 0},
-		{"-0", 0},
-		{"0", 0},
-		{"1 2", 0},
-		{"99999999999999999999", 0},
-		{"9223372036", workflow.MaxRetryAfter},
-		{"31536000", workflow.MaxRetryAfter},
-		{"300", workflow.MaxRetryAfter},
-		{"299", 299 * time.Second},
-		{now.Add(365 * 24 * time.Hour).Format(http.TimeFormat), workflow.MaxRetryAfter},
-		{now.Add(90 * time.Second).Format(time.RFC850), 90 * time.Second},
-		{now.Add(90 * time.Second).Format(time.ANSIC), 90 * time.Second},
-		{"Fri, 31 Dec 9999 23:59:59 GMT", workflow.MaxRetryAfter},
-	}
-	for _, tt := range tests {
-		if got := retryAfter(tt.h, now); got != tt.want {
-			t.Errorf("retryAfter(%q) = %v, want %v", tt.h, got, tt.want)
-		}
 	}
 }
 

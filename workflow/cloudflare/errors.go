@@ -103,7 +103,7 @@ func (x *exchange) error(op string, err error) error {
 		e.Message += ": " + permissionHint
 	}
 	if x.status == http.StatusTooManyRequests {
-		e.RetryAfter = retryAfter(x.header.Get("Retry-After"), time.Now())
+		e.RetryAfter = workflow.ParseRetryAfter(x.header.Get("Retry-After"), time.Now())
 	}
 	return e
 }
@@ -131,7 +131,3 @@ func sanitize(err error) error {
 	}
 	return errors.New("undecodable body")
 }
-
-// retryAfter parses a Retry-After header: integer seconds or an HTTP date,
-// anything else counting as absent, and cut to workflow.MaxRetryAfter.
-func retryAfter(v string, now time.Time) time.Duration { return workflow.ParseRetryAfter(v, now) }
