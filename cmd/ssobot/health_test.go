@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
@@ -24,12 +23,7 @@ func TestHealth(t *testing.T) {
 		return nil
 	}}))
 	defer admin.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := deadAddr(t)
 
 	tests := []struct {
 		name     string

@@ -21,12 +21,7 @@ func TestRunsCommand(t *testing.T) {
 	defer admin.Close()
 
 	// An address where nothing listens: the command falls back to the file.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAdmin := "http://" + ln.Addr().String()
-	ln.Close()
+	deadAdmin := "http://" + deadAddr(t)
 
 	type source struct {
 		name  string
@@ -136,12 +131,7 @@ func TestRunsAdminAndDBFlags(t *testing.T) {
 	live, _ := openTestStore(t, testRun("Wiki", workflow.StateFailed))
 	admin := httptest.NewServer(newAdminHandler(adminConfig{Runs: live, Backup: live.Backup}))
 	defer admin.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAdmin := "http://" + ln.Addr().String()
-	ln.Close()
+	deadAdmin := "http://" + deadAddr(t)
 	for _, tt := range []struct {
 		name, admin, want, not string
 	}{
@@ -186,4 +176,15 @@ func TestRunsAgainstAnotherService(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want a failure naming %s as another service", args, code, stderr.String(), other.URL)
 		}
 	}
+}
+
+// deadAddr is a loopback address where nothing listens: one just closed.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
