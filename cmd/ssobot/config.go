@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,7 +46,8 @@ type Config struct {
 	DBPath      string
 	Listen      string
 	AdminListen string
-	LogFormat   string // "json" or "text"
+	AdminHosts  []string // host names the admin API answers to beyond the built-in ones; lower case
+	LogFormat   string   // "json" or "text"
 	LogLevel    slog.Level
 }
 
@@ -102,6 +105,7 @@ var envVars = []envVar{
 	{"SSOBOT_DB", false, "no", defaultDB, "bbolt database file"},
 	{"SSOBOT_LISTEN", false, "no", defaultListen, "address of the Slack endpoints (HTTP mode)"},
 	{"SSOBOT_ADMIN_LISTEN", false, "no", defaultAdminListen, "address of /healthz, /readyz, /metrics, /api"},
+	{"SSOBOT_ADMIN_HOSTS", false, "no", "", "comma-separated host names the admin API answers to besides IP addresses, localhost, single-label and Kubernetes .svc names"},
 	{"SSOBOT_LOG_FORMAT", false, "no", "json", "json or text"},
 	{"SSOBOT_LOG_LEVEL", false, "no", "info", "debug, info, warn or error"},
 }
@@ -173,6 +177,7 @@ func LoadConfig(getenv func(string) string, readFile func(string) ([]byte, error
 	c.DBPath = l.str("SSOBOT_DB", defaultDB)
 	c.Listen = l.addr("SSOBOT_LISTEN", defaultListen)
 	c.AdminListen = l.addr("SSOBOT_ADMIN_LISTEN", defaultAdminListen)
+	c.AdminHosts = l.adminHosts("SSOBOT_ADMIN_HOSTS")
 	switch c.LogFormat = strings.ToLower(l.str("SSOBOT_LOG_FORMAT", "json")); c.LogFormat {
 	case "json", "text":
 	default:
@@ -485,4 +490,60 @@ func (l *loader) addr(name, def string) string {
 		return def
 	}
 	return v
+}
+
+// hostNamePattern is a DNS name in lower case: dot-separated labels of
+// letters, digits, dashes and underscores.
+var hostNamePattern = regexp.MustCompile(`^[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})*$`)
+
+// adminHosts reads the host names the admin API answers to beyond the
+// built-in ones (see adminHostAllowed). Only names: the check ignores the
+// port, and a wildcard would let through names that no one listed.
+func (l *loader) adminHosts(name string) []string {
+	var out []string
+	for _, v := range splitList(l.getenv(name)) {
+		h := strings.ToLower(strings.TrimSuffix(v, "."))
+		why, fix := "", ""
+		switch {
+		case strings.Contains(v, "://"):
+			why = "is a URL: list the host name alone"
+			if u, err := url.Parse(h); err == nil {
+				fix = u.Hostname()
+			}
+		case strings.Contains(v, "/"):
+			why = "has a path: list the host name alone"
+			fix, _, _ = strings.Cut(h, "/")
+		case strings.Contains(v, "*"):
+			why = "has a wildcard, which is not supported: list each name"
+		case isIPLiteral(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")):
+			continue // always allowed
+		case strings.Contains(v, ":"):
+			why = "has a port: list the name alone (any port is accepted)"
+			fix, _, _ = net.SplitHostPort(h)
+		case len(h) > 253 || !hostNamePattern.MatchString(h):
+			why = "is not a host name: use letters, digits, dashes and dots"
+		}
+		if why != "" {
+			shown := strconv.Quote(v)
+			if strings.Contains(v, "@") {
+				// As in url: what comes before an @ may be a password.
+				shown, fix = "(not shown: it has an @, so it may hold a password)", ""
+			}
+			if !hostNamePattern.MatchString(fix) {
+				fix = "ssobot-admin.internal.example.com"
+			}
+			l.problem(fmt.Sprintf("%s: %s %s, e.g. %s=%s", name, shown, why, name, fix))
+			continue
+		}
+		if !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// isIPLiteral reports whether host is an IP address (without brackets).
+func isIPLiteral(host string) bool {
+	_, err := netip.ParseAddr(host)
+	return err == nil
 }

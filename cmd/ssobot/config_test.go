@@ -61,7 +61,7 @@ func TestLoadConfig(t *testing.T) {
 				if !slices.Equal(c.ApproverUsers, []string{"U012AB3CD"}) || !slices.Equal(c.ApproverGroups, []string{"S0614TZR7"}) {
 					t.Errorf("approvers = %v / %v", c.ApproverUsers, c.ApproverGroups)
 				}
-				if c.SocketMode() || c.SlackAPIURL != "" || c.CloudflareBaseURL != "" || c.AllowSelfApproval {
+				if c.SocketMode() || c.SlackAPIURL != "" || c.CloudflareBaseURL != "" || c.AllowSelfApproval || c.AdminHosts != nil {
 					t.Errorf("unexpected non-default: %+v", c)
 				}
 				if c.SlackBotToken.Reveal() != "xoxb-1-2-abc" || c.AuthentikToken.Reveal() != "ak-token" || c.CloudflareAPIToken.Reveal() != "cf-token" {
@@ -269,6 +269,27 @@ func TestLoadConfig(t *testing.T) {
 			name:     "a reminder with a malformed TTL",
 			set:      map[string]string{"SSOBOT_APPROVAL_TTL": "1d", "SSOBOT_APPROVAL_REMINDER": "30h"},
 			problems: []string{`SSOBOT_APPROVAL_TTL "1d" must be a positive duration`},
+		},
+		{
+			name: "admin hosts: lower case, one trailing dot and duplicates dropped, IP addresses allowed anyway",
+			set:  map[string]string{"SSOBOT_ADMIN_HOSTS": "Ssobot-Admin.Internal.Example.com., metrics.corp 10.0.0.5,[::1] ::1, metrics.corp"},
+			check: func(t *testing.T, c Config) {
+				if want := []string{"ssobot-admin.internal.example.com", "metrics.corp"}; !slices.Equal(c.AdminHosts, want) {
+					t.Errorf("AdminHosts = %q, want %q", c.AdminHosts, want)
+				}
+			},
+		},
+		{
+			name: "admin hosts that are not host names",
+			set:  map[string]string{"SSOBOT_ADMIN_HOSTS": "ok.example.com, http://admin.example.com, admin.example.com/api, admin.example.com:9090, *.example.com, admin!, https://u:hunter2pw@admin.example.com"},
+			problems: []string{
+				`SSOBOT_ADMIN_HOSTS: "http://admin.example.com" is a URL: list the host name alone, e.g. SSOBOT_ADMIN_HOSTS=admin.example.com`,
+				`SSOBOT_ADMIN_HOSTS: "admin.example.com/api" has a path: list the host name alone, e.g. SSOBOT_ADMIN_HOSTS=admin.example.com`,
+				`SSOBOT_ADMIN_HOSTS: "admin.example.com:9090" has a port: list the name alone (any port is accepted), e.g. SSOBOT_ADMIN_HOSTS=admin.example.com`,
+				`SSOBOT_ADMIN_HOSTS: "*.example.com" has a wildcard, which is not supported: list each name, e.g. SSOBOT_ADMIN_HOSTS=ssobot-admin.internal.example.com`,
+				`SSOBOT_ADMIN_HOSTS: "admin!" is not a host name`,
+				`SSOBOT_ADMIN_HOSTS: (not shown: it has an @, so it may hold a password) is a URL: list the host name alone, e.g. SSOBOT_ADMIN_HOSTS=ssobot-admin.internal.example.com`,
+			},
 		},
 		{
 			name:     "approvers only commas",
