@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/ssobot/ssobot/workflow"
@@ -34,6 +37,9 @@ type adminConfig struct {
 	// BackupStall is how long a backup client may take to accept the next
 	// chunk (default backupStallTimeout).
 	BackupStall time.Duration
+	// Hosts are the host names, in lower case, answered besides the
+	// built-in ones (see adminHostAllowed).
+	Hosts []string
 }
 
 // backupStallTimeout bounds a backup client that stops reading: the copy
@@ -48,8 +54,9 @@ const (
 )
 
 // newAdminHandler serves /healthz, /readyz, /metrics, /api/runs,
-// /api/runs/{id} and /api/backup. Nothing it serves holds a secret: runs
-// never store one.
+// /api/runs/{id} and /api/backup, to requests for an allowed host only
+// (see adminHostAllowed). Nothing it serves holds a secret: runs never
+// store one.
 func newAdminHandler(cfg adminConfig) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -76,10 +83,112 @@ func newAdminHandler(cfg adminConfig) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, apiError{Error: "no such endpoint: try /healthz, /readyz, /metrics, /api/runs, /api/runs/{id} or /api/backup"})
 	})
-	return mux
+	a.hosts = make(map[string]bool, len(cfg.Hosts))
+	for _, h := range cfg.Hosts {
+		a.hosts[h] = true
+	}
+	a.next = mux
+	return a
 }
 
-type admin struct{ cfg adminConfig }
+type admin struct {
+	cfg   adminConfig
+	hosts map[string]bool // cfg.Hosts
+	next  http.Handler
+
+	mu          sync.Mutex
+	refused     int       // requests refused since lastRefusal was logged
+	lastRefusal time.Time // when a refusal was last logged
+}
+
+// refusedHostLogEvery spaces the log lines about refused hosts: a page
+// trying its luck may send many requests.
+const refusedHostLogEvery = time.Minute
+
+// maxQuotedHost caps how much of a refused host name is quoted back and
+// logged: the requester chooses it.
+const maxQuotedHost = 100
+
+// ServeHTTP refuses a request for a host name the admin API does not
+// answer to. The API has no authentication and listens on localhost, which
+// a browser reaches too: a web page whose own host name is made to resolve
+// to 127.0.0.1 (DNS rebinding) could otherwise read the runs and a copy of
+// the database from the operator's machine. The browser sends that page's
+// name as Host, and a page cannot choose another.
+func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	host := adminHostName(r.Host)
+	if adminHostAllowed(host, a.hosts) {
+		a.next.ServeHTTP(w, r)
+		return
+	}
+	shown := truncate(host, maxQuotedHost)
+	a.logRefusal(r, shown)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	// 421 Misdirected Request, not 403: the request was for a name this
+	// server does not answer to, which no credential would change; and
+	// it tells that apart from a proxy's 403 when a probe fails.
+	w.WriteHeader(http.StatusMisdirectedRequest)
+	fmt.Fprintf(w, "host %q is not allowed for the admin API: use its IP address or localhost, or add the name to SSOBOT_ADMIN_HOSTS\n", shown)
+}
+
+func (a *admin) logRefusal(r *http.Request, host string) {
+	a.mu.Lock()
+	a.refused++
+	now := a.cfg.Clock()
+	if !a.lastRefusal.IsZero() && now.Sub(a.lastRefusal) < refusedHostLogEvery {
+		a.mu.Unlock()
+		return
+	}
+	n := a.refused
+	a.refused, a.lastRefusal = 0, now
+	a.mu.Unlock()
+	a.cfg.Logger.Warn("admin request refused: host not allowed (add it to SSOBOT_ADMIN_HOSTS if it is yours)",
+		"host", host, "path", truncate(r.URL.Path, maxQuotedHost), "remote", r.RemoteAddr, "refused", n)
+}
+
+// adminHostName is the host of a Host header in lower case, without the
+// port, the brackets of an IPv6 address or a trailing dot.
+func adminHostName(hostport string) string {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]") // no port
+	}
+	return strings.ToLower(strings.TrimSuffix(host, "."))
+}
+
+// adminHostAllowed reports whether the admin API answers to host (from
+// adminHostName). It answers to the names a web page cannot be served
+// from, or that the operator listed:
+//   - none: HTTP/1.0 sends no Host, and no browser sends none;
+//   - an IP address, any: Kubernetes probes and Prometheus use the pod's;
+//   - localhost (in /etc/hosts everywhere). Not *.localhost: browsers keep
+//     those on the machine, but not every resolver does (RFC 6761 only
+//     asks them to), and no client of ssobot's uses one;
+//   - a name of one label: Docker Compose and Kubernetes short service
+//     names (ssobot); public DNS gives such a name no address, so no
+//     attacker's page has one;
+//   - a Kubernetes service name, *.svc or *.svc.cluster.local: svc is no
+//     public top-level domain, nor is local;
+//   - the names in hosts (SSOBOT_ADMIN_HOSTS, and the host of
+//     SSOBOT_ADMIN_LISTEN when it is a name).
+func adminHostAllowed(host string, hosts map[string]bool) bool {
+	switch {
+	case host == "" || host == "localhost" || isIPLiteral(host) || hosts[host]:
+		return true
+	case len(host) > 253 || !hostNamePattern.MatchString(host):
+		return false
+	}
+	return !strings.Contains(host, ".") || strings.HasSuffix(host, ".svc") || strings.HasSuffix(host, ".svc.cluster.local")
+}
+
+// truncate cuts s to at most n bytes, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
 
 type apiError struct {
 	Error string `json:"error"`

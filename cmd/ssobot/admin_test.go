@@ -1,18 +1,22 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -271,7 +275,9 @@ func TestAdminBackupFailure(t *testing.T) {
 		Backup: func(context.Context, io.Writer) (int64, error) { return 0, errors.New("database closed") },
 	})
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/backup", nil))
+	req := httptest.NewRequest("GET", "/api/backup", nil)
+	req.Host = "127.0.0.1:9090" // httptest's example.com is refused
+	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusInternalServerError || rec.Header().Get("Content-Disposition") != "" {
 		t.Errorf("failed backup = %d %v, want 500 without an attachment", rec.Code, rec.Header())
 	}
@@ -317,6 +323,167 @@ func TestAdminBackupStalledClient(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the copy to a client that stopped reading never ended")
+	}
+}
+
+// TestAdminHost: the admin API answers requests for IP addresses,
+// localhost, single-label and Kubernetes service names and the names
+// configured, on every route, and refuses others (a DNS rebinding page's)
+// with 421 and what to do, before any route runs.
+func TestAdminHost(t *testing.T) {
+	st, _ := openTestStore(t, testRun("Grafana", workflow.StateSucceeded))
+	var backups atomic.Int32
+	var logs bytes.Buffer
+	h := newAdminHandler(adminConfig{
+		Runs: st,
+		Backup: func(ctx context.Context, w io.Writer) (int64, error) {
+			backups.Add(1)
+			return st.Backup(ctx, w)
+		},
+		Metrics: NewMetrics(st).Handler(),
+		Logger:  slog.New(slog.NewTextHandler(&logs, nil)),
+		Clock:   func() time.Time { return testTime },
+		Hosts:   []string{"ssobot-admin.internal.example.com"},
+	})
+	routes := []string{"/healthz", "/readyz", "/metrics", "/api/runs", "/api/runs/1", "/api/backup", "/nope"}
+	tests := []struct {
+		host string
+		ok   bool
+	}{
+		{"", true}, // HTTP/1.0
+		{"127.0.0.1:9090", true},
+		{"127.0.0.1", true},
+		{"[::1]:9090", true},
+		{"[::1]", true},
+		{"10.1.2.3:9090", true}, // a pod's IP: Kubernetes probes, Prometheus
+		{"[fd00::12]:9090", true},
+		{"localhost", true},
+		{"LocalHost:9090", true},
+		{"localhost.:9090", true},
+		{"ssobot", true}, // a Compose or Kubernetes short service name
+		{"ssobot:9090", true},
+		{"ssobot-admin_1", true},
+		{"ssobot.monitoring.svc", true},
+		{"ssobot.monitoring.svc:9090", true},
+		{"ssobot.monitoring.svc.cluster.local", true},
+		{"ssobot.monitoring.svc.cluster.local.:9090", true},
+		{"ssobot-admin.internal.example.com", true}, // SSOBOT_ADMIN_HOSTS
+		{"SSOBOT-Admin.Internal.Example.com:8443", true},
+
+		{"attacker.example.com", false},
+		{"attacker.example.com:9090", false},
+		{"127.0.0.1.nip.io", false},
+		{"127.0.0.1.nip.io:9090", false},
+		{"7f000001.c0a80001.rbndr.us:9090", false},
+		{"localhost.attacker.example.com", false},
+		{"attacker.localhost", false},
+		{"ssobot.svc.attacker.example.com", false},
+		{"ssobot.monitoring.svc.cluster.local.attacker.example.com", false},
+		{"other.internal.example.com", false},
+		{"internal.example.com", false},
+		{"ssobot!", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.host, func(t *testing.T) {
+			for _, path := range routes {
+				before := backups.Load()
+				req := httptest.NewRequest("GET", path, nil)
+				req.Host = tt.host
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if !tt.ok {
+					if rec.Code != http.StatusMisdirectedRequest {
+						t.Errorf("GET %s for %q = %d, want 421", path, tt.host, rec.Code)
+					}
+					want := fmt.Sprintf("host %q is not allowed for the admin API: use its IP address or localhost, or add the name to SSOBOT_ADMIN_HOSTS\n", adminHostName(tt.host))
+					if got := rec.Body.String(); got != want {
+						t.Errorf("GET %s for %q: body %q, want %q", path, tt.host, got, want)
+					}
+					if ct := rec.Header().Get("Content-Type"); ct != "text/plain; charset=utf-8" {
+						t.Errorf("Content-Type = %q", ct)
+					}
+					if backups.Load() != before {
+						t.Errorf("a refused request ran a backup")
+					}
+					continue
+				}
+				want := http.StatusOK
+				if path == "/nope" {
+					want = http.StatusNotFound
+				}
+				if rec.Code != want {
+					t.Errorf("GET %s for %q = %d, want %d: %s", path, tt.host, rec.Code, want, rec.Body)
+				}
+			}
+		})
+	}
+
+	// The host is the requester's: it is quoted, cut short, and logged
+	// once a minute at most.
+	long := strings.Repeat("a", 300) + ".example.com"
+	req := httptest.NewRequest("GET", "/api/backup", nil)
+	req.Host = long
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if body := rec.Body.String(); rec.Code != http.StatusMisdirectedRequest || len(body) > 250 || !strings.Contains(body, `"`+strings.Repeat("a", maxQuotedHost)+`..."`) {
+		t.Errorf("long host: %d %q; want 421 quoting %d bytes of it", rec.Code, body, maxQuotedHost)
+	}
+	if n := strings.Count(logs.String(), "admin request refused"); n != 1 {
+		t.Errorf("%d log lines about refused hosts within a minute, want 1:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "host=attacker.example.com") || strings.Contains(logs.String(), long) {
+		t.Errorf("log:\n%s\nwant the first refused host, and no host uncut", logs.String())
+	}
+}
+
+// TestAdminHostOnTheWire: what clients send reaches the check as the
+// tests above set it: a browser's Host, an IPv6 literal, none (HTTP/1.0).
+func TestAdminHostOnTheWire(t *testing.T) {
+	srv := httptest.NewServer(newAdminHandler(adminConfig{}))
+	defer srv.Close()
+	for _, tt := range []struct {
+		request, status string
+	}{
+		{"GET /healthz HTTP/1.1\r\nHost: attacker.example.com:9090\r\n\r\n", "HTTP/1.1 421 Misdirected Request"},
+		{"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1.nip.io:9090\r\n\r\n", "HTTP/1.1 421 Misdirected Request"},
+		{"GET /healthz HTTP/1.1\r\nHost: [::1]:9090\r\n\r\n", "HTTP/1.1 200 OK"},
+		{"GET /healthz HTTP/1.1\r\nHost: ssobot.monitoring.svc.cluster.local:9090\r\n\r\n", "HTTP/1.1 200 OK"},
+		{"GET /healthz HTTP/1.0\r\n\r\n", "HTTP/1.0 200 OK"},
+	} {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(conn, tt.request); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		conn.Close()
+		if err != nil {
+			t.Fatalf("%q: %v", tt.request, err)
+		}
+		if got := resp.Proto + " " + resp.Status; got != tt.status {
+			t.Errorf("%q answered %s, want %s", tt.request, got, tt.status)
+		}
+	}
+}
+
+// TestAdminHostsFromConfig: the admin API answers to SSOBOT_ADMIN_HOSTS
+// and to the name SSOBOT_ADMIN_LISTEN listens on, which the clients use.
+func TestAdminHostsFromConfig(t *testing.T) {
+	for _, tt := range []struct {
+		listen string
+		hosts  []string
+		want   []string
+	}{
+		{"127.0.0.1:9090", nil, nil},
+		{":9090", []string{"a.example.com"}, []string{"a.example.com"}},
+		{"[::1]:9090", nil, nil},
+		{"Admin.Example.com:9090", []string{"a.example.com"}, []string{"a.example.com", "admin.example.com"}},
+	} {
+		if got := adminHosts(Config{AdminListen: tt.listen, AdminHosts: tt.hosts}); !slices.Equal(got, tt.want) {
+			t.Errorf("adminHosts(%q, %q) = %q, want %q", tt.listen, tt.hosts, got, tt.want)
+		}
 	}
 }
 

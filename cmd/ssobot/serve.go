@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -422,6 +423,18 @@ func (a *app) CheckCredentials(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// adminHosts are the host names the admin API answers to besides the
+// built-in ones: SSOBOT_ADMIN_HOSTS and, when SSOBOT_ADMIN_LISTEN listens
+// on a name, that name, which `ssobot health` and `ssobot runs` then ask
+// for.
+func adminHosts(cfg Config) []string {
+	hosts := slices.Clone(cfg.AdminHosts)
+	if h, _, err := net.SplitHostPort(cfg.AdminListen); err == nil && h != "" && !isIPLiteral(h) {
+		hosts = append(hosts, adminHostName(h))
+	}
+	return hosts
+}
+
 // Serve runs the engine, the bot's delivery worker, the Slack endpoints
 // (on slackLn; nil in Socket Mode) and the admin API (on adminLn) until ctx
 // ends or one of them fails. Then it stops accepting Slack requests, lets
@@ -437,6 +450,7 @@ func (a *app) Serve(ctx context.Context, slackLn, adminLn net.Listener) error {
 			Ready:   a.ready,
 			Metrics: a.metrics.Handler(),
 			Logger:  a.log.With("component", "admin"),
+			Hosts:   adminHosts(a.cfg),
 		}),
 		ReadHeaderTimeout: readHeaderTimeout,
 	}

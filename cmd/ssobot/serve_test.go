@@ -396,6 +396,7 @@ func getBody(ctx context.Context, t *testing.T, url string) []byte {
 func TestServeEndToEnd(t *testing.T) {
 	f := newFakes(t)
 	env := f.env(t)
+	env["SSOBOT_ADMIN_HOSTS"] = "ssobot-admin.internal.example.com"
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -436,6 +437,23 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	if len(run.Approvals) != 2 || run.Approvals[0].User != "U0BOB" {
 		t.Errorf("approvals = %+v", run.Approvals)
+	}
+
+	// The admin API answers to the names configured, and to no other.
+	for host, want := range map[string]int{"ssobot-admin.internal.example.com": http.StatusOK, "attacker.example.com": http.StatusMisdirectedRequest} {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/api/runs", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET /api/runs for %s = %d, want %d", host, resp.StatusCode, want)
+		}
 	}
 
 	metrics := string(getBody(ctx, t, adminURL+"/metrics"))
