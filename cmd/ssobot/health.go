@@ -45,8 +45,15 @@ func healthCmd(ctx context.Context, args []string, getenv func(string) string, s
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	text := strings.TrimSpace(string(body))
-	if resp.StatusCode != http.StatusOK {
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusServiceUnavailable:
 		fmt.Fprintf(stderr, "ssobot health: not ready (%s): %s\n", resp.Status, text)
+		return exitFailure
+	default:
+		// Not an answer about readiness: a host name the admin API does
+		// not answer to (421), or another service on the address.
+		fmt.Fprintf(stderr, "ssobot health: %s answered %s: %s\n", base, resp.Status, text)
 		return exitFailure
 	}
 	fmt.Fprintln(stdout, "ready")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
@@ -23,6 +24,12 @@ func TestHealth(t *testing.T) {
 		return nil
 	}}))
 	defer admin.Close()
+	// As if --admin named the bot by a name it was not told to answer to.
+	named := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Host = "admin.example.com:9090"
+		admin.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer named.Close()
 	dead := deadAddr(t)
 
 	tests := []struct {
@@ -37,6 +44,8 @@ func TestHealth(t *testing.T) {
 		{"ready, --admin", "", []string{"--admin", admin.URL + "/"}, "", exitOK, "ready"},
 		{"not ready", strings.TrimPrefix(admin.URL, "http://"), nil, "database closed", exitFailure, "not ready (503 Service Unavailable)"},
 		{"no answer", dead, nil, "", exitFailure, "no answer from http://" + dead},
+		{"a host name the bot does not answer to", "", []string{"--admin", named.URL}, "", exitFailure,
+			named.URL + ` answered 421 Misdirected Request: host "admin.example.com" is not allowed for the admin API: use its IP address or localhost, or add the name to SSOBOT_ADMIN_HOSTS`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

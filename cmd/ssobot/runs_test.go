@@ -178,6 +178,26 @@ func TestRunsAgainstAnotherService(t *testing.T) {
 	}
 }
 
+// TestRunsForAHostNotAllowed: --admin with a name the bot does not answer
+// to fails saying how to fix it, and does not read the file instead.
+func TestRunsForAHostNotAllowed(t *testing.T) {
+	st, dbPath := openTestStore(t, testRun("Grafana", workflow.StateSucceeded))
+	h := newAdminHandler(adminConfig{Runs: st, Backup: st.Backup})
+	named := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Host = "admin.example.com:9090" // as if --admin named it so
+		h.ServeHTTP(w, r)
+	}))
+	defer named.Close()
+	for _, args := range [][]string{{"runs", "list", "--admin", named.URL, "--db", dbPath}, {"runs", "show", "1", "--admin", named.URL}} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), args, func(string) string { return "" }, os.ReadFile, &stdout, &stderr)
+		want := `admin API ` + named.URL + `: 421 Misdirected Request: host "admin.example.com" is not allowed for the admin API: use its IP address or localhost, or add the name to SSOBOT_ADMIN_HOSTS`
+		if code != exitFailure || !strings.Contains(stderr.String(), want) || strings.Contains(stdout.String(), "Grafana") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 1 and %q", args, code, stdout.String(), stderr.String(), want)
+		}
+	}
+}
+
 // deadAddr is a loopback address where nothing listens: one just closed.
 func deadAddr(t *testing.T) string {
 	t.Helper()
