@@ -54,7 +54,9 @@ type Config struct {
 	// unapprovable) instead of letting it wait for its gate to expire.
 	ApprovalsRequired int
 	AllowSelfApproval bool
-	// AllowedChannels limits where runs may be started and commands used; empty: anywhere.
+	// AllowedChannels limits where runs may be started (new, the form) and
+	// resumed (retry, by the run's channel); empty: anywhere. The other
+	// commands answer anywhere.
 	AllowedChannels []string
 	// AllowedRequesters limits who may start runs; empty: anyone.
 	AllowedRequesters []string

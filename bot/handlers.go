@@ -378,7 +378,8 @@ func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) *reply {
 	case CmdNew:
 		// Runs start only where they are allowed; the other commands read
 		// or control a run by number, under its own visibility and
-		// control rules, wherever they are typed.
+		// control rules, wherever they are typed (a retry only of a run
+		// whose channel is allowed: see closedRun).
 		if !b.channelAllowed(cmd.ChannelID) {
 			return private(b.channelRefusal())
 		}
@@ -389,9 +390,9 @@ func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) *reply {
 		return b.list(ctx, slashName(cmd.Command), cmd.UserID, cmd.ChannelID, log)
 	case CmdCancel, CmdRetry:
 		// Eligibility may ask Slack (users.info, user groups): off the request path.
-		user, channel, responseURL := cmd.UserID, cmd.ChannelID, cmd.ResponseURL
+		user, channel, responseURL, slash := cmd.UserID, cmd.ChannelID, cmd.ResponseURL, slashName(cmd.Command)
 		b.async(responseTimeout, func(ctx context.Context) {
-			text := b.control(ctx, c, user, log)
+			text := b.control(ctx, c, slash, user, channel, log)
 			if responseURL != "" && b.respond(ctx, responseURL, text) == nil {
 				return
 			}
@@ -552,8 +553,9 @@ func ListLine(r *workflow.Run) string {
 	return line
 }
 
-// control runs a cancel or retry and says how it went.
-func (b *Bot) control(ctx context.Context, c Command, user string, log *slog.Logger) string {
+// control runs a cancel or retry, typed by user in channel, and says how it
+// went.
+func (b *Bot) control(ctx context.Context, c Command, slash, user, channel string, log *slog.Logger) string {
 	var (
 		run *workflow.Run
 		err error
@@ -561,7 +563,17 @@ func (b *Bot) control(ctx context.Context, c Command, user string, log *slog.Log
 	if c.Kind == CmdCancel {
 		_, err = b.eng().Cancel(ctx, c.RunID, user, c.Reason)
 	} else {
-		run, err = b.eng().Retry(ctx, c.RunID, user)
+		// A retry posts and acts in the run's thread: not in a channel
+		// SSOBOT_CHANNELS no longer lists. A cancel stays allowed anywhere.
+		var closed *workflow.Run
+		closed, err = b.closedRun(ctx, c.RunID)
+		if closed != nil {
+			log.Info("retry refused: the run's channel is not allowed", slog.Int64(workflow.KeyRunID, c.RunID), slog.String("channel", closed.Request.Channel))
+			return b.retryClosedText(closed, slash, user, channel)
+		}
+		if err == nil {
+			run, err = b.eng().Retry(ctx, c.RunID, user)
+		}
 	}
 	var ref *workflow.RefusedError
 	switch {
@@ -751,6 +763,47 @@ func (b *Bot) channelRefusal() string {
 		chs = append(chs, "<#"+escapeEntities(c)+">")
 	}
 	return "ssobot starts runs only in " + joinOr(chs) + "."
+}
+
+// closedRun returns run id when SSOBOT_CHANNELS is set and does not list
+// the run's channel (the bot restarted with a shorter list), nil when the
+// run may go on. Going on would post and act in that channel, which the
+// operator took runs out of. A run's channel never changes, so checking it
+// before the engine acts leaves no race.
+func (b *Bot) closedRun(ctx context.Context, id int64) (*workflow.Run, error) {
+	if len(b.cfg.AllowedChannels) == 0 {
+		return nil, nil
+	}
+	run, err := b.eng().Get(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("read run %d: %w", id, err)
+	}
+	if run.Request.Channel == "" || b.channelAllowed(run.Request.Channel) {
+		return nil, nil // a run without a channel posts nowhere
+	}
+	return run, nil
+}
+
+// closedChannelText says that run r's channel is closed to runs and where
+// they may be started instead. The channel is named only to whom the run
+// is visible from where they are: it may be a private one.
+func (b *Bot) closedChannelText(r *workflow.Run, user, where string) string {
+	ch := fmt.Sprintf("the channel of run #%d", r.ID)
+	if b.visible(r, user, where) {
+		ch = "<#" + escapeEntities(r.Request.Channel) + ">"
+	}
+	return "runs may no longer be started or resumed in " + ch + ", and " + b.channelRefusal()
+}
+
+// retryClosedText refuses the retry of run r, whose channel is closed, and
+// says what may still be done.
+func (b *Bot) retryClosedText(r *workflow.Run, slash, user, where string) string {
+	text := fmt.Sprintf(":no_entry: Run #%d was not retried: %s To set it up again, type `%s new %s` there. `%s status %d` still works and shows what run #%d created, if anything: delete that by hand before a new run uses the same names.",
+		r.ID, b.closedChannelText(r, user, where), slash, placeholder("application name"), slash, r.ID, r.ID)
+	if !r.State.Terminal() {
+		text += fmt.Sprintf(" `%s cancel %d` still ends it.", slash, r.ID)
+	}
+	return text
 }
 
 // userMessage is an engine validation error in words for the person: the

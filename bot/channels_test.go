@@ -1,0 +1,160 @@
+package bot
+
+import (
+	"context"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ssobot/ssobot/bot/slacktest"
+	"github.com/ssobot/ssobot/workflow"
+)
+
+// startedIn starts a run in channel ch through the engine, as a bot whose
+// SSOBOT_CHANNELS allowed ch would have (before a restart with another
+// list), and waits for its first gate.
+func (e *e2e) startedIn(ctx context.Context, ch string) *workflow.Run {
+	e.t.Helper()
+	run, err := e.engine.Start(ctx, workflow.Request{ApplicationName: "Grafana", RequestedBy: "U1", Channel: ch})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.waitRun(ctx, run.ID, "the gate", func(r *workflow.Run) bool { return r.OpenGate() != nil })
+}
+
+// expiredIn is startedIn with the gate left to expire; it returns the run
+// once the bot has delivered the expiry, so that nothing else writes it.
+func (e *e2e) expiredIn(ctx context.Context, ch string) *workflow.Run {
+	e.t.Helper()
+	r := e.startedIn(ctx, ch)
+	if err := e.engClock.WaitForTimerAt(ctx, r.OpenGate().Deadline); err != nil {
+		e.t.Fatal("no timer for the deadline")
+	}
+	e.engClock.Advance(r.OpenGate().Deadline.Sub(e.engClock.Now()))
+	return e.waitRun(ctx, r.ID, "the expiry, delivered", func(r *workflow.Run) bool {
+		if r.State != workflow.StateExpired || r.Delivered == 0 {
+			return false
+		}
+		evs, err := e.engine.Events(ctx, r.ID)
+		return err == nil && len(evs) > 0 && evs[len(evs)-1].Seq == r.Delivered
+	})
+}
+
+// waitRun polls the engine until run id satisfies pred.
+func (e *e2e) waitRun(ctx context.Context, id int64, what string, pred func(*workflow.Run) bool) *workflow.Run {
+	e.t.Helper()
+	for {
+		r, err := e.engine.Get(ctx, id)
+		if err == nil && pred(r) {
+			return r
+		}
+		select {
+		case <-ctx.Done():
+			e.t.Fatalf("waiting for %s of run #%d: %v (last error %v)", what, id, ctx.Err(), err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// answer sends a slash command and returns the private answer it gets
+// through its response URL (cancel and retry answer there).
+func (e *e2e) answer(user, channel, text string) string {
+	e.t.Helper()
+	before := countMethod(e.slack.Calls(), slacktest.MethodResponseURL)
+	e.command(user, channel, text)
+	calls := e.waitCalls("the answer to "+text, func(c []slacktest.Call) bool { return countMethod(c, slacktest.MethodResponseURL) > before })
+	return responseTexts(calls)[before]
+}
+
+// TestRetryInRemovedChannel: `retry` of an expired run whose channel
+// SSOBOT_CHANNELS no longer lists (the bot restarted with a new list) is
+// refused privately, saying where runs may be started instead, and leaves
+// the run exactly as it was; where the channel is listed, or no list is
+// set, the retry opens the gate again.
+func TestRetryInRemovedChannel(t *testing.T) {
+	refusal := []string{
+		":no_entry: Run #1 was not retried: runs may no longer be started or resumed in ",
+		", and ssobot starts runs only in <#C1> or <#C3>. To set it up again, type `/sso-setup new &lt;application name&gt;` there.",
+		" `/sso-setup status 1` still works and shows what run #1 created, if anything: delete that by hand before a new run uses the same names.",
+	}
+	tests := []struct {
+		name          string
+		allowed       []string
+		runIn         string
+		user, typedIn string
+		want          []string // in the answer
+		notWant       []string
+		retried       bool
+	}{
+		{name: "allowed channel", allowed: []string{"C1", "C3"}, runIn: "C1", user: "U1", typedIn: "C1",
+			want: []string{"of run #1 is open again"}, retried: true},
+		{name: "removed channel", allowed: []string{"C1", "C3"}, runIn: "C2", user: "U1", typedIn: "C2",
+			want: append(refusal, "resumed in <#C2>, and")},
+		// An expired run cannot be cancelled: the answer does not offer it.
+		{name: "removed channel, expired run not offered a cancel", allowed: []string{"C1", "C3"}, runIn: "C2", user: "U2", typedIn: "D2",
+			want: append(refusal, "resumed in <#C2>, and"), notWant: []string{"cancel"}},
+		// The run's channel may be private: someone who may not see the
+		// run from where they ask is not told which it is.
+		{name: "removed channel, asked by a bystander elsewhere", allowed: []string{"C1", "C3"}, runIn: "C2", user: "U3", typedIn: "C1",
+			want: append(refusal, "resumed in the channel of run #1, and"), notWant: []string{"C2"}},
+		{name: "no list set", runIn: "C2", user: "U1", typedIn: "C2",
+			want: []string{"of run #1 is open again"}, retried: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newE2EWith(t, func(c *workflow.Config) { c.ApprovalTTL, c.ApprovalReminder = 24*time.Hour, 0 },
+				func(c *Config) { c.AllowedChannels = tt.allowed })
+			e.slack.AddChannel("C2", "old-sso", true)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			before := e.expiredIn(ctx, tt.runIn)
+			eventsBefore, err := e.engine.Events(ctx, before.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			got := e.answer(tt.user, tt.typedIn, "retry 1")
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("answer lacks %q:\n%s", w, got)
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(got, w) {
+					t.Errorf("answer has %q:\n%s", w, got)
+				}
+			}
+			if bad := bareControl(got); bad != "" {
+				t.Errorf("answer has a bare < or >: %q", bad)
+			}
+
+			after, err := e.engine.Get(ctx, before.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.retried {
+				if after.State != workflow.StateAwaitingApproval {
+					t.Fatalf("run is %s after the retry; want %s", after.State, workflow.StateAwaitingApproval)
+				}
+				return
+			}
+			// Refused: not a field of the run changed, and the engine was
+			// not asked (it would have logged a refusal).
+			if !reflect.DeepEqual(after, before) {
+				t.Errorf("run changed by a refused retry:\nbefore %+v\nafter  %+v", before, after)
+			}
+			eventsAfter, err := e.engine.Events(ctx, before.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(eventsAfter, eventsBefore) {
+				t.Errorf("events changed by a refused retry: %d before, %d after", len(eventsBefore), len(eventsAfter))
+			}
+			// Status still answers, in the removed channel too.
+			if r := e.command(tt.user, tt.runIn, "status 1"); !strings.Contains(r.Text, "Grafana") {
+				t.Errorf("status in the removed channel: %q", r.Text)
+			}
+		})
+	}
+}
