@@ -55,8 +55,8 @@ type Config struct {
 	ApprovalsRequired int
 	AllowSelfApproval bool
 	// AllowedChannels limits where runs may be started (new, the form) and
-	// resumed (retry, by the run's channel); empty: anywhere. The other
-	// commands answer anywhere.
+	// resumed (retry, an Approve click: by the run's channel); empty:
+	// anywhere. The other commands, and Reject, answer anywhere.
 	AllowedChannels []string
 	// AllowedRequesters limits who may start runs; empty: anyone.
 	AllowedRequesters []string

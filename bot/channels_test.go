@@ -158,3 +158,93 @@ func TestRetryInRemovedChannel(t *testing.T) {
 		})
 	}
 }
+
+// rootIn waits for a root message posted in channel ch to satisfy pred.
+func (e *e2e) rootIn(ch, what string, pred func(slacktest.Message) bool) slacktest.Message {
+	e.t.Helper()
+	var msg slacktest.Message
+	e.waitCalls(what, func(calls []slacktest.Call) bool {
+		for _, c := range rootPosts(calls) {
+			if m, ok := e.slack.Message(ch, resultTS(c)); ok && pred(m) {
+				msg = m
+				return true
+			}
+		}
+		return false
+	})
+	return msg
+}
+
+// TestClickInRemovedChannel: an Approve click on the card of a run whose
+// channel SSOBOT_CHANNELS no longer lists is refused privately, as a retry
+// is, though the gate was opened before; the run does not change and can
+// still be ended, by Reject or cancel. Where the channel is listed, or no
+// list is set, the click counts.
+func TestClickInRemovedChannel(t *testing.T) {
+	tests := []struct {
+		name    string
+		allowed []string
+		runIn   string
+		action  string
+		want    string // in the answer
+		refused bool
+	}{
+		{name: "approve, allowed channel", allowed: []string{"C1"}, runIn: "C1", action: ActionApprove,
+			want: "You approved *Approval to create the authentik provider and application* of run #1."},
+		{name: "approve, removed channel", allowed: []string{"C1"}, runIn: "C2", action: ActionApprove, refused: true,
+			want: ":no_entry: Your approval of run #1 was not recorded: runs may no longer be started or resumed in <#C2>, and ssobot starts runs only in <#C1>. Reject, or `/sso-setup cancel 1`, still ends the run."},
+		{name: "reject, removed channel", allowed: []string{"C1"}, runIn: "C2", action: ActionReject,
+			want: "You rejected *Approval to create the authentik provider and application* of run #1."},
+		{name: "approve, no list set", runIn: "C2", action: ActionApprove,
+			want: "You approved *Approval to create the authentik provider and application* of run #1."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newE2EWith(t, func(c *workflow.Config) { c.ApprovalTTL, c.ApprovalReminder = 24*time.Hour, 0 },
+				func(c *Config) { c.AllowedChannels = tt.allowed })
+			e.slack.AddChannel("C2", "old-sso", true)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			e.startedIn(ctx, tt.runIn)
+			card := e.rootIn(tt.runIn, "the gate", hasButtonFor(workflow.GateAuthentik))
+			// Once the card is recorded nothing else writes the run.
+			before := e.waitRun(ctx, 1, "the card recorded", func(r *workflow.Run) bool { return r.MessageRef != "" })
+			eventsBefore, err := e.engine.Events(ctx, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			got, _ := e.clickAs(card, tt.action, "U2")
+			if !strings.Contains(got, tt.want) {
+				t.Fatalf("answer %q; want %q", got, tt.want)
+			}
+			if bad := bareControl(got); bad != "" {
+				t.Errorf("answer has a bare < or >: %q", bad)
+			}
+			after, err := e.engine.Get(ctx, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.refused {
+				if len(after.Approvals) != 1 {
+					t.Fatalf("approvals after the click: %+v", after.Approvals)
+				}
+				return
+			}
+			if !reflect.DeepEqual(after, before) {
+				t.Errorf("run changed by a refused click:\nbefore %+v\nafter  %+v", before, after)
+			}
+			if eventsAfter, err := e.engine.Events(ctx, 1); err != nil || !reflect.DeepEqual(eventsAfter, eventsBefore) {
+				t.Errorf("events changed by a refused click (%v): %d before, %d after", err, len(eventsBefore), len(eventsAfter))
+			}
+			// A retry of the open run is refused too, offering cancel, and
+			// the cancel it offers works.
+			if got := e.answer("U1", "C2", "retry 1"); !strings.Contains(got, "Run #1 was not retried: runs may no longer be started or resumed in <#C2>") || !strings.Contains(got, "`/sso-setup cancel 1` still ends it.") {
+				t.Errorf("retry answer %q", got)
+			}
+			if got := e.answer("U1", "C2", "cancel 1"); got != ":heavy_minus_sign: Run #1 is cancelled." {
+				t.Errorf("cancel answer %q", got)
+			}
+		})
+	}
+}

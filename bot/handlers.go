@@ -661,6 +661,23 @@ func (b *Bot) decide(ctx context.Context, user string, d workflow.Decision, valu
 		return "This button is not one I know; use the buttons on the run's latest message."
 	}
 	log := b.log.With(slog.Int64(workflow.KeyRunID, id), slog.String(workflow.KeyStep, string(gate)), slog.String(workflow.KeyUser, user))
+	if d == workflow.Approve {
+		// An approval resumes the run in its channel as a retry would, so
+		// it is refused where a retry is (see closedRun), even on a gate
+		// opened before the channel was taken off the list. Reject ends
+		// the run, as cancel does, and stays allowed.
+		closed, err := b.closedRun(ctx, id)
+		switch {
+		case closed != nil:
+			log.Info("approval refused: the run's channel is not allowed", slog.String("channel", closed.Request.Channel))
+			return b.approveClosedText(closed, user, parseMsgRef(clicked).channel)
+		case errors.Is(err, workflow.ErrNotFound):
+			return fmt.Sprintf("There is no run #%d.", id)
+		case err != nil:
+			log.Error("decide", slog.Any(workflow.KeyError, err))
+			return "I could not record your decision (something went wrong on my side); try again in a minute."
+		}
+	}
 	_, err = e.Decide(ctx, workflow.DecisionRequest{RunID: id, Gate: gate, Nonce: nonce, User: user, Decision: d, MessageRef: clicked})
 	var ref *workflow.RefusedError
 	switch {
@@ -802,6 +819,16 @@ func (b *Bot) retryClosedText(r *workflow.Run, slash, user, where string) string
 		r.ID, b.closedChannelText(r, user, where), slash, placeholder("application name"), slash, r.ID, r.ID)
 	if !r.State.Terminal() {
 		text += fmt.Sprintf(" `%s cancel %d` still ends it.", slash, r.ID)
+	}
+	return text
+}
+
+// approveClosedText refuses an approval of run r, whose channel is closed,
+// and says how the run may still be ended.
+func (b *Bot) approveClosedText(r *workflow.Run, user, where string) string {
+	text := fmt.Sprintf(":no_entry: Your approval of run #%d was not recorded: %s", r.ID, b.closedChannelText(r, user, where))
+	if !r.State.Terminal() {
+		text += fmt.Sprintf(" Reject, or `%s cancel %d`, still ends the run.", slashName(""), r.ID)
 	}
 	return text
 }
