@@ -97,7 +97,7 @@ var envVars = []envVar{
 	{"SSOBOT_ALLOW_SELF_APPROVAL", false, "no", "false", "whether the requester may approve their own run"},
 	{"SSOBOT_APPROVAL_TTL", false, "no", "24h", "how long a gate waits for approvals"},
 	{"SSOBOT_APPROVAL_REMINDER", false, "no", "a quarter of the TTL", "how long before a gate expires its approvers are reminded in the thread; shorter than the TTL (0: never)"},
-	{"SSOBOT_CHANNELS", false, "no", "", "channel IDs where runs may be started (empty: any)"},
+	{"SSOBOT_CHANNELS", false, "no", "", "channel IDs where runs may be started and resumed (empty: any)"},
 	{"SSOBOT_REQUESTERS", false, "no", "", "user IDs allowed to request (empty: anyone)"},
 	{"SSOBOT_AUTHORIZATION_FLOW", false, "no", "default-provider-authorization-explicit-consent", "authentik authorization flow slug"},
 	{"SSOBOT_INVALIDATION_FLOW", false, "no", "default-provider-invalidation-flow", "authentik invalidation flow slug"},
