@@ -2,10 +2,13 @@ package bot
 
 import (
 	"context"
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slack-go/slack"
 
 	"github.com/ssobot/ssobot/bot/slacktest"
 	"github.com/ssobot/ssobot/workflow"
@@ -175,6 +178,28 @@ func (e *e2e) rootIn(ch, what string, pred func(slacktest.Message) bool) slackte
 	return msg
 }
 
+// hasRejectFor is hasButtonFor by the Reject button, which the card of a
+// run in a removed channel keeps.
+func hasRejectFor(gate workflow.StepName) func(slacktest.Message) bool {
+	return func(m slacktest.Message) bool {
+		b, ok := m.Button(ActionReject)
+		return ok && strings.Contains(b.Value, "|"+string(gate)+"|")
+	}
+}
+
+// clickOldAs clicks, as user, a button the card showed before the bot
+// restarted with a shorter SSOBOT_CHANNELS (Slack clients may still show
+// it): Approve has the value of Reject, which the card keeps.
+func (e *e2e) clickOldAs(m slacktest.Message, action, user string) string {
+	e.t.Helper()
+	a, err := e.slack.ClickButton(m.Channel, m.TS, ActionReject, user)
+	if err != nil {
+		e.t.Fatalf("click %s as %s: %v", action, user, err)
+	}
+	a.ActionID, a.Text, a.TeamID = action, action, e.slack.TeamID()
+	return e.postInteraction([]byte(slacktest.BlockActionsPayload(a).Encode()))
+}
+
 // TestClickInRemovedChannel: an Approve click on the card of a run whose
 // channel SSOBOT_CHANNELS no longer lists is refused privately, as a retry
 // is, though the gate was opened before; the run does not change and can
@@ -206,7 +231,7 @@ func TestClickInRemovedChannel(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			e.startedIn(ctx, tt.runIn)
-			card := e.rootIn(tt.runIn, "the gate", hasButtonFor(workflow.GateAuthentik))
+			card := e.rootIn(tt.runIn, "the gate", hasRejectFor(workflow.GateAuthentik))
 			// Once the card is recorded nothing else writes the run.
 			before := e.waitRun(ctx, 1, "the card recorded", func(r *workflow.Run) bool { return r.MessageRef != "" })
 			eventsBefore, err := e.engine.Events(ctx, 1)
@@ -214,7 +239,15 @@ func TestClickInRemovedChannel(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			got, _ := e.clickAs(card, tt.action, "U2")
+			var got string
+			if _, ok := card.Button(tt.action); ok {
+				got, _ = e.clickAs(card, tt.action, "U2")
+			} else {
+				// The card offers no Approve any more (see
+				// TestCardInRemovedChannel): a click on it as it was
+				// before the restart.
+				got = e.clickOldAs(card, tt.action, "U2")
+			}
 			if !strings.Contains(got, tt.want) {
 				t.Fatalf("answer %q; want %q", got, tt.want)
 			}
@@ -246,5 +279,101 @@ func TestClickInRemovedChannel(t *testing.T) {
 				t.Errorf("cancel answer %q", got)
 			}
 		})
+	}
+}
+
+// TestCardInRemovedChannel: the card of a run whose channel SSOBOT_CHANNELS
+// no longer lists offers only Reject at its open gate, which is all that
+// would be accepted, and says why and how the run still ends; where the
+// channel is listed, or no list is set, it offers Approve and Reject.
+func TestCardInRemovedChannel(t *testing.T) {
+	const why = ":no_entry: This gate can no longer be approved: runs may no longer be started or resumed in <#C2>, and ssobot starts runs only in <#C1>. Reject, or `/sso-setup cancel 1`, still ends the run."
+	tests := []struct {
+		name    string
+		allowed []string
+		runIn   string
+		closed  bool
+	}{
+		{name: "allowed channel", allowed: []string{"C1"}, runIn: "C1"},
+		{name: "removed channel", allowed: []string{"C1"}, runIn: "C2", closed: true},
+		{name: "no list set", runIn: "C2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newE2EWith(t, func(c *workflow.Config) { c.ApprovalTTL, c.ApprovalReminder = 24*time.Hour, 0 },
+				func(c *Config) { c.AllowedChannels = tt.allowed })
+			e.slack.AddChannel("C2", "old-sso", true)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			e.startedIn(ctx, tt.runIn)
+			card := e.rootIn(tt.runIn, "the gate", hasRejectFor(workflow.GateAuthentik))
+			var actions []string
+			for _, b := range card.Buttons() {
+				actions = append(actions, b.ActionID)
+			}
+			want := []string{ActionApprove, ActionReject}
+			if tt.closed {
+				want = []string{ActionReject}
+			}
+			if !reflect.DeepEqual(actions, want) {
+				t.Errorf("card's buttons %v; want %v", actions, want)
+			}
+			if got := blockText(cardBlocks(t, card), "gate_closed"); tt.closed && got != why || !tt.closed && got != "" {
+				t.Errorf("card's explanation %q; want %q", got, map[bool]string{true: why}[tt.closed])
+			}
+			if bad := bareControl(card.PlainText()); bad != "" {
+				t.Errorf("card has a bare < or >: %q", bad)
+			}
+			if !tt.closed {
+				return
+			}
+			// The Reject it offers ends the run.
+			if got, _ := e.clickAs(card, ActionReject, "U2"); !strings.Contains(got, "You rejected") {
+				t.Fatalf("reject answer %q", got)
+			}
+			e.waitRun(ctx, 1, "the rejection", func(r *workflow.Run) bool { return r.State == workflow.StateRejected })
+			e.rootIn(tt.runIn, "the card without buttons", func(m slacktest.Message) bool {
+				return m.TS == card.TS && len(m.Buttons()) == 0 && strings.Contains(m.Text, "Rejected")
+			})
+		})
+	}
+}
+
+// cardBlocks decodes a message's blocks as blockText reads them.
+func cardBlocks(t *testing.T, m slacktest.Message) []map[string]any {
+	t.Helper()
+	var blocks []map[string]any
+	if err := json.Unmarshal(m.BlocksJSON, &blocks); err != nil {
+		t.Fatal(err)
+	}
+	return blocks
+}
+
+// TestCompactCardInRemovedChannel: the compact card, shown when Slack
+// refuses the full one, offers no Approve either on a run that may not go on.
+func TestCompactCardInRemovedChannel(t *testing.T) {
+	r := sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval)
+	for _, closed := range []string{"", "runs may no longer be started or resumed in <#C2>, and ssobot starts runs only in <#C1>."} {
+		var actions []string
+		text := ""
+		for _, blk := range renderCompact(r, true, closed) {
+			switch b := blk.(type) {
+			case *slack.ActionBlock:
+				for _, el := range b.Elements.ElementSet {
+					actions = append(actions, el.(*slack.ButtonBlockElement).ActionID)
+				}
+			case *slack.SectionBlock:
+				if b.BlockID == "gate_closed" {
+					text = b.Text.Text
+				}
+			}
+		}
+		want := []string{ActionApprove, ActionReject}
+		if closed != "" {
+			want = []string{ActionReject}
+		}
+		if !reflect.DeepEqual(actions, want) || (closed != "") != strings.Contains(text, closed+" Reject, or `/sso-setup cancel 42`, still ends the run.") {
+			t.Errorf("closed %q: buttons %v, explanation %q", closed, actions, text)
+		}
 	}
 }

@@ -254,12 +254,16 @@ func (b *Bot) deliver(ctx context.Context, st *runState, w work) error {
 	if st.dead || run.Request.Channel == "" {
 		return nil // not ours (no channel), or the channel is unreachable
 	}
-	blocks := renderRun(run, b.links(), true)
+	// Rendered with the configuration of now: a run whose channel was
+	// taken off SSOBOT_CHANNELS loses its Approve button at the first
+	// delivery after the restart (catchUp queues every open run).
+	closed := b.closedNote(run)
+	blocks := renderRun(run, b.links(), true, closed)
 	text := FallbackText(run)
 	hash := hashMessage(blocks, text)
 
 	if st.ref.zero() {
-		if err := b.postRoot(ctx, st, run, blocks, text); err != nil {
+		if err := b.postRoot(ctx, st, run, blocks, text, closed); err != nil {
 			if permanent(err) {
 				log.Error("post run message", slog.Any(workflow.KeyError, err))
 				return nil
@@ -278,13 +282,13 @@ func (b *Bot) deliver(ctx context.Context, st *runState, w work) error {
 			// engine refuses, and nobody could decide the run.
 			log.Error("Slack refused the run's message; showing a compact one", slog.Any(workflow.KeyError, err))
 			_, _, _, err = b.client.UpdateMessageContext(ctx, st.ref.channel, st.ref.ts,
-				slack.MsgOptionBlocks(renderCompact(run, true)...), slack.MsgOptionText(text, false))
+				slack.MsgOptionBlocks(renderCompact(run, true, closed)...), slack.MsgOptionText(text, false))
 		}
 		switch {
 		case slackCode(err) == errCodeMessageNotFound:
 			// Someone deleted the root message: post a new one.
 			log.Info("run message was deleted; posting it again")
-			if err := b.postRoot(ctx, st, run, blocks, text); err != nil {
+			if err := b.postRoot(ctx, st, run, blocks, text, closed); err != nil {
 				if permanent(err) {
 					log.Error("post run message again", slog.Any(workflow.KeyError, err))
 					return nil
@@ -336,13 +340,13 @@ func (b *Bot) deliver(ctx context.Context, st *runState, w work) error {
 // postRoot posts the run's root message and stores its reference. When the
 // bot cannot post in the channel, the requester is told privately and the
 // run is cancelled, so no run goes on without a message.
-func (b *Bot) postRoot(ctx context.Context, st *runState, run *workflow.Run, blocks []slack.Block, text string) error {
+func (b *Bot) postRoot(ctx context.Context, st *runState, run *workflow.Run, blocks []slack.Block, text, closed string) error {
 	ch, ts, err := b.client.PostMessageContext(ctx, run.Request.Channel,
 		slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(text, false), slack.MsgOptionDisableLinkUnfurl())
 	if blocksRefused(err) {
 		b.log.Error("Slack refused the run's message; posting a compact one", slog.Int64(workflow.KeyRunID, run.ID), slog.Any(workflow.KeyError, err))
 		ch, ts, err = b.client.PostMessageContext(ctx, run.Request.Channel,
-			slack.MsgOptionBlocks(renderCompact(run, true)...), slack.MsgOptionText(text, false), slack.MsgOptionDisableLinkUnfurl())
+			slack.MsgOptionBlocks(renderCompact(run, true, closed)...), slack.MsgOptionText(text, false), slack.MsgOptionDisableLinkUnfurl())
 	}
 	if err != nil && permanent(err) {
 		// Not only "not in the channel": a workspace setting (restricted_action,

@@ -462,7 +462,7 @@ func (b *Bot) status(ctx context.Context, c Command, slash, user, channel string
 	if !b.visible(run, user, channel) {
 		return private(fmt.Sprintf("Run #%d was started in another channel: ask for it there.", run.ID))
 	}
-	resp := &reply{ResponseType: slack.ResponseTypeEphemeral, Text: FallbackText(run), Blocks: renderRun(run, b.links(), false)}
+	resp := &reply{ResponseType: slack.ResponseTypeEphemeral, Text: FallbackText(run), Blocks: renderRun(run, b.links(), false, "")}
 	switch {
 	case !c.Public:
 	case run.Request.Channel == "" || run.Request.Channel == channel:
@@ -795,10 +795,27 @@ func (b *Bot) closedRun(ctx context.Context, id int64) (*workflow.Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read run %d: %w", id, err)
 	}
-	if run.Request.Channel == "" || b.channelAllowed(run.Request.Channel) {
-		return nil, nil // a run without a channel posts nowhere
+	if !b.runClosed(run) {
+		return nil, nil
 	}
 	return run, nil
+}
+
+// runClosed reports whether run r may not go on (see closedRun): a lookup
+// in the configuration, no call, so that the card and thread replies can
+// ask it on every delivery.
+func (b *Bot) runClosed(r *workflow.Run) bool {
+	// A run without a channel posts nowhere.
+	return len(b.cfg.AllowedChannels) > 0 && r.Request.Channel != "" && !b.channelAllowed(r.Request.Channel)
+}
+
+// closedNote is closedChannelText for what is shown in run r's own card and
+// thread, whose readers are in its channel; "" when the run may go on.
+func (b *Bot) closedNote(r *workflow.Run) string {
+	if !b.runClosed(r) {
+		return ""
+	}
+	return b.closedChannelText(r, "", r.Request.Channel)
 }
 
 // closedChannelText says that run r's channel is closed to runs and where
@@ -815,8 +832,7 @@ func (b *Bot) closedChannelText(r *workflow.Run, user, where string) string {
 // retryClosedText refuses the retry of run r, whose channel is closed, and
 // says what may still be done.
 func (b *Bot) retryClosedText(r *workflow.Run, slash, user, where string) string {
-	text := fmt.Sprintf(":no_entry: Run #%d was not retried: %s To set it up again, type `%s new %s` there. `%s status %d` still works and shows what run #%d created, if anything: delete that by hand before a new run uses the same names.",
-		r.ID, b.closedChannelText(r, user, where), slash, placeholder("application name"), slash, r.ID, r.ID)
+	text := fmt.Sprintf(":no_entry: Run #%d was not retried: %s%s", r.ID, b.closedChannelText(r, user, where), startAgainText(r.ID, slash))
 	if !r.State.Terminal() {
 		text += fmt.Sprintf(" `%s cancel %d` still ends it.", slash, r.ID)
 	}
@@ -828,9 +844,22 @@ func (b *Bot) retryClosedText(r *workflow.Run, slash, user, where string) string
 func (b *Bot) approveClosedText(r *workflow.Run, user, where string) string {
 	text := fmt.Sprintf(":no_entry: Your approval of run #%d was not recorded: %s", r.ID, b.closedChannelText(r, user, where))
 	if !r.State.Terminal() {
-		text += fmt.Sprintf(" Reject, or `%s cancel %d`, still ends the run.", slashName(""), r.ID)
+		text += " " + endsRunText(r.ID)
 	}
 	return text
+}
+
+// startAgainText follows closedChannelText, which names the channels where
+// runs may be started, for a run that cannot be retried: what to do
+// instead of the retry.
+func startAgainText(id int64, slash string) string {
+	return fmt.Sprintf(" To set it up again, type `%s new %s` there. `%s status %d` still works and shows what run #%d created, if anything: delete that by hand before a new run uses the same names.",
+		slash, placeholder("application name"), slash, id, id)
+}
+
+// endsRunText says how an open run that cannot be approved still ends.
+func endsRunText(id int64) string {
+	return fmt.Sprintf("Reject, or `%s cancel %d`, still ends the run.", slashName(""), id)
 }
 
 // userMessage is an engine validation error in words for the person: the

@@ -310,10 +310,13 @@ func planText(p workflow.Params) string {
 // checklist of steps, approvals, created resources, the last error and, at an
 // open gate, the Approve and Reject buttons. It is a pure function of the run.
 func RenderRun(r *workflow.Run) []slack.Block {
-	return renderRun(r, links{}, true)
+	return renderRun(r, links{}, true, "")
 }
 
-func renderRun(r *workflow.Run, l links, buttons bool) []slack.Block {
+// renderRun is RenderRun with the bot's links, the gate's buttons only if
+// buttons, and closed, when not empty, saying why the run may not go on in
+// its channel (Bot.closedNote): the gate then offers Reject only.
+func renderRun(r *workflow.Run, l links, buttons bool, closed string) []slack.Block {
 	l = l.withRun(r)
 	p := r.Params
 	name := p.ApplicationName
@@ -398,7 +401,7 @@ func renderRun(r *workflow.Run, l links, buttons bool) []slack.Block {
 	}
 
 	if g := r.OpenGate(); g != nil && buttons {
-		blocks = append(blocks, gateBlocks(r, g)...)
+		blocks = append(blocks, gateBlocks(r, g, closed)...)
 	}
 
 	footer := fmt.Sprintf("Run #%d", r.ID)
@@ -415,19 +418,22 @@ func renderRun(r *workflow.Run, l links, buttons bool) []slack.Block {
 // renderCompact is the run's message cut to what a person must see and
 // click: for when Slack refuses the full one (blocks it finds invalid or
 // too long), so that a run never waits behind a card nobody can see.
-func renderCompact(r *workflow.Run, buttons bool) []slack.Block {
+func renderCompact(r *workflow.Run, buttons bool, closed string) []slack.Block {
 	name := firstNonEmpty(r.Params.ApplicationName, r.Request.ApplicationName)
 	blocks := []slack.Block{
 		slack.NewHeaderBlock(plain(fmt.Sprintf("SSO setup #%d", r.ID)), slack.HeaderBlockOptionBlockID("header")),
 		section("summary", Truncate(fmt.Sprintf("*%s* · %s · requested by %s", Escape(truncateRunes(name, 100)), StateLabel(r.State), mention(r.Request.RequestedBy)), MaxSectionText)),
 	}
 	if g := r.OpenGate(); g != nil && buttons {
-		blocks = append(blocks, gateBlocks(r, g)...)
+		blocks = append(blocks, gateBlocks(r, g, closed)...)
 	}
 	return append(blocks, slack.NewContextBlock("footer", mrkdwn(fmt.Sprintf("Run #%d · the details are in the thread, and in `%s status %d`", r.ID, slashName(""), r.ID))))
 }
 
-func gateBlocks(r *workflow.Run, g *workflow.Step) []slack.Block {
+// gateBlocks are the open gate's line and buttons; with closed (see
+// renderRun) no Approve button, which would only be refused, and a line
+// saying why and how the run still ends.
+func gateBlocks(r *workflow.Run, g *workflow.Step, closed string) []slack.Block {
 	got := r.CountingApprovals(g.Name)
 	text := fmt.Sprintf(":raised_hand: *%s*: %d of %d approval(s)", StepLabel(g.Name), got, max(g.Required, 1))
 	if !g.Deadline.IsZero() {
@@ -440,6 +446,13 @@ func gateBlocks(r *workflow.Run, g *workflow.Step) []slack.Block {
 			plain("Reject this run?"),
 			mrkdwn(Truncate(fmt.Sprintf("Run #%d will end as rejected and nothing more will be created.", r.ID), MaxSectionText)),
 			plain("Reject"), plain("Keep it")).WithStyle(slack.StyleDanger))
+	if closed != "" {
+		return []slack.Block{
+			section("gate_info", text),
+			section("gate_closed", ":no_entry: This gate can no longer be approved: "+closed+" "+endsRunText(r.ID)),
+			slack.NewActionBlock(BlockGate, reject),
+		}
+	}
 	return []slack.Block{
 		section("gate_info", text),
 		slack.NewActionBlock(BlockGate, approve, reject),

@@ -336,7 +336,7 @@ func TestRenderIsValidBlockKit(t *testing.T) {
 		if _, _, err := api.PostMessage("C1", slack.MsgOptionBlocks(RenderRun(r)...), slack.MsgOptionText(FallbackText(r), false)); err != nil {
 			t.Errorf("run in state %s: chat.postMessage: %v (%v)", r.State, err, srv.Calls("chat.postMessage"))
 		}
-		if _, _, err := api.PostMessage("C1", slack.MsgOptionBlocks(renderCompact(r, true)...), slack.MsgOptionText(FallbackText(r), false)); err != nil {
+		if _, _, err := api.PostMessage("C1", slack.MsgOptionBlocks(renderCompact(r, true, "")...), slack.MsgOptionText(FallbackText(r), false)); err != nil {
 			t.Errorf("compact run in state %s: chat.postMessage: %v", r.State, err)
 		}
 	}
