@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -375,5 +376,88 @@ func TestCompactCardInRemovedChannel(t *testing.T) {
 		if !reflect.DeepEqual(actions, want) || (closed != "") != strings.Contains(text, closed+" Reject, or `/sso-setup cancel 42`, still ends the run.") {
 			t.Errorf("closed %q: buttons %v, explanation %q", closed, actions, text)
 		}
+	}
+}
+
+// TestGateRepliesInRemovedChannel: in the thread of a run whose channel
+// SSOBOT_CHANNELS no longer lists, the replies that open a gate and remind
+// of it do not call the approvers to approve what would be refused: they
+// call the requester, saying why the gate can no longer be approved and how
+// the run ends. Where the channel is listed, or no list is set, they ask
+// the approvers.
+func TestGateRepliesInRemovedChannel(t *testing.T) {
+	const closed = "<@U1> %s *Approval to create the authentik provider and application* can no longer be approved: runs may no longer be started or resumed in <#C2>, and ssobot starts runs only in <#C1>. It expires <!date^"
+	const tail = ", and the run ends with it. Reject, or `/sso-setup cancel 1`, still ends the run."
+	tests := []struct {
+		name    string
+		allowed []string
+		runIn   string
+		closed  bool
+	}{
+		{name: "allowed channel", allowed: []string{"C1"}, runIn: "C1"},
+		{name: "removed channel", allowed: []string{"C1"}, runIn: "C2", closed: true},
+		{name: "no list set", runIn: "C2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newE2EWith(t, func(c *workflow.Config) { c.ApprovalTTL, c.ApprovalReminder = 24*time.Hour, 6*time.Hour },
+				func(c *Config) { c.AllowedChannels = tt.allowed })
+			e.slack.AddChannel("C2", "old-sso", true)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			r := e.startedIn(ctx, tt.runIn)
+			card := e.rootIn(tt.runIn, "the gate", hasRejectFor(workflow.GateAuthentik))
+			g := r.OpenGate()
+			if err := e.engClock.WaitForTimer(ctx, g.RemindAt.Sub(e.engClock.Now())); err != nil {
+				t.Fatal("no timer for the reminder")
+			}
+			e.engClock.Advance(g.RemindAt.Sub(e.engClock.Now()))
+			calls := e.waitCalls("the reminder", func(c []slacktest.Call) bool {
+				for _, r := range replies(c) {
+					if strings.Contains(r.Param("text"), ":hourglass_flowing_sand:") {
+						return true
+					}
+				}
+				return false
+			})
+			var planned, opened, reminder string
+			for _, r := range replies(calls) {
+				if r.Param("thread_ts") != card.TS {
+					continue
+				}
+				switch text := r.Param("text"); {
+				case strings.Contains(text, ":clipboard:"):
+					planned = text
+				case strings.Contains(text, ":raised_hand:"):
+					opened = text
+				case strings.Contains(text, ":hourglass_flowing_sand:"):
+					reminder = text
+				}
+			}
+			// The plan is not said to be ready for an approval.
+			if want := map[bool]string{false: ":clipboard: Preflight passed: the plan is ready for approval.\n", true: ":clipboard: Preflight passed: the plan is ready.\n"}[tt.closed]; !strings.HasPrefix(planned, want) {
+				t.Errorf("plan reply %q; want %q", planned, want)
+			}
+			for _, c := range []struct{ what, got, emoji, open string }{
+				{"gate opened", opened, ":raised_hand:", ":raised_hand: Waiting for approval: *Approval to create the authentik provider and application*, expires <!date^"},
+				{"reminder", reminder, ":hourglass_flowing_sand:", ":hourglass_flowing_sand: Still waiting for approval: *Approval to create the authentik provider and application*. It expires <!date^"},
+			} {
+				if bad := bareControl(c.got); bad != "" {
+					t.Errorf("%s reply has a bare < or >: %q", c.what, bad)
+				}
+				if !tt.closed {
+					if !strings.HasPrefix(c.got, c.open) || !strings.HasSuffix(c.got, "\nApprovers: <@U2>") {
+						t.Errorf("%s reply %q; want %q… calling U2", c.what, c.got, c.open)
+					}
+					continue
+				}
+				if want := fmt.Sprintf(closed, c.emoji); !strings.HasPrefix(c.got, want) || !strings.HasSuffix(c.got, tail) {
+					t.Errorf("%s reply %q; want %q…%q", c.what, c.got, want, tail)
+				}
+				if strings.Contains(c.got, "Approvers:") || strings.Contains(c.got, "<@U2>") {
+					t.Errorf("%s reply calls the approvers: %q", c.what, c.got)
+				}
+			}
+		})
 	}
 }

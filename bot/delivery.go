@@ -312,9 +312,10 @@ func (b *Bot) deliver(ctx context.Context, st *runState, w work) error {
 		if ev.Seq != 0 && ev.Seq <= st.lastSeq {
 			continue // already posted before a retry
 		}
-		if reply, ok := eventText(run, ev, b.links()); ok {
-			if ev.Type == workflow.EventGateOpened || ev.Type == workflow.EventGateReminder {
-				// An edit notifies no one: the approvers are called here.
+		if reply, ok := eventText(run, ev, b.links(), closed); ok {
+			if (ev.Type == workflow.EventGateOpened || ev.Type == workflow.EventGateReminder) && closed == "" {
+				// An edit notifies no one: the approvers are called here
+				// (not to approve what would be refused: closedGateText).
 				reply += b.approverCall(run, ev.Step)
 			}
 			_, _, err := b.client.PostMessageContext(ctx, st.ref.channel,

@@ -566,15 +566,23 @@ func FallbackText(r *workflow.Run) string {
 
 // EventText renders an event as a thread reply; false for events that stay in
 // the audit log only (refusals are explained privately).
-func EventText(r *workflow.Run, ev workflow.Event) (string, bool) { return eventText(r, ev, links{}) }
+func EventText(r *workflow.Run, ev workflow.Event) (string, bool) {
+	return eventText(r, ev, links{}, "")
+}
 
-func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
+// eventText is EventText with the bot's links and closed, when not empty,
+// saying why the run may not go on in its channel (see renderRun): no reply
+// then asks for an approval, which would be refused.
+func eventText(r *workflow.Run, ev workflow.Event, l links, closed string) (string, bool) {
 	l = l.withRun(r)
 	step := StepLabel(ev.Step)
 	var s string
 	switch ev.Type {
 	case workflow.EventPlanned:
 		s = ":clipboard: Preflight passed: the plan is ready for approval."
+		if closed != "" {
+			s = ":clipboard: Preflight passed: the plan is ready."
+		}
 	case workflow.EventStepStarted:
 		s = fmt.Sprintf(":arrow_forward: Started *%s*", step)
 		if a := ev.Data["attempt"]; a != "" && a != "1" {
@@ -592,9 +600,19 @@ func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
 	case workflow.EventStepFailed:
 		s = fmt.Sprintf(":x: *%s* failed: %s", step, escapeMessage(ev.Message))
 	case workflow.EventGateOpened:
+		var deadline time.Time
+		if g := r.Step(ev.Step); g != nil {
+			deadline = g.Deadline
+		}
+		if closed != "" {
+			// The requester, not the approvers (the bot calls them
+			// after this reply otherwise): see closedGateText.
+			s = closedGateText(r, ":raised_hand:", ev.Step, deadline, closed)
+			break
+		}
 		s = fmt.Sprintf(":raised_hand: Waiting for approval: *%s*", step)
-		if g := r.Step(ev.Step); g != nil && !g.Deadline.IsZero() {
-			s += ", expires " + FormatDate(g.Deadline)
+		if !deadline.IsZero() {
+			s += ", expires " + FormatDate(deadline)
 		}
 	case workflow.EventGateReminder:
 		g := r.OpenGate()
@@ -602,6 +620,10 @@ func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
 			// Decided, expired or cancelled since (the reply was held up,
 			// by a Slack outage say): calling the approvers now would mislead.
 			return "", false
+		}
+		if closed != "" {
+			s = closedGateText(r, ":hourglass_flowing_sand:", g.Name, g.Deadline, closed)
+			break
 		}
 		s = fmt.Sprintf(":hourglass_flowing_sand: Still waiting for approval: *%s*", step)
 		if g.Required > 1 {
@@ -653,6 +675,22 @@ func eventText(r *workflow.Run, ev workflow.Event, l links) (string, bool) {
 	}
 	s += leftBehind(r, ev.Type, l)
 	return Truncate(s, MaxMessageText), true
+}
+
+// closedGateText says, in run r's thread when its gate opens or is about
+// to expire, that the gate can no longer be approved, why (closed: see
+// renderRun), and how the run ends. It calls the requester, not the
+// approvers: an approval would be refused, and the run ends by itself when
+// the gate expires, so nothing is asked of them (a group mention would
+// notify a whole team for nothing), while the requester learns that their
+// setup will not go on here and is to be started again elsewhere; the run
+// is theirs to cancel at once if they like.
+func closedGateText(r *workflow.Run, emoji string, gate workflow.StepName, deadline time.Time, closed string) string {
+	s := fmt.Sprintf("%s %s *%s* can no longer be approved: %s", mention(r.Request.RequestedBy), emoji, StepLabel(gate), closed)
+	if !deadline.IsZero() {
+		s += " It expires " + FormatDate(deadline) + ", and the run ends with it."
+	}
+	return s + " " + endsRunText(r.ID)
 }
 
 // leftBehind lists, in the reply saying a run ended without success, what
