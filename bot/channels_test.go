@@ -31,7 +31,13 @@ func (e *e2e) startedIn(ctx context.Context, ch string) *workflow.Run {
 // once the bot has delivered the expiry, so that nothing else writes it.
 func (e *e2e) expiredIn(ctx context.Context, ch string) *workflow.Run {
 	e.t.Helper()
-	r := e.startedIn(ctx, ch)
+	return e.expire(ctx, e.startedIn(ctx, ch))
+}
+
+// expire lets the open gate of run r expire and returns the run once the
+// bot has delivered the expiry.
+func (e *e2e) expire(ctx context.Context, r *workflow.Run) *workflow.Run {
+	e.t.Helper()
 	if err := e.engClock.WaitForTimerAt(ctx, r.OpenGate().Deadline); err != nil {
 		e.t.Fatal("no timer for the deadline")
 	}
@@ -459,5 +465,112 @@ func TestGateRepliesInRemovedChannel(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRetryHintsInRemovedChannel: the thread replies saying that a run
+// failed or expired, and the answer to a Reject click on a gate that
+// expired, tell to type `retry`; for a run whose channel SSOBOT_CHANNELS no
+// longer lists, which would refuse that retry, they give the refusal's
+// advice instead: start a new run where runs may be, and delete by hand
+// what this one created.
+func TestRetryHintsInRemovedChannel(t *testing.T) {
+	const advice = "It cannot be retried: runs may no longer be started or resumed in <#C2>, and ssobot starts runs only in <#C1>. To set it up again, type `/sso-setup new &lt;application name&gt;` there. `/sso-setup status 1` still works and shows what run #1 created, if anything: delete that by hand before a new run uses the same names."
+	tests := []struct {
+		name    string
+		allowed []string
+		runIn   string
+		closed  bool
+	}{
+		{name: "allowed channel", allowed: []string{"C1"}, runIn: "C1"},
+		{name: "removed channel", allowed: []string{"C1"}, runIn: "C2", closed: true},
+		{name: "no list set", runIn: "C2"},
+	}
+	check := func(t *testing.T, what, got, retry string, closed bool) {
+		t.Helper()
+		if bad := bareControl(got); bad != "" {
+			t.Errorf("%s has a bare < or >: %q", what, bad)
+		}
+		if closed {
+			if !strings.HasSuffix(got, advice) || strings.Contains(got, "retry 1") || strings.Contains(got, "A retry") {
+				t.Errorf("%s %q; want it to end with %q and offer no retry", what, got, advice)
+			}
+			return
+		}
+		if !strings.Contains(got, retry) || strings.Contains(got, "It cannot be retried") {
+			t.Errorf("%s %q; want %q", what, got, retry)
+		}
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+", expired", func(t *testing.T) {
+			e := newE2EWith(t, func(c *workflow.Config) { c.ApprovalTTL, c.ApprovalReminder = 24*time.Hour, 0 },
+				func(c *Config) { c.AllowedChannels = tt.allowed })
+			e.slack.AddChannel("C2", "old-sso", true)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			r := e.startedIn(ctx, tt.runIn)
+			card := e.rootIn(tt.runIn, "the gate", hasRejectFor(workflow.GateAuthentik))
+			// The engine's driver stops, as in a restart, and the
+			// deadline passes without it expiring the gate: a Reject
+			// click finds the gate expired, and expires it.
+			e.stopEng()
+			e.engClock.Advance(r.OpenGate().Deadline.Sub(e.engClock.Now()))
+			got, _ := e.clickAs(card, ActionReject, "U2")
+			var reply string
+			e.waitCalls("the expiry reply", func(calls []slacktest.Call) bool {
+				for _, c := range replies(calls) {
+					if text := c.Param("text"); c.Param("thread_ts") == card.TS && strings.Contains(text, ":alarm_clock:") {
+						reply = text
+						return true
+					}
+				}
+				return false
+			})
+			e.startEngine(e.engCfg) // for the cleanup, which stops it
+			check(t, "expiry reply", reply, "run #1 has ended. To ask again, type `/sso-setup retry 1` in the channel.", tt.closed)
+			if !strings.Contains(got, "of run #1 expired <!date^") {
+				t.Fatalf("answer to the late Reject %q", got)
+			}
+			check(t, "answer to the late Reject", got, " To ask again, type `/sso-setup retry 1` in the channel.", tt.closed)
+		})
+		t.Run(tt.name+", failed", func(t *testing.T) {
+			e := newE2EWith(t, nil, func(c *Config) { c.AllowedChannels = tt.allowed })
+			e.slack.AddChannel("C2", "old-sso", true)
+			// Preflight fails: the authorization flow is missing.
+			e.ak.DeleteFlow("default-provider-authorization-explicit-consent")
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := e.engine.Start(ctx, workflow.Request{ApplicationName: "Grafana", RequestedBy: "U1", Channel: tt.runIn}); err != nil {
+				t.Fatal(err)
+			}
+			var reply string
+			e.waitCalls("the failure reply", func(calls []slacktest.Call) bool {
+				for _, c := range replies(calls) {
+					if text := c.Param("text"); strings.HasPrefix(text, "<@U1> :x: Run #1 failed: ") {
+						reply = text
+						return true
+					}
+				}
+				return false
+			})
+			check(t, "failure reply", reply, "Fix the cause, then type `/sso-setup retry 1` in the channel. A retry keeps", tt.closed)
+		})
+	}
+}
+
+// TestOutcomeInRemovedChannelSaysWhatIsLeft: the failure and expiry
+// replies of a run whose channel SSOBOT_CHANNELS no longer lists list what
+// it created without saying a retry reuses it.
+func TestOutcomeInRemovedChannelSaysWhatIsLeft(t *testing.T) {
+	r := sampleRun(workflow.GateCloudflare, workflow.StepWaiting, workflow.StateFailed)
+	r.Resources = workflow.Resources{AuthentikProviderID: 5}
+	const closed = "runs may no longer be started or resumed in <#C1>, and ssobot starts runs only in <#C9>."
+	for _, typ := range []workflow.EventType{workflow.EventFailed, workflow.EventGateExpired} {
+		got, ok := eventText(r, workflow.Event{Type: typ, Step: workflow.GateCloudflare, Message: "x"}, links{}, closed)
+		want := "It cannot be retried: " + closed + startAgainText(42, "/sso-setup") +
+			"\nLeft in place, since ssobot deletes nothing; delete them by hand before a new run uses the same names:\n• authentik provider <https://auth.example.com/if/admin/#/core/providers/5|#5>"
+		if !ok || !strings.HasSuffix(got, want) {
+			t.Errorf("%s reply %q; want it to end with %q", typ, got, want)
+		}
 	}
 }

@@ -683,7 +683,7 @@ func (b *Bot) decide(ctx context.Context, user string, d workflow.Decision, valu
 	switch {
 	case errors.As(err, &ref):
 		log.Info("decision refused", slog.String("reason", ref.Reason))
-		return ":no_entry: " + b.refusalText(ctx, id, gate, ref)
+		return ":no_entry: " + b.refusalText(ctx, id, gate, ref, user, parseMsgRef(clicked).channel)
 	case errors.Is(err, workflow.ErrNotFound):
 		return fmt.Sprintf("There is no run #%d.", id)
 	case err != nil:
@@ -693,15 +693,21 @@ func (b *Bot) decide(ctx context.Context, user string, d workflow.Decision, valu
 	return fmt.Sprintf(":ballot_box_with_check: You %s *%s* of run #%d.", pastTense(d), StepLabel(gate), id)
 }
 
-// refusalText explains a refused click; when someone decided first it names
-// them and when.
-func (b *Bot) refusalText(ctx context.Context, id int64, gate workflow.StepName, ref *workflow.RefusedError) string {
+// refusalText explains a refused click by user in channel where; when
+// someone decided first it names them and when.
+func (b *Bot) refusalText(ctx context.Context, id int64, gate workflow.StepName, ref *workflow.RefusedError, user, where string) string {
 	slash := slashName("")
 	switch ref.Kind {
 	case workflow.RefusedOwnRun:
 		return fmt.Sprintf("You requested run #%d, so another approver must decide. To stop it, type `%s cancel %d`.", id, slash, id)
 	case workflow.RefusedExpired:
-		return fmt.Sprintf("*%s* of run #%d expired %s, before your click. To ask again, type `%s retry %d` in the channel.", StepLabel(gate), id, FormatDate(ref.At), slash, id)
+		text := fmt.Sprintf("*%s* of run #%d expired %s, before your click.", StepLabel(gate), id, FormatDate(ref.At))
+		// Not the retry that would be refused (a Reject click: an
+		// Approve one on such a run is refused before the engine).
+		if closed, _ := b.closedRun(ctx, id); closed != nil {
+			return text + " " + cannotRetryText(id, b.closedChannelText(closed, user, where))
+		}
+		return text + fmt.Sprintf(" To ask again, type `%s retry %d` in the channel.", slash, id)
 	case workflow.RefusedRepeat:
 		return fmt.Sprintf("You already %s *%s* of run #%d (%s).", pastTense(ref.Decision), StepLabel(gate), id, FormatDate(ref.At))
 	case workflow.RefusedRunState:
@@ -855,6 +861,13 @@ func (b *Bot) approveClosedText(r *workflow.Run, user, where string) string {
 func startAgainText(id int64, slash string) string {
 	return fmt.Sprintf(" To set it up again, type `%s new %s` there. `%s status %d` still works and shows what run #%d created, if anything: delete that by hand before a new run uses the same names.",
 		slash, placeholder("application name"), slash, id, id)
+}
+
+// cannotRetryText is what is said of run id instead of "type retry" when
+// the run is closed: closed is closedChannelText (Bot.closedNote in its
+// thread).
+func cannotRetryText(id int64, closed string) string {
+	return "It cannot be retried: " + closed + startAgainText(id, slashName(""))
 }
 
 // endsRunText says how an open run that cannot be approved still ends.

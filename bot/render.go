@@ -641,7 +641,12 @@ func eventText(r *workflow.Run, ev workflow.Event, l links, closed string) (stri
 	case workflow.EventGateRejected:
 		s = fmt.Sprintf("%s :no_entry_sign: Run #%d %s", mention(r.Request.RequestedBy), r.ID, wasEnded("rejected", ev.Message))
 	case workflow.EventGateExpired:
-		s = fmt.Sprintf("%s :alarm_clock: *%s* expired without a decision; run #%d has ended. To ask again, type `%s retry %d` in the channel.", mention(r.Request.RequestedBy), step, r.ID, slashName(""), r.ID)
+		s = fmt.Sprintf("%s :alarm_clock: *%s* expired without a decision; run #%d has ended.", mention(r.Request.RequestedBy), step, r.ID)
+		if closed != "" {
+			s += " " + cannotRetryText(r.ID, closed)
+			break
+		}
+		s += fmt.Sprintf(" To ask again, type `%s retry %d` in the channel.", slashName(""), r.ID)
 	case workflow.EventCancelled:
 		s = fmt.Sprintf("%s :heavy_minus_sign: Run #%d %s", mention(r.Request.RequestedBy), r.ID, wasEnded("cancelled", ev.Message))
 	case workflow.EventRetried:
@@ -656,7 +661,13 @@ func eventText(r *workflow.Run, ev workflow.Event, l links, closed string) (stri
 		}
 	case workflow.EventFailed:
 		// Slash commands do not work in threads, where this is posted.
-		s = fmt.Sprintf("%s :x: Run #%d failed: %s. Fix the cause, then type `%s retry %d` in the channel.", mention(r.Request.RequestedBy), r.ID, escapeMessage(strings.TrimRight(ev.Message, ". ")), slashName(""), r.ID)
+		s = fmt.Sprintf("%s :x: Run #%d failed: %s.", mention(r.Request.RequestedBy), r.ID, escapeMessage(strings.TrimRight(ev.Message, ". ")))
+		if closed != "" {
+			// The advice is a new run already: no word on a retry.
+			s += " " + cannotRetryText(r.ID, closed)
+			break
+		}
+		s += fmt.Sprintf(" Fix the cause, then type `%s retry %d` in the channel.", slashName(""), r.ID)
 		if ev.Step == workflow.StepPreflight {
 			// A retry keeps the request: a taken name or a wrong team
 			// domain is fixed by a new run, not by a retry.
@@ -673,7 +684,7 @@ func eventText(r *workflow.Run, ev workflow.Event, l links, closed string) (stri
 	if d := dataText(ev.Data); d != "" {
 		s += "\n" + d
 	}
-	s += leftBehind(r, ev.Type, l)
+	s += leftBehind(r, ev.Type, l, closed != "")
 	return Truncate(s, MaxMessageText), true
 }
 
@@ -696,13 +707,15 @@ func closedGateText(r *workflow.Run, emoji string, gate workflow.StepName, deadl
 // leftBehind lists, in the reply saying a run ended without success, what
 // the run created: ssobot deletes nothing, so whoever gives the run up
 // needs to know what to remove by hand, and the retry of a failed or
-// expired run goes on from it.
-func leftBehind(r *workflow.Run, t workflow.EventType, l links) string {
+// expired run goes on from it, unless the run is closed (see renderRun).
+func leftBehind(r *workflow.Run, t workflow.EventType, l links, closed bool) string {
 	var intro string
-	switch t {
-	case workflow.EventFailed, workflow.EventGateExpired:
+	switch {
+	case (t == workflow.EventFailed || t == workflow.EventGateExpired) && closed:
+		intro = "Left in place, since ssobot deletes nothing; delete them by hand before a new run uses the same names:"
+	case t == workflow.EventFailed, t == workflow.EventGateExpired:
 		intro = "A retry reuses these; if you do not retry, delete them by hand:"
-	case workflow.EventCancelled, workflow.EventGateRejected:
+	case t == workflow.EventCancelled, t == workflow.EventGateRejected:
 		intro = "Left in place, since ssobot deletes nothing; delete them by hand if they are not wanted:"
 	default:
 		return ""
