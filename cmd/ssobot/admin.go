@@ -40,6 +40,11 @@ type adminConfig struct {
 	// Hosts are the host names, in lower case, answered besides the
 	// built-in ones (see adminHostAllowed).
 	Hosts []string
+	// ServiceNames also answers single-label and Kubernetes service
+	// names: set when the API listens beyond loopback, where other
+	// machines and containers reach it by such names (see
+	// adminBeyondLoopback).
+	ServiceNames bool
 }
 
 // backupStallTimeout bounds a backup client that stops reading: the copy
@@ -110,14 +115,15 @@ const refusedHostLogEvery = time.Minute
 const maxQuotedHost = 100
 
 // ServeHTTP refuses a request for a host name the admin API does not
-// answer to. The API has no authentication and listens on localhost, which
-// a browser reaches too: a web page whose own host name is made to resolve
-// to 127.0.0.1 (DNS rebinding) could otherwise read the runs and a copy of
-// the database from the operator's machine. The browser sends that page's
-// name as Host, and a page cannot choose another.
+// answer to. The API has no authentication and listens on localhost by
+// default, which a browser reaches too: a web page whose own host name is
+// made to resolve to 127.0.0.1 (DNS rebinding) could otherwise read the
+// runs and a copy of the database from the operator's machine. The
+// browser sends that page's name as Host, and a page cannot choose
+// another.
 func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	host := adminHostName(r.Host)
-	if adminHostAllowed(host, a.hosts) {
+	if adminHostAllowed(host, a.hosts, a.cfg.ServiceNames) {
 		a.next.ServeHTTP(w, r)
 		return
 	}
@@ -158,28 +164,56 @@ func adminHostName(hostport string) string {
 }
 
 // adminHostAllowed reports whether the admin API answers to host (from
-// adminHostName). It answers to the names a web page cannot be served
-// from, or that the operator listed:
+// adminHostName). It answers to:
 //   - none: HTTP/1.0 sends no Host, and no browser sends none;
-//   - an IP address, any: Kubernetes probes and Prometheus use the pod's;
+//   - an IP address, any: Kubernetes probes and Prometheus use the pod's,
+//     ssobot health and runs the listener's; a rebinding page is loaded by
+//     a name, which its requests carry;
 //   - localhost (in /etc/hosts everywhere). Not *.localhost: browsers keep
 //     those on the machine, but not every resolver does (RFC 6761 only
 //     asks them to), and no client of ssobot's uses one;
-//   - a name of one label: Docker Compose and Kubernetes short service
-//     names (ssobot); public DNS gives such a name no address, so no
-//     attacker's page has one;
-//   - a Kubernetes service name, *.svc or *.svc.cluster.local: svc is no
-//     public top-level domain, nor is local;
 //   - the names in hosts (SSOBOT_ADMIN_HOSTS, and the host of
-//     SSOBOT_ADMIN_LISTEN when it is a name).
-func adminHostAllowed(host string, hosts map[string]bool) bool {
+//     SSOBOT_ADMIN_LISTEN when it is a name);
+//   - with serviceNames only, a name of one label (a Compose or
+//     Kubernetes short service name: ssobot) or a Kubernetes service
+//     name, *.svc or *.svc.cluster.local.
+//
+// The attack is DNS rebinding: a page whose name its owner makes resolve
+// to an address of the operator's machine or network reads the API
+// through the operator's browser. Public DNS cannot be made to answer for
+// the names of one label or under svc or local, but public DNS is not the
+// only resolver asked: LLMNR and NetBIOS (Windows, systemd-resolved with
+// LLMNR on) resolve single-label names, and mDNS resolves *.local (hence
+// *.svc.cluster.local), by asking the local network, where any machine
+// may answer. So on a loopback listener, which only the operator's own
+// machine reaches, these names are refused: no client needs them there.
+// On a listener beyond loopback they are how other containers and pods
+// reach the API, so they are answered, and a machine on the same network
+// answering LLMNR or mDNS can still rebind one of them onto the API for a
+// browser that reaches it. That includes a workstation that publishes a
+// container's :9090 on its own loopback (docker run -p
+// 127.0.0.1:9090:9090): ssobot sees only the listener in the container.
+// What protects that case is the network: keep the API off untrusted
+// networks, and have clients use an IP address, localhost or a name
+// listed in SSOBOT_ADMIN_HOSTS; the check does not stand in for that.
+func adminHostAllowed(host string, hosts map[string]bool, serviceNames bool) bool {
 	switch {
 	case host == "" || host == "localhost" || isIPLiteral(host) || hosts[host]:
 		return true
-	case len(host) > 253 || !hostNamePattern.MatchString(host):
+	case !serviceNames || len(host) > 253 || !hostNamePattern.MatchString(host):
 		return false
 	}
 	return !strings.Contains(host, ".") || strings.HasSuffix(host, ".svc") || strings.HasSuffix(host, ".svc.cluster.local")
+}
+
+// adminBeyondLoopback reports whether a listener at addr is reachable
+// from other machines or containers: it is not on a loopback address. It
+// asks the bound address rather than SSOBOT_ADMIN_LISTEN, which may be a
+// name (one that /etc/hosts maps to 127.0.1.1, say). Anything but TCP
+// counts as loopback: the stricter check.
+func adminBeyondLoopback(addr net.Addr) bool {
+	a, ok := addr.(*net.TCPAddr)
+	return ok && !a.IP.IsLoopback() // an unspecified IP (:9090) included
 }
 
 // truncate cuts s to at most n bytes, marking the cut.

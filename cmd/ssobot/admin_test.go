@@ -312,7 +312,7 @@ func TestAdminBackupStalledClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if _, err := io.WriteString(conn, "GET /api/backup HTTP/1.1\r\nHost: admin\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(conn, "GET /api/backup HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	// The client reads nothing from here on.
@@ -327,14 +327,15 @@ func TestAdminBackupStalledClient(t *testing.T) {
 }
 
 // TestAdminHost: the admin API answers requests for IP addresses,
-// localhost, single-label and Kubernetes service names and the names
-// configured, on every route, and refuses others (a DNS rebinding page's)
-// with 421 and what to do, before any route runs.
+// localhost and the names configured, on every route, and, listening
+// beyond loopback only, single-label and Kubernetes service names; it
+// refuses others (a DNS rebinding page's) with 421 and what to do, before
+// any route runs.
 func TestAdminHost(t *testing.T) {
 	st, _ := openTestStore(t, testRun("Grafana", workflow.StateSucceeded))
 	var backups atomic.Int32
 	var logs bytes.Buffer
-	h := newAdminHandler(adminConfig{
+	cfg := adminConfig{
 		Runs: st,
 		Backup: func(ctx context.Context, w io.Writer) (int64, error) {
 			backups.Add(1)
@@ -344,75 +345,100 @@ func TestAdminHost(t *testing.T) {
 		Logger:  slog.New(slog.NewTextHandler(&logs, nil)),
 		Clock:   func() time.Time { return testTime },
 		Hosts:   []string{"ssobot-admin.internal.example.com"},
-	})
+	}
+	h := newAdminHandler(cfg) // a loopback listener's
+	cfg.ServiceNames, cfg.Logger = true, nil
+	beyond := newAdminHandler(cfg)
 	routes := []string{"/healthz", "/readyz", "/metrics", "/api/runs", "/api/runs/1", "/api/backup", "/nope"}
+	const (
+		refused  = iota
+		service  // answered beyond loopback only
+		answered // on any listener
+	)
 	tests := []struct {
 		host string
-		ok   bool
+		want int
 	}{
-		{"", true}, // HTTP/1.0
-		{"127.0.0.1:9090", true},
-		{"127.0.0.1", true},
-		{"[::1]:9090", true},
-		{"[::1]", true},
-		{"10.1.2.3:9090", true}, // a pod's IP: Kubernetes probes, Prometheus
-		{"[fd00::12]:9090", true},
-		{"localhost", true},
-		{"LocalHost:9090", true},
-		{"localhost.:9090", true},
-		{"ssobot", true}, // a Compose or Kubernetes short service name
-		{"ssobot:9090", true},
-		{"ssobot-admin_1", true},
-		{"ssobot.monitoring.svc", true},
-		{"ssobot.monitoring.svc:9090", true},
-		{"ssobot.monitoring.svc.cluster.local", true},
-		{"ssobot.monitoring.svc.cluster.local.:9090", true},
-		{"ssobot-admin.internal.example.com", true}, // SSOBOT_ADMIN_HOSTS
-		{"SSOBOT-Admin.Internal.Example.com:8443", true},
+		{"", answered}, // HTTP/1.0
+		{"127.0.0.1:9090", answered},
+		{"127.0.0.1", answered},
+		{"[::1]:9090", answered},
+		{"[::1]", answered},
+		{"10.1.2.3:9090", answered}, // a pod's IP: Kubernetes probes, Prometheus
+		{"[fd00::12]:9090", answered},
+		{"localhost", answered},
+		{"LocalHost:9090", answered},
+		{"localhost.:9090", answered},
+		{"ssobot-admin.internal.example.com", answered}, // SSOBOT_ADMIN_HOSTS
+		{"SSOBOT-Admin.Internal.Example.com:8443", answered},
 
-		{"attacker.example.com", false},
-		{"attacker.example.com:9090", false},
-		{"127.0.0.1.nip.io", false},
-		{"127.0.0.1.nip.io:9090", false},
-		{"7f000001.c0a80001.rbndr.us:9090", false},
-		{"localhost.attacker.example.com", false},
-		{"attacker.localhost", false},
-		{"ssobot.svc.attacker.example.com", false},
-		{"ssobot.monitoring.svc.cluster.local.attacker.example.com", false},
-		{"other.internal.example.com", false},
-		{"internal.example.com", false},
-		{"ssobot!", false},
+		// Names that LLMNR, NetBIOS or mDNS may resolve: a machine on the
+		// same network can answer for them.
+		{"ssobot", service}, // a Compose or Kubernetes short service name
+		{"ssobot:9090", service},
+		{"ssobot-admin_1", service},
+		{"attacker", service},
+		{"ssobot.monitoring.svc", service},
+		{"ssobot.monitoring.svc:9090", service},
+		{"ssobot.monitoring.svc.cluster.local", service},
+		{"ssobot.monitoring.svc.cluster.local.:9090", service},
+		{"evil.svc.cluster.local", service},
+
+		{"attacker.example.com", refused},
+		{"attacker.example.com:9090", refused},
+		{"127.0.0.1.nip.io", refused},
+		{"127.0.0.1.nip.io:9090", refused},
+		{"7f000001.c0a80001.rbndr.us:9090", refused},
+		{"localhost.attacker.example.com", refused},
+		{"attacker.localhost", refused},
+		{"attacker.local", refused},
+		{"ssobot.svc.attacker.example.com", refused},
+		{"ssobot.monitoring.svc.cluster.local.attacker.example.com", refused},
+		{"ssobot.monitoring", refused}, // to be listed in SSOBOT_ADMIN_HOSTS
+		{"ssobot.monitoring.svc.k8s.example.com", refused},
+		{"other.internal.example.com", refused},
+		{"internal.example.com", refused},
+		{"ssobot!", refused},
 	}
 	for _, tt := range tests {
 		t.Run(tt.host, func(t *testing.T) {
-			for _, path := range routes {
-				before := backups.Load()
-				req := httptest.NewRequest("GET", path, nil)
-				req.Host = tt.host
-				rec := httptest.NewRecorder()
-				h.ServeHTTP(rec, req)
-				if !tt.ok {
-					if rec.Code != http.StatusMisdirectedRequest {
-						t.Errorf("GET %s for %q = %d, want 421", path, tt.host, rec.Code)
+			for _, l := range []struct {
+				name string
+				h    http.Handler
+				ok   bool
+			}{
+				{"loopback", h, tt.want == answered},
+				{"beyond loopback", beyond, tt.want != refused},
+			} {
+				for _, path := range routes {
+					before := backups.Load()
+					req := httptest.NewRequest("GET", path, nil)
+					req.Host = tt.host
+					rec := httptest.NewRecorder()
+					l.h.ServeHTTP(rec, req)
+					if !l.ok {
+						if rec.Code != http.StatusMisdirectedRequest {
+							t.Errorf("%s: GET %s for %q = %d, want 421", l.name, path, tt.host, rec.Code)
+						}
+						want := fmt.Sprintf("host %q is not allowed for the admin API: use its IP address or localhost, or add the name to SSOBOT_ADMIN_HOSTS\n", adminHostName(tt.host))
+						if got := rec.Body.String(); got != want {
+							t.Errorf("%s: GET %s for %q: body %q, want %q", l.name, path, tt.host, got, want)
+						}
+						if ct := rec.Header().Get("Content-Type"); ct != "text/plain; charset=utf-8" {
+							t.Errorf("Content-Type = %q", ct)
+						}
+						if backups.Load() != before {
+							t.Errorf("a refused request ran a backup")
+						}
+						continue
 					}
-					want := fmt.Sprintf("host %q is not allowed for the admin API: use its IP address or localhost, or add the name to SSOBOT_ADMIN_HOSTS\n", adminHostName(tt.host))
-					if got := rec.Body.String(); got != want {
-						t.Errorf("GET %s for %q: body %q, want %q", path, tt.host, got, want)
+					want := http.StatusOK
+					if path == "/nope" {
+						want = http.StatusNotFound
 					}
-					if ct := rec.Header().Get("Content-Type"); ct != "text/plain; charset=utf-8" {
-						t.Errorf("Content-Type = %q", ct)
+					if rec.Code != want {
+						t.Errorf("%s: GET %s for %q = %d, want %d: %s", l.name, path, tt.host, rec.Code, want, rec.Body)
 					}
-					if backups.Load() != before {
-						t.Errorf("a refused request ran a backup")
-					}
-					continue
-				}
-				want := http.StatusOK
-				if path == "/nope" {
-					want = http.StatusNotFound
-				}
-				if rec.Code != want {
-					t.Errorf("GET %s for %q = %d, want %d: %s", path, tt.host, rec.Code, want, rec.Body)
 				}
 			}
 		})
@@ -431,7 +457,14 @@ func TestAdminHost(t *testing.T) {
 	if n := strings.Count(logs.String(), "admin request refused"); n != 1 {
 		t.Errorf("%d log lines about refused hosts within a minute, want 1:\n%s", n, logs.String())
 	}
-	if !strings.Contains(logs.String(), "host=attacker.example.com") || strings.Contains(logs.String(), long) {
+	first := ""
+	for _, tt := range tests {
+		if tt.want != answered {
+			first = adminHostName(tt.host)
+			break
+		}
+	}
+	if !strings.Contains(logs.String(), "host="+first+" ") || strings.Contains(logs.String(), long) {
 		t.Errorf("log:\n%s\nwant the first refused host, and no host uncut", logs.String())
 	}
 }
@@ -439,18 +472,29 @@ func TestAdminHost(t *testing.T) {
 // TestAdminHostOnTheWire: what clients send reaches the check as the
 // tests above set it: a browser's Host, an IPv6 literal, none (HTTP/1.0).
 func TestAdminHostOnTheWire(t *testing.T) {
-	srv := httptest.NewServer(newAdminHandler(adminConfig{}))
-	defer srv.Close()
+	loopback := httptest.NewServer(newAdminHandler(adminConfig{}))
+	defer loopback.Close()
+	beyond := httptest.NewServer(newAdminHandler(adminConfig{ServiceNames: true}))
+	defer beyond.Close()
 	for _, tt := range []struct {
+		srv             *httptest.Server
 		request, status string
 	}{
-		{"GET /healthz HTTP/1.1\r\nHost: attacker.example.com:9090\r\n\r\n", "HTTP/1.1 421 Misdirected Request"},
-		{"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1.nip.io:9090\r\n\r\n", "HTTP/1.1 421 Misdirected Request"},
-		{"GET /healthz HTTP/1.1\r\nHost: [::1]:9090\r\n\r\n", "HTTP/1.1 200 OK"},
-		{"GET /healthz HTTP/1.1\r\nHost: ssobot.monitoring.svc.cluster.local:9090\r\n\r\n", "HTTP/1.1 200 OK"},
-		{"GET /healthz HTTP/1.0\r\n\r\n", "HTTP/1.0 200 OK"},
+		{loopback, "GET /healthz HTTP/1.1\r\nHost: attacker.example.com:9090\r\n\r\n", "HTTP/1.1 421 Misdirected Request"},
+		{loopback, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1.nip.io:9090\r\n\r\n", "HTTP/1.1 421 Misdirected Request"},
+		// Names LLMNR and mDNS resolve, which a machine on the LAN can
+		// answer with 127.0.0.1.
+		{loopback, "GET /healthz HTTP/1.1\r\nHost: attacker:9090\r\n\r\n", "HTTP/1.1 421 Misdirected Request"},
+		{loopback, "GET /healthz HTTP/1.1\r\nHost: evil.svc.cluster.local:9090\r\n\r\n", "HTTP/1.1 421 Misdirected Request"},
+		{loopback, "GET /healthz HTTP/1.1\r\nHost: [::1]:9090\r\n\r\n", "HTTP/1.1 200 OK"},
+		{loopback, "GET /healthz HTTP/1.1\r\nHost: localhost:9090\r\n\r\n", "HTTP/1.1 200 OK"},
+		{loopback, "GET /healthz HTTP/1.0\r\n\r\n", "HTTP/1.0 200 OK"},
+		{beyond, "GET /healthz HTTP/1.1\r\nHost: ssobot.monitoring.svc.cluster.local:9090\r\n\r\n", "HTTP/1.1 200 OK"},
+		{beyond, "GET /healthz HTTP/1.1\r\nHost: ssobot:9090\r\n\r\n", "HTTP/1.1 200 OK"},
+		{beyond, "GET /healthz HTTP/1.1\r\nHost: ssobot.monitoring:9090\r\n\r\n", "HTTP/1.1 421 Misdirected Request"},
+		{beyond, "GET /healthz HTTP/1.1\r\nHost: attacker.example.com:9090\r\n\r\n", "HTTP/1.1 421 Misdirected Request"},
 	} {
-		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		conn, err := net.Dial("tcp", tt.srv.Listener.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -464,6 +508,56 @@ func TestAdminHostOnTheWire(t *testing.T) {
 		}
 		if got := resp.Proto + " " + resp.Status; got != tt.status {
 			t.Errorf("%q answered %s, want %s", tt.request, got, tt.status)
+		}
+	}
+}
+
+// TestAdminBeyondLoopback: service names are answered on a listener that
+// other machines reach, not on a loopback one, whatever names it.
+func TestAdminBeyondLoopback(t *testing.T) {
+	for _, tt := range []struct {
+		addr net.Addr
+		want bool
+	}{
+		{&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9090}, false},
+		{&net.TCPAddr{IP: net.IPv4(127, 0, 1, 1), Port: 9090}, false}, // Debian's /etc/hosts name for the machine
+		{&net.TCPAddr{IP: net.IPv6loopback, Port: 9090}, false},
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:127.0.0.1"), Port: 9090}, false},
+		{&net.TCPAddr{IP: net.IPv6unspecified, Port: 9090}, true}, // :9090
+		{&net.TCPAddr{IP: net.IPv4zero, Port: 9090}, true},
+		{&net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 9090}, true},
+		{&net.TCPAddr{IP: net.ParseIP("fd00::12"), Port: 9090}, true},
+		{&net.UnixAddr{Name: "/run/ssobot.sock", Net: "unix"}, false},
+	} {
+		if got := adminBeyondLoopback(tt.addr); got != tt.want {
+			t.Errorf("adminBeyondLoopback(%v) = %v, want %v", tt.addr, got, tt.want)
+		}
+	}
+	// A listener on a name takes the address the name resolves to.
+	ln, err := net.Listen("tcp", "localhost:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if adminBeyondLoopback(ln.Addr()) {
+		t.Errorf("a listener on localhost (%v) counts as beyond loopback", ln.Addr())
+	}
+}
+
+// TestAdminClientsAnswered: ssobot health and ssobot runs, which find the
+// API from SSOBOT_ADMIN_LISTEN, ask for a host the API answers to, on a
+// loopback listener as on one beyond it (the Docker HEALTHCHECK, a pod).
+func TestAdminClientsAnswered(t *testing.T) {
+	for _, listen := range []string{"", "127.0.0.1:9090", "[::1]:9090", "localhost:9090", ":9090", "0.0.0.0:9090", "[::]:9090", "10.1.2.3:9090", "ssobot-admin:9090", "Admin.Example.com:9090"} {
+		for _, serviceNames := range []bool{false, true} {
+			h := newAdminHandler(adminConfig{Hosts: adminHosts(Config{AdminListen: listen}), ServiceNames: serviceNames})
+			base := adminBaseURL(listen)
+			req := httptest.NewRequest("GET", base+"/healthz", nil)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK {
+				t.Errorf("SSOBOT_ADMIN_LISTEN=%q, service names %v: GET %s/healthz = %d %s", listen, serviceNames, base, rec.Code, rec.Body)
+			}
 		}
 	}
 }

@@ -451,6 +451,8 @@ func (a *app) Serve(ctx context.Context, slackLn, adminLn net.Listener) error {
 			Metrics: a.metrics.Handler(),
 			Logger:  a.log.With("component", "admin"),
 			Hosts:   adminHosts(a.cfg),
+			// Service names only where other machines may use them.
+			ServiceNames: adminBeyondLoopback(adminLn.Addr()),
 		}),
 		ReadHeaderTimeout: readHeaderTimeout,
 	}
@@ -459,7 +461,8 @@ func (a *app) Serve(ctx context.Context, slackLn, adminLn net.Listener) error {
 			errc <- fmt.Errorf("admin listener: %w", err)
 		}
 	}()
-	a.log.Info("admin API listening", "addr", adminLn.Addr().String())
+	// Whether service names are answered explains a 421 for one.
+	a.log.Info("admin API listening", "addr", adminLn.Addr().String(), "service_names", adminBeyondLoopback(adminLn.Addr()))
 
 	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	engineDone := make(chan error, 1)

@@ -439,8 +439,17 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Errorf("approvals = %+v", run.Approvals)
 	}
 
-	// The admin API answers to the names configured, and to no other.
-	for host, want := range map[string]int{"ssobot-admin.internal.example.com": http.StatusOK, "attacker.example.com": http.StatusMisdirectedRequest} {
+	// The admin API answers to the names configured, and to no other: on
+	// this loopback listener, not to single-label or Kubernetes service
+	// names either, which LLMNR and mDNS let a machine on the LAN answer.
+	for host, want := range map[string]int{
+		"ssobot-admin.internal.example.com":   http.StatusOK,
+		"localhost":                           http.StatusOK,
+		"attacker.example.com":                http.StatusMisdirectedRequest,
+		"attacker":                            http.StatusMisdirectedRequest,
+		"evil.svc.cluster.local":              http.StatusMisdirectedRequest,
+		"ssobot.monitoring.svc.cluster.local": http.StatusMisdirectedRequest,
+	} {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/api/runs", nil)
 		if err != nil {
 			t.Fatal(err)
@@ -454,6 +463,9 @@ func TestServeEndToEnd(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Errorf("GET /api/runs for %s = %d, want %d", host, resp.StatusCode, want)
 		}
+	}
+	if !strings.Contains(p.logs(), `"service_names":false`) {
+		t.Error("the admin API's log line does not say it refuses service names")
 	}
 
 	metrics := string(getBody(ctx, t, adminURL+"/metrics"))
