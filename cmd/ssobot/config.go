@@ -498,13 +498,20 @@ var hostNamePattern = regexp.MustCompile(`^[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})*
 
 // adminHosts reads the host names the admin API answers to beyond the
 // built-in ones (see adminHostAllowed). Only names: the check ignores the
-// port, and a wildcard would let through names that no one listed.
+// port, and a wildcard would let through names that no one listed. An IP
+// address or range is refused, whatever its form: every IP address is
+// answered already, and one listed suggests the list limits who may
+// connect, which it does not.
 func (l *loader) adminHosts(name string) []string {
 	var out []string
 	for _, v := range splitList(l.getenv(name)) {
 		h := strings.ToLower(strings.TrimSuffix(v, "."))
-		why, fix := "", ""
+		why, fix, instead := "", "", true // instead: a name to list instead
 		switch {
+		case adminHostIsRange(h):
+			why, instead = "is an IP address range: the admin API checks the host name a request is for, not the address it comes from, and answers every IP address; leave it out", false
+		case adminHostIsIP(h):
+			why, instead = "is an IP address, which the admin API always answers: leave it out", false
 		case strings.Contains(v, "://"):
 			why = "is a URL: list the host name alone"
 			if u, err := url.Parse(h); err == nil {
@@ -515,8 +522,6 @@ func (l *loader) adminHosts(name string) []string {
 			fix, _, _ = strings.Cut(h, "/")
 		case strings.Contains(v, "*"):
 			why = "has a wildcard, which is not supported: list each name"
-		case isIPLiteral(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")):
-			continue // always allowed
 		case strings.Contains(v, ":"):
 			why = "has a port: list the name alone (any port is accepted)"
 			fix, _, _ = net.SplitHostPort(h)
@@ -529,10 +534,14 @@ func (l *loader) adminHosts(name string) []string {
 				// As in url: what comes before an @ may be a password.
 				shown, fix = "(not shown: it has an @, so it may hold a password)", ""
 			}
-			if !hostNamePattern.MatchString(fix) {
-				fix = "ssobot-admin.internal.example.com"
+			example := ""
+			if instead {
+				if !hostNamePattern.MatchString(fix) {
+					fix = "ssobot-admin.internal.example.com"
+				}
+				example = fmt.Sprintf(", e.g. %s=%s", name, fix)
 			}
-			l.problem(fmt.Sprintf("%s: %s %s, e.g. %s=%s", name, shown, why, name, fix))
+			l.problem(fmt.Sprintf("%s: %s %s%s", name, shown, why, example))
 			continue
 		}
 		if !slices.Contains(out, h) {
@@ -540,6 +549,27 @@ func (l *loader) adminHosts(name string) []string {
 		}
 	}
 	return out
+}
+
+// adminHostIsIP reports whether v (lower case) is an IP address in a
+// form someone might list: bare, in brackets, with a port, or as a URL's
+// host with any path.
+func adminHostIsIP(v string) bool {
+	if _, rest, ok := strings.Cut(v, "://"); ok {
+		v = rest[strings.LastIndex(rest, "@")+1:] // LastIndex -1 keeps it all
+	}
+	v, _, _ = strings.Cut(v, "/")
+	if _, err := netip.ParseAddrPort(v); err == nil {
+		return true
+	}
+	return isIPLiteral(strings.TrimSuffix(strings.TrimPrefix(v, "["), "]"))
+}
+
+// adminHostIsRange reports whether v is an IP address range in CIDR
+// notation (10.0.0.0/8, fd00::/8).
+func adminHostIsRange(v string) bool {
+	_, err := netip.ParsePrefix(v)
+	return err == nil
 }
 
 // isIPLiteral reports whether host is an IP address (without brackets).

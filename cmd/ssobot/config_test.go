@@ -271,10 +271,10 @@ func TestLoadConfig(t *testing.T) {
 			problems: []string{`SSOBOT_APPROVAL_TTL "1d" must be a positive duration`},
 		},
 		{
-			name: "admin hosts: lower case, one trailing dot and duplicates dropped, IP addresses allowed anyway",
-			set:  map[string]string{"SSOBOT_ADMIN_HOSTS": "Ssobot-Admin.Internal.Example.com., metrics.corp 10.0.0.5,[::1] ::1, metrics.corp"},
+			name: "admin hosts: lower case, one trailing dot and duplicates dropped",
+			set:  map[string]string{"SSOBOT_ADMIN_HOSTS": "Ssobot-Admin.Internal.Example.com., metrics.corp ssobot.monitoring, metrics.corp"},
 			check: func(t *testing.T, c Config) {
-				if want := []string{"ssobot-admin.internal.example.com", "metrics.corp"}; !slices.Equal(c.AdminHosts, want) {
+				if want := []string{"ssobot-admin.internal.example.com", "metrics.corp", "ssobot.monitoring"}; !slices.Equal(c.AdminHosts, want) {
 					t.Errorf("AdminHosts = %q, want %q", c.AdminHosts, want)
 				}
 			},
@@ -289,6 +289,25 @@ func TestLoadConfig(t *testing.T) {
 				`SSOBOT_ADMIN_HOSTS: "*.example.com" has a wildcard, which is not supported: list each name, e.g. SSOBOT_ADMIN_HOSTS=ssobot-admin.internal.example.com`,
 				`SSOBOT_ADMIN_HOSTS: "admin!" is not a host name`,
 				`SSOBOT_ADMIN_HOSTS: (not shown: it has an @, so it may hold a password) is a URL: list the host name alone, e.g. SSOBOT_ADMIN_HOSTS=ssobot-admin.internal.example.com`,
+			},
+		},
+		{
+			// Every IP address is answered: listing one does nothing, and
+			// suggests the list limits who may connect.
+			name: "admin hosts that are IP addresses, in any form",
+			set:  map[string]string{"SSOBOT_ADMIN_HOSTS": "ok.example.com, 10.0.0.5, 127.0.0.1:9090, ::1, [::1], [::1]:9090, [FD00::12]:9090, http://10.0.0.5:9090/metrics, https://u:hunter2pw@[::1]:9090, 10.0.0.5/metrics, 10.0.0.0/8, fd00::/8"},
+			problems: []string{
+				`SSOBOT_ADMIN_HOSTS: "10.0.0.5" is an IP address, which the admin API always answers: leave it out`,
+				`SSOBOT_ADMIN_HOSTS: "127.0.0.1:9090" is an IP address, which the admin API always answers: leave it out`,
+				`SSOBOT_ADMIN_HOSTS: "::1" is an IP address, which the admin API always answers: leave it out`,
+				`SSOBOT_ADMIN_HOSTS: "[::1]" is an IP address, which the admin API always answers: leave it out`,
+				`SSOBOT_ADMIN_HOSTS: "[::1]:9090" is an IP address, which the admin API always answers: leave it out`,
+				`SSOBOT_ADMIN_HOSTS: "[FD00::12]:9090" is an IP address, which the admin API always answers: leave it out`,
+				`SSOBOT_ADMIN_HOSTS: "http://10.0.0.5:9090/metrics" is an IP address, which the admin API always answers: leave it out`,
+				`SSOBOT_ADMIN_HOSTS: (not shown: it has an @, so it may hold a password) is an IP address, which the admin API always answers: leave it out`,
+				`SSOBOT_ADMIN_HOSTS: "10.0.0.5/metrics" is an IP address, which the admin API always answers: leave it out`,
+				`SSOBOT_ADMIN_HOSTS: "10.0.0.0/8" is an IP address range: the admin API checks the host name a request is for, not the address it comes from, and answers every IP address; leave it out`,
+				`SSOBOT_ADMIN_HOSTS: "fd00::/8" is an IP address range: the admin API checks the host name a request is for, not the address it comes from, and answers every IP address; leave it out`,
 			},
 		},
 		{
@@ -368,6 +387,24 @@ func isSecretVar(name string) bool {
 		}
 	}
 	return false
+}
+
+// TestAdminHostsIPAdvice: an IP address in SSOBOT_ADMIN_HOSTS is not met
+// with a name to list instead: there is none to list.
+func TestAdminHostsIPAdvice(t *testing.T) {
+	for _, v := range []string{"127.0.0.1:9090", "[::1]:9090", "10.0.0.0/8", "http://10.0.0.5:9090"} {
+		env := validEnv()
+		env["SSOBOT_ADMIN_HOSTS"] = v
+		_, err := LoadConfig(func(k string) string { return env[k] }, nil)
+		var ce *ConfigError
+		if !errors.As(err, &ce) || len(ce.Problems) != 1 {
+			t.Errorf("%q: %v, want one problem", v, err)
+			continue
+		}
+		if p := ce.Problems[0]; !strings.HasSuffix(p, "leave it out") || strings.Contains(p, "e.g.") {
+			t.Errorf("%q: %q, want it to say to leave the address out and nothing else", v, p)
+		}
+	}
 }
 
 // TestApprovalSettingsReachTheEngine: the approval settings read from the
