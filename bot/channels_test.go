@@ -169,6 +169,45 @@ func TestRetryInRemovedChannel(t *testing.T) {
 	}
 }
 
+// TestRetryInRemovedChannelByState: in a channel SSOBOT_CHANNELS no longer
+// lists, only the retry of a failed or expired run, which the engine would
+// act on, is refused for the channel; a retry of a run in any other state
+// goes to the engine and gets its answer, not advice to set up again and
+// delete by hand what may be a working setup.
+func TestRetryInRemovedChannelByState(t *testing.T) {
+	h, eng := newHandlerHarness(t, func(c *Config) { c.AllowedChannels = []string{"C1"} })
+	h.slack.AddChannel("C2", "old-sso", true)
+	retries := func() int {
+		n := 0
+		for _, c := range eng.Calls() {
+			if c == "Retry" {
+				n++
+			}
+		}
+		return n
+	}
+	for i, st := range workflow.States {
+		r := sampleRun(workflow.GateAuthentik, workflow.StepWaiting, st)
+		r.ID, r.Request.Channel = int64(i+1), "C2"
+		eng.put(r)
+		t.Run(string(st), func(t *testing.T) {
+			retriesBefore, before := retries(), countMethod(h.slack.Calls(), slacktest.MethodResponseURL)
+			h.command("U1", "C2", fmt.Sprintf("retry %d", r.ID))
+			calls := h.waitCalls("the answer", func(c []slacktest.Call) bool { return countMethod(c, slacktest.MethodResponseURL) > before })
+			got, asked := responseTexts(calls)[before], retries() > retriesBefore
+			if st.Retryable() {
+				if want := fmt.Sprintf(":no_entry: Run #%d was not retried: runs may no longer be started or resumed in <#C2>", r.ID); !strings.HasPrefix(got, want) || asked {
+					t.Errorf("answer %q (engine asked: %v); want %q… without asking the engine", got, asked, want)
+				}
+				return
+			}
+			if want := fmt.Sprintf(":no_entry: Run #%d %s; only failed or expired runs can be retried.", r.ID, stateVerb(st)); got != want || !asked {
+				t.Errorf("answer %q (engine asked: %v); want the engine's %q", got, asked, want)
+			}
+		})
+	}
+}
+
 // rootIn waits for a root message posted in channel ch to satisfy pred.
 func (e *e2e) rootIn(ch, what string, pred func(slacktest.Message) bool) slacktest.Message {
 	e.t.Helper()
@@ -277,13 +316,17 @@ func TestClickInRemovedChannel(t *testing.T) {
 			if eventsAfter, err := e.engine.Events(ctx, 1); err != nil || !reflect.DeepEqual(eventsAfter, eventsBefore) {
 				t.Errorf("events changed by a refused click (%v): %d before, %d after", err, len(eventsBefore), len(eventsAfter))
 			}
-			// A retry of the open run is refused too, offering cancel, and
-			// the cancel it offers works.
-			if got := e.answer("U1", "C2", "retry 1"); !strings.Contains(got, "Run #1 was not retried: runs may no longer be started or resumed in <#C2>") || !strings.Contains(got, "`/sso-setup cancel 1` still ends it.") {
+			// A retry of the open run gets the engine's answer (it is
+			// not one the engine acts on), and cancel still ends it; so
+			// does a retry of the cancelled run.
+			if got := e.answer("U1", "C2", "retry 1"); got != ":no_entry: Run #1 is waiting for approval; only failed or expired runs can be retried." {
 				t.Errorf("retry answer %q", got)
 			}
 			if got := e.answer("U1", "C2", "cancel 1"); got != ":heavy_minus_sign: Run #1 is cancelled." {
 				t.Errorf("cancel answer %q", got)
+			}
+			if got := e.answer("U1", "C2", "retry 1"); got != ":no_entry: Run #1 was cancelled; only failed or expired runs can be retried." {
+				t.Errorf("retry answer after the cancel %q", got)
 			}
 		})
 	}

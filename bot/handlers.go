@@ -565,9 +565,14 @@ func (b *Bot) control(ctx context.Context, c Command, slash, user, channel strin
 	} else {
 		// A retry posts and acts in the run's thread: not in a channel
 		// SSOBOT_CHANNELS no longer lists. A cancel stays allowed anywhere.
+		// Only a retry the engine would act on is refused so: of a run in
+		// any other state the engine's answer says what it is. (A run that
+		// fails or expires between this read and Retry is retried, and goes
+		// only as far as a running one goes here: up to its next gate,
+		// which cannot be approved.)
 		var closed *workflow.Run
 		closed, err = b.closedRun(ctx, c.RunID)
-		if closed != nil {
+		if closed != nil && closed.State.Retryable() {
 			log.Info("retry refused: the run's channel is not allowed", slog.Int64(workflow.KeyRunID, c.RunID), slog.String("channel", closed.Request.Channel))
 			return b.retryClosedText(closed, slash, user, channel)
 		}
@@ -835,14 +840,11 @@ func (b *Bot) closedChannelText(r *workflow.Run, user, where string) string {
 	return "runs may no longer be started or resumed in " + ch + ", and " + b.channelRefusal()
 }
 
-// retryClosedText refuses the retry of run r, whose channel is closed, and
-// says what may still be done.
+// retryClosedText refuses the retry of run r, failed or expired, whose
+// channel is closed, and says what may still be done (not cancel: the run
+// has ended).
 func (b *Bot) retryClosedText(r *workflow.Run, slash, user, where string) string {
-	text := fmt.Sprintf(":no_entry: Run #%d was not retried: %s%s", r.ID, b.closedChannelText(r, user, where), startAgainText(r.ID, slash))
-	if !r.State.Terminal() {
-		text += fmt.Sprintf(" `%s cancel %d` still ends it.", slash, r.ID)
-	}
-	return text
+	return fmt.Sprintf(":no_entry: Run #%d was not retried: %s%s", r.ID, b.closedChannelText(r, user, where), startAgainText(r.ID, slash))
 }
 
 // approveClosedText refuses an approval of run r, whose channel is closed,

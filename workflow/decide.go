@@ -276,13 +276,13 @@ func (e *Engine) retry(ctx context.Context, id int64, user string) (*Run, error)
 	if err == nil && ref == nil {
 		var r *Run
 		r, err = e.update(ctx, id, func(r *Run) ([]Event, error) {
-			switch r.State {
-			case StateFailed:
+			switch {
+			case !r.State.Retryable():
+				return nil, refusedState(r, "run #%d is %s; only failed or expired runs can be retried", r.ID, r.State)
+			case r.State == StateFailed:
 				return retryFailed(r, user)
-			case StateExpired:
-				return e.reopenExpired(r, user)
 			}
-			return nil, refusedState(r, "run #%d is %s; only failed or expired runs can be retried", r.ID, r.State)
+			return e.reopenExpired(r, user)
 		})
 		if err == nil {
 			e.kick(id)

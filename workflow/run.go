@@ -47,6 +47,11 @@ func (s State) Terminal() bool {
 	return false
 }
 
+// Retryable reports whether Retry acts on a run in this state (for someone
+// who may control it): failed or expired. Retry decides by it, so front ends
+// that must know what a retry would do can ask it without retrying.
+func (s State) Retryable() bool { return s == StateFailed || s == StateExpired }
+
 // Valid reports whether s is one of the closed set of states.
 func (s State) Valid() bool { return slices.Contains(States, s) }
 

@@ -145,6 +145,17 @@ func TestTransitions(t *testing.T) {
 	if workflow.State("paused").Valid() {
 		t.Error("unknown state valid")
 	}
+	// Retryable: the ended states a run leaves again, which only a retry
+	// does.
+	for _, s := range workflow.States {
+		leaves := false
+		for _, to := range workflow.States {
+			leaves = leaves || workflow.CanTransition(s, to)
+		}
+		if want := s.Terminal() && leaves; s.Retryable() != want {
+			t.Errorf("%s: Retryable() = %v, want %v", s, s.Retryable(), want)
+		}
+	}
 }
 
 func TestBackoff(t *testing.T) {
