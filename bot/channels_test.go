@@ -436,7 +436,8 @@ func TestCompactCardInRemovedChannel(t *testing.T) {
 // the approvers.
 func TestGateRepliesInRemovedChannel(t *testing.T) {
 	const closed = "<@U1> %s *Approval to create the authentik provider and application* can no longer be approved: runs may no longer be started or resumed in <#C2>, and ssobot starts runs only in <#C1>. It expires <!date^"
-	const tail = ", and the run ends with it. Reject, or `/sso-setup cancel 1`, still ends the run."
+	// The requester may not Reject their own run: only cancel is offered.
+	const tail = ", and the run ends with it. To end it now, type `/sso-setup cancel 1` in the channel."
 	tests := []struct {
 		name    string
 		allowed []string
@@ -505,6 +506,9 @@ func TestGateRepliesInRemovedChannel(t *testing.T) {
 				}
 				if strings.Contains(c.got, "Approvers:") || strings.Contains(c.got, "<@U2>") {
 					t.Errorf("%s reply calls the approvers: %q", c.what, c.got)
+				}
+				if strings.Contains(c.got, "Reject") {
+					t.Errorf("%s reply offers the requester a Reject: %q", c.what, c.got)
 				}
 			}
 		})

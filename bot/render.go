@@ -695,13 +695,15 @@ func eventText(r *workflow.Run, ev workflow.Event, l links, closed string) (stri
 // the gate expires, so nothing is asked of them (a group mention would
 // notify a whole team for nothing), while the requester learns that their
 // setup will not go on here and is to be started again elsewhere; the run
-// is theirs to cancel at once if they like.
+// is theirs to cancel at once if they like. Not Reject, which the engine
+// refuses the requester (see endsRunText for the card's readers).
 func closedGateText(r *workflow.Run, emoji string, gate workflow.StepName, deadline time.Time, closed string) string {
 	s := fmt.Sprintf("%s %s *%s* can no longer be approved: %s", mention(r.Request.RequestedBy), emoji, StepLabel(gate), closed)
 	if !deadline.IsZero() {
 		s += " It expires " + FormatDate(deadline) + ", and the run ends with it."
 	}
-	return s + " " + endsRunText(r.ID)
+	// Slash commands do not work in threads, where this is posted.
+	return s + fmt.Sprintf(" To end it now, type `%s cancel %d` in the channel.", slashName(""), r.ID)
 }
 
 // leftBehind lists, in the reply saying a run ended without success, what
