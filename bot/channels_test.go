@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -86,8 +87,12 @@ func TestRetryInRemovedChannel(t *testing.T) {
 	refusal := []string{
 		":no_entry: Run #1 was not retried: runs may no longer be started or resumed in ",
 		", and ssobot starts runs only in <#C1> or <#C3>. To set it up again, type `/sso-setup new &lt;application name&gt;` there.",
-		" `/sso-setup status 1` still works and shows what run #1 created, if anything: delete that by hand before a new run uses the same names.",
 	}
+	// What `status 1` answers where the refusal was asked for.
+	const (
+		statusHere  = " `/sso-setup status 1` still works and shows what run #1 created, if anything: delete that by hand before a new run uses the same names."
+		statusThere = " Ask in the channel of run #1 what it created, if anything (`/sso-setup status 1` shows it there): delete that by hand before a new run uses the same names."
+	)
 	tests := []struct {
 		name          string
 		allowed       []string
@@ -100,14 +105,17 @@ func TestRetryInRemovedChannel(t *testing.T) {
 		{name: "allowed channel", allowed: []string{"C1", "C3"}, runIn: "C1", user: "U1", typedIn: "C1",
 			want: []string{"of run #1 is open again"}, retried: true},
 		{name: "removed channel", allowed: []string{"C1", "C3"}, runIn: "C2", user: "U1", typedIn: "C2",
-			want: append(refusal, "resumed in <#C2>, and")},
+			want: append(refusal, "resumed in <#C2>, and", statusHere)},
 		// An expired run cannot be cancelled: the answer does not offer it.
 		{name: "removed channel, expired run not offered a cancel", allowed: []string{"C1", "C3"}, runIn: "C2", user: "U2", typedIn: "D2",
-			want: append(refusal, "resumed in <#C2>, and"), notWant: []string{"cancel"}},
+			want: append(refusal, "resumed in <#C2>, and", statusHere), notWant: []string{"cancel"}},
 		// The run's channel may be private: someone who may not see the
-		// run from where they ask is not told which it is.
+		// run from where they ask is not told which it is, nor that
+		// status works there.
 		{name: "removed channel, asked by a bystander elsewhere", allowed: []string{"C1", "C3"}, runIn: "C2", user: "U3", typedIn: "C1",
-			want: append(refusal, "resumed in the channel of run #1, and"), notWant: []string{"C2"}},
+			want: append(refusal, "resumed in the channel of run #1, and", statusThere), notWant: []string{"C2", "still works"}},
+		{name: "removed channel, asked by a bystander there", allowed: []string{"C1", "C3"}, runIn: "C2", user: "U3", typedIn: "C2",
+			want: append(refusal, "resumed in <#C2>, and", statusHere)},
 		{name: "no list set", runIn: "C2", user: "U1", typedIn: "C2",
 			want: []string{"of run #1 is open again"}, retried: true},
 	}
@@ -161,9 +169,10 @@ func TestRetryInRemovedChannel(t *testing.T) {
 			if !reflect.DeepEqual(eventsAfter, eventsBefore) {
 				t.Errorf("events changed by a refused retry: %d before, %d after", len(eventsBefore), len(eventsAfter))
 			}
-			// Status still answers, in the removed channel too.
-			if r := e.command(tt.user, tt.runIn, "status 1"); !strings.Contains(r.Text, "Grafana") {
-				t.Errorf("status in the removed channel: %q", r.Text)
+			// Status answers as the refusal says, typed where it was.
+			r := e.command(tt.user, tt.typedIn, "status 1")
+			if strings.Contains(got, statusHere) != strings.Contains(r.Text, "Grafana") {
+				t.Errorf("status typed in %s: %q; the refusal said %q", tt.typedIn, r.Text, got)
 			}
 		})
 	}
@@ -252,18 +261,24 @@ func (e *e2e) clickOldAs(m slacktest.Message, action, user string) string {
 // still be ended, by Reject or cancel. Where the channel is listed, or no
 // list is set, the click counts.
 func TestClickInRemovedChannel(t *testing.T) {
+	const endsRun = "Approvers can still end the run with Reject, and the requester or an approver with `/sso-setup cancel 1`."
 	tests := []struct {
 		name    string
 		allowed []string
 		runIn   string
 		action  string
+		user    string // who clicks; U2, an approver, if ""
 		want    string // in the answer
 		refused bool
 	}{
 		{name: "approve, allowed channel", allowed: []string{"C1"}, runIn: "C1", action: ActionApprove,
 			want: "You approved *Approval to create the authentik provider and application* of run #1."},
 		{name: "approve, removed channel", allowed: []string{"C1"}, runIn: "C2", action: ActionApprove, refused: true,
-			want: ":no_entry: Your approval of run #1 was not recorded: runs may no longer be started or resumed in <#C2>, and ssobot starts runs only in <#C1>. Reject, or `/sso-setup cancel 1`, still ends the run."},
+			want: ":no_entry: Your approval of run #1 was not recorded: runs may no longer be started or resumed in <#C2>, and ssobot starts runs only in <#C1>. " + endsRun},
+		// Neither Reject nor cancel is the bystander's: the answer says
+		// whose they are.
+		{name: "approve by a bystander, removed channel", allowed: []string{"C1"}, runIn: "C2", action: ActionApprove, user: "U3", refused: true,
+			want: ":no_entry: Your approval of run #1 was not recorded: runs may no longer be started or resumed in <#C2>, and ssobot starts runs only in <#C1>. " + endsRun},
 		{name: "reject, removed channel", allowed: []string{"C1"}, runIn: "C2", action: ActionReject,
 			want: "You rejected *Approval to create the authentik provider and application* of run #1."},
 		{name: "approve, no list set", runIn: "C2", action: ActionApprove,
@@ -286,13 +301,14 @@ func TestClickInRemovedChannel(t *testing.T) {
 			}
 
 			var got string
+			user := cmp.Or(tt.user, "U2")
 			if _, ok := card.Button(tt.action); ok {
-				got, _ = e.clickAs(card, tt.action, "U2")
+				got, _ = e.clickAs(card, tt.action, user)
 			} else {
 				// The card offers no Approve any more (see
 				// TestCardInRemovedChannel): a click on it as it was
 				// before the restart.
-				got = e.clickOldAs(card, tt.action, "U2")
+				got = e.clickOldAs(card, tt.action, user)
 			}
 			if !strings.Contains(got, tt.want) {
 				t.Fatalf("answer %q; want %q", got, tt.want)
@@ -337,7 +353,7 @@ func TestClickInRemovedChannel(t *testing.T) {
 // would be accepted, and says why and how the run still ends; where the
 // channel is listed, or no list is set, it offers Approve and Reject.
 func TestCardInRemovedChannel(t *testing.T) {
-	const why = ":no_entry: This gate can no longer be approved: runs may no longer be started or resumed in <#C2>, and ssobot starts runs only in <#C1>. Reject, or `/sso-setup cancel 1`, still ends the run."
+	const why = ":no_entry: This gate can no longer be approved: runs may no longer be started or resumed in <#C2>, and ssobot starts runs only in <#C1>. Approvers can still end the run with Reject, and the requester or an approver with `/sso-setup cancel 1`."
 	tests := []struct {
 		name    string
 		allowed []string
@@ -422,7 +438,7 @@ func TestCompactCardInRemovedChannel(t *testing.T) {
 		if closed != "" {
 			want = []string{ActionReject}
 		}
-		if !reflect.DeepEqual(actions, want) || (closed != "") != strings.Contains(text, closed+" Reject, or `/sso-setup cancel 42`, still ends the run.") {
+		if !reflect.DeepEqual(actions, want) || (closed != "") != strings.Contains(text, closed+" Approvers can still end the run with Reject, and the requester or an approver with `/sso-setup cancel 42`.") {
 			t.Errorf("closed %q: buttons %v, explanation %q", closed, actions, text)
 		}
 	}
@@ -614,7 +630,7 @@ func TestOutcomeInRemovedChannelSaysWhatIsLeft(t *testing.T) {
 	const closed = "runs may no longer be started or resumed in <#C1>, and ssobot starts runs only in <#C9>."
 	for _, typ := range []workflow.EventType{workflow.EventFailed, workflow.EventGateExpired} {
 		got, ok := eventText(r, workflow.Event{Type: typ, Step: workflow.GateCloudflare, Message: "x"}, links{}, closed)
-		want := "It cannot be retried: " + closed + startAgainText(42, "/sso-setup") +
+		want := "It cannot be retried: " + closed + startAgainText(42, "/sso-setup", true) +
 			"\nLeft in place, since ssobot deletes nothing; delete them by hand before a new run uses the same names:\n• authentik provider <https://auth.example.com/if/admin/#/core/providers/5|#5>"
 		if !ok || !strings.HasSuffix(got, want) {
 			t.Errorf("%s reply %q; want it to end with %q", typ, got, want)

@@ -710,7 +710,7 @@ func (b *Bot) refusalText(ctx context.Context, id int64, gate workflow.StepName,
 		// Not the retry that would be refused (a Reject click: an
 		// Approve one on such a run is refused before the engine).
 		if closed, _ := b.closedRun(ctx, id); closed != nil {
-			return text + " " + cannotRetryText(id, b.closedChannelText(closed, user, where))
+			return text + " " + cannotRetryText(id, b.closedChannelText(closed, user, where), b.visible(closed, user, where))
 		}
 		return text + fmt.Sprintf(" To ask again, type `%s retry %d` in the channel.", slash, id)
 	case workflow.RefusedRepeat:
@@ -844,7 +844,7 @@ func (b *Bot) closedChannelText(r *workflow.Run, user, where string) string {
 // channel is closed, and says what may still be done (not cancel: the run
 // has ended).
 func (b *Bot) retryClosedText(r *workflow.Run, slash, user, where string) string {
-	return fmt.Sprintf(":no_entry: Run #%d was not retried: %s%s", r.ID, b.closedChannelText(r, user, where), startAgainText(r.ID, slash))
+	return fmt.Sprintf(":no_entry: Run #%d was not retried: %s%s", r.ID, b.closedChannelText(r, user, where), startAgainText(r.ID, slash, b.visible(r, user, where)))
 }
 
 // approveClosedText refuses an approval of run r, whose channel is closed,
@@ -859,22 +859,30 @@ func (b *Bot) approveClosedText(r *workflow.Run, user, where string) string {
 
 // startAgainText follows closedChannelText, which names the channels where
 // runs may be started, for a run that cannot be retried: what to do
-// instead of the retry.
-func startAgainText(id int64, slash string) string {
-	return fmt.Sprintf(" To set it up again, type `%s new %s` there. `%s status %d` still works and shows what run #%d created, if anything: delete that by hand before a new run uses the same names.",
-		slash, placeholder("application name"), slash, id, id)
+// instead of the retry. Status shows the run where it is visible (see
+// Bot.visible) to the reader: elsewhere they are sent to its channel,
+// which closedChannelText did not name to them.
+func startAgainText(id int64, slash string, visible bool) string {
+	text := fmt.Sprintf(" To set it up again, type `%s new %s` there.", slash, placeholder("application name"))
+	if !visible {
+		return text + fmt.Sprintf(" Ask in the channel of run #%d what it created, if anything (`%s status %d` shows it there): delete that by hand before a new run uses the same names.", id, slash, id)
+	}
+	return text + fmt.Sprintf(" `%s status %d` still works and shows what run #%d created, if anything: delete that by hand before a new run uses the same names.", slash, id, id)
 }
 
 // cannotRetryText is what is said of run id instead of "type retry" when
 // the run is closed: closed is closedChannelText (Bot.closedNote in its
-// thread).
-func cannotRetryText(id int64, closed string) string {
-	return "It cannot be retried: " + closed + startAgainText(id, slashName(""))
+// thread, whose readers see the run), visible whether the reader sees it.
+func cannotRetryText(id int64, closed string, visible bool) string {
+	return "It cannot be retried: " + closed + startAgainText(id, slashName(""), visible)
 }
 
-// endsRunText says how an open run that cannot be approved still ends.
+// endsRunText says how an open run that cannot be approved still ends, in
+// words true for any reader (the card's, or whoever clicked Approve): the
+// bot cannot tell an approver in a user group without asking Slack, and
+// the engine refuses a requester's Reject and a bystander's cancel.
 func endsRunText(id int64) string {
-	return fmt.Sprintf("Reject, or `%s cancel %d`, still ends the run.", slashName(""), id)
+	return fmt.Sprintf("Approvers can still end the run with Reject, and the requester or an approver with `%s cancel %d`.", slashName(""), id)
 }
 
 // userMessage is an engine validation error in words for the person: the

@@ -643,7 +643,8 @@ func eventText(r *workflow.Run, ev workflow.Event, l links, closed string) (stri
 	case workflow.EventGateExpired:
 		s = fmt.Sprintf("%s :alarm_clock: *%s* expired without a decision; run #%d has ended.", mention(r.Request.RequestedBy), step, r.ID)
 		if closed != "" {
-			s += " " + cannotRetryText(r.ID, closed)
+			// Read in the run's channel, where status shows it.
+			s += " " + cannotRetryText(r.ID, closed, true)
 			break
 		}
 		s += fmt.Sprintf(" To ask again, type `%s retry %d` in the channel.", slashName(""), r.ID)
@@ -664,7 +665,7 @@ func eventText(r *workflow.Run, ev workflow.Event, l links, closed string) (stri
 		s = fmt.Sprintf("%s :x: Run #%d failed: %s.", mention(r.Request.RequestedBy), r.ID, escapeMessage(strings.TrimRight(ev.Message, ". ")))
 		if closed != "" {
 			// The advice is a new run already: no word on a retry.
-			s += " " + cannotRetryText(r.ID, closed)
+			s += " " + cannotRetryText(r.ID, closed, true)
 			break
 		}
 		s += fmt.Sprintf(" Fix the cause, then type `%s retry %d` in the channel.", slashName(""), r.ID)
