@@ -42,8 +42,8 @@ type adminConfig struct {
 	Hosts []string
 	// ServiceNames also answers single-label and Kubernetes service
 	// names: set when the API listens beyond loopback, where other
-	// machines and containers reach it by such names (see
-	// adminBeyondLoopback).
+	// machines and containers reach it by such names, and no
+	// SSOBOT_ADMIN_HOSTS is set (see adminServiceNames).
 	ServiceNames bool
 }
 
@@ -193,9 +193,8 @@ func adminHostName(hostport string) string {
 // browser that reaches it. That includes a workstation that publishes a
 // container's :9090 on its own loopback (docker run -p
 // 127.0.0.1:9090:9090): ssobot sees only the listener in the container.
-// What protects that case is the network: keep the API off untrusted
-// networks, and have clients use an IP address, localhost or a name
-// listed in SSOBOT_ADMIN_HOSTS; the check does not stand in for that.
+// Setting SSOBOT_ADMIN_HOSTS there turns the service names off (see
+// adminServiceNames); otherwise what protects that case is the network.
 func adminHostAllowed(host string, hosts map[string]bool, serviceNames bool) bool {
 	switch {
 	case host == "" || host == "localhost" || isIPLiteral(host) || hosts[host]:
@@ -214,6 +213,16 @@ func adminHostAllowed(host string, hosts map[string]bool, serviceNames bool) boo
 func adminBeyondLoopback(addr net.Addr) bool {
 	a, ok := addr.(*net.TCPAddr)
 	return ok && !a.IP.IsLoopback() // an unspecified IP (:9090) included
+}
+
+// adminServiceNames reports whether the admin API on addr answers the
+// built-in service names: beyond loopback, unless SSOBOT_ADMIN_HOSTS is
+// set. A list set by the operator is the whole set of names, so that where
+// the network is not trusted (a workstation publishing a container's port
+// on its loopback, say) the names LLMNR or mDNS could answer can be turned
+// off by listing the ones in use.
+func adminServiceNames(addr net.Addr, cfg Config) bool {
+	return adminBeyondLoopback(addr) && len(cfg.AdminHosts) == 0
 }
 
 // truncate cuts s to at most n bytes, marking the cut.

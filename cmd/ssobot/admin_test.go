@@ -629,3 +629,24 @@ func TestClosedGateShowsNoDeadlineNorReminder(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminServiceNames: service names are answered only beyond loopback,
+// and a list set in SSOBOT_ADMIN_HOSTS replaces them.
+func TestAdminServiceNames(t *testing.T) {
+	loop := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9090}
+	wide := &net.TCPAddr{IP: net.IPv6unspecified, Port: 9090}
+	for _, tt := range []struct {
+		addr  net.Addr
+		hosts []string
+		want  bool
+	}{
+		{loop, nil, false},
+		{loop, []string{"ssobot.monitoring"}, false},
+		{wide, nil, true},
+		{wide, []string{"ssobot.monitoring"}, false},
+	} {
+		if got := adminServiceNames(tt.addr, Config{AdminHosts: tt.hosts}); got != tt.want {
+			t.Errorf("adminServiceNames(%v, %q) = %v, want %v", tt.addr, tt.hosts, got, tt.want)
+		}
+	}
+}

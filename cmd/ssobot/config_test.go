@@ -280,6 +280,16 @@ func TestLoadConfig(t *testing.T) {
 			},
 		},
 		{
+			// The README's way to turn the service names off.
+			name: "admin hosts: localhost alone",
+			set:  map[string]string{"SSOBOT_ADMIN_HOSTS": "localhost"},
+			check: func(t *testing.T, c Config) {
+				if want := []string{"localhost"}; !slices.Equal(c.AdminHosts, want) {
+					t.Errorf("AdminHosts = %q, want %q", c.AdminHosts, want)
+				}
+			},
+		},
+		{
 			name: "admin hosts that are not host names",
 			set:  map[string]string{"SSOBOT_ADMIN_HOSTS": "ok.example.com, http://admin.example.com, admin.example.com/api, admin.example.com:9090, *.example.com, admin!, https://u:hunter2pw@admin.example.com"},
 			problems: []string{

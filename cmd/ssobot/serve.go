@@ -452,7 +452,7 @@ func (a *app) Serve(ctx context.Context, slackLn, adminLn net.Listener) error {
 			Logger:  a.log.With("component", "admin"),
 			Hosts:   adminHosts(a.cfg),
 			// Service names only where other machines may use them.
-			ServiceNames: adminBeyondLoopback(adminLn.Addr()),
+			ServiceNames: adminServiceNames(adminLn.Addr(), a.cfg),
 		}),
 		ReadHeaderTimeout: readHeaderTimeout,
 	}
@@ -462,7 +462,7 @@ func (a *app) Serve(ctx context.Context, slackLn, adminLn net.Listener) error {
 		}
 	}()
 	// Whether service names are answered explains a 421 for one.
-	a.log.Info("admin API listening", "addr", adminLn.Addr().String(), "service_names", adminBeyondLoopback(adminLn.Addr()))
+	a.log.Info("admin API listening", "addr", adminLn.Addr().String(), "service_names", adminServiceNames(adminLn.Addr(), a.cfg))
 
 	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	engineDone := make(chan error, 1)
