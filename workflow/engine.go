@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -504,13 +505,22 @@ func (e *Engine) crash(p CrashPoint, step StepName) bool {
 }
 
 // update is Store.UpdateRun plus what follows every change: the updated
-// time, and the notifier.
+// time, the line that says a run ended, and the notifier.
 func (e *Engine) update(ctx context.Context, id int64, fn func(r *Run) ([]Event, error)) (*Run, error) {
+	return e.commit(ctx, id, fn, nil)
+}
+
+// commit is update with committed, when set, called with the run once fn's
+// change is committed: a log line about the change goes there, never into
+// fn, which the store may call and then not commit.
+func (e *Engine) commit(ctx context.Context, id int64, fn func(r *Run) ([]Event, error), committed func(r *Run)) (*Run, error) {
 	mu := &e.order[uint64(id)%uint64(len(e.order))]
 	mu.Lock()
 	defer mu.Unlock()
 	var events []Event
+	var from State
 	r, err := e.cfg.Store.UpdateRun(ctx, id, func(r *Run) ([]Event, error) {
+		from = r.State
 		evs, err := fn(r)
 		if err != nil {
 			return nil, err
@@ -528,9 +538,43 @@ func (e *Engine) update(ctx context.Context, id int64, fn func(r *Run) ([]Event,
 	if err != nil {
 		return nil, err
 	}
+	if committed != nil {
+		committed(r)
+	}
+	// Of the writers racing to end a run (driver, cancel, decision) only the
+	// one whose compare-and-set committed the change saw it open: the end is
+	// logged once. Before the notifier, so the line precedes what follows.
+	if !from.Terminal() && r.State.Terminal() {
+		e.logFinished(r)
+	}
 	e.births.await(r.ID)
 	e.notify(ctx, r, events)
 	return r, nil
+}
+
+// logFinished writes the line that says run r ended. A run that did not do
+// what was asked and that nobody withdrew (failed, rejected, expired) is a
+// warning: someone has to act on it, or see why it was refused; one that
+// succeeded or was cancelled is not.
+func (e *Engine) logFinished(r *Run) {
+	level := slog.LevelWarn
+	if r.State == StateSucceeded || r.State == StateCancelled {
+		level = slog.LevelInfo
+	}
+	attrs := make([]slog.Attr, 0, 5)
+	attrs = append(attrs, slog.Int64(KeyRunID, r.ID), slog.String(KeyState, string(r.State)))
+	if s := r.Current(); s != nil {
+		attrs = append(attrs, slog.String(KeyStep, string(s.Name)))
+	}
+	// UpdatedAt is the commit's time: no clock read, and the same figure
+	// the run's record shows.
+	attrs = append(attrs, slog.Duration(KeyDuration, r.UpdatedAt.Sub(r.CreatedAt)))
+	if r.Error != "" {
+		// Run.Error is built from API errors and people's reasons, which
+		// never hold a secret (APIError); it is shown in Slack as well.
+		attrs = append(attrs, slog.String(KeyError, r.Error))
+	}
+	e.log.LogAttrs(context.Background(), level, "run finished", attrs...)
 }
 
 // births tracks runs being created, from before CreateRun until their
@@ -626,7 +670,6 @@ func (e *Engine) notify(ctx context.Context, r *Run, events []Event) {
 
 // attempt runs one attempt of an action step: intent, call, result.
 func (e *Engine) attempt(ctx context.Context, r *Run, name StepName, pre intent) (crashed bool, err error) {
-	log := e.log.With(slog.Int64(KeyRunID, r.ID), slog.String(KeyStep, string(name)))
 	var attemptNo int
 	if s := r.Step(name); pre.step == name && pre.attempt == s.Attempts && s.Status == StepRunning && s.NextAttemptAt.IsZero() {
 		// The intent went into the commit that ended the previous step or
@@ -664,7 +707,7 @@ func (e *Engine) attempt(ctx context.Context, r *Run, name StepName, pre intent)
 	}
 
 	var next intent
-	_, err = e.update(context.WithoutCancel(ctx), r.ID, func(r *Run) ([]Event, error) {
+	_, err = e.commit(context.WithoutCancel(ctx), r.ID, func(r *Run) ([]Event, error) {
 		evs, err := e.recordResult(r, name, attemptNo, out, callErr)
 		if err != nil {
 			return nil, err
@@ -672,7 +715,7 @@ func (e *Engine) attempt(ctx context.Context, r *Run, name StepName, pre intent)
 		more, n := e.foldIntent(r)
 		next = n
 		return append(evs, more...), nil
-	})
+	}, func(r *Run) { e.logAttempt(r, name, attemptNo, elapsed, out.problems, callErr) })
 	if errors.Is(err, errStale) {
 		return false, nil
 	}
@@ -680,15 +723,40 @@ func (e *Engine) attempt(ctx context.Context, r *Run, name StepName, pre intent)
 		return false, fmt.Errorf("record result: %w", err)
 	}
 	e.setFresh(r.ID, next)
-	if callErr != nil {
-		log.Warn("attempt failed", slog.Int(KeyAttempt, attemptNo), slog.Bool("transient", IsTransient(callErr)), slog.String(KeyError, callErr.Error()))
-	} else {
-		log.Info("step attempt finished", slog.Int(KeyAttempt, attemptNo), slog.Duration("duration", elapsed))
-	}
 	if e.crash(CrashAfterResult, name) {
 		return true, nil
 	}
 	return false, nil
+}
+
+// logAttempt writes the line of an attempt whose result r has committed,
+// with its outcome as the step's status now says: succeeded, retrying (a
+// next attempt is due), failed (the step failed, and so the run), or
+// cancelled (the run ended while the call was in flight). A failed call or
+// a preflight that found problems is a warning, with the error or the
+// problems: the error is an API's answer, which holds no secret (APIError).
+func (e *Engine) logAttempt(r *Run, name StepName, attemptNo int, elapsed time.Duration, problems []string, callErr error) {
+	s := r.Step(name)
+	outcome := string(s.Status)
+	if s.Status == StepRunning {
+		outcome = "retrying"
+	}
+	attrs := make([]slog.Attr, 0, 9)
+	attrs = append(attrs, slog.Int64(KeyRunID, r.ID), slog.String(KeyStep, string(name)), slog.Int(KeyAttempt, attemptNo),
+		slog.String(KeyOutcome, outcome), slog.Duration(KeyDuration, elapsed))
+	level := slog.LevelInfo
+	if callErr != nil {
+		level = slog.LevelWarn
+		attrs = append(attrs, slog.Bool("transient", IsTransient(callErr)), slog.String(KeyError, callErr.Error()))
+		if n := len(s.Errors); s.Status == StepRunning && n > 0 {
+			attrs = append(attrs, slog.Duration("retry_in", s.NextAttemptAt.Sub(s.Errors[n-1].At)))
+		}
+	}
+	if len(problems) > 0 {
+		level = slog.LevelWarn
+		attrs = append(attrs, slog.Int("problem_count", len(problems)), slog.String("problems", strings.Join(problems, "; ")))
+	}
+	e.log.LogAttrs(context.Background(), level, "step attempt finished", attrs...)
 }
 
 var errStale = errors.New("run moved on")

@@ -8,4 +8,8 @@ const (
 	KeyAttempt = "attempt"
 	KeyUser    = "user"
 	KeyError   = "error"
+	// KeyDuration is how long an attempt or a run took (slog.Duration).
+	KeyDuration = "duration"
+	// KeyOutcome is how an attempt ended: succeeded, retrying, failed or cancelled.
+	KeyOutcome = "outcome"
 )
