@@ -75,7 +75,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, re
 	log.Info("starting", "version", Version(), "socket_mode", cfg.SocketMode(), "db", cfg.DBPath,
 		"authentik_url", cfg.AuthentikURL, "cloudflare_account_id", cfg.CloudflareAccountID,
 		"approvers", len(cfg.ApproverUsers)+len(cfg.ApproverGroups), "approvals_required", cfg.ApprovalsRequired,
-		"approval_ttl", cfg.ApprovalTTL.String(), "approval_reminder", cfg.ApprovalReminder.String(), "allow_self_approval", cfg.AllowSelfApproval)
+		"approval_ttl", cfg.ApprovalTTL, "approval_reminder", cfg.ApprovalReminder, "allow_self_approval", cfg.AllowSelfApproval)
 
 	a, err := newApp(cfg, appOptions{Logger: log})
 	if err != nil {
@@ -416,7 +416,7 @@ func (a *app) CheckCredentials(ctx context.Context) error {
 				errs[i] = &CredentialError{Variable: c.variable, Check: c.what, Err: err}
 				return
 			}
-			a.log.Info("credential ok", "credential", c.variable, "identity", who, "duration", time.Since(start).Round(time.Millisecond).String())
+			a.log.Info("credential ok", "credential", c.variable, "identity", who, slog.Duration("duration", time.Since(start).Round(time.Millisecond)))
 		})
 	}
 	wg.Wait()
