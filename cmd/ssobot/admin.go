@@ -86,6 +86,18 @@ func newAdminHandler(cfg adminConfig) http.Handler {
 	mux.HandleFunc("GET /api/runs/{id}", a.getRun)
 	mux.HandleFunc("GET /api/backup", a.backup)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		// This pattern takes every method, so the mux never answers 405 on
+		// its own: a path that GET would find gets it here. Every endpoint
+		// is GET (which serves HEAD too).
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			get := r.WithContext(r.Context())
+			get.Method = http.MethodGet
+			if _, pattern := mux.Handler(get); pattern != "/" {
+				w.Header().Set("Allow", "GET, HEAD")
+				writeJSON(w, http.StatusMethodNotAllowed, apiError{Error: fmt.Sprintf("method %s not allowed on %s: the admin API is read-only (GET)", r.Method, r.URL.Path)})
+				return
+			}
+		}
 		writeJSON(w, http.StatusNotFound, apiError{Error: "no such endpoint: try /healthz, /readyz, /metrics, /api/runs, /api/runs/{id} or /api/backup"})
 	})
 	a.hosts = make(map[string]bool, len(cfg.Hosts))

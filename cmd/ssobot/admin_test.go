@@ -650,3 +650,42 @@ func TestAdminServiceNames(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminMethodNotAllowed: a known endpoint asked with another method is
+// answered 405 with the methods it takes; an unknown path stays 404, and
+// a host the API does not answer to is refused before either.
+func TestAdminMethodNotAllowed(t *testing.T) {
+	st, _ := openTestStore(t, testRun("Grafana", workflow.StateSucceeded))
+	defer st.Close()
+	h := newAdminHandler(adminConfig{Runs: st, Backup: st.Backup, Ready: func() error { return nil }, Metrics: NewMetrics(st).Handler()})
+	tests := []struct {
+		method, path, host string
+		status             int
+		allow              string
+	}{
+		{"POST", "/api/runs", "", http.StatusMethodNotAllowed, "GET, HEAD"},
+		{"DELETE", "/api/runs/1", "", http.StatusMethodNotAllowed, "GET, HEAD"},
+		{"PUT", "/healthz", "", http.StatusMethodNotAllowed, "GET, HEAD"},
+		{"POST", "/metrics", "", http.StatusMethodNotAllowed, "GET, HEAD"},
+		{"POST", "/nope", "", http.StatusNotFound, ""},
+		{"HEAD", "/api/runs", "", http.StatusOK, ""},
+		{"POST", "/api/runs", "rebound.example.com", http.StatusMisdirectedRequest, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path+" "+tt.host, func(t *testing.T) {
+			req := httptest.NewRequest(tt.method, tt.path, nil)
+			req.Host = first(tt.host, "127.0.0.1:9090")
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tt.status || rec.Header().Get("Allow") != tt.allow {
+				t.Errorf("%d, Allow %q; want %d, %q: %s", rec.Code, rec.Header().Get("Allow"), tt.status, tt.allow, rec.Body)
+			}
+			if tt.status == http.StatusMethodNotAllowed {
+				var e apiError
+				if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || !strings.Contains(e.Error, tt.method) {
+					t.Errorf("body %q, want a JSON error naming %s", rec.Body, tt.method)
+				}
+			}
+		})
+	}
+}
