@@ -42,6 +42,15 @@ const (
 	demoTimeout   = 30 * time.Second
 )
 
+// demoAppHint answers `ssobot demo Grafana`, the form /sso-setup new takes.
+func demoAppHint(stray []string) string {
+	name := strings.Join(stray, " ")
+	if strings.ContainsAny(name, " \t'\"$`\\") {
+		name = strconv.Quote(name)
+	}
+	return "the application name goes in -app: ssobot demo -app " + name
+}
+
 // demoCmd implements `ssobot demo`: the real bot, engine and bbolt store
 // against in-process authentik (TLS), Cloudflare and Slack fakes over real
 // HTTP, driven by a signed slash command and signed button clicks.
@@ -55,7 +64,7 @@ func demoCmd(ctx context.Context, args []string, getenv func(string) string, std
 		fmt.Fprint(fs.Output(), "usage: ssobot demo [-v] [-app NAME]\n\nRuns one complete setup against built-in fakes of authentik, Cloudflare and Slack.\nThe database is a temporary file unless SSOBOT_DB names a new one to keep.\n\n")
 		fs.PrintDefaults()
 	}
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlagsHint(fs, args, demoAppHint); !ok {
 		return code
 	}
 	ctx, cancel := context.WithTimeout(ctx, demoTimeout)

@@ -159,3 +159,26 @@ func BenchmarkDemo(b *testing.B) {
 		}
 	}
 }
+
+// TestDemoArgumentErrors: an application named without -app, or any
+// other stray argument, is answered with what to type instead.
+func TestDemoArgumentErrors(t *testing.T) {
+	tests := []struct {
+		args  []string
+		first string
+	}{
+		{[]string{"demo", "Grafana"}, `ssobot demo: unexpected argument "Grafana": the application name goes in -app: ssobot demo -app Grafana`},
+		{[]string{"demo", "-v", "My", "App"}, `ssobot demo: unexpected arguments "My" "App": the application name goes in -app: ssobot demo -app "My App"`},
+		{[]string{"bench", "extra"}, `ssobot bench: unexpected argument "extra"`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), tt.args, func(string) string { return "" }, nil, &stdout, &stderr)
+			first, rest, _ := strings.Cut(stderr.String(), "\n")
+			if code != exitUsage || first != tt.first || !strings.Contains(rest, "usage: ssobot "+tt.args[0]) {
+				t.Errorf("exit %d, stderr:\n%s\nwant %d, first %q, then the usage", code, stderr.String(), exitUsage, tt.first)
+			}
+		})
+	}
+}

@@ -14,6 +14,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -102,6 +104,12 @@ func helpTo(fs *flag.FlagSet, args []string, stdout io.Writer) {
 }
 
 func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	return parseFlagsHint(fs, args, nil)
+}
+
+// parseFlagsHint is parseFlags with hint, when set, saying what the stray
+// arguments were likely meant as (the line naming them ends with it).
+func parseFlagsHint(fs *flag.FlagSet, args []string, hint func(stray []string) string) (int, bool) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK, false
@@ -109,8 +117,32 @@ func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 		return exitUsage, false
 	}
 	if fs.NArg() > 0 {
-		fs.Usage()
+		msg := unexpected(fs.Args())
+		if hint != nil {
+			msg += ": " + hint(fs.Args())
+		}
+		usageError(fs, msg)
 		return exitUsage, false
 	}
 	return 0, true
+}
+
+// unexpected names arguments a command does not take.
+func unexpected(args []string) string {
+	if len(args) == 1 {
+		return fmt.Sprintf("unexpected argument %q", args[0])
+	}
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = strconv.Quote(a)
+	}
+	return "unexpected arguments " + strings.Join(quoted, " ")
+}
+
+// usageError says what was wrong with a command line, then shows the
+// command's usage: the usage alone leaves a person to guess which part it
+// refused.
+func usageError(fs *flag.FlagSet, msg string) {
+	fmt.Fprintf(fs.Output(), "%s: %s\n\n", fs.Name(), msg)
+	fs.Usage()
 }

@@ -90,8 +90,23 @@ func runsCmd(ctx context.Context, args []string, getenv func(string) string, std
 		printRun(stdout, run)
 		return 0
 	}
-	fs.Usage()
-	return 2
+	fs.SetOutput(stderr) // a usage error, even with -h after the arguments
+	switch {
+	case len(pos) == 0:
+		usageError(fs, "missing subcommand: list or show <id>")
+	case pos[0] == "list":
+		fs.Init("ssobot runs list", flag.ContinueOnError)
+		usageError(fs, unexpected(pos[1:]))
+	case pos[0] == "show" && len(pos) == 1:
+		fs.Init("ssobot runs show", flag.ContinueOnError)
+		usageError(fs, "missing run ID")
+	case pos[0] == "show":
+		fs.Init("ssobot runs show", flag.ContinueOnError)
+		usageError(fs, unexpected(pos[2:]))
+	default:
+		usageError(fs, fmt.Sprintf("unknown subcommand %q: want list or show <id>", pos[0]))
+	}
+	return exitUsage
 }
 
 // parseInterspersed parses flags placed before, between or after the

@@ -43,15 +43,8 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, re
 	fs.SetOutput(stderr)
 	helpTo(fs, args, stdout)
 	fs.Usage = func() { printServeUsage(fs.Output()) }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		printServeUsage(stderr)
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	cfg, err := LoadConfig(getenv, readFile)
 	if err != nil {
