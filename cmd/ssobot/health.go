@@ -17,18 +17,19 @@ func healthCmd(ctx context.Context, args []string, getenv func(string) string, s
 	fs := flag.NewFlagSet("ssobot health", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	helpTo(fs, args, stdout)
-	adminURL := fs.String("admin", "", "admin API of the bot (default http://$SSOBOT_ADMIN_LISTEN, http://127.0.0.1:9090)")
+	adminURL := fs.String("admin", "", "admin API of the bot, as a URL or host:port (default http://$SSOBOT_ADMIN_LISTEN, http://127.0.0.1:9090)")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the answer")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "usage: ssobot health [--admin URL] [--timeout 5s]\n\nAsks the running bot's admin API whether it is ready (GET /readyz): exit 0 if it is, 1 if not.\nFor a container's HEALTHCHECK: the image has no shell or curl.\n\n")
+		fmt.Fprint(fs.Output(), "usage: ssobot health [--admin URL|HOST:PORT] [--timeout 5s]\n\nAsks the running bot's admin API whether it is ready (GET /readyz): exit 0 if it is, 1 if not.\nFor a container's HEALTHCHECK: the image has no shell or curl.\n\n")
 		fs.PrintDefaults()
 	}
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	base := strings.TrimSuffix(*adminURL, "/")
-	if base == "" {
-		base = adminBaseURL(getenv("SSOBOT_ADMIN_LISTEN"))
+	base, err := adminBase(*adminURL, getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "ssobot health: %v\n", err)
+		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

@@ -42,6 +42,8 @@ func TestHealth(t *testing.T) {
 	}{
 		{"ready, found from the environment", strings.TrimPrefix(admin.URL, "http://"), nil, "", exitOK, "ready"},
 		{"ready, --admin", "", []string{"--admin", admin.URL + "/"}, "", exitOK, "ready"},
+		// As SSOBOT_ADMIN_LISTEN and `ssobot runs --admin` take it.
+		{"ready, --admin host:port", "", []string{"--admin", strings.TrimPrefix(admin.URL, "http://")}, "", exitOK, "ready"},
 		{"not ready", strings.TrimPrefix(admin.URL, "http://"), nil, "database closed", exitFailure, "not ready (503 Service Unavailable)"},
 		{"no answer", dead, nil, "", exitFailure, "no answer from http://" + dead},
 		{"a host name the bot does not answer to", "", []string{"--admin", named.URL}, "", exitFailure,

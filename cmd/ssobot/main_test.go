@@ -25,6 +25,8 @@ func TestArgumentErrors(t *testing.T) {
 		{[]string{"runs", "list", "extra"}, `ssobot runs list: unexpected argument "extra"`, "usage: ssobot runs list"},
 		{[]string{"runs", "show"}, `ssobot runs show: missing run ID`, "usage: ssobot runs list"},
 		{[]string{"runs", "show", "1", "2"}, `ssobot runs show: unexpected argument "2"`, "usage: ssobot runs list"},
+		{[]string{"health", "--admin", "ftp://127.0.0.1:9090"}, `ssobot health: --admin "ftp://127.0.0.1:9090" is neither an http(s) URL nor a host:port`, ""},
+		{[]string{"runs", "list", "--admin", "127.0.0.1"}, `ssobot runs: --admin "127.0.0.1" is neither an http(s) URL nor a host:port`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -30,7 +30,7 @@ func runsCmd(ctx context.Context, args []string, getenv func(string) string, std
 	fs.SetOutput(stderr)
 	helpTo(fs, args, stdout)
 	asJSON := fs.Bool("json", false, "print JSON")
-	adminURL := fs.String("admin", "", "admin API of a running bot (default http://$SSOBOT_ADMIN_LISTEN, http://127.0.0.1:9090)")
+	adminURL := fs.String("admin", "", "admin API of a running bot, as a URL or host:port (default http://$SSOBOT_ADMIN_LISTEN, http://127.0.0.1:9090)")
 	dbPath := fs.String("db", "", "database file to read instead of asking a bot (with --admin too: only when that bot does not answer; when no bot answers: $SSOBOT_DB, ssobot.db)")
 	limit := fs.Int("limit", defaultRunsLimit, "list at most this many runs")
 	fs.Usage = func() {
@@ -49,13 +49,15 @@ func runsCmd(ctx context.Context, args []string, getenv func(string) string, std
 	explicit := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
 	fileOnly := explicit["db"] && !explicit["admin"]
-	if *adminURL == "" {
-		*adminURL = adminBaseURL(getenv("SSOBOT_ADMIN_LISTEN"))
+	base, err := adminBase(*adminURL, getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "ssobot runs: %v\n", err)
+		return exitUsage
 	}
 	if *dbPath == "" {
 		*dbPath = first(getenv("SSOBOT_DB"), defaultDB)
 	}
-	src := runSource{admin: strings.TrimSuffix(*adminURL, "/"), db: *dbPath, fileOnly: fileOnly, client: &http.Client{Timeout: 10 * time.Second}}
+	src := runSource{admin: base, db: *dbPath, fileOnly: fileOnly, client: &http.Client{Timeout: 10 * time.Second}}
 
 	switch {
 	case len(pos) == 1 && pos[0] == "list":
@@ -123,6 +125,24 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+}
+
+// adminBase is the admin API's base URL from an --admin flag: an http(s)
+// URL, or a host:port as SSOBOT_ADMIN_LISTEN takes it (what a person
+// copies from the bot's configuration); empty, from SSOBOT_ADMIN_LISTEN.
+func adminBase(flagValue string, getenv func(string) string) (string, error) {
+	if flagValue == "" {
+		return adminBaseURL(getenv("SSOBOT_ADMIN_LISTEN")), nil
+	}
+	if strings.Contains(flagValue, "://") {
+		u, err := url.Parse(flagValue)
+		if err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.RawQuery == "" && u.Fragment == "" {
+			return strings.TrimSuffix(flagValue, "/"), nil
+		}
+	} else if _, _, err := net.SplitHostPort(flagValue); err == nil {
+		return adminBaseURL(flagValue), nil
+	}
+	return "", fmt.Errorf("--admin %q is neither an http(s) URL nor a host:port", flagValue)
 }
 
 // adminBaseURL turns a listen address into a URL a local client can use.

@@ -30,6 +30,7 @@ func TestRunsCommand(t *testing.T) {
 	}
 	sources := []source{
 		{name: "admin API", args: []string{"--admin", admin.URL}},
+		{name: "admin API as host:port", args: []string{"--admin", strings.TrimPrefix(admin.URL, "http://")}},
 		{name: "admin API from SSOBOT_ADMIN_LISTEN", args: nil},
 		// The bot holds the database open; close it so the read-only open
 		// gets its shared lock, as when no bot runs.
