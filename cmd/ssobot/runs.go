@@ -188,6 +188,9 @@ func (s runSource) get(ctx context.Context, id int64) (runView, error) {
 	if errors.Is(err, errNoAdmin) {
 		err = s.withStore(func(st *store.Store) error {
 			r, err := st.GetRun(ctx, id)
+			if errors.Is(err, workflow.ErrNotFound) {
+				return notFoundError(fmt.Sprintf("run %d not found", id))
+			}
 			if err != nil {
 				return err
 			}
@@ -235,7 +238,7 @@ func (s runSource) fetch(ctx context.Context, path string, v any) error {
 			// ssobot's 404s carry a JSON error: something else listens there.
 			return fmt.Errorf("%s answered %s for %s, which ssobot's admin API does not: another service listens there; point --admin at the bot's SSOBOT_ADMIN_LISTEN", s.admin, resp.Status, path)
 		}
-		return fmt.Errorf("%s: %w", e.Error, workflow.ErrNotFound)
+		return notFoundError(e.Error)
 	case resp.StatusCode != http.StatusOK:
 		var e apiError
 		_ = json.Unmarshal(body, &e)
@@ -246,6 +249,13 @@ func (s runSource) fetch(ctx context.Context, path string, v any) error {
 	}
 	return nil
 }
+
+// notFoundError says what was not found, in its own words: wrapping
+// workflow.ErrNotFound would add a second "not found". It is one all the same.
+type notFoundError string
+
+func (e notFoundError) Error() string        { return string(e) }
+func (e notFoundError) Is(target error) bool { return target == workflow.ErrNotFound }
 
 func isDialError(err error) bool {
 	var op *net.OpError

@@ -41,6 +41,7 @@ func TestRunsCommand(t *testing.T) {
 		args   []string
 		code   int
 		stdout []string // substrings
+		stderr string   // all of it, when set
 		check  func(t *testing.T, out []byte)
 	}{
 		{args: []string{"list"}, stdout: []string{"ID  STATE", "2   failed     Wiki", "1   succeeded  Grafana", "authentik-provider (failed)"}},
@@ -63,7 +64,7 @@ func TestRunsCommand(t *testing.T) {
 				t.Errorf("run = %+v", got)
 			}
 		}},
-		{args: []string{"show", "99"}, code: exitFailure},
+		{args: []string{"show", "99"}, code: exitFailure, stderr: "ssobot runs: run 99 not found\n"},
 		{args: []string{"show", "x"}, code: exitUsage},
 		{args: []string{"frobnicate"}, code: exitUsage},
 	}
@@ -79,6 +80,9 @@ func TestRunsCommand(t *testing.T) {
 					code := run(context.Background(), args, func(k string) string { return env[k] }, nil, &stdout, &stderr)
 					if code != tt.code {
 						t.Fatalf("exit %d, want %d; stderr: %s", code, tt.code, stderr.String())
+					}
+					if tt.stderr != "" && stderr.String() != tt.stderr {
+						t.Errorf("stderr %q, want %q", stderr.String(), tt.stderr)
 					}
 					for _, want := range tt.stdout {
 						if !strings.Contains(stdout.String(), want) {
