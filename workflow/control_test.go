@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -493,6 +494,83 @@ func TestRetryAfterTheQuorumWasLowered(t *testing.T) {
 	}
 	if _, err := h.approveAs(r.ID, s, approver); err != nil {
 		t.Fatalf("the earlier approver approving again: %v", err)
+	}
+	h.feed.waitGate(t, r.ID, workflow.GateCloudflare)
+}
+
+// reopenLowered approves gate g of run r as each of users, lets it
+// expire, and opens it again by a retry with required approvals now.
+func reopenLowered(t *testing.T, h *harness, r *workflow.Run, g *workflow.Step, required int, users ...string) (*workflow.Run, *workflow.Step) {
+	t.Helper()
+	for _, u := range users {
+		if _, err := h.approveAs(r.ID, g, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	advanceToDeadline(t, h, g.Deadline)
+	h.feed.waitState(t, r.ID, workflow.StateExpired)
+	h.restart(func(c *workflow.Config) { c.ApprovalsRequired = required })
+	reopened, err := h.engine.Retry(context.Background(), r.ID, requester)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := reopened.Step(g.Name)
+	if s.Status != workflow.StepWaiting || s.Required != required || reopened.CountingApprovals(s.Name) != 0 {
+		t.Fatalf("reopened gate %s, %d required, %d counting; want it waiting for %d new approvals", s.Status, s.Required, reopened.CountingApprovals(s.Name), required)
+	}
+	return reopened, s
+}
+
+// TestSetAsideApprovalsStayAsideAtTheNextDecision: approvals set aside when
+// the gate was opened again (they alone would pass it) do not count again
+// when someone decides: one approval after the reopening is not enough for
+// a gate that needs two. An approver who approves again replaces their own
+// set-aside approval with one that counts.
+func TestSetAsideApprovalsStayAsideAtTheNextDecision(t *testing.T) {
+	h, r, g := twoApprovalGate(t, func(c *workflow.Config) { c.ApprovalsRequired = 3 })
+	reopened, s := reopenLowered(t, h, r, g, 2, approver, approver2)
+	for _, a := range reopened.ApprovalsFor(s.Name) {
+		if !a.SetAside {
+			t.Errorf("approval %+v not set aside by the reopening", a)
+		}
+	}
+	evs, err := h.engine.Events(context.Background(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(evs, func(ev workflow.Event) bool {
+		return ev.Type == workflow.EventNote && ev.Step == s.Name && strings.Contains(ev.Message, "the approvals given before gate authentik expired do not count")
+	}) {
+		t.Errorf("no note that the earlier approvals were set aside in %v", evs)
+	}
+
+	again := h.clock.Now()
+	got, err := h.approveAs(r.ID, s, approver)
+	if err != nil {
+		t.Fatalf("the earlier approver approving again: %v", err)
+	}
+	if got.State != workflow.StateAwaitingApproval || got.Step(s.Name).Status != workflow.StepWaiting || got.CountingApprovals(s.Name) != 1 {
+		t.Fatalf("after one approval since the reopening: run %s, gate %s, %d counting (%+v); want the gate waiting with 1 of 2",
+			got.State, got.Step(s.Name).Status, got.CountingApprovals(s.Name), got.Approvals)
+	}
+	as := got.ApprovalsFor(s.Name)
+	if len(as) != 2 {
+		t.Fatalf("approvals %+v; want two, the new one having replaced its giver's old one", as)
+	}
+	for _, a := range as {
+		switch a.User {
+		case approver:
+			if !a.Counts(s.Name) || a.At.Before(again) {
+				t.Errorf("%s's approval %+v; want the new one, counting", approver, a)
+			}
+		case approver2:
+			if a.Counts(s.Name) || !a.SetAside {
+				t.Errorf("%s's approval %+v; want the old one, still set aside", approver2, a)
+			}
+		}
+	}
+	if got, err := h.approveAs(r.ID, s, approver2); err != nil || got.Step(s.Name).Status != workflow.StepSucceeded {
+		t.Fatalf("a second approval since the reopening: %v; want the gate approved", err)
 	}
 	h.feed.waitGate(t, r.ID, workflow.GateCloudflare)
 }

@@ -46,9 +46,13 @@ func (e *Engine) decide(ctx context.Context, d DecisionRequest) (*Run, error) {
 			return append(evs, Event{Type: EventDecisionRefused, Step: d.Gate, Actor: d.User,
 				Message: fmt.Sprintf("refused %s by %s: %s", d.Decision, d.User, refusal.Reason)}), nil
 		}
-		// The clicker's own lapsed approval, if any, gives way to this one.
+		// The clicker's own lapsed or set-aside approval, if any, gives way
+		// to this one.
 		r.Approvals = slices.DeleteFunc(r.Approvals, func(a Approval) bool { return a.Gate == d.Gate && a.User == d.User })
 		for i := range r.Approvals {
+			// Only the lapse by eligibility is decided again: SetAside
+			// stays, or this one approval could pass the gate with those
+			// the reopening set aside.
 			if a := &r.Approvals[i]; a.Gate == d.Gate {
 				a.Lapsed = lapsed[a.User]
 			}
@@ -125,7 +129,8 @@ func (e *Engine) lapsedApprovers(ctx context.Context, d DecisionRequest) map[str
 	}
 	var lapsed map[string]bool
 	for _, a := range r.ApprovalsFor(d.Gate) {
-		if a.Decision != Approve || a.User == d.User || lapsed[a.User] {
+		// One set aside does not count whoever gave it: no need to ask.
+		if a.Decision != Approve || a.SetAside || a.User == d.User || lapsed[a.User] {
 			continue
 		}
 		ok, _, err := e.cfg.Approvers.Eligible(ctx, a.User)
@@ -194,9 +199,10 @@ func (e *Engine) checkDecision(r *Run, d DecisionRequest, eligible bool, reason 
 	}
 	for _, a := range r.ApprovalsFor(d.Gate) {
 		// An approval that stopped counting (its approver was not one for
-		// a while) may be given again: else, with as many approvers as
-		// approvals required, nobody could open the gate.
-		if a.User == d.User && !a.Lapsed {
+		// a while, or the gate's reopening set it aside) may be given
+		// again: else, with as many approvers as approvals required,
+		// nobody could open the gate.
+		if a.User == d.User && !a.Lapsed && !a.SetAside {
 			ref := refused("you already %s gate %s of run #%d at %s", pastTense(a.Decision), d.Gate, r.ID, a.At.Format(time.RFC3339))
 			ref.Kind, ref.At, ref.Decision = RefusedRepeat, a.At, a.Decision
 			return ref
@@ -357,8 +363,8 @@ func retryFailed(r *Run, user string) ([]Event, error) {
 // reopenExpired opens expired run r's gate again, with a new deadline and
 // nonce (the old buttons stay refused). The plan is the one approved so
 // far, so approvals given before the gate expired still count, unless they
-// alone would now pass it; what the run created before the gate is kept
-// and the run goes on from there.
+// alone would now pass it: then all of them are set aside; what the run
+// created before the gate is kept and the run goes on from there.
 func (e *Engine) reopenExpired(r *Run, user string) ([]Event, error) {
 	s := r.Current()
 	if s == nil || s.Kind != KindGate || s.Status != StepExpired {
@@ -370,18 +376,20 @@ func (e *Engine) reopenExpired(r *Run, user string) ([]Event, error) {
 	s.FinishedAt = time.Time{}
 	r.Error = ""
 	evs := []Event{{Type: EventRetried, Step: s.Name, Actor: user, Message: fmt.Sprintf("%s opened gate %s of run #%d again", user, s.Name, r.ID)}}
-	evs = append(evs, e.openGateIn(r, s)...)
-	if r.CountingApprovals(s.Name) >= s.Required {
+	opened := e.openGateIn(r, s)
+	if n := r.CountingApprovals(s.Name); n >= s.Required {
 		// The number required was lowered since they were given: they would
-		// pass the gate without anyone acting on it now. They stop counting,
-		// and their approvers may give them again.
+		// pass the gate without anyone acting on it now. They stop counting
+		// for good, and their approvers may give them again.
 		for i := range r.Approvals {
-			if r.Approvals[i].Counts(s.Name) {
-				r.Approvals[i].Lapsed = true
+			if a := &r.Approvals[i]; a.Counts(s.Name) {
+				a.SetAside = true
 			}
 		}
+		evs = append(evs, Event{Type: EventNote, Step: s.Name,
+			Message: fmt.Sprintf("the approvals given before gate %s expired do not count: %d of them would pass it alone, %d being required now; their approvers may approve again", s.Name, n, s.Required)})
 	}
-	return evs, nil
+	return append(evs, opened...), nil
 }
 
 // refusedState refuses what r's state does not allow.

@@ -209,11 +209,18 @@ type Approval struct {
 	Decision Decision  `json:"decision"`
 	At       time.Time `json:"at"`
 	Reason   string    `json:"reason,omitempty"`
-	// Lapsed marks an approval that does not count: its approver was no
-	// longer one at the gate's latest decision, or the gate, expired and
-	// opened again, now needs no more approvals than were given before.
-	// A lapsed approval may be given again.
+	// Lapsed marks an approval that does not count because its approver
+	// was no longer one at the gate's latest decision; each decision sets
+	// it again, so it counts once more if they are one again by then.
 	Lapsed bool `json:"lapsed,omitempty"`
+	// SetAside marks an approval given before its gate expired that does
+	// not count in the gate opened again, since the approvals given before
+	// would have passed it alone (the number required having been lowered
+	// since): no decision clears it, or one approval given afterwards
+	// could pass the gate with them. Runs stored before it existed have it
+	// false.
+	SetAside bool `json:"set_aside,omitempty"`
+	// A lapsed or set-aside approval may be given again, replacing it.
 }
 
 // Run is one setup from request to verified login method. It both defines
@@ -298,9 +305,10 @@ func (r *Run) CountingApprovals(gate StepName) int {
 	return n
 }
 
-// Counts reports whether a is an approval of gate that counts.
+// Counts reports whether a is an approval of gate that counts: neither
+// lapsed nor set aside.
 func (a Approval) Counts(gate StepName) bool {
-	return a.Gate == gate && a.Decision == Approve && !a.Lapsed
+	return a.Gate == gate && a.Decision == Approve && !a.Lapsed && !a.SetAside
 }
 
 func (r *Run) ApprovalsFor(gate StepName) []Approval {

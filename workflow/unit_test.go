@@ -411,3 +411,28 @@ func TestRetryAfterTakesTheLongest(t *testing.T) {
 		t.Errorf("RetryAfter(plain) = %s", got)
 	}
 }
+
+// TestApprovalSetAsideEncoding: SetAside is left out of the JSON while
+// false, and an approval stored before it existed decodes with it false:
+// runs stored by earlier versions read the same.
+func TestApprovalSetAsideEncoding(t *testing.T) {
+	old := `{"gate":"authentik","user":"U1","decision":"approve","at":"2026-11-28T12:00:00Z","lapsed":true}`
+	var a workflow.Approval
+	if err := json.Unmarshal([]byte(old), &a); err != nil {
+		t.Fatal(err)
+	}
+	if !a.Lapsed || a.SetAside || a.Counts(workflow.GateAuthentik) {
+		t.Errorf("decoded %+v; want lapsed, not set aside, not counting", a)
+	}
+	b, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != old {
+		t.Errorf("encoded %s; want %s unchanged", b, old)
+	}
+	a.Lapsed, a.SetAside = false, true
+	if b, _ = json.Marshal(a); !strings.Contains(string(b), `"set_aside":true`) || a.Counts(workflow.GateAuthentik) {
+		t.Errorf("set-aside approval encodes as %s, counts %v; want set_aside true and not counting", b, a.Counts(workflow.GateAuthentik))
+	}
+}

@@ -78,8 +78,8 @@ func storeFullRun(variant string) *workflow.Run {
 			DiscoveryURL:          "https://auth.example.com/application/o/grafana/.well-known/openid-configuration",
 		},
 		Approvals: []workflow.Approval{
-			{Gate: workflow.GateAuthentik, User: "U0APPROVE1", Decision: workflow.Approve, At: at(time.Minute), Reason: "ok <b>&</b> " + variant, Lapsed: true},
-			{Gate: workflow.GateCloudflare, User: "U0APPROVE2", Decision: workflow.Reject, At: at(2 * time.Minute), Reason: "not yet " + variant, Lapsed: true},
+			{Gate: workflow.GateAuthentik, User: "U0APPROVE1", Decision: workflow.Approve, At: at(time.Minute), Reason: "ok <b>&</b> " + variant, Lapsed: true, SetAside: true},
+			{Gate: workflow.GateCloudflare, User: "U0APPROVE2", Decision: workflow.Reject, At: at(2 * time.Minute), Reason: "not yet " + variant, Lapsed: true, SetAside: true},
 		},
 		Resources: workflow.Resources{
 			AuthentikProviderID:          42,
