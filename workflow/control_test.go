@@ -575,6 +575,36 @@ func TestSetAsideApprovalsStayAsideAtTheNextDecision(t *testing.T) {
 	h.feed.waitGate(t, r.ID, workflow.GateCloudflare)
 }
 
+// TestReopeningSetsAsideLapsedApprovalsToo: when the reopening sets the
+// earlier approvals aside, one that had lapsed (its approver was off the
+// list) is set aside with them: its approver back on the list must not
+// bring it back to pass the gate with a single new approval.
+func TestReopeningSetsAsideLapsedApprovalsToo(t *testing.T) {
+	const approver3 = "U_APPROVER3"
+	h, r, g := twoApprovalGate(t, func(c *workflow.Config) { c.ApprovalsRequired = 3 })
+	h.appr.mu.Lock()
+	h.appr.ids[approver3] = true
+	h.appr.mu.Unlock()
+	if _, err := h.approveAs(r.ID, g, approver); err != nil {
+		t.Fatal(err)
+	}
+	h.appr.mu.Lock()
+	delete(h.appr.ids, approver)
+	h.appr.mu.Unlock()
+	// approver's approval lapses at the next decision; two still count.
+	_, s := reopenLowered(t, h, r, g, 2, approver2, approver3)
+	h.appr.mu.Lock()
+	h.appr.ids[approver] = true
+	h.appr.mu.Unlock()
+	got, err := h.approveAs(r.ID, s, approver2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != workflow.StateAwaitingApproval || got.CountingApprovals(s.Name) != 1 {
+		t.Fatalf("after one approval since the reopening: run %s, %d counting (%+v); want the gate waiting with 1 of 2", got.State, got.CountingApprovals(s.Name), got.Approvals)
+	}
+}
+
 // advanceToDeadline moves the clock to a gate's deadline once the driver
 // has armed its timer: advancing before would leave that timer a whole
 // TTL ahead of the clock.

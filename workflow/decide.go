@@ -380,9 +380,12 @@ func (e *Engine) reopenExpired(r *Run, user string) ([]Event, error) {
 	if n := r.CountingApprovals(s.Name); n >= s.Required {
 		// The number required was lowered since they were given: they would
 		// pass the gate without anyone acting on it now. They stop counting
-		// for good, and their approvers may give them again.
+		// for good, and their approvers may give them again. Those lapsed
+		// by eligibility are set aside too: were their approver one again
+		// at the next decision, they would count again beside that one new
+		// approval.
 		for i := range r.Approvals {
-			if a := &r.Approvals[i]; a.Counts(s.Name) {
+			if a := &r.Approvals[i]; a.Gate == s.Name && a.Decision == Approve {
 				a.SetAside = true
 			}
 		}
