@@ -722,6 +722,7 @@ func TestApproverCall(t *testing.T) {
 			{Gate: workflow.GateAuthentik, User: "U2", Decision: workflow.Approve},
 			{Gate: workflow.GateAuthentik, User: "U3", Decision: workflow.Approve, Lapsed: true},
 			{Gate: workflow.GateCloudflare, User: "U4", Decision: workflow.Approve},
+			{Gate: workflow.GateAuthentik, User: "U5", Decision: workflow.Approve, SetAside: true},
 		}, "\nApprovers: <@U3> <@U4> <@U5>"},
 		{"everyone approved", []string{"U2"}, []string{"S1ABC"}, false, []workflow.Approval{
 			{Gate: workflow.GateAuthentik, User: "U2", Decision: workflow.Approve},

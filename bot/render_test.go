@@ -269,27 +269,42 @@ func TestTruncate(t *testing.T) {
 }
 
 // TestRenderLapsedApproval: an approval that no longer counts is not
-// counted on the card and says so in the approvals list.
+// counted on the card and says why in the approvals list: its approver is
+// not one any more, or it was set aside when the gate was opened again.
 func TestRenderLapsedApproval(t *testing.T) {
-	r := sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval)
-	r.Step(workflow.GateAuthentik).Required = 2
-	r.Approvals = []workflow.Approval{
-		{Gate: workflow.GateAuthentik, User: "U2", Decision: workflow.Approve, At: t0, Lapsed: true},
-		{Gate: workflow.GateAuthentik, User: "U4", Decision: workflow.Approve, At: t0},
+	tests := []struct {
+		name string
+		mod  func(a *workflow.Approval)
+		why  string
+	}{
+		{"lapsed", func(a *workflow.Approval) { a.Lapsed = true }, "(no longer counts: not an approver any more)"},
+		{"set aside", func(a *workflow.Approval) { a.SetAside = true }, "(no longer counts: given before the gate expired and was opened again)"},
+		{"both", func(a *workflow.Approval) { a.Lapsed, a.SetAside = true, true }, "(no longer counts: given before the gate expired and was opened again)"},
 	}
-	var text strings.Builder
-	for _, b := range RenderRun(r) {
-		if s, ok := b.(*slack.SectionBlock); ok && s.Text != nil {
-			text.WriteString(s.Text.Text + "\n")
-		}
-	}
-	for _, want := range []string{"(1 of 2)", "1 of 2 approval(s)", "<@U2> approved _authentik_", "no longer counts"} {
-		if !strings.Contains(text.String(), want) {
-			t.Errorf("card lacks %q:\n%s", want, text.String())
-		}
-	}
-	if strings.Contains(text.String(), "2 of 2") {
-		t.Errorf("card counts the lapsed approval:\n%s", text.String())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval)
+			r.Step(workflow.GateAuthentik).Required = 2
+			r.Approvals = []workflow.Approval{
+				{Gate: workflow.GateAuthentik, User: "U2", Decision: workflow.Approve, At: t0},
+				{Gate: workflow.GateAuthentik, User: "U4", Decision: workflow.Approve, At: t0},
+			}
+			tt.mod(&r.Approvals[0])
+			var text strings.Builder
+			for _, b := range RenderRun(r) {
+				if s, ok := b.(*slack.SectionBlock); ok && s.Text != nil {
+					text.WriteString(s.Text.Text + "\n")
+				}
+			}
+			for _, want := range []string{"(1 of 2)", "1 of 2 approval(s)", ":heavy_minus_sign: <@U2> approved _authentik_", tt.why} {
+				if !strings.Contains(text.String(), want) {
+					t.Errorf("card lacks %q:\n%s", want, text.String())
+				}
+			}
+			if strings.Contains(text.String(), "2 of 2") || strings.Count(text.String(), "no longer counts") != 1 {
+				t.Errorf("card counts the approval that does not, or gives more than one reason:\n%s", text.String())
+			}
+		})
 	}
 }
 
