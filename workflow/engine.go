@@ -462,6 +462,15 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 				return false
 			}
 			continue
+		case step.NextAttemptAt.Sub(now) > e.longestBackoff():
+			if err := e.pullInAttempt(ctx, id, step.Name, step.NextAttemptAt); err != nil {
+				if ctx.Err() == nil {
+					e.log.Error("move next attempt", slog.Int64(KeyRunID, id), slog.String(KeyStep, string(step.Name)), slog.Any(KeyError, err))
+					e.wakeAt(id, now.Add(storeRetryDelay))
+				}
+				return false
+			}
+			continue
 		case step.NextAttemptAt.After(now):
 			e.wakeAt(id, step.NextAttemptAt)
 			return false
@@ -494,6 +503,48 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 		}
 	}
 	return false
+}
+
+// longestBackoff is the longest wait RetryPolicy.Backoff gives under this
+// engine's policy (Retry.Max is set by then).
+func (e *Engine) longestBackoff() time.Duration { return max(e.cfg.Retry.Max, MaxRetryAfter) }
+
+// pullInAttempt moves a step's next attempt, due further ahead than any
+// backoff, to the longest backoff from now. It was set while the clock ran
+// ahead of where it is now (set back since, by NTP say), or under a longer
+// retry policy: left as it is, the run would wait as long as the clock
+// moved, weeks maybe. Not now but the longest backoff from now: the
+// attempt is then at least as late as the API may have asked, whichever
+// clock was right. was is the time the driver read, so that a step that
+// moved on meanwhile is left alone.
+func (e *Engine) pullInAttempt(ctx context.Context, id int64, name StepName, was time.Time) error {
+	longest := e.longestBackoff()
+	var at time.Time
+	_, err := e.update(ctx, id, func(r *Run) ([]Event, error) {
+		s := r.Step(name)
+		if r.State.Terminal() || r.Current() != s || !s.NextAttemptAt.Equal(was) {
+			return nil, errStale
+		}
+		at = e.cfg.Clock.Now().UTC().Add(longest)
+		if !s.NextAttemptAt.After(at) {
+			return nil, errStale
+		}
+		s.NextAttemptAt = at
+		return []Event{{Type: EventNote, Step: name,
+			Message: fmt.Sprintf("the next attempt of %s was set for %s, further ahead than the longest backoff (%s): the clock was set back since, or the retry policy shortened; it is made at %s instead",
+				name, was.UTC().Format(time.RFC3339), longest, at.Format(time.RFC3339)),
+			Data: map[string]string{"retry_at": at.Format(time.RFC3339)}}}, nil
+	})
+	if errors.Is(err, errStale) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	// Once: the stored time is now within the longest backoff.
+	e.log.Warn("next attempt was set further ahead than the longest backoff: the clock was set back since (or the retry policy shortened); moved in",
+		slog.Int64(KeyRunID, id), slog.String(KeyStep, string(name)), slog.Time("next_attempt_at", was), slog.Time("moved_to", at), slog.Duration("longest_backoff", longest))
+	return nil
 }
 
 // storeRetryDelay is how long a run waits after its own record could not be
