@@ -88,3 +88,48 @@ func TestBackoffSetByAFastClockIsPulledIn(t *testing.T) {
 		}
 	}
 }
+
+// TestGateOpenedByAFastClockKeepsItsDeadline: a gate opened while the clock
+// ran 30 days fast keeps its deadline once the clock is set right (moving it
+// earlier could expire it before the time people were shown), and a
+// warning says, once, that it waits that much longer than its TTL.
+func TestGateOpenedByAFastClockKeepsItsDeadline(t *testing.T) {
+	h := newHarness(t)
+	h.appr.ids[approver2] = true
+	right := h.clock.Now()
+	h.clock = workflowtest.NewClock(right.Add(fastBy))
+	twoApprovals := func(c *workflow.Config) { c.ApprovalsRequired = 2 }
+	h.start(twoApprovals)
+	r := h.newRun(workflow.Request{})
+	g := h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+
+	h.clock = workflowtest.NewClock(right)
+	h.restart(twoApprovals)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.clock.WaitForTimerAt(ctx, g.Deadline); err != nil {
+		t.Fatalf("no wake-up at the gate's deadline %s; log:\n%s", g.Deadline, h.logs.String())
+	}
+	armed := h.clock.Waiters()
+	// A decision drives the run again: the warning is not repeated.
+	got, err := h.approveAs(r.ID, g, approver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := got.Step(g.Name); got.State != workflow.StateAwaitingApproval || !s.Deadline.Equal(g.Deadline) {
+		t.Fatalf("run %s, deadline %s; want the gate waiting until %s", got.State, s.Deadline, g.Deadline)
+	}
+	// The driver arms the deadline again once it has looked at the gate.
+	if err := h.clock.WaitForWaiters(ctx, armed+1); err != nil {
+		t.Fatal("the driver did not look at the gate again after the decision")
+	}
+	warns := logLines(h, "open gate opened later than the clock reads")
+	if len(warns) != 1 {
+		t.Fatalf("%d warnings of the gate opened ahead; want 1:\n%s", len(warns), strings.Join(warns, "\n"))
+	}
+	for _, want := range []string{"level=WARN", "run_id=" + strconv.FormatInt(r.ID, 10), "opened_at=" + slogTime(g.StartedAt), "deadline=" + slogTime(g.Deadline)} {
+		if !strings.Contains(warns[0], want) {
+			t.Errorf("warning %q lacks %q", warns[0], want)
+		}
+	}
+}

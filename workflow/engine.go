@@ -158,6 +158,10 @@ type Engine struct {
 	wg          sync.WaitGroup
 	sem         chan struct{}
 
+	// gateAhead holds, per run, the nonce of the open gate found opened
+	// later than the clock reads, so that this is logged once (warnGateAhead).
+	gateAhead map[int64]string
+
 	// order makes each run's notifications follow its commits: two updates
 	// of one run (the driver's and a person's cancel) could otherwise commit
 	// v6 then v7 and notify v7 first, and the front end would skip v6's
@@ -243,6 +247,7 @@ func newEngine(cfg Config) (*Engine, error) {
 		wakers:      map[int64]func(){},
 		fresh:       map[int64]intent{},
 		settleTries: map[int64]int{},
+		gateAhead:   map[int64]string{},
 		sem:         make(chan struct{}, cfg.MaxConcurrentRuns),
 	}, nil
 }
@@ -411,6 +416,7 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 		}
 		if r.State.Terminal() {
 			e.cancelWake(id)
+			e.forgetGateAhead(id)
 			if in := e.takeFresh(id); in.attempt != 0 {
 				e.abandonIntent(ctx, id, in)
 			} else if s := r.RunningStep(); s != nil && s.Kind == KindAction {
@@ -429,6 +435,7 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 		now := e.cfg.Clock.Now()
 		switch {
 		case r.State == StateAwaitingApproval:
+			e.warnGateAhead(id, step, now)
 			var act func(context.Context, int64, StepName, string) error
 			var what string
 			switch remind := !step.RemindAt.IsZero(); {
@@ -545,6 +552,36 @@ func (e *Engine) pullInAttempt(ctx context.Context, id int64, name StepName, was
 	e.log.Warn("next attempt was set further ahead than the longest backoff: the clock was set back since (or the retry policy shortened); moved in",
 		slog.Int64(KeyRunID, id), slog.String(KeyStep, string(name)), slog.Time("next_attempt_at", was), slog.Time("moved_to", at), slog.Duration("longest_backoff", longest))
 	return nil
+}
+
+// warnGateAhead logs, once per gate, an open gate that opened later than
+// now by the clock: the clock was set back since, and the gate waits that
+// much longer than the TTL it opened with. Its deadline is kept all the
+// same. Moving it to the TTL from now would move it earlier than the time
+// shown on the card, and should the clock be set forward again it would
+// expire the gate at once; by the configured TTL, a TTL lowered since
+// would cut short a deadline already given. A gate left open longer runs
+// nothing, and can still be rejected or the run cancelled.
+func (e *Engine) warnGateAhead(id int64, s *Step, now time.Time) {
+	if !s.StartedAt.After(now) {
+		return
+	}
+	e.mu.Lock()
+	warned := e.gateAhead[id] == s.Nonce
+	e.gateAhead[id] = s.Nonce
+	e.mu.Unlock()
+	if warned {
+		return
+	}
+	e.log.Warn("open gate opened later than the clock reads: the clock was set back since, and the gate waits that much longer than its TTL; its deadline is kept",
+		slog.Int64(KeyRunID, id), slog.String(KeyStep, string(s.Name)), slog.Time("opened_at", s.StartedAt), slog.Time("deadline", s.Deadline), slog.Time("now", now))
+}
+
+// forgetGateAhead drops what warnGateAhead remembers of a finished run.
+func (e *Engine) forgetGateAhead(id int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.gateAhead, id)
 }
 
 // storeRetryDelay is how long a run waits after its own record could not be

@@ -102,6 +102,25 @@ func (c *Clock) WaitForTimer(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// WaitForWaiters blocks until at least n timers are pending (fired ones
+// are not, cancelled ones still are), or ctx ends: a test learns so that
+// a driver armed another timer, even one due when an earlier one is.
+func (c *Clock) WaitForWaiters(ctx context.Context, n int) error {
+	for {
+		c.mu.Lock()
+		ok, changed := len(c.waiters) >= n, c.changed
+		c.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // WaitForTimerAt blocks until a timer is due exactly at t, or ctx ends.
 // Unlike WaitForTimer it is not satisfied by another timer due earlier,
 // such as a cancelled one still listed: its owner computed its wait from
