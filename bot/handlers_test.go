@@ -461,6 +461,15 @@ func TestViewSubmission(t *testing.T) {
 	if run := eng.run(2); run == nil || run.Request.ApplicationName != "my_app" {
 		t.Fatalf("pasted name: run %+v; want my_app", run)
 	}
+	// The form has no quoting rules: quotes, backslashes, &, < and > in its
+	// values reach the run as they arrive.
+	const name, login = `My <App> & "Co" \ 'x'`, `Okta "SSO" \"`
+	if _, body := h.post("/slack/interactions", submission(h, "U1", meta, map[string]string{BlockAppName: name, BlockLoginMethod: login})); strings.TrimSpace(body) != "" {
+		t.Fatalf("name with quotes refused: %s", body)
+	}
+	if run := eng.run(3); run == nil || run.Request.ApplicationName != name || run.Request.LoginMethodName != login {
+		t.Fatalf("name with quotes: run %+v; want %q and %q", run, name, login)
+	}
 }
 
 func click(h *harness, user, action, value string) url.Values {

@@ -71,7 +71,7 @@ func Usage(cmd string) string {
 	cmd = slashName(cmd)
 	return strings.Join([]string{
 		"*Usage*",
-		fmt.Sprintf("• `%s new %s [slug=%s] [team=%s] [login=%s]`: start a setup; quote names with spaces or keep them plain: `%[1]s new \"My App\" slug=my-app`", cmd, placeholder("application name"), placeholder("slug"), placeholder("team domain"), placeholder("login method name")),
+		fmt.Sprintf("• `%s new %s [slug=%s] [team=%s] [login=%s]`: start a setup; quote names with spaces or keep them plain: `%[1]s new \"My App\" slug=my-app`; inside quotes, `\\\"` is a quote and `\\\\` a backslash", cmd, placeholder("application name"), placeholder("slug"), placeholder("team domain"), placeholder("login method name")),
 		fmt.Sprintf("• `%s`: open the form", cmd),
 		fmt.Sprintf("• `%s status %s [public]`: show a run (privately unless `public`, in the run's own channel)", cmd, placeholder("run")),
 		fmt.Sprintf("• `%s list`: the 10 most recent runs", cmd),
@@ -166,7 +166,7 @@ func parseNew(args []token) (Command, error) {
 			// method "Okta", silently. (Slugs and domains have none.)
 			if afterLogin != nil {
 				return Command{}, usageErr("%s comes right after `login=`: quote a login method name with spaces, like %s, or put the options after the name",
-					quoteUser(t.text), code(`login="`+truncateRunes(afterLogin.value+" "+t.text, 60)+`"`))
+					quoteUser(t.text), code("login="+QuoteArg(truncateRunes(afterLogin.value+" "+t.text, 60))))
 			}
 			words = append(words, t.text)
 			continue
@@ -254,9 +254,58 @@ var quoteClosers = map[rune]string{
 	'’':  "’‘'",
 }
 
+// escapable reports the characters a backslash before them makes literal:
+// every quote and the backslash itself. A backslash before anything else is
+// kept, so a name like DOMAIN\apps needs no doubling.
+func escapable(r rune) bool {
+	_, quote := quoteClosers[r]
+	return quote || r == '»' || r == '\\'
+}
+
+func isSingleQuote(r rune) bool { return strings.ContainsRune("'‘’", r) }
+
+// wordAt is the word that starts at rs[i], for messages.
+func wordAt(rs []rune, i int) string {
+	end := i
+	for end < len(rs) && !unicode.IsSpace(rs[end]) {
+		end++
+	}
+	return string(rs[i:end])
+}
+
+// QuoteArg writes s as one argument of a command the way a person would
+// type it, so that ParseCommand reads s back: as is when it holds no white
+// space, quote, backslash or =, else between double quotes with each quote
+// and backslash after a backslash. (Slack delivers &, < and > as entities,
+// which ParseCommand undoes.)
+func QuoteArg(s string) string {
+	if s != "" && !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || r == '=' || escapable(r) }) {
+		return s
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		if escapable(r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// escapeHint says how to write quotes and backslashes inside a name; the
+// form takes any name as typed.
+const escapeHint = "inside double quotes, type `\\\"` for a quote and `\\\\` for a backslash, like `new \"Bob \\\"Q\\\" Smith\"`; or use the form (the command with nothing after it)"
+
 // tokenize splits on white space. A quote opens at the start of a word or
-// right after the = of key=value and runs to its closing quote. An unclosed
-// single quote is an apostrophe; an unclosed double quote is an error.
+// right after the = of key=value and runs to its closing quote, which must
+// end the word. A backslash before a quote or a backslash makes it literal,
+// inside quotes or not. An unclosed single quote is an apostrophe, and so
+// is a single quote inside a word; an unclosed double quote, or text right
+// after a closing double quote, is an error: guessing would put stray
+// quotes and backslashes into the names created in authentik and
+// Cloudflare.
 func tokenize(s string) ([]token, error) {
 	rs := []rune(s)
 	var toks []token
@@ -265,23 +314,35 @@ func tokenize(s string) ([]token, error) {
 			i++
 			continue
 		}
+		start := i
 		var b []rune
 		t := token{}
 		eq := -1 // index in b of the key's '='
 		for i < len(rs) && !unicode.IsSpace(rs[i]) {
 			r := rs[i]
+			if r == '\\' && i+1 < len(rs) && escapable(rs[i+1]) {
+				b = append(b, rs[i+1])
+				i += 2
+				continue
+			}
 			closers, isQuote := quoteClosers[r]
 			if isQuote && (len(b) == 0 && !t.quoted || eq >= 0 && len(b) == eq+1) {
-				end := indexAny(rs, i+1, closers)
-				if end >= 0 {
-					b = append(b, rs[i+1:end]...)
+				inner, next, err := quoted(rs, i, closers)
+				if err != nil {
+					return nil, err
+				}
+				if next >= 0 {
+					b = append(b, inner...)
 					t.quoted = true
-					i = end + 1
+					i = next
 					continue
 				}
-				if !strings.ContainsRune("'‘’", r) {
-					return nil, usageErr("a quote is not closed: put the name between two double quotes, like `\"My App\"`")
-				}
+				// An unclosed single quote is an apostrophe: read on.
+			}
+			if (isQuote || r == '»') && !isSingleQuote(r) {
+				// 12" alone would read well, but "12" Pizza" could not:
+				// a double quote delimits, or is typed as \".
+				return nil, usageErr("%s has a quote inside a word: put the name between double quotes; %s", quoteUser(wordAt(rs, start)), escapeHint)
 			}
 			if r == '=' && eq < 0 && !t.quoted {
 				eq = len(b)
@@ -298,13 +359,36 @@ func tokenize(s string) ([]token, error) {
 	return toks, nil
 }
 
-func indexAny(rs []rune, from int, set string) int {
-	for j := from; j < len(rs); j++ {
-		if strings.ContainsRune(set, rs[j]) {
-			return j
+// quoted reads the quoted text that opens at rs[open] and returns it
+// unescaped with the index after its closing quote, or next -1 for a
+// single quote that is not closed.
+func quoted(rs []rune, open int, closers string) (inner []rune, next int, err error) {
+	single := isSingleQuote(rs[open])
+	for j := open + 1; j < len(rs); j++ {
+		r := rs[j]
+		if r == '\\' && j+1 < len(rs) && escapable(rs[j+1]) {
+			inner = append(inner, rs[j+1])
+			j++
+			continue
 		}
+		if !strings.ContainsRune(closers, r) {
+			inner = append(inner, r)
+			continue
+		}
+		if j+1 == len(rs) || unicode.IsSpace(rs[j+1]) {
+			return inner, j + 1, nil
+		}
+		if single {
+			// Bob's in 'Bob's App': an apostrophe, not the closing quote.
+			inner = append(inner, r)
+			continue
+		}
+		return nil, 0, usageErr("a closing quote is followed by %s: end the word there; %s", quoteUser(wordAt(rs, j+1)), escapeHint)
 	}
-	return -1
+	if single {
+		return nil, -1, nil
+	}
+	return nil, 0, usageErr("a quote is not closed: put the name between two double quotes, like `\"My App\"`; %s", escapeHint)
 }
 
 var slackMarkup = regexp.MustCompile(`<([^<>]*)>`)

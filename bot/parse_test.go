@@ -53,6 +53,28 @@ func TestParseCommand(t *testing.T) {
 		{name: "new alone", text: "new", wantErr: "give the application name"},
 		{name: "unclosed double quote", text: `new "My App`, wantErr: "a quote is not closed"},
 		{name: "unclosed smart quote", text: "new “My App", wantErr: "a quote is not closed"},
+		// Quotes and backslashes in names: what goes to authentik and
+		// Cloudflare is what was meant, or the command is refused.
+		{name: "escaped quotes inside quotes", text: `new "A \"B\""`, want: Command{Kind: CmdNew, Name: `A "B"`}},
+		{name: "escaped backslash inside quotes", text: `new "C:\\share"`, want: Command{Kind: CmdNew, Name: `C:\share`}},
+		{name: "a name ending in a backslash", text: `new "App\\"`, want: Command{Kind: CmdNew, Name: `App\`}},
+		{name: "other backslashes stay", text: `new "C:\temp" DOMAIN\apps`, want: Command{Kind: CmdNew, Name: `C:\temp DOMAIN\apps`}},
+		{name: "a trailing backslash stays", text: `new App\`, want: Command{Kind: CmdNew, Name: `App\`}},
+		{name: "escaped quotes outside quotes", text: `new A \"B\"`, want: Command{Kind: CmdNew, Name: `A "B"`}},
+		{name: "escaped smart quotes", text: "new “A \\”B\\”” login=“x \\“y\\””", want: Command{Kind: CmdNew, Name: "A ”B”", Login: "x “y”"}},
+		{name: "escaped quotes in an option", text: `new Grafana login="Okta \"SSO\""`, want: Command{Kind: CmdNew, Name: "Grafana", Login: `Okta "SSO"`}},
+		{name: "the review's name as Slack sends it", text: `new "My &lt;App&gt; &amp; \"Co\""`, want: Command{Kind: CmdNew, Name: `My <App> & "Co"`}},
+		{name: "apostrophe inside single quotes", text: "new 'Bob's App' slug=bob", want: Command{Kind: CmdNew, Name: "Bob's App", Slug: "bob"}},
+		{name: "escaped apostrophe", text: `new Bob\'s`, want: Command{Kind: CmdNew, Name: "Bob's"}},
+		{name: "single quotes inside double quotes", text: `new "'Til Tuesday"`, want: Command{Kind: CmdNew, Name: "'Til Tuesday"}},
+		{name: "text after a closing quote", text: `new "A "B""`, wantErr: "a closing quote is followed by “B\"\"”: end the word there; inside double quotes, type `\\\"` for a quote and `\\\\` for a backslash"},
+		{name: "a letter after a closing quote", text: `new "My App"s`, wantErr: "a closing quote is followed by “s”"},
+		{name: "an escaped backslash before a quote", text: `new "A \\"B"`, wantErr: "a closing quote is followed by “B\"”"},
+		{name: "a quote inside a word", text: `new 12" Pizza`, wantErr: "“12\"” has a quote inside a word: put the name between double quotes; inside double quotes"},
+		{name: "a smart quote inside a word", text: "new 12” Pizza", wantErr: "has a quote inside a word"},
+		{name: "a quote inside an option", text: `new Grafana slug=a"b`, wantErr: "has a quote inside a word"},
+		{name: "the last quote escaped", text: `new "A \"B\"`, wantErr: "a quote is not closed"},
+		{name: "refusals point to the form", text: `new "A "B""`, wantErr: "or use the form (the command with nothing after it)"},
 		{name: "status", text: "status 42", want: Command{Kind: CmdStatus, RunID: 42}},
 		{name: "status hash", text: "status #42", want: Command{Kind: CmdStatus, RunID: 42}},
 		{name: "status public", text: "status 42 public", want: Command{Kind: CmdStatus, RunID: 42, Public: true}},
@@ -99,6 +121,68 @@ func TestParseCommand(t *testing.T) {
 	}
 }
 
+// TestQuoteArgRoundTrip: what the demo types, and the hints suggest, is
+// read back as the name it was made from once Slack has escaped &, < and >.
+func TestQuoteArgRoundTrip(t *testing.T) {
+	tests := []struct{ name, quoted string }{
+		{"Grafana", "Grafana"},
+		{"My App", `"My App"`},
+		{`My <App> & "Co"`, `"My <App> & \"Co\""`},
+		{`A \B\""`, `"A \\B\\\"\""`},
+		{`"`, `"\""`},
+		{`\`, `"\\"`},
+		{`\"`, `"\\\""`},
+		{`C:\temp`, `"C:\\temp"`},
+		{"Bob's", `"Bob\'s"`},
+		{"'Til", `"\'Til"`},
+		{"“smart” ‘quotes’ „low“ «guillemets»", `"\“smart\” \‘quotes\’ \„low\“ \«guillemets\»"`},
+		{"a=b", `"a=b"`},
+		{"slug=x", `"slug=x"`},
+		{"&amp; &lt;b&gt;", `"&amp; &lt;b&gt;"`},
+		{"<!channel> <@U1>", `"<!channel> <@U1>"`},
+		{"日本語", "日本語"},
+		{"tab\tand  two spaces", "\"tab\tand  two spaces\""},
+		{"new", "new"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := QuoteArg(tt.name); got != tt.quoted {
+				t.Errorf("QuoteArg(%q) = %s; want %s", tt.name, got, tt.quoted)
+			}
+			typed := "new " + QuoteArg(tt.name) + " login=" + QuoteArg(tt.name)
+			texts := []string{escapeEntities(typed)} // as Slack delivers it
+			if !strings.ContainsAny(tt.name, "&<>") {
+				texts = append(texts, typed) // the same, with nothing to escape
+			}
+			for _, text := range texts {
+				c, err := ParseCommand(text)
+				if err != nil || c.Name != tt.name || c.Login != tt.name {
+					t.Errorf("ParseCommand(%q) = name %q, login %q, %v; want %q for both", text, c.Name, c.Login, err, tt.name)
+				}
+			}
+		})
+	}
+}
+
+// FuzzQuoteArg: any name the parser can carry at all (trimmed, without the
+// zero-width spaces the engine refuses) survives QuoteArg and Slack's
+// escaping.
+func FuzzQuoteArg(f *testing.F) {
+	for _, s := range []string{"Grafana", `My <App> & "Co"`, `A \"B\""`, `\`, "'Til", "“x”", "a=b", "&amp;"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if !utf8.ValidString(name) || name == "" || name != strings.TrimSpace(name) || strings.Contains(name, "\u200b") {
+			return
+		}
+		text := escapeEntities("new " + QuoteArg(name))
+		c, err := ParseCommand(text)
+		if err != nil || c.Name != name {
+			t.Fatalf("ParseCommand(%q) = %q, %v; want %q", text, c.Name, err, name)
+		}
+	})
+}
+
 func TestUsageNamesTheCommand(t *testing.T) {
 	u := Usage("/sso")
 	for _, want := range []string{"`/sso new &lt;application name&gt;", "`/sso status &lt;run&gt; [public]`", "`/sso list`", "`/sso cancel", "`/sso retry", "`/sso help`"} {
@@ -113,7 +197,8 @@ func TestUsageNamesTheCommand(t *testing.T) {
 
 func FuzzParseCommand(f *testing.F) {
 	for _, s := range []string{"", "new Grafana", `new "My App" slug=my-app team=acme login=SSO`, "new “A” slug=“b”",
-		"status 1 public", "cancel 2 because", "retry #3", "list", "help", "new 'x", `new "x`, "new a=b=c", "new <!channel>", "new &amp;&lt;&gt;"} {
+		"status 1 public", "cancel 2 because", "retry #3", "list", "help", "new 'x", `new "x`, "new a=b=c", "new <!channel>", "new &amp;&lt;&gt;",
+		`new "A \"B\""`, `new "A "B""`, `new 12" x`, `new "C:\\x\"`, "new 'Bob's App'", `new \"x\"`} {
 		f.Add(s)
 	}
 	for _, s := range []string{"new Graf\xffana", "new 日本語", "new !!!", "cancel 1 \xc3\x28", "new <!channel> <@U1|x> <https://e.example|e>"} {
