@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -270,8 +271,16 @@ func marshalPayload(p map[string]any) json.RawMessage {
 	return b
 }
 
+// TypedText is text as Slack delivers what a person typed: &, < and > as
+// HTML entities, so that the only < in a payload opens Slack's own markup.
+// NewSlashCommand takes its text as delivered.
+func TypedText(s string) string { return typedEscaper.Replace(s) }
+
+var typedEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
 // NewSlashCommand builds the slash command userID would send from channelID,
 // with a fresh trigger_id and a response_url tied to that channel and user.
+// text is as delivered: see TypedText.
 func (s *Server) NewSlashCommand(command, text, userID, channelID string) SlashCommand {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -132,3 +132,16 @@ func TestViewSubmissionPayloadParses(t *testing.T) {
 		t.Fatal("ViewSubmissionPayload is not payload=ViewSubmissionJSON")
 	}
 }
+
+func TestTypedText(t *testing.T) {
+	tests := []struct{ typed, delivered string }{
+		{"new Grafana", "new Grafana"},
+		{`new "My <App> & \"Co\""`, `new "My &lt;App&gt; &amp; \"Co\""`},
+		{"&amp; stays typed", "&amp;amp; stays typed"},
+	}
+	for _, tt := range tests {
+		if got := slacktest.TypedText(tt.typed); got != tt.delivered {
+			t.Errorf("TypedText(%q) = %q; want %q", tt.typed, got, tt.delivered)
+		}
+	}
+}

@@ -201,7 +201,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 	served := make(chan error, 1)
 	go func() { served <- d.a.Serve(serveCtx, slackLn, adminLn) }()
 
-	ack, err := d.slashCommand(ctx, "new "+quoteArg(d.app))
+	ack, err := d.slashCommand(ctx, "new "+bot.QuoteArg(d.app))
 	if err != nil {
 		return err
 	}
@@ -278,7 +278,12 @@ func (d *demo) run(ctx context.Context) (err error) {
 	if err := d.checkContracts(); err != nil {
 		return err
 	}
-	d.out.success(fmt.Sprintf("Done in %.1fs: %s is set up for single sign-on.", time.Since(start).Seconds(), d.app))
+	// The name the run has, which is what authentik and Cloudflare now
+	// hold: a flag mangled on its way through Slack would be caught here.
+	if name := strings.TrimSpace(d.app); view.ApplicationName != name {
+		return fmt.Errorf("run #%d set up the application %q, not %q as given with -app", view.ID, view.ApplicationName, name)
+	}
+	d.out.success(fmt.Sprintf("Done in %.1fs: %s is set up for single sign-on.", time.Since(start).Seconds(), view.ApplicationName))
 	return nil
 }
 
@@ -382,10 +387,10 @@ func (d *demo) getJSON(ctx context.Context, path string, v any) error {
 // runStarted is the acknowledgement of a `new` that started a run.
 var runStarted = regexp.MustCompile(`^Run #\d+ started`)
 
-// slashCommand sends alice's signed command and returns the bot's
-// immediate answer.
+// slashCommand sends alice's signed command, typed as text, and returns
+// the bot's immediate answer.
 func (d *demo) slashCommand(ctx context.Context, text string) (string, error) {
-	cmd := d.sl.NewSlashCommand(slashCommand, text, demoRequester, demoChannel)
+	cmd := d.sl.NewSlashCommand(slashCommand, slacktest.TypedText(text), demoRequester, demoChannel)
 	d.replyTo[cmd.ResponseURL] = "alice"
 	d.out.user("alice", "#platform", slashCommand+" "+text)
 	body := []byte(slacktest.SlashCommandForm(cmd).Encode())
@@ -628,13 +633,6 @@ func pastTenseOf(d workflow.Decision) string {
 		return "rejected"
 	}
 	return "approved"
-}
-
-func quoteArg(s string) string {
-	if strings.ContainsAny(s, " \t\"") {
-		return strconv.Quote(s)
-	}
-	return s
 }
 
 func randomHex(n int) string {

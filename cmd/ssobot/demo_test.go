@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,6 +79,37 @@ func TestDemo(t *testing.T) {
 	counts, err := st.CountByState(context.Background())
 	if err != nil || counts[workflow.StateSucceeded] != 1 {
 		t.Errorf("runs by state = %v, %v; want one succeeded", counts, err)
+	}
+}
+
+// TestDemoNames: a name with quotes, backslashes and Slack's &, < and > is
+// typed the way the bot reads it, and is the name created in authentik and
+// Cloudflare and reported at the end.
+func TestDemoNames(t *testing.T) {
+	tests := []struct{ app, typed string }{
+		{`My <App> & "Co"`, `/sso-setup new "My <App> & \"Co\""`},
+		{`C:\apps\ "x"`, `/sso-setup new "C:\\apps\\ \"x\""`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.app, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), []string{"demo", "-app", tt.app}, func(string) string { return "" }, nil, &stdout, &stderr)
+			out := stdout.String()
+			if code != exitOK {
+				t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr.String())
+			}
+			for _, w := range []string{
+				"alice in #platform: " + tt.typed + "\n",
+				fmt.Sprintf("application %q, slug ", tt.app),
+				fmt.Sprintf("login method %q (oidc)", "authentik ("+tt.app+")"),
+				"Done in ",
+				": " + tt.app + " is set up for single sign-on.",
+			} {
+				if !strings.Contains(out, w) {
+					t.Errorf("demo output lacks %q:\n%s", w, out)
+				}
+			}
+		})
 	}
 }
 
