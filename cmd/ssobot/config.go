@@ -130,11 +130,12 @@ func LoadConfig(getenv func(string) string, readFile func(string) ([]byte, error
 	if c.SlackAppToken.IsZero() && c.SlackSigningSecret.IsZero() && !l.failed("SLACK_SIGNING_SECRET") && !l.failed("SLACK_APP_TOKEN") {
 		l.problem("SLACK_SIGNING_SECRET is required in HTTP mode: set it (or SLACK_SIGNING_SECRET_FILE) to the app's signing secret, or set SLACK_APP_TOKEN to use Socket Mode")
 	}
-	if u := l.url("SLACK_API_URL", "https://slack.com/api/", false, false); u != "" {
+	if u := l.url(urlSetting{name: "SLACK_API_URL", example: "https://slack.com/api/", userWhy: tokenInHeaders}, false); u != "" {
 		c.SlackAPIURL = strings.TrimSuffix(u, "/") + "/" // slack-go joins with the method name
 	}
 
-	c.AuthentikURL = l.url("AUTHENTIK_URL", "https://auth.example.com", true, true)
+	c.AuthentikURL = l.url(urlSetting{name: "AUTHENTIK_URL", example: "https://auth.example.com",
+		httpsWhy: "Cloudflare only talks to identity providers over https", userWhy: tokenInHeaders}, true)
 	if p := strings.TrimSuffix(c.AuthentikURL, "/"); strings.HasSuffix(p, "/api/v3") {
 		// The API path is ssobot's to add; with it twice every call is a 404.
 		l.fail("AUTHENTIK_URL", fmt.Sprintf("AUTHENTIK_URL is authentik's public URL, not its API's: drop the /api/v3 (use %q)", strings.TrimSuffix(p, "/api/v3")))
@@ -148,7 +149,7 @@ func LoadConfig(getenv func(string) string, readFile func(string) ([]byte, error
 	} else if !accountIDPattern.MatchString(c.CloudflareAccountID) {
 		l.problem(accountIDProblem(c.CloudflareAccountID))
 	}
-	c.CloudflareBaseURL = l.url("CLOUDFLARE_BASE_URL", "https://api.cloudflare.com/client/v4", false, false)
+	c.CloudflareBaseURL = l.url(urlSetting{name: "CLOUDFLARE_BASE_URL", example: "https://api.cloudflare.com/client/v4", userWhy: tokenInHeaders}, false)
 
 	l.approvers(&c)
 	c.ApprovalsRequired = l.positiveInt("SSOBOT_APPROVALS_REQUIRED", 1)
@@ -275,49 +276,99 @@ func (l *loader) str(name, def string) string {
 	return def
 }
 
-// url validates an absolute URL without query, fragment or user info and
-// returns it without a trailing slash (except SLACK_API_URL, handled by the
-// caller). Plain http is accepted only for a loopback host, and only where
-// httpsOnly is false: a token sent over it would cross the network in clear.
-// Problems never quote user info, which may hold a password.
-func (l *loader) url(name, example string, required, httpsOnly bool) string {
-	v := strings.TrimSpace(l.getenv(name))
+// url reads and checks a URL variable (see checkURL).
+func (l *loader) url(set urlSetting, required bool) string {
+	v := strings.TrimSpace(l.getenv(set.name))
 	if v == "" {
 		if required {
-			l.fail(name, fmt.Sprintf("%s is required: set it to an absolute https URL, e.g. %s", name, example))
+			l.fail(set.name, fmt.Sprintf("%s is required: set it to an absolute https URL, e.g. %s", set.name, set.example))
 		}
 		return ""
 	}
-	u, err := url.Parse(v)
-	// A value with an @ may hold a password (user:password@host, or one
-	// that only looks like a scheme): it is never quoted whole.
-	shown := strconv.Quote(v)
-	if strings.Contains(v, "@") {
-		shown = "(not shown: it has an @, so it may hold a password)"
-		if err == nil && u.User != nil && u.Host != "" {
-			bare := *u
-			bare.User = nil
-			shown = fmt.Sprintf("(%q with something@ before the host)", bare.String())
-		}
+	u, problem := checkURL(set, v)
+	if problem != "" {
+		l.fail(set.name, problem)
+		return ""
 	}
+	return u
+}
+
+// urlSetting is a URL ssobot is given, and what it accepts.
+type urlSetting struct {
+	name, example string
+	// httpsWhy says why plain http is refused; when empty, plain http is
+	// accepted for a loopback host, for testing.
+	httpsWhy string
+	// userWhy says why user info is refused.
+	userWhy string
+}
+
+// Why ssobot's API URLs refuse what they refuse.
+const (
+	tokenInClear   = "ssobot's token would cross the network in clear (plain http is accepted only for a loopback address, for testing)"
+	tokenInHeaders = "ssobot sends its tokens in headers"
+)
+
+// checkURL checks v, an absolute URL without user info, query or
+// fragment, and https unless set allows plain http. It returns v without
+// a trailing slash (SLACK_API_URL's caller adds one back), or a problem
+// that quotes v without what may be secret (see shownURL).
+func checkURL(set urlSetting, v string) (string, string) {
+	u, err := url.Parse(v)
+	shown := shownURL(v)
 	switch {
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		l.fail(name, fmt.Sprintf("%s %s is not an absolute URL: use e.g. %s", name, shown, example))
-		return ""
+		return "", fmt.Sprintf("%s %s is not an absolute URL: use e.g. %s", set.name, shown, set.example)
 	case u.User != nil:
-		l.fail(name, fmt.Sprintf("%s must not contain user info %s: ssobot sends its tokens in headers", name, shown))
-		return ""
-	case u.Scheme != "https" && httpsOnly:
-		l.fail(name, fmt.Sprintf("%s %s must use https: Cloudflare only talks to identity providers over https", name, shown))
-		return ""
+		return "", fmt.Sprintf("%s must not contain user info %s: %s", set.name, shown, set.userWhy)
+	case u.Scheme != "https" && set.httpsWhy != "":
+		return "", fmt.Sprintf("%s %s must use https: %s", set.name, shown, set.httpsWhy)
 	case u.Scheme != "https" && !isLoopback(u.Hostname()):
-		l.fail(name, fmt.Sprintf("%s %s must use https: ssobot's token would cross the network in clear (plain http is accepted only for a loopback address, for testing)", name, shown))
-		return ""
-	case u.RawQuery != "" || u.Fragment != "":
-		l.fail(name, fmt.Sprintf("%s %s must not contain a query or fragment", name, shown))
-		return ""
+		return "", fmt.Sprintf("%s %s must use https: %s", set.name, shown, tokenInClear)
+	case hasQueryOrFragment(u, v):
+		return "", fmt.Sprintf("%s %s must not contain a query or fragment: give the URL up to its path", set.name, shown)
 	}
-	return strings.TrimSuffix(v, "/")
+	return strings.TrimSuffix(v, "/"), ""
+}
+
+// hasQueryOrFragment reports a query or fragment in v, even an empty one
+// (https://host/? or https://host/#), which url.URL does not keep.
+func hasQueryOrFragment(u *url.URL, v string) bool {
+	return u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(v, "#")
+}
+
+// shownURL is v quoted for a problem, without what may be secret: user
+// info may hold a password, and a query or fragment a token
+// (?token=...). What was left out is named instead; a value whose @
+// cannot be placed is not shown at all.
+func shownURL(v string) string {
+	bare, left := v, []string(nil)
+	if u, err := url.Parse(v); err == nil && u.Host != "" {
+		b := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
+		if u.User != nil {
+			left = append(left, "something@ before the host")
+		}
+		if u.RawQuery != "" || u.ForceQuery {
+			left = append(left, "a query")
+		}
+		if u.Fragment != "" || strings.Contains(v, "#") {
+			left = append(left, "a fragment")
+		}
+		bare = b.String()
+	} else if i := strings.IndexAny(v, "?#"); i >= 0 {
+		bare, left = v[:i], []string{"a query or fragment"}
+	}
+	switch {
+	case strings.Contains(bare, "@"):
+		return "(not shown: it has an @, so it may hold a password)"
+	case len(left) == 0:
+		return strconv.Quote(v)
+	}
+	what := left[len(left)-1]
+	if n := len(left); n > 1 {
+		what = strings.Join(left[:n-1], ", ") + " and " + what
+	}
+	return fmt.Sprintf("(%q with %s)", bare, what)
 }
 
 // isLoopback reports whether host names this machine.
@@ -529,7 +580,7 @@ func (l *loader) adminHosts(name string) []string {
 			why = "is not a host name: use letters, digits, dashes and dots"
 		}
 		if why != "" {
-			shown := strconv.Quote(v)
+			shown := shownURL(v) // a URL's query may hold a token
 			if strings.Contains(v, "@") {
 				// As in url: what comes before an @ may be a password.
 				shown, fix = "(not shown: it has an @, so it may hold a password)", ""

@@ -166,7 +166,37 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name:     "malformed URLs",
 			set:      map[string]string{"AUTHENTIK_URL": "auth.example.com", "SLACK_API_URL": "ftp://x", "CLOUDFLARE_BASE_URL": "https://x/?a=b"},
-			problems: []string{"AUTHENTIK_URL \"auth.example.com\" is not an absolute URL", "SLACK_API_URL \"ftp://x\" is not an absolute URL", "CLOUDFLARE_BASE_URL \"https://x/?a=b\" must not contain a query or fragment"},
+			problems: []string{"AUTHENTIK_URL \"auth.example.com\" is not an absolute URL", "SLACK_API_URL \"ftp://x\" is not an absolute URL", `CLOUDFLARE_BASE_URL ("https://x/" with a query) must not contain a query or fragment: give the URL up to its path`},
+		},
+		{
+			// A query or fragment may hold a token: never quoted, whatever
+			// else is wrong with the URL.
+			name: "URLs with a query or fragment never quote it",
+			set: map[string]string{
+				"AUTHENTIK_URL":       "https://auth.example.com/?token=hunter2pw",
+				"SLACK_API_URL":       "https://slack.example.com/api/#hunter2pw",
+				"CLOUDFLARE_BASE_URL": "api.cloudflare.com/client/v4?token=hunter2pw",
+				"SSOBOT_ADMIN_HOSTS":  "https://admin.example.com/?token=hunter2pw",
+			},
+			problems: []string{
+				`AUTHENTIK_URL ("https://auth.example.com/" with a query) must not contain a query or fragment`,
+				`SLACK_API_URL ("https://slack.example.com/api/" with a fragment) must not contain a query or fragment`,
+				`CLOUDFLARE_BASE_URL ("api.cloudflare.com/client/v4" with a query or fragment) is not an absolute URL`,
+				`SSOBOT_ADMIN_HOSTS: ("https://admin.example.com/" with a query) is a URL: list the host name alone, e.g. SSOBOT_ADMIN_HOSTS=admin.example.com`,
+			},
+		},
+		{
+			name: "URLs with a query refused for another reason never quote it",
+			set: map[string]string{
+				"AUTHENTIK_URL":       "http://auth.example.com/?token=hunter2pw",
+				"SLACK_API_URL":       "https://slack.example.com/api/?",
+				"CLOUDFLARE_BASE_URL": "https://cf:hunter2pw@api.cloudflare.com/client/v4?token=hunter2pw#hunter2pw",
+			},
+			problems: []string{
+				`AUTHENTIK_URL ("http://auth.example.com/" with a query) must use https`,
+				`SLACK_API_URL ("https://slack.example.com/api/" with a query) must not contain a query or fragment`,
+				`CLOUDFLARE_BASE_URL must not contain user info ("https://api.cloudflare.com/client/v4" with something@ before the host, a query and a fragment)`,
+			},
 		},
 		{
 			name: "URLs with user info never quote it",
