@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -88,11 +87,21 @@ func Manifest(baseURL string) ([]byte, error) {
 	if baseURL == "" {
 		m.Settings.SocketModeEnabled = true
 	} else {
-		u, err := url.Parse(baseURL)
-		if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			return nil, errors.New("the URL must be an absolute https URL such as https://bot.example.com: Slack sends requests only over https")
+		// serve's check: no user info (the manifest is pasted into the
+		// app's settings, which its collaborators read), no query and
+		// https, whatever the host.
+		base, problem := checkURL(urlSetting{name: "--url", example: "https://ssobot.example.com",
+			httpsWhy: "Slack sends requests only over https", userWhy: "Slack signs its requests, and the app's settings would show the password"}, strings.TrimSpace(baseURL))
+		if problem != "" {
+			return nil, errors.New(problem)
 		}
-		base := strings.TrimSuffix(baseURL, "/")
+		for _, p := range []string{slackCommandsPath, slackInteractionsPath} {
+			// An endpoint's URL given for the base: refused like
+			// AUTHENTIK_URL's /api/v3, rather than guessed at.
+			if rest, ok := strings.CutSuffix(base, p); ok {
+				return nil, fmt.Errorf("--url is the bot's base URL, to which ssobot adds %s and %s: use --url %s", slackCommandsPath, slackInteractionsPath, rest)
+			}
+		}
 		cmd.URL = base + slackCommandsPath
 		m.Settings.Interactivity.RequestURL = base + slackInteractionsPath
 	}

@@ -22,7 +22,22 @@ func TestManifestCommand(t *testing.T) {
 		{name: "socket mode", args: nil, socketMode: true},
 		{name: "request URLs", args: []string{"--url", "https://bot.example.com/"}, commandURL: "https://bot.example.com/slack/commands", interactivityURL: "https://bot.example.com/slack/interactions"},
 		{name: "sub-path", args: []string{"--url=https://example.com/ssobot"}, commandURL: "https://example.com/ssobot/slack/commands", interactivityURL: "https://example.com/ssobot/slack/interactions"},
-		{name: "http refused", args: []string{"--url", "http://bot.example.com"}, code: exitUsage, stderr: "absolute https URL"},
+		{name: "http refused", args: []string{"--url", "http://bot.example.com"}, code: exitUsage, stderr: `--url "http://bot.example.com" must use https: Slack sends requests only over https`},
+		{name: "http refused on loopback too", args: []string{"--url", "http://127.0.0.1:8080"}, code: exitUsage, stderr: "must use https"},
+		{name: "not a URL", args: []string{"--url", "ssobot.example.com"}, code: exitUsage, stderr: `--url "ssobot.example.com" is not an absolute URL: use e.g. https://ssobot.example.com`},
+		// As serve: user info, a query and a fragment are refused, and never
+		// printed.
+		{name: "user info refused", args: []string{"--url", "https://user:hunter2pw@ssobot.example.com"}, code: exitUsage,
+			stderr: `--url must not contain user info ("https://ssobot.example.com" with something@ before the host)`},
+		{name: "query refused", args: []string{"--url", "https://ssobot.example.com?x=hunter2pw"}, code: exitUsage,
+			stderr: `--url ("https://ssobot.example.com" with a query) must not contain a query or fragment`},
+		{name: "fragment refused", args: []string{"--url", "https://ssobot.example.com/#hunter2pw"}, code: exitUsage,
+			stderr: `--url ("https://ssobot.example.com/" with a fragment) must not contain a query or fragment`},
+		// An endpoint's URL for the base would double its path.
+		{name: "commands URL refused", args: []string{"--url", "https://ssobot.example.com/slack/commands"}, code: exitUsage,
+			stderr: "--url is the bot's base URL, to which ssobot adds /slack/commands and /slack/interactions: use --url https://ssobot.example.com\n"},
+		{name: "interactions URL refused", args: []string{"--url", "https://example.com/ssobot/slack/interactions/"}, code: exitUsage,
+			stderr: "use --url https://example.com/ssobot\n"},
 		{name: "stray argument", args: []string{"extra"}, code: exitUsage, stderr: "usage: ssobot manifest"},
 	}
 	for _, tt := range tests {
@@ -35,6 +50,9 @@ func TestManifestCommand(t *testing.T) {
 			if tt.code != 0 {
 				if !strings.Contains(stderr.String(), tt.stderr) {
 					t.Errorf("stderr = %q, want %q", stderr.String(), tt.stderr)
+				}
+				if strings.Contains(stderr.String(), "hunter2pw") || stdout.Len() > 0 {
+					t.Errorf("a refused URL printed a secret or a manifest:\nstdout: %s\nstderr: %s", stdout.String(), stderr.String())
 				}
 				return
 			}
