@@ -126,7 +126,7 @@ func LoadConfig(getenv func(string) string, readFile func(string) ([]byte, error
 
 	c.SlackBotToken = l.secret("SLACK_BOT_TOKEN", true, "xoxb-", "a bot token")
 	c.SlackAppToken = l.secret("SLACK_APP_TOKEN", false, "xapp-", "an app-level token")
-	c.SlackSigningSecret = l.secret("SLACK_SIGNING_SECRET", false, "", "")
+	c.SlackSigningSecret = l.secret("SLACK_SIGNING_SECRET", false, "", "the app's signing secret (Basic Information → Signing Secret)")
 	if c.SlackAppToken.IsZero() && c.SlackSigningSecret.IsZero() && !l.failed("SLACK_SIGNING_SECRET") && !l.failed("SLACK_APP_TOKEN") {
 		l.problem("SLACK_SIGNING_SECRET is required in HTTP mode: set it (or SLACK_SIGNING_SECRET_FILE) to the app's signing secret, or set SLACK_APP_TOKEN to use Socket Mode")
 	}
@@ -141,9 +141,9 @@ func LoadConfig(getenv func(string) string, readFile func(string) ([]byte, error
 		l.fail("AUTHENTIK_URL", fmt.Sprintf("AUTHENTIK_URL is authentik's public URL, not its API's: drop the /api/v3 (use %q)", strings.TrimSuffix(p, "/api/v3")))
 		c.AuthentikURL = ""
 	}
-	c.AuthentikToken = l.secret("AUTHENTIK_TOKEN", true, "", "")
+	c.AuthentikToken = l.secret("AUTHENTIK_TOKEN", true, "", "an authentik API token")
 
-	c.CloudflareAPIToken = l.secret("CLOUDFLARE_API_TOKEN", true, "", "")
+	c.CloudflareAPIToken = l.secret("CLOUDFLARE_API_TOKEN", true, "", "a Cloudflare API token")
 	if c.CloudflareAccountID = strings.TrimSpace(getenv("CLOUDFLARE_ACCOUNT_ID")); c.CloudflareAccountID == "" {
 		l.problem("CLOUDFLARE_ACCOUNT_ID is required: set it to the account ID shown in the Cloudflare dashboard (32 hex characters)")
 	} else if !accountIDPattern.MatchString(c.CloudflareAccountID) {
@@ -247,19 +247,61 @@ func (l *loader) secret(name string, required bool, prefix, kind string) workflo
 		l.fail(name, fmt.Sprintf("%s contains spaces or control characters: check for stray quotes or line breaks", name))
 		return workflow.Secret{}
 	}
-	if prefix != "" && !strings.HasPrefix(v, prefix) {
+	st, isSlack := slackTokenKind(v)
+	switch {
+	case prefix != "" && !strings.HasPrefix(v, prefix):
 		hint := ""
-		for _, p := range []struct{ prefix, what string }{
-			{"xoxb-", "a bot token"}, {"xoxp-", "a user token"}, {"xapp-", "an app-level token"}, {"xoxe", "a refresh or config token"},
-		} {
-			if strings.HasPrefix(v, p.prefix) {
-				hint = fmt.Sprintf(" (this value looks like %s)", p.what)
-			}
+		if isSlack {
+			hint = fmt.Sprintf(" (this value looks like %s)", st.whose())
 		}
 		l.fail(name, fmt.Sprintf("%s must be %s starting with %s%s", name, kind, prefix, hint))
 		return workflow.Secret{}
+	case prefix == "" && isSlack:
+		// Refused before any call: the token would be sent to authentik
+		// or Cloudflare, or compared with Slack's signatures in vain.
+		l.fail(name, fmt.Sprintf("%s starts with %s, like %s: set %s to %s", name, st.prefix, st.whose(), name, kind))
+		return workflow.Secret{}
 	}
 	return workflow.NewSecret(v)
+}
+
+// slackToken is a kind of Slack token, known by its prefix.
+type slackToken struct {
+	prefix, what string
+	variable     string // where ssobot takes it; "" if it uses none
+}
+
+// whose says what the token is and where it belongs.
+func (t slackToken) whose() string {
+	if t.variable == "" {
+		return t.what + ", which ssobot does not use"
+	}
+	return t.what + ", which belongs in " + t.variable
+}
+
+// slackTokens are the prefixes of Slack's tokens, separator included:
+// authentik's and Cloudflare's tokens and Slack's signing secrets, of
+// letters and digits (and Cloudflare's also - and _), do not start so in
+// practice.
+var slackTokens = []slackToken{
+	{"xoxb-", "a Slack bot token", "SLACK_BOT_TOKEN"},
+	{"xapp-", "a Slack app-level token", "SLACK_APP_TOKEN"},
+	{"xoxp-", "a Slack user token", ""},
+	{"xoxe.", "a Slack rotating token", ""},
+	{"xoxe-", "a Slack refresh token", ""},
+	{"xoxa-", "a Slack workspace token", ""},
+	{"xoxr-", "a Slack refresh token", ""},
+	{"xoxs-", "a Slack session token", ""},
+}
+
+// slackTokenKind reports which kind of Slack token v looks like.
+func slackTokenKind(v string) (slackToken, bool) {
+	for _, t := range slackTokens {
+		if strings.HasPrefix(v, t.prefix) {
+			return t, true
+		}
+	}
+	return slackToken{}, false
 }
 
 func unwrapPathError(err error) error {

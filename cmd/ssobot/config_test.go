@@ -1,14 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -149,9 +154,32 @@ func TestLoadConfig(t *testing.T) {
 			problems: []string{"AUTHENTIK_TOKEN_FILE: cannot read /missing: file does not exist", "CLOUDFLARE_API_TOKEN_FILE: /empty is empty"},
 		},
 		{
-			name:     "wrong token kinds",
-			set:      map[string]string{"SLACK_BOT_TOKEN": "xoxp-user-token", "SLACK_APP_TOKEN": "xoxb-bot"},
-			problems: []string{"SLACK_BOT_TOKEN must be a bot token starting with xoxb- (this value looks like a user token)", "SLACK_APP_TOKEN must be an app-level token starting with xapp- (this value looks like a bot token)"},
+			name: "wrong token kinds",
+			set:  map[string]string{"SLACK_BOT_TOKEN": "xoxp-user-token", "SLACK_APP_TOKEN": "xoxb-bot"},
+			problems: []string{"SLACK_BOT_TOKEN must be a bot token starting with xoxb- (this value looks like a Slack user token, which ssobot does not use)",
+				"SLACK_APP_TOKEN must be an app-level token starting with xapp- (this value looks like a Slack bot token, which belongs in SLACK_BOT_TOKEN)"},
+		},
+		{
+			name:     "Slack tokens swapped",
+			set:      map[string]string{"SLACK_BOT_TOKEN": "xapp-1-A0-1-abc", "SLACK_APP_TOKEN": "xoxb-1-2-abc"},
+			problems: []string{"SLACK_BOT_TOKEN must be a bot token starting with xoxb- (this value looks like a Slack app-level token, which belongs in SLACK_APP_TOKEN)", "SLACK_APP_TOKEN must be an app-level token starting with xapp- (this value looks like a Slack bot token, which belongs in SLACK_BOT_TOKEN)"},
+		},
+		{
+			// Refused at load, before the token is sent to the wrong service.
+			name: "Slack tokens in other services' variables",
+			set: map[string]string{"AUTHENTIK_TOKEN": "xoxb-1-2-secretak", "CLOUDFLARE_API_TOKEN": "", "CLOUDFLARE_API_TOKEN_FILE": "/run/secrets/cf",
+				"SLACK_SIGNING_SECRET": "xoxe.xoxp-1-secretsig"},
+			files: fakeFS{"/run/secrets/cf": "xapp-1-A0-1-secretcf\n"},
+			problems: []string{
+				"AUTHENTIK_TOKEN starts with xoxb-, like a Slack bot token, which belongs in SLACK_BOT_TOKEN: set AUTHENTIK_TOKEN to an authentik API token",
+				"CLOUDFLARE_API_TOKEN starts with xapp-, like a Slack app-level token, which belongs in SLACK_APP_TOKEN: set CLOUDFLARE_API_TOKEN to a Cloudflare API token",
+				"SLACK_SIGNING_SECRET starts with xoxe., like a Slack rotating token, which ssobot does not use: set SLACK_SIGNING_SECRET to the app's signing secret (Basic Information → Signing Secret)",
+			},
+		},
+		{
+			name:     "a user token for the signing secret",
+			set:      map[string]string{"SLACK_SIGNING_SECRET": "xoxp-1-2-3-secret"},
+			problems: []string{"SLACK_SIGNING_SECRET starts with xoxp-, like a Slack user token, which ssobot does not use"},
 		},
 		{
 			name:     "stray whitespace in a secret",
@@ -480,6 +508,42 @@ func TestApprovalSettingsReachTheEngine(t *testing.T) {
 			}
 			if ec.ApprovalsRequired != 2 || !ec.AllowSelfApproval {
 				t.Errorf("engine approvals required %d, self-approval %v; want 2, true", ec.ApprovalsRequired, ec.AllowSelfApproval)
+			}
+		})
+	}
+}
+
+// TestServeRefusesTokensForTheWrongService: a Slack token in another
+// service's variable stops serve before any call, so the token is sent
+// nowhere, and is not printed.
+func TestServeRefusesTokensForTheWrongService(t *testing.T) {
+	var calls atomic.Int32
+	count := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { calls.Add(1) })
+	plain, tls := httptest.NewServer(count), httptest.NewTLSServer(count)
+	defer plain.Close()
+	defer tls.Close()
+	const token = "xoxb-1-2-secretwrongplace"
+	tests := []struct{ variable, problem string }{
+		{"AUTHENTIK_TOKEN", "AUTHENTIK_TOKEN starts with xoxb-, like a Slack bot token, which belongs in SLACK_BOT_TOKEN"},
+		{"CLOUDFLARE_API_TOKEN", "CLOUDFLARE_API_TOKEN starts with xoxb-"},
+		{"SLACK_SIGNING_SECRET", "SLACK_SIGNING_SECRET starts with xoxb-"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.variable, func(t *testing.T) {
+			env := validEnv()
+			env["AUTHENTIK_URL"], env["SLACK_API_URL"], env["CLOUDFLARE_BASE_URL"] = tls.URL, plain.URL, plain.URL
+			env["SSOBOT_DB"] = filepath.Join(t.TempDir(), "ssobot.db")
+			env[tt.variable] = token
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), []string{"serve"}, func(k string) string { return env[k] }, fakeFS{}.readFile, &stdout, &stderr)
+			if code != exitUsage || !strings.Contains(stderr.String(), tt.problem) {
+				t.Errorf("exit %d, stderr:\n%s\nwant %d and %q", code, stderr.String(), exitUsage, tt.problem)
+			}
+			if strings.Contains(stdout.String()+stderr.String(), token) {
+				t.Errorf("the token was printed:\n%s%s", stdout.String(), stderr.String())
+			}
+			if n := calls.Load(); n != 0 {
+				t.Errorf("%d requests were made", n)
 			}
 		})
 	}
