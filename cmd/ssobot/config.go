@@ -49,6 +49,10 @@ type Config struct {
 	AdminHosts  []string // host names the admin API answers to beyond the built-in ones; lower case
 	LogFormat   string   // "json" or "text"
 	LogLevel    slog.Level
+
+	// Warnings are doubts about values that may yet be right, for serve
+	// to log; they never quote a secret.
+	Warnings []string
 }
 
 // SocketMode reports whether the bot connects to Slack over Socket Mode
@@ -129,6 +133,11 @@ func LoadConfig(getenv func(string) string, readFile func(string) ([]byte, error
 	c.SlackSigningSecret = l.secret("SLACK_SIGNING_SECRET", false, "", "the app's signing secret (Basic Information → Signing Secret)")
 	if c.SlackAppToken.IsZero() && c.SlackSigningSecret.IsZero() && !l.failed("SLACK_SIGNING_SECRET") && !l.failed("SLACK_APP_TOKEN") {
 		l.problem("SLACK_SIGNING_SECRET is required in HTTP mode: set it (or SLACK_SIGNING_SECRET_FILE) to the app's signing secret, or set SLACK_APP_TOKEN to use Socket Mode")
+	}
+	if !c.SlackSigningSecret.IsZero() {
+		if why := signingSecretShape(c.SlackSigningSecret.Reveal()); why != "" {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("SLACK_SIGNING_SECRET does not look like the secrets Slack issues today (32 characters 0-9 and a-f; %s): if Slack's requests are refused as \"without a valid Slack signature\", copy it again from Basic Information → Signing Secret (not the Client Secret or Verification Token)", why))
+		}
 	}
 	if u := l.url(urlSetting{name: "SLACK_API_URL", example: "https://slack.com/api/", userWhy: tokenInHeaders}, false); u != "" {
 		c.SlackAPIURL = strings.TrimSuffix(u, "/") + "/" // slack-go joins with the method name
@@ -445,6 +454,24 @@ func (l *loader) approvers(c *Config) {
 	case len(c.ApproverUsers)+len(c.ApproverGroups) == 0:
 		l.problem("SSOBOT_APPROVERS is empty: list at least one Slack user or user group ID")
 	}
+}
+
+// signingSecretShape says how v differs from the signing secrets Slack
+// issues today, 32 lowercase hex characters, or "" if it does not. Slack
+// documents no format (its own example has a y and a z), so a difference
+// is only warned of: refusing it would stop every start if Slack changed
+// its secrets, while a wrong secret shows at the first request anyway.
+// It describes, never quotes.
+func signingSecretShape(v string) string {
+	switch {
+	case len(v) == 24:
+		return "it has 24 characters, like the app's Verification Token, which ssobot does not use"
+	case len(v) != 32:
+		return fmt.Sprintf("it has %d characters", len(v))
+	case strings.ContainsFunc(v, func(r rune) bool { return !('0' <= r && r <= '9' || 'a' <= r && r <= 'f') }):
+		return "it has other characters"
+	}
+	return ""
 }
 
 // accountIDProblem describes a wrong CLOUDFLARE_ACCOUNT_ID without

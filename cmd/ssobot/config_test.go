@@ -448,6 +448,53 @@ func TestLoadConfig(t *testing.T) {
 	}
 }
 
+// TestSigningSecretShape: a signing secret unlike Slack's of today is
+// warned of, not refused (Slack documents no format, and its own example
+// is not hex), and the warning does not quote it.
+func TestSigningSecretShape(t *testing.T) {
+	tests := []struct {
+		name, secret, warning string // warning "": none
+	}{
+		{"hex", "0123456789abcdef0123456789abcdef", ""},
+		{"Slack's documented example", "8f742231b10e8888abcd99yyyzzz85a5", "(32 characters 0-9 and a-f; it has other characters)"},
+		{"upper case", "0123456789ABCDEF0123456789ABCDEF", "it has other characters"},
+		{"verification token", "Xk3vQ9sLmN2pR7tY1wZ4aB6c", "it has 24 characters, like the app's Verification Token, which ssobot does not use"},
+		{"too long", strings.Repeat("ab", 20), "it has 40 characters"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := validEnv()
+			env["SLACK_SIGNING_SECRET"] = tt.secret
+			c, err := LoadConfig(func(k string) string { return env[k] }, nil)
+			if err != nil {
+				t.Fatalf("LoadConfig: %v", err)
+			}
+			if c.SlackSigningSecret.Reveal() != tt.secret {
+				t.Error("the signing secret was not kept")
+			}
+			if tt.warning == "" {
+				if len(c.Warnings) > 0 {
+					t.Errorf("warnings %q; want none", c.Warnings)
+				}
+				return
+			}
+			if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "SLACK_SIGNING_SECRET does not look like the secrets Slack issues today") || !strings.Contains(c.Warnings[0], tt.warning) {
+				t.Fatalf("warnings %q; want one with %q", c.Warnings, tt.warning)
+			}
+			if strings.Contains(c.Warnings[0], tt.secret) {
+				t.Errorf("the warning quotes the secret: %s", c.Warnings[0])
+			}
+		})
+	}
+	t.Run("socket mode has none to check", func(t *testing.T) {
+		env := validEnv()
+		env["SLACK_SIGNING_SECRET"], env["SLACK_APP_TOKEN"] = "", "xapp-1-A0-1-abc"
+		if c, err := LoadConfig(func(k string) string { return env[k] }, nil); err != nil || len(c.Warnings) > 0 {
+			t.Errorf("LoadConfig = warnings %q, %v; want none", c.Warnings, err)
+		}
+	})
+}
+
 func isSecretVar(name string) bool {
 	for _, v := range envVars {
 		if v.Name == name {
@@ -546,5 +593,34 @@ func TestServeRefusesTokensForTheWrongService(t *testing.T) {
 				t.Errorf("%d requests were made", n)
 			}
 		})
+	}
+}
+
+// TestServeLogsConfigWarnings: serve logs a doubtful signing secret at
+// start-up, before anything else can fail, without the secret.
+func TestServeLogsConfigWarnings(t *testing.T) {
+	// Every service is down: serve stops at its start-up checks.
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", http.StatusServiceUnavailable) })
+	down, downTLS := httptest.NewServer(h), httptest.NewTLSServer(h)
+	defer down.Close()
+	defer downTLS.Close()
+	env := validEnv()
+	const secret = "8f742231b10e8888abcd99yyyzzz85a5" // Slack's example, not hex
+	env["SLACK_SIGNING_SECRET"] = secret
+	env["SLACK_API_URL"], env["CLOUDFLARE_BASE_URL"], env["AUTHENTIK_URL"] = down.URL, down.URL, downTLS.URL
+	env["SSOBOT_DB"], env["SSOBOT_LOG_FORMAT"] = filepath.Join(t.TempDir(), "ssobot.db"), "text"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	run(ctx, []string{"serve"}, func(k string) string { return env[k] }, fakeFS{}.readFile, &stdout, &stderr)
+	first, _, _ := strings.Cut(stderr.String(), "\n")
+	if !strings.Contains(stderr.String(), `level=WARN msg="check the configuration" warning="SLACK_SIGNING_SECRET does not look like the secrets Slack issues today`) {
+		t.Errorf("no warning logged:\n%s", stderr.String())
+	}
+	if !strings.Contains(first, `msg=starting`) {
+		t.Errorf("the first line is not the start:\n%s", stderr.String())
+	}
+	if strings.Contains(stderr.String(), secret) {
+		t.Errorf("the signing secret was logged:\n%s", stderr.String())
 	}
 }

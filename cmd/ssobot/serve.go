@@ -69,6 +69,9 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, re
 		"authentik_url", cfg.AuthentikURL, "cloudflare_account_id", cfg.CloudflareAccountID,
 		"approvers", len(cfg.ApproverUsers)+len(cfg.ApproverGroups), "approvals_required", cfg.ApprovalsRequired,
 		"approval_ttl", cfg.ApprovalTTL, "approval_reminder", cfg.ApprovalReminder, "allow_self_approval", cfg.AllowSelfApproval)
+	for _, w := range cfg.Warnings {
+		log.Warn("check the configuration", "warning", w)
+	}
 
 	a, err := newApp(cfg, appOptions{Logger: log})
 	if err != nil {
