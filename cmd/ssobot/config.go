@@ -252,6 +252,11 @@ func (l *loader) secret(name string, required bool, prefix, kind string) workflo
 		}
 		return workflow.Secret{}
 	}
+	if scheme, _, ok := strings.Cut(v, " "); ok && strings.EqualFold(scheme, "Bearer") {
+		// Copied from an Authorization header or a curl example.
+		l.fail(name, fmt.Sprintf("%s starts with \"Bearer \": drop it and set %s to the value after it alone", name, name))
+		return workflow.Secret{}
+	}
 	if strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		l.fail(name, fmt.Sprintf("%s contains spaces or control characters: check for stray quotes or line breaks", name))
 		return workflow.Secret{}

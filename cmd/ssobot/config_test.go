@@ -177,6 +177,12 @@ func TestLoadConfig(t *testing.T) {
 			},
 		},
 		{
+			// From an Authorization header: said, not "contains spaces".
+			name:     "Bearer before a token",
+			set:      map[string]string{"AUTHENTIK_TOKEN": "Bearer ak-secret", "CLOUDFLARE_API_TOKEN": "bearer cf-secret", "SLACK_SIGNING_SECRET": "Bearer 0123456789abcdef0123456789abcdef"},
+			problems: []string{`AUTHENTIK_TOKEN starts with "Bearer ": drop it and set AUTHENTIK_TOKEN to the value after it alone`, `CLOUDFLARE_API_TOKEN starts with "Bearer "`, `SLACK_SIGNING_SECRET starts with "Bearer "`},
+		},
+		{
 			name:     "a user token for the signing secret",
 			set:      map[string]string{"SLACK_SIGNING_SECRET": "xoxp-1-2-3-secret"},
 			problems: []string{"SLACK_SIGNING_SECRET starts with xoxp-, like a Slack user token, which ssobot does not use"},
