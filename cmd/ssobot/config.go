@@ -169,8 +169,8 @@ func LoadConfig(getenv func(string) string, readFile func(string) ([]byte, error
 	c.AllowSelfApproval = l.bool("SSOBOT_ALLOW_SELF_APPROVAL", false)
 	c.ApprovalTTL = l.duration("SSOBOT_APPROVAL_TTL", defaultApprovalTTL)
 	c.ApprovalReminder = l.reminder(c.ApprovalTTL)
-	c.Channels = l.ids("SSOBOT_CHANNELS", channelIDPattern, "channel IDs (C..., G...)")
-	c.Requesters = l.ids("SSOBOT_REQUESTERS", userIDPattern, "user IDs (U..., W...)")
+	c.Channels = l.ids("SSOBOT_CHANNELS", channelIDPattern, "channel IDs (C..., G...)", channelIDHint)
+	c.Requesters = l.ids("SSOBOT_REQUESTERS", userIDPattern, "user IDs (U..., W...)", memberIDHint)
 
 	c.AuthorizationFlow = strings.TrimSpace(getenv("SSOBOT_AUTHORIZATION_FLOW"))
 	c.InvalidationFlow = strings.TrimSpace(getenv("SSOBOT_INVALIDATION_FLOW"))
@@ -443,21 +443,59 @@ func (l *loader) approvers(c *Config) {
 		return
 	}
 	var bad []string
+	var lower idCase
 	for _, id := range splitList(v) {
 		switch {
 		case userIDPattern.MatchString(id):
 			c.ApproverUsers = append(c.ApproverUsers, id)
 		case groupIDPattern.MatchString(id):
 			c.ApproverGroups = append(c.ApproverGroups, id)
+		case lower.add(id, userIDPattern, groupIDPattern):
 		default:
 			bad = append(bad, strconv.Quote(id))
 		}
 	}
+	lower.report(l, "SSOBOT_APPROVERS")
 	switch {
 	case len(bad) > 0:
-		l.problem(fmt.Sprintf("SSOBOT_APPROVERS: %s not Slack user IDs (U..., W...) or user group IDs (S...); names and @handles do not work, copy the ID from the profile's \"Copy member ID\"", strings.Join(bad, ", ")+isAre(len(bad))))
-	case len(c.ApproverUsers)+len(c.ApproverGroups) == 0:
+		l.problem(fmt.Sprintf("SSOBOT_APPROVERS: %s not Slack user IDs (U..., W...) or user group IDs (S...)%s", strings.Join(bad, ", ")+isAre(len(bad)), memberIDHint))
+	case len(lower.typed) == 0 && len(c.ApproverUsers)+len(c.ApproverGroups) == 0:
 		l.problem("SSOBOT_APPROVERS is empty: list at least one Slack user or user group ID")
+	}
+}
+
+// Hints for names given where IDs are wanted.
+const (
+	memberIDHint  = "; names and @handles do not work, copy the ID from the profile's \"Copy member ID\""
+	channelIDHint = "; names such as #general do not work: open the channel's details (click its name) and copy the Channel ID at the bottom"
+)
+
+// idCase collects IDs typed in lower case (u012ab3cd), which Slack never
+// writes, to say which ID to use instead.
+type idCase struct{ typed, fixed []string }
+
+// add reports whether id is an ID of one of patterns typed in lower case:
+// in upper case it matches, and, unlike a name such as user1 or general,
+// it is nine characters or more with a digit after the prefix letter, as
+// Slack's IDs are.
+func (c *idCase) add(id string, patterns ...*regexp.Regexp) bool {
+	up := strings.ToUpper(id)
+	if up == id || len(id) < 9 || id[1] < '0' || id[1] > '9' {
+		return false
+	}
+	for _, p := range patterns {
+		if p.MatchString(up) {
+			c.typed = append(c.typed, strconv.Quote(id))
+			c.fixed = append(c.fixed, strconv.Quote(up))
+			return true
+		}
+	}
+	return false
+}
+
+func (c *idCase) report(l *loader, name string) {
+	if len(c.typed) > 0 {
+		l.problem(fmt.Sprintf("%s: %s in lower case, and Slack's IDs are upper case: use %s", name, strings.Join(c.typed, ", ")+isAre(len(c.typed)), strings.Join(c.fixed, ", ")))
 	}
 }
 
@@ -509,17 +547,21 @@ func isAre(n int) string {
 	return " are"
 }
 
-func (l *loader) ids(name string, pattern *regexp.Regexp, what string) []string {
+func (l *loader) ids(name string, pattern *regexp.Regexp, what, hint string) []string {
 	var out, bad []string
+	var lower idCase
 	for _, id := range splitList(l.getenv(name)) {
-		if pattern.MatchString(id) {
+		switch {
+		case pattern.MatchString(id):
 			out = append(out, id)
-		} else {
+		case lower.add(id, pattern):
+		default:
 			bad = append(bad, strconv.Quote(id))
 		}
 	}
+	lower.report(l, name)
 	if len(bad) > 0 {
-		l.problem(fmt.Sprintf("%s: %s not %s", name, strings.Join(bad, ", ")+isAre(len(bad)), what))
+		l.problem(fmt.Sprintf("%s: %s not %s%s", name, strings.Join(bad, ", ")+isAre(len(bad)), what, hint))
 	}
 	return out
 }

@@ -280,6 +280,26 @@ func TestLoadConfig(t *testing.T) {
 			problems: []string{"CLOUDFLARE_ACCOUNT_ID is not an account ID (it has 4 characters)", `SSOBOT_APPROVERS: "@bob", "alice" are not Slack user IDs`},
 		},
 		{
+			// Lower-case IDs get the ID to use; names (user1, general: no
+			// digit after the prefix letter) get how to find the ID.
+			name: "IDs in lower case and names",
+			set: map[string]string{"SSOBOT_APPROVERS": "U012AB3CD, u012ab3cd, s0614tzr7, user1, @bob",
+				"SSOBOT_CHANNELS": "C0123ABCD, #general, c0123abcd, general", "SSOBOT_REQUESTERS": "W0123ABCD w0123abcd alice"},
+			problems: []string{
+				`SSOBOT_APPROVERS: "u012ab3cd", "s0614tzr7" are in lower case, and Slack's IDs are upper case: use "U012AB3CD", "S0614TZR7"`,
+				`SSOBOT_APPROVERS: "user1", "@bob" are not Slack user IDs (U..., W...) or user group IDs (S...); names and @handles do not work, copy the ID from the profile's "Copy member ID"`,
+				`SSOBOT_CHANNELS: "c0123abcd" is in lower case, and Slack's IDs are upper case: use "C0123ABCD"`,
+				`SSOBOT_CHANNELS: "#general", "general" are not channel IDs (C..., G...); names such as #general do not work: open the channel's details (click its name) and copy the Channel ID at the bottom`,
+				`SSOBOT_REQUESTERS: "w0123abcd" is in lower case, and Slack's IDs are upper case: use "W0123ABCD"`,
+				`SSOBOT_REQUESTERS: "alice" is not user IDs (U..., W...); names and @handles do not work`,
+			},
+		},
+		{
+			name:     "approvers only in lower case",
+			set:      map[string]string{"SSOBOT_APPROVERS": "u012ab3cd"},
+			problems: []string{`SSOBOT_APPROVERS: "u012ab3cd" is in lower case, and Slack's IDs are upper case: use "U012AB3CD"`},
+		},
+		{
 			// The token pasted as the account ID must not be printed.
 			name:     "account ID and API token swapped",
 			set:      map[string]string{"CLOUDFLARE_ACCOUNT_ID": "Xk3vQ9sLmN2pR7tY1wZ4aB6cD8eF0gH2iJ5kL7mN", "CLOUDFLARE_API_TOKEN": testAccountID},
