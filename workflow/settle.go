@@ -94,10 +94,15 @@ func (e *Engine) lookUp(ctx context.Context, r *Run, step StepName) (*found, str
 		}
 		// The same rule as the step that creates it.
 		switch named := loginMethodsNamed(idps, p); {
-		case named.found:
-			id := named.own.ID
+		case named.found():
+			own, extras := named.adopt("")
+			id := own.ID
+			what := fmt.Sprintf("the Cloudflare login method %s %q (client ID %s)", id, own.Name, p.ClientID)
+			if len(extras) > 0 {
+				what += "; " + duplicatesProblem(p, id, extras)
+			}
 			return &found{
-				what:   fmt.Sprintf("the Cloudflare login method %s %q (client ID %s)", id, named.own.Name, p.ClientID),
+				what:   what,
 				apply:  func(r *Run) { r.Resources.CloudflareIdentityProviderID = id },
 				events: []Event{resourceEvent(true, step, "Cloudflare login method", id, p.LoginMethodName)},
 				data:   map[string]string{"identity_provider_id": id},

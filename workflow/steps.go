@@ -204,7 +204,7 @@ func (e *Engine) preflight(ctx context.Context, r *Run) (outcome, error) {
 			}
 			// The same rule as the step that creates it: free, or the run's own.
 			switch named := loginMethodsNamed(idps, p); {
-			case named.found:
+			case named.found():
 			case len(named.unreadable) > 0:
 				f.add(named.unreadableProblem(p))
 			case named.others > 0:
@@ -356,26 +356,25 @@ func wrapErr(what string, err error) error {
 
 // namedLoginMethods is what an account holds under a run's login method name.
 type namedLoginMethods struct {
-	own        IdentityProvider // the run's own, when found
-	found      bool
+	// own are the run's own, in list order. More than one means a create
+	// whose answer never came was applied all the same, beside a later one.
+	own        []IdentityProvider
 	others     int                // those that are not the run's
 	unreadable []IdentityProvider // of the others, those whose config could not be read
 }
 
 // loginMethodsNamed looks at every login method with the run's name:
 // Cloudflare names are not unique, so another's listed first must not hide
-// the run's own (an OIDC one with the run's client_id). One whose config
-// could not be read may be the run's own: it is never taken for absent, so
-// that no second one is created beside it.
+// the run's own (an OIDC one with the run's client_id), nor the run's first
+// hide a second. One whose config could not be read may be the run's own:
+// it is never taken for absent, so that no second one is created beside it.
 func loginMethodsNamed(idps []IdentityProvider, p Params) namedLoginMethods {
 	var n namedLoginMethods
 	for _, x := range idps {
 		switch {
 		case x.Name != p.LoginMethodName:
 		case x.Unreadable == "" && x.Type == "oidc" && x.Config.ClientID == p.ClientID:
-			if !n.found {
-				n.own, n.found = x, true
-			}
+			n.own = append(n.own, x)
 		default:
 			n.others++
 			if x.Unreadable != "" {
@@ -384,6 +383,56 @@ func loginMethodsNamed(idps []IdentityProvider, p Params) namedLoginMethods {
 		}
 	}
 	return n
+}
+
+func (n namedLoginMethods) found() bool { return len(n.own) > 0 }
+
+// adopt picks the run's login method among its own: the one recorded on
+// the run when it is listed, else the first listed, so that every look at
+// the same list keeps the same one. The rest are duplicates for a person
+// to delete (ssobot deletes nothing).
+func (n namedLoginMethods) adopt(recorded string) (kept IdentityProvider, extras []IdentityProvider) {
+	i := slices.IndexFunc(n.own, func(x IdentityProvider) bool { return x.ID == recorded })
+	if i < 0 {
+		i = 0
+	}
+	return n.own[i], n.except(n.own[i].ID)
+}
+
+// except is the run's own login methods but the one with the given ID.
+func (n namedLoginMethods) except(id string) []IdentityProvider {
+	var rest []IdentityProvider
+	for _, x := range n.own {
+		if x.ID != id {
+			rest = append(rest, x)
+		}
+	}
+	return rest
+}
+
+// duplicatesProblem tells a person which login methods duplicate the run's
+// own and what to do: each holds the run's client_id and client secret, a
+// second way in that nobody tracks, so it must go.
+func duplicatesProblem(p Params, kept string, extras []IdentityProvider) string {
+	ids := make([]string, 0, len(extras))
+	for _, x := range extras {
+		ids = append(ids, x.ID)
+	}
+	what := "another login method"
+	if len(extras) > 1 {
+		what = fmt.Sprintf("%d other login methods", len(extras))
+	}
+	return fmt.Sprintf("Cloudflare holds %s named %q with this run's client_id, and so its client secret, beside %s, the one the run keeps: %s (a create whose answer never came was applied all the same). ssobot deletes nothing: delete %s at https://one.dash.cloudflare.com/%s/settings/authentication and keep %s",
+		what, p.LoginMethodName, kept, strings.Join(ids, ", "), strings.Join(ids, ", "), p.AccountID, kept)
+}
+
+// duplicatesData lists the duplicate login methods' IDs in an event.
+func duplicatesData(kept string, extras []IdentityProvider) map[string]string {
+	ids := make([]string, 0, len(extras))
+	for _, x := range extras {
+		ids = append(ids, x.ID)
+	}
+	return map[string]string{"identity_provider_id": kept, "duplicate_identity_provider_ids": strings.Join(ids, ",")}
 }
 
 // unreadableProblem names the login methods with the run's name that
@@ -408,9 +457,12 @@ func (e *Engine) createLoginMethod(ctx context.Context, r *Run) (outcome, error)
 		return outcome{}, opErr("list login methods", err)
 	}
 	named := loginMethodsNamed(idps, p)
-	idp, found := named.own, named.found
+	found := named.found()
+	var idp IdentityProvider
+	var extras []IdentityProvider
 	switch {
 	case found:
+		idp, extras = named.adopt(r.Resources.CloudflareIdentityProviderID)
 	case len(named.unreadable) > 0:
 		return outcome{}, &APIError{System: "cloudflare", Op: "create login method", Permanent: true, Message: named.unreadableProblem(p)}
 	case named.others > 0:
@@ -430,9 +482,16 @@ func (e *Engine) createLoginMethod(ctx context.Context, r *Run) (outcome, error)
 		}
 	}
 	id := idp.ID
+	events := []Event{resourceEvent(found, StepCloudflareLoginMethod, "Cloudflare login method", id, p.LoginMethodName)}
+	if len(extras) > 0 {
+		// Kept going: the run's own works, and verify fails until the
+		// duplicates are gone, so that the run cannot end succeeded.
+		events = append(events, Event{Type: EventNote, Step: StepCloudflareLoginMethod,
+			Message: duplicatesProblem(p, id, extras) + "; until then verify fails", Data: duplicatesData(id, extras)})
+	}
 	return outcome{
 		apply:   func(r *Run) { r.Resources.CloudflareIdentityProviderID = id },
-		events:  []Event{resourceEvent(found, StepCloudflareLoginMethod, "Cloudflare login method", id, p.LoginMethodName)},
+		events:  events,
 		message: fmt.Sprintf("login method %q is %s", p.LoginMethodName, id),
 		data:    map[string]string{"identity_provider_id": id},
 	}, nil
@@ -443,23 +502,40 @@ func (e *Engine) createLoginMethod(ctx context.Context, r *Run) (outcome, error)
 func (e *Engine) verify(ctx context.Context, r *Run) (outcome, error) {
 	p := r.Params
 	var mismatches []string
-	// The four reads are independent: make them at once.
+	// One attempt of the login method step makes at most one create; after
+	// more, an earlier one may have been applied after the list that
+	// reconciled it (late, or on a page the list missed), so the login
+	// methods are counted again. A normal run skips that list.
+	recount := r.Step(StepCloudflareLoginMethod).Attempts > 1
+	// The reads are independent: make them at once.
 	var (
-		idp                            IdentityProvider
-		disc                           Discovery
-		keys                           JWKS
-		prov                           Provider
-		idpErr, discErr, keysErr, pErr error
-		wg                             sync.WaitGroup
+		idp                                     IdentityProvider
+		idps                                    []IdentityProvider
+		disc                                    Discovery
+		keys                                    JWKS
+		prov                                    Provider
+		idpErr, listErr, discErr, keysErr, pErr error
+		wg                                      sync.WaitGroup
 	)
 	wg.Go(func() { idp, idpErr = e.cfg.Access.GetIdentityProvider(ctx, r.Resources.CloudflareIdentityProviderID) })
+	if recount {
+		wg.Go(func() { idps, listErr = e.cfg.Access.ListIdentityProviders(ctx) })
+	}
 	wg.Go(func() { disc, discErr = e.cfg.Endpoints.Discovery(ctx, p.DiscoveryURL) })
 	wg.Go(func() { keys, keysErr = e.cfg.Endpoints.JWKS(ctx, p.CertsURL) })
 	wg.Go(func() { prov, pErr = e.cfg.Authentik.GetProvider(ctx, r.Resources.AuthentikProviderID) })
 	wg.Wait()
-	if err := errors.Join(wrapErr("read login method back", idpErr), wrapErr("fetch discovery document", discErr),
-		wrapErr("fetch JWKS", keysErr), wrapErr("read provider back", pErr)); err != nil {
+	if err := errors.Join(wrapErr("read login method back", idpErr), wrapErr("list login methods", listErr),
+		wrapErr("fetch discovery document", discErr), wrapErr("fetch JWKS", keysErr), wrapErr("read provider back", pErr)); err != nil {
 		return outcome{}, err
+	}
+	if recount {
+		// A second login method with the run's client secret is a way in
+		// that nobody tracks: the run does not succeed while one is there.
+		kept := r.Resources.CloudflareIdentityProviderID
+		if extras := loginMethodsNamed(idps, p).except(kept); len(extras) > 0 {
+			mismatches = append(mismatches, duplicatesProblem(p, kept, extras)+", then retry the run: verify checks again")
+		}
 	}
 	want := PlannedLoginMethod(p)
 	got := idp.Config

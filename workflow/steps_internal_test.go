@@ -27,3 +27,34 @@ func TestOpErr(t *testing.T) {
 		}
 	}
 }
+
+// TestAdoptLoginMethod: of several login methods of the run, the one
+// recorded is kept when listed, else the first listed; the rest are
+// duplicates, and another client's with the same name is none of them.
+func TestAdoptLoginMethod(t *testing.T) {
+	p := Params{LoginMethodName: "authentik (Grafana)", ClientID: "ours"}
+	own := func(id string) IdentityProvider {
+		return IdentityProvider{ID: id, Name: p.LoginMethodName, Type: "oidc", Config: OIDCConfig{ClientID: p.ClientID}}
+	}
+	other := IdentityProvider{ID: "x", Name: p.LoginMethodName, Type: "oidc", Config: OIDCConfig{ClientID: "theirs"}}
+	listed := []IdentityProvider{other, own("a"), own("b"), own("c")}
+	tests := []struct {
+		recorded, kept string
+		extras         []string
+	}{
+		{"", "a", []string{"b", "c"}},
+		{"b", "b", []string{"a", "c"}},
+		{"gone", "a", []string{"b", "c"}},
+	}
+	for _, tt := range tests {
+		named := loginMethodsNamed(listed, p)
+		kept, extras := named.adopt(tt.recorded)
+		var ids []string
+		for _, x := range extras {
+			ids = append(ids, x.ID)
+		}
+		if kept.ID != tt.kept || fmt.Sprint(ids) != fmt.Sprint(tt.extras) || named.others != 1 {
+			t.Errorf("recorded %q: kept %s, extras %v, others %d; want %s, %v, 1", tt.recorded, kept.ID, ids, named.others, tt.kept, tt.extras)
+		}
+	}
+}
