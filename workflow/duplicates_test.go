@@ -3,6 +3,7 @@ package workflow_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -96,7 +97,8 @@ func (l *lateCreate) creates() (sent int, applied bool) {
 	return l.posts, l.applied
 }
 
-// deleteLoginMethod deletes a login method as a person would in the dashboard.
+// deleteLoginMethod deletes a login method as a person would in the
+// dashboard. It may be called from a fake's handler: it does not stop the test.
 func deleteLoginMethod(t *testing.T, h *harness, id string) {
 	t.Helper()
 	req := httptest.NewRequest(http.MethodDelete, "/client/v4/accounts/"+accountID+"/access/identity_providers/"+id, nil)
@@ -104,7 +106,7 @@ func deleteLoginMethod(t *testing.T, h *harness, id string) {
 	rec := httptest.NewRecorder()
 	h.cf.ServeHTTP(rec, req)
 	if rec.Code != http.StatusAccepted {
-		t.Fatalf("delete login method %s: %d %s", id, rec.Code, rec.Body)
+		t.Errorf("delete login method %s: %d %s", id, rec.Code, rec.Body)
 	}
 }
 
@@ -209,5 +211,59 @@ func TestLoginMethodStepSeesDuplicates(t *testing.T) {
 	}
 	if done.State != workflow.StateFailed || !strings.Contains(done.Error, "delete "+second) {
 		t.Errorf("run %s: %q; want verify failed, naming %s", done.State, done.Error, second)
+	}
+}
+
+// TestPageShiftDuringReconcile: the first create is applied but its answer
+// lost, and the run's login method is the 51st, on page 2. While the second
+// attempt lists, a person deletes another login method between its two
+// page reads: the run's own moves onto page 1, already read, and page 2
+// comes back without it. The list sees total_count change and reads again,
+// so the second attempt finds the run's own instead of creating another.
+func TestPageShiftDuringReconcile(t *testing.T) {
+	h := newHarness(t)
+	for i := range 50 {
+		h.cf.AddIdentityProvider(cloudflaretest.IdentityProvider{Name: fmt.Sprintf("other %02d", i), Type: "onetimepin"})
+	}
+	first := h.cf.IdentityProviders()[0].ID
+	h.cf.AddFault(cloudflaretest.Fault{Method: http.MethodPost, PathContains: "identity_providers", Kind: cloudflaretest.FaultApplyThenReset, Times: 1})
+	var mu sync.Mutex
+	posts, deleted := 0, false
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		isList := strings.HasSuffix(r.URL.Path, "identity_providers")
+		mu.Lock()
+		if isList && r.Method == http.MethodPost {
+			posts++
+		}
+		mu.Unlock()
+		h.cf.ServeHTTP(w, r)
+		mu.Lock()
+		del := isList && r.Method == http.MethodGet && r.URL.Query().Get("page") == "1" && posts == 1 && !deleted
+		deleted = deleted || del
+		mu.Unlock()
+		if del {
+			deleteLoginMethod(t, h, first)
+		}
+	}))
+	t.Cleanup(proxy.Close)
+	h.start(func(c *workflow.Config) {
+		c.Access = cloudflare.New(accountID, workflow.NewSecret(h.cf.Token()), proxy.URL+"/client/v4", nil)
+	})
+	r := h.newRun(workflow.Request{})
+	done := h.complete(r.ID)
+	var own []string
+	for _, x := range h.cf.IdentityProviders() {
+		if x.Config.ClientID == done.Params.ClientID {
+			own = append(own, x.ID)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !deleted || posts != 1 {
+		t.Fatalf("deleted: %v, %d creates sent; want the deletion made, and the first attempt's create only", deleted, posts)
+	}
+	if done.State != workflow.StateSucceeded || len(own) != 1 || done.Resources.CloudflareIdentityProviderID != own[0] {
+		t.Fatalf("run %s (%s), recorded %q; the run's login methods %v; want it succeeded with its one login method",
+			done.State, done.Error, done.Resources.CloudflareIdentityProviderID, own)
 	}
 }

@@ -186,7 +186,8 @@ type Access interface {
 	Organization(ctx context.Context) (Organization, error)
 	// ListIdentityProviders returns every login method of the account (all
 	// pages), those whose config cannot be read marked Unreadable rather
-	// than failing the list.
+	// than failing the list. A list seen to change while its pages are
+	// read is read again, or fails as transient.
 	ListIdentityProviders(ctx context.Context) ([]IdentityProvider, error)
 	GetIdentityProvider(ctx context.Context, id string) (IdentityProvider, error)
 	// CreateIdentityProvider makes exactly one request (no SDK retries):

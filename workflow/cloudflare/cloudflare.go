@@ -96,10 +96,40 @@ func (c *Client) Organization(ctx context.Context) (workflow.Organization, error
 // ListIdentityProviders returns every login method of the account, page by
 // page. It pages by hand: the SDK's auto-pager ignores ctx after the first
 // page and stops only on an empty page.
+//
+// Pages are read one request each, so a login method added or deleted
+// between two of them shifts the others across pages: one may be read
+// twice or not at all, and a caller looking for its own must not take it
+// for absent. A list seen to change while it is read (total_count differs
+// between pages, a page repeats a login method, or the pages run out before
+// total_count) is read again from the start, up to listTries times, then
+// fails as transient, so that the step tries again later.
 func (c *Client) ListIdentityProviders(ctx context.Context) ([]workflow.IdentityProvider, error) {
 	const op = "list identity providers"
+	for try := 1; ; try++ {
+		out, err := c.listOnce(ctx, op)
+		if !errors.Is(err, errListChanged) {
+			return out, err
+		}
+		if try == listTries {
+			return nil, &workflow.APIError{System: system, Op: op, Err: fmt.Errorf("gave up after %d reads: %w", listTries, err)}
+		}
+	}
+}
+
+// listTries bounds the reads of a list that changes while it is read.
+const listTries = 3
+
+// errListChanged: the login methods changed between two pages of a list.
+var errListChanged = errors.New("the login methods changed while they were listed")
+
+// listOnce reads the list once, page by page, and fails with errListChanged
+// when it sees the list change under it.
+func (c *Client) listOnce(ctx context.Context, op string) ([]workflow.IdentityProvider, error) {
 	var out []workflow.IdentityProvider
 	var prevFirst string
+	seen := map[string]bool{}
+	total := 0 // total_count of the first page; 0 when not given
 	for page := int64(1); ; page++ {
 		if page > maxPages {
 			return nil, fmt.Errorf("cloudflare: %s: more than %d pages", op, maxPages)
@@ -115,8 +145,22 @@ func (c *Client) ListIdentityProviders(ctx context.Context) ([]workflow.Identity
 		if _, err := c.idps.List(ctx, params, x.option(), option.WithResponseBodyInto(&res)); err != nil {
 			return nil, x.error(op, err)
 		}
+		info := resultInfo(string(res.ResultInfo))
+		if page == 1 {
+			total = info.TotalCount
+		} else if total > 0 && info.TotalCount != total {
+			return nil, fmt.Errorf("%w (total_count %d on page 1, %d on page %d)", errListChanged, total, info.TotalCount, page)
+		}
+		// Fewer than total_count read and no more to read: some moved
+		// onto pages already read.
+		runOut := func() error {
+			if total > 0 && len(out) < total {
+				return fmt.Errorf("%w (%d of total_count %d read when page %d came back with %d)", errListChanged, len(out), total, page, len(res.Result))
+			}
+			return nil
+		}
 		if len(res.Result) == 0 {
-			return out, nil
+			return out, runOut()
 		}
 		// A server that ignores ?page= would otherwise loop until maxPages.
 		if page > 1 && res.Result[0].ID == prevFirst {
@@ -124,6 +168,10 @@ func (c *Client) ListIdentityProviders(ctx context.Context) ([]workflow.Identity
 		}
 		prevFirst = res.Result[0].ID
 		for _, r := range res.Result {
+			if seen[r.ID] {
+				return nil, fmt.Errorf("%w (%s listed again on page %d)", errListChanged, r.ID, page)
+			}
+			seen[r.ID] = true
 			idp, err := identityProvider(r.ID, r.Name, r.Type, string(r.Config))
 			if err != nil {
 				// The account's other login methods are not ssobot's: one
@@ -135,13 +183,15 @@ func (c *Client) ListIdentityProviders(ctx context.Context) ([]workflow.Identity
 			}
 			out = append(out, idp)
 		}
-		info := resultInfo(string(res.ResultInfo))
 		switch {
-		case info.TotalCount > 0 && len(out) >= info.TotalCount:
+		case total > 0 && len(out) >= total:
 			return out, nil
 		case info.TotalPages > 0 && page >= int64(info.TotalPages):
-			return out, nil
-		case info.TotalCount == 0 && info.TotalPages == 0 && len(res.Result) < effectivePerPage(info):
+			return out, runOut()
+		case info.PerPage > 0 && len(res.Result) < info.PerPage:
+			// A short page is the last one.
+			return out, runOut()
+		case total == 0 && info.TotalPages == 0 && len(res.Result) < effectivePerPage(info):
 			// Without totals a short page is the last one.
 			return out, nil
 		}

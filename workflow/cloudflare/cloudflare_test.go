@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -734,5 +735,111 @@ func BenchmarkListIdentityProviders(b *testing.B) {
 		if err != nil || len(got) != 211 {
 			b.Fatalf("listed %d, %v; want 211", len(got), err)
 		}
+	}
+}
+
+// shiftingList serves a list of login methods from pages(read, page): the
+// IDs on that page of the read'th read of the list (a read starts at page
+// 1), and the total_count answered with them.
+func shiftingList(t *testing.T, pages func(read, page int) (ids []string, total int)) (c *cloudflare.Client, requests func() int) {
+	t.Helper()
+	var mu sync.Mutex
+	n, read := 0, 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+		mu.Lock()
+		n++
+		if page == 1 {
+			read++
+		}
+		ids, total := pages(read, page)
+		mu.Unlock()
+		items := []map[string]any{}
+		for _, id := range ids {
+			items = append(items, map[string]any{"id": id, "name": "n", "type": "onetimepin", "config": map[string]any{}})
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"success": true, "errors": []any{}, "messages": []any{}, "result": items,
+			"result_info": map[string]any{"page": page, "per_page": 2, "count": len(items), "total_count": total}})
+	}))
+	t.Cleanup(srv.Close)
+	return cloudflare.New(account, workflow.NewSecret("t"), srv.URL, nil), func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	}
+}
+
+// pagesOf splits ids into pages of two.
+func pagesOf(ids []string, page int) []string {
+	start := min((page-1)*2, len(ids))
+	return ids[start:min(start+2, len(ids))]
+}
+
+// TestListReadsAgainWhenTheListShifts: a login method added or deleted
+// between two pages shifts the others across pages. A list that sees it
+// happen reads again from the start, so that none is missed or repeated.
+func TestListReadsAgainWhenTheListShifts(t *testing.T) {
+	before := []string{"a", "b", "c", "d", "e"}
+	tests := []struct {
+		name string
+		// during is the list from page 2 of the first read on.
+		during []string
+		// total is the total_count answered with during; 0: len(during).
+		total        int
+		wantRequests int
+	}{
+		// "a" deleted: "c" moves to page 1, already read.
+		{name: "deleted, total_count drops", during: []string{"b", "c", "d", "e"}, wantRequests: 2 + 2},
+		{name: "deleted, total_count stale", during: []string{"b", "c", "d", "e"}, total: 5, wantRequests: 3 + 2},
+		// "z" added first: "b" moves to page 2, read again.
+		{name: "added, total_count stale", during: []string{"z", "a", "b", "c", "d", "e"}, total: 5, wantRequests: 2 + 3},
+		// Every login method but the first two deleted: page 2 comes back empty.
+		{name: "page runs out, total_count stale", during: []string{"a", "b"}, total: 5, wantRequests: 2 + 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, requests := shiftingList(t, func(read, page int) ([]string, int) {
+				if read == 1 && page == 1 {
+					return pagesOf(before, page), len(before)
+				}
+				total := tt.total
+				if total == 0 || read > 1 {
+					total = len(tt.during)
+				}
+				return pagesOf(tt.during, page), total
+			})
+			got, err := c.ListIdentityProviders(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, x := range got {
+				ids = append(ids, x.ID)
+			}
+			if !reflect.DeepEqual(ids, tt.during) {
+				t.Errorf("listed %v, want %v", ids, tt.during)
+			}
+			if n := requests(); n != tt.wantRequests {
+				t.Errorf("%d requests, want %d", n, tt.wantRequests)
+			}
+		})
+	}
+}
+
+// TestListThatNeverSettles: a list that changes during every read is given
+// up after three reads as transient, so that the step tries again later
+// rather than taking a login method it missed for absent.
+func TestListThatNeverSettles(t *testing.T) {
+	c, requests := shiftingList(t, func(read, page int) ([]string, int) {
+		// One more login method on every request.
+		return pagesOf([]string{"a", "b", "c", "d", "e", "f"}, page), 3 + read*2 + page
+	})
+	_, err := c.ListIdentityProviders(t.Context())
+	if api := apiError(t, err); !api.Transient() || !strings.Contains(err.Error(), "changed while they were listed") {
+		t.Errorf("err = %v, want a transient error saying the list changed", err)
+	}
+	if n := requests(); n != 3*2 {
+		t.Errorf("%d requests, want 6 (two pages, three times)", n)
 	}
 }
