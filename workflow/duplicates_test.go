@@ -267,3 +267,80 @@ func TestPageShiftDuringReconcile(t *testing.T) {
 			done.State, done.Error, done.Resources.CloudflareIdentityProviderID, own)
 	}
 }
+
+// retryWait is how long after it failed the step's first failed attempt
+// was set to be tried again, from its event.
+func retryWait(t *testing.T, h *harness, id int64, step workflow.StepName) time.Duration {
+	t.Helper()
+	events, err := h.engine.Events(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range events {
+		if ev.Type == workflow.EventAttemptFailed && ev.Step == step {
+			at, err := time.Parse(time.RFC3339, ev.Data["retry_at"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return at.Sub(ev.At)
+		}
+	}
+	t.Fatalf("no failed attempt of %s", step)
+	return 0
+}
+
+// TestUnansweredCreateWaitsBeforeListingAgain: a create that timed out on
+// the client may still be applied by the server. The next attempt waits
+// UnansweredCreateWait before it lists, so it finds the login method the
+// server applied meanwhile instead of creating a second one. A failed list,
+// or a create refused with 429, is retried after the usual backoff.
+func TestUnansweredCreateWaitsBeforeListingAgain(t *testing.T) {
+	const wait = 30 * time.Second
+	t.Run("create unanswered", func(t *testing.T) {
+		h := newHarness(t)
+		// Applied 20 s (on the engine's clock) after it was received.
+		late := &lateCreate{h: h, applyAfter: 20 * time.Second}
+		h.start(func(c *workflow.Config) {
+			c.Access = late.client(t)
+			c.UnansweredCreateWait = wait
+		})
+		r := h.newRun(workflow.Request{})
+		done := h.complete(r.ID)
+		if sent, applied := late.creates(); sent != 1 || !applied {
+			t.Fatalf("%d creates sent, the first applied: %v; want the first only, applied", sent, applied)
+		}
+		if done.State != workflow.StateSucceeded {
+			t.Fatalf("run %s: %s", done.State, done.Error)
+		}
+		h.assertOneOfEach(done)
+		if got := retryWait(t, h, r.ID, workflow.StepCloudflareLoginMethod); got < wait {
+			t.Errorf("the attempt after the unanswered create was due %s after it, want at least %s", got, wait)
+		}
+	})
+	// Failures after which nothing can have been created.
+	for _, tt := range []struct {
+		name  string
+		fault cloudflaretest.Fault
+	}{
+		{"list failed", cloudflaretest.Fault{Method: http.MethodGet, PathContains: "/identity_providers", Kind: cloudflaretest.FaultStatus, Status: http.StatusServiceUnavailable, Times: 1}},
+		{"create refused with 429", cloudflaretest.Fault{Method: http.MethodPost, PathContains: "/identity_providers", Kind: cloudflaretest.FaultStatus, Status: http.StatusTooManyRequests, Times: 1}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.start(func(c *workflow.Config) { c.UnansweredCreateWait = wait })
+			r := h.newRun(workflow.Request{})
+			h.approve(r.ID, workflow.GateAuthentik)
+			h.feed.waitGate(t, r.ID, workflow.GateCloudflare)
+			h.cf.AddFault(tt.fault)
+			h.approve(r.ID, workflow.GateCloudflare)
+			done := h.feed.waitState(t, r.ID, workflow.StateSucceeded, workflow.StateFailed)
+			if done.State != workflow.StateSucceeded {
+				t.Fatalf("run %s: %s", done.State, done.Error)
+			}
+			h.assertOneOfEach(done)
+			if got := retryWait(t, h, r.ID, workflow.StepCloudflareLoginMethod); got >= wait {
+				t.Errorf("the next attempt was due %s after the failed one; want the usual backoff, under %s", got, wait)
+			}
+		})
+	}
+}

@@ -107,6 +107,13 @@ type Config struct {
 	Retry            RetryPolicy
 	// AttemptTimeout bounds one attempt of a step (all its API calls); default 60s.
 	AttemptTimeout time.Duration
+	// UnansweredCreateWait is the least wait before the next attempt after
+	// a create of a login method that may have been made all the same (a
+	// transient failure but a 429: no answer, a garbled one, a 5xx): the
+	// server may still apply it, and a list made sooner would miss it and
+	// create a second one. Set it to the Cloudflare client's HTTP timeout;
+	// default 30s.
+	UnansweredCreateWait time.Duration
 	// MaxConcurrentRuns bounds runs executing steps at once; default 16.
 	MaxConcurrentRuns int
 
@@ -231,6 +238,7 @@ func newEngine(cfg Config) (*Engine, error) {
 	setDefault(&cfg.Retry.Base, defaultRetryBase)
 	setDefault(&cfg.Retry.Max, defaultRetryMax)
 	setDefault(&cfg.AttemptTimeout, 60*time.Second)
+	setDefault(&cfg.UnansweredCreateWait, 30*time.Second)
 	setDefault(&cfg.MaxConcurrentRuns, 16)
 	if cfg.Clock == nil {
 		cfg.Clock = systemClock{}
@@ -981,9 +989,16 @@ func (e *Engine) recordResult(r *Run, name StepName, attemptNo int, out outcome,
 		budgetLeft := s.Attempts-s.RetriedAtAttempt < e.cfg.Retry.MaxAttempts
 		if transient && budgetLeft {
 			wait := e.cfg.Retry.Backoff(s.Attempts-s.RetriedAtAttempt, RetryAfter(callErr))
+			var why string
+			if out.createUnanswered && wait < e.cfg.UnansweredCreateWait {
+				// The next attempt lists before it creates: not before the
+				// server has had its time to apply the create it may hold.
+				wait = e.cfg.UnansweredCreateWait
+				why = " (not sooner: the server may still apply the create it did not answer)"
+			}
 			s.NextAttemptAt = now.Add(wait)
 			evs = append(evs, Event{Type: EventAttemptFailed, Step: name,
-				Message: fmt.Sprintf("attempt %d of %s failed, retrying in %s: %v", attemptNo, name, wait.Round(time.Second), callErr),
+				Message: fmt.Sprintf("attempt %d of %s failed, retrying in %s%s: %v", attemptNo, name, wait.Round(time.Second), why, callErr),
 				Data:    map[string]string{"attempt": fmt.Sprint(attemptNo), "retry_at": s.NextAttemptAt.Format(time.RFC3339)}})
 			return evs, nil
 		}

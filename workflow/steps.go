@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,9 @@ type outcome struct {
 	message  string
 	data     map[string]string
 	problems []string
+	// createUnanswered: a create failed in a way that may have made its
+	// object all the same, and nothing finds it by a unique key.
+	createUnanswered bool
 }
 
 func (e *Engine) perform(ctx context.Context, r *Run, name StepName) (outcome, error) {
@@ -478,7 +482,7 @@ func (e *Engine) createLoginMethod(ctx context.Context, r *Run) (outcome, error)
 			Name: p.LoginMethodName, Config: PlannedLoginMethod(p), ClientSecret: secret,
 		})
 		if err != nil {
-			return outcome{}, opErr("create login method", err)
+			return outcome{createUnanswered: mayHaveCreated(err)}, opErr("create login method", err)
 		}
 	}
 	id := idp.ID
@@ -495,6 +499,15 @@ func (e *Engine) createLoginMethod(ctx context.Context, r *Run) (outcome, error)
 		message: fmt.Sprintf("login method %q is %s", p.LoginMethodName, id),
 		data:    map[string]string{"identity_provider_id": id},
 	}, nil
+}
+
+// mayHaveCreated reports whether a failed create may have been applied all
+// the same: it failed transiently (no answer, a garbled one, a 5xx a proxy
+// may give for a request its origin went on to apply), but not with a 429,
+// by which the server refused it unread.
+func mayHaveCreated(err error) bool {
+	var api *APIError
+	return IsTransient(err) && !(errors.As(err, &api) && api.Status == http.StatusTooManyRequests)
 }
 
 // verify reads back what Cloudflare holds and checks it against authentik's

@@ -175,7 +175,9 @@ func benchCallsClean(ctx context.Context, b *bench, s *benchSection) error {
 func benchCallsFaults(ctx context.Context, b *bench, s *benchSection) error {
 	// Retries a thousand times faster than in production, so the run takes
 	// seconds; every backoff still honours Retry-After.
-	e, err := newBenchEnv(ctx, benchEnvOptions{AutoApprove: true, Retry: workflow.RetryPolicy{MaxAttempts: 500, Base: time.Millisecond, Max: 20 * time.Millisecond}})
+	e, err := newBenchEnv(ctx, benchEnvOptions{AutoApprove: true, Retry: workflow.RetryPolicy{MaxAttempts: 500, Base: time.Millisecond, Max: 20 * time.Millisecond},
+		// The fakes apply a create before they answer, or never.
+		UnansweredCreateWait: 20 * time.Millisecond})
 	if err != nil {
 		return err
 	}
@@ -250,7 +252,7 @@ func benchCallsFaults(ctx context.Context, b *bench, s *benchSection) error {
 	s.check("duplicate creates under 30% faults", "0", strconv.Itoa(dups), dups == 0 && foreign+foreignIDP == 0)
 	s.check("runs that succeeded under 30% faults", strconv.Itoa(m), strconv.Itoa(succeeded), succeeded == m)
 	s.note("Faults: 503/429/5xx answers, connection resets, truncated JSON, and creates applied but answered with a reset (the client never learns the outcome). " +
-		"The retry policy is compressed (1 ms base, 20 ms cap, 500 attempts) so the section takes seconds; Retry-After is still honoured.")
+		"The retry policy is compressed (1 ms base, 20 ms cap, 500 attempts, 20 ms after a create left unanswered) so the section takes seconds; Retry-After is still honoured.")
 	e.logs.report(s, "faults")
 	return nil
 }

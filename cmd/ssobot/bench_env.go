@@ -80,6 +80,9 @@ type benchEnvOptions struct {
 	ClickApprove bool
 	// Retry replaces the engine's retry policy (zero: the default).
 	Retry workflow.RetryPolicy
+	// UnansweredCreateWait replaces the engine's wait after a create left
+	// unanswered (zero: serve's).
+	UnansweredCreateWait time.Duration
 }
 
 func newBenchEnv(ctx context.Context, o benchEnvOptions) (_ *benchEnv, err error) {
@@ -137,7 +140,11 @@ func newBenchEnv(ctx context.Context, o benchEnvOptions) (_ *benchEnv, err error
 	// The engine again, as wire builds it, but with the tee as notifier and
 	// a store that records what each commit wrote.
 	e.store = &benchStore{Store: e.app.store}
-	eng, err := workflow.New(benchEngineConfig(e.app, opts, e.store, e, o.Retry))
+	engCfg := benchEngineConfig(e.app, opts, e.store, e, o.Retry)
+	if o.UnansweredCreateWait > 0 {
+		engCfg.UnansweredCreateWait = o.UnansweredCreateWait
+	}
+	eng, err := workflow.New(engCfg)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}

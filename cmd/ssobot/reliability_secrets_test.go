@@ -36,7 +36,9 @@ func TestSecretHygiene(t *testing.T) {
 	f.cf.AddFault(cloudflaretest.Fault{Method: "GET", PathContains: "/identity_providers/", Kind: cloudflaretest.FaultStatus, Status: 503, Times: 1})
 	env := f.env(t)
 	env["SSOBOT_LOG_LEVEL"] = "debug" // the most output to search
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// The login method's attempt after its unanswered create waits the
+	// API timeout (30 s) before it lists again.
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	c := newCampaign(ctx, t, f, env, killConfig{open: 2}, 1)
 	c.prefix = "Secret"

@@ -220,6 +220,9 @@ func (a *app) engineConfig(opts appOptions) workflow.Config {
 		AllowSelfApproval: cfg.AllowSelfApproval,
 		ApprovalTTL:       cfg.ApprovalTTL,
 		ApprovalReminder:  cfg.ApprovalReminder,
+		// A server may apply a create it did not answer for about as long
+		// as a client waits for the answer.
+		UnansweredCreateWait: apiTimeout,
 	}
 }
 
