@@ -110,10 +110,12 @@ func (e *Engine) start(ctx context.Context, req Request) (*Run, error) {
 
 // defaultLoginMethodName names a run's login method after its application:
 // each application gets its own login method (its client ID and key URLs
-// are the application's), and Cloudflare refuses a second one of the same
-// name, so a fixed default would fail every run after the first. A prefix
-// that leaves no room for even "…" is kept whole with the application, and
-// validation refuses the name as too long (a request may name its own).
+// are the application's). Cloudflare names are not documented as unique,
+// but preflight refuses a name another client's login method holds (people
+// tell login methods apart by name), so a fixed default would fail every
+// run after the first. A prefix that leaves no room for even "…" is kept
+// whole with the application, and validation refuses the name as too long
+// (a request may name its own).
 func defaultLoginMethodName(prefix, app string) string {
 	const dots = "…"
 	room := MaxNameLength - utf8.RuneCountInString(prefix) - len(" ()")
