@@ -80,11 +80,8 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, re
 	}
 	defer a.Close()
 
-	cctx, cancel := context.WithTimeout(ctx, checkTimeout)
-	err = a.CheckCredentials(cctx)
-	cancel()
-	if err != nil {
-		return reportCheckFailure(ctx, err, log)
+	if code, ok := a.startupChecks(ctx, checkTimeout); !ok {
+		return code
 	}
 
 	var slackLn net.Listener
@@ -297,6 +294,19 @@ func (a *app) wire(opts appOptions) error {
 	}
 	a.bot.Attach(a.engine)
 	return nil
+}
+
+// startupChecks runs the credential checks, all within timeout (a
+// parameter so tests can stop at a server that never answers). It reports
+// whether serve goes on and, when not, the exit code.
+func (a *app) startupChecks(ctx context.Context, timeout time.Duration) (int, bool) {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	err := a.CheckCredentials(cctx)
+	cancel()
+	if err != nil {
+		return reportCheckFailure(ctx, err, a.log), false
+	}
+	return exitOK, true
 }
 
 // reportCheckFailure logs why the start-up checks failed, one line per
