@@ -43,11 +43,17 @@ type Client struct {
 var _ workflow.Access = (*Client)(nil)
 
 // New returns a client for one account. baseURL "" means Cloudflare's
-// default; httpClient nil means a client with a 30 s timeout.
+// default; httpClient nil means a client with a 30 s timeout. Redirects
+// are not followed: they fail as a *workflow.RedirectError.
 func New(accountID string, token workflow.Secret, baseURL string, httpClient *http.Client) *Client {
 	if httpClient == nil {
 		httpClient = &http.Client{Timeout: defaultTimeout}
 	}
+	// The API never redirects: a redirect is a wrong base URL or something
+	// in front of the API, and following it could send the token elsewhere.
+	hc := *httpClient
+	hc.Transport = workflow.RefuseRedirects(hc.Transport)
+	httpClient = &hc
 	if baseURL == "" {
 		baseURL = DefaultBaseURL
 	}

@@ -843,3 +843,58 @@ func TestListThatNeverSettles(t *testing.T) {
 		t.Errorf("%d requests, want 6 (two pages, three times)", n)
 	}
 }
+
+// TestRedirectsNotFollowed: no call follows a redirect (the API never
+// redirects: a wrong base URL or a proxy's login page does), so neither the
+// token nor a create's client secret can reach the target. The failure is
+// permanent and names the target by scheme and host only.
+func TestRedirectsNotFollowed(t *testing.T) {
+	var reached sync.Map
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		reached.Store(r.Method+" "+r.URL.Path, string(b))
+		io.WriteString(w, `{"success":true,"errors":[],"messages":[],"result":{"status":"active","auth_domain":"x.cloudflareaccess.com"}}`)
+	}))
+	defer target.Close()
+	calls := []struct {
+		name string
+		call func(context.Context, *cloudflare.Client) error
+	}{
+		{"verify token", func(ctx context.Context, c *cloudflare.Client) error { return c.VerifyToken(ctx) }},
+		{"organization", func(ctx context.Context, c *cloudflare.Client) error { _, err := c.Organization(ctx); return err }},
+		{"list", func(ctx context.Context, c *cloudflare.Client) error {
+			_, err := c.ListIdentityProviders(ctx)
+			return err
+		}},
+		{"create", func(ctx context.Context, c *cloudflare.Client) error {
+			_, err := c.CreateIdentityProvider(ctx, spec("grafana"))
+			return err
+		}},
+	}
+	for _, status := range []int{http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		for _, tt := range calls {
+			t.Run(fmt.Sprintf("%s %d", tt.name, status), func(t *testing.T) {
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Location", strings.Replace(target.URL, "://", "://user:hunter2@", 1)+r.URL.Path+"?state=s3cr3t")
+					w.WriteHeader(status)
+				}))
+				defer srv.Close()
+				c := cloudflare.New(account, workflow.NewSecret("the-token"), srv.URL+"/client/v4", &http.Client{Timeout: 10 * time.Second})
+				err := tt.call(t.Context(), c)
+				reached.Range(func(k, v any) bool {
+					t.Errorf("the redirect was followed: %v with body %q", k, v)
+					return true
+				})
+				var re *workflow.RedirectError
+				api := apiError(t, err)
+				if !errors.As(err, &re) || re.Status != status || workflow.IsTransient(err) || !strings.Contains(err.Error(), "redirected to "+target.URL) {
+					t.Errorf("err = %v (transient %v, status %d); want a permanent *workflow.RedirectError naming %s", err, workflow.IsTransient(err), api.Status, target.URL)
+				}
+				if s := err.Error(); strings.Contains(s, "s3cr3t") || strings.Contains(s, "hunter2") {
+					t.Errorf("err = %q quotes the target's query or user info", s)
+				}
+				noSecret(t, err)
+			})
+		}
+	}
+}

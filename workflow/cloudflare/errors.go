@@ -77,6 +77,7 @@ func (x *exchange) error(op string, err error) error {
 		// errors name the URL, never the body.
 		e.Status = 0
 		e.Err = err
+		e.Permanent = redirected(err)
 		return e
 	case x.status < 300:
 		// A success status with a body the SDK could not decode.
@@ -106,6 +107,12 @@ func (x *exchange) error(op string, err error) error {
 		e.RetryAfter = workflow.ParseRetryAfter(x.header.Get("Retry-After"), time.Now())
 	}
 	return e
+}
+
+// redirected reports a redirect refused: asking again gets the same one.
+func redirected(err error) bool {
+	var re *workflow.RedirectError
+	return errors.As(err, &re)
 }
 
 // malformed reports an answer that could not be read. It is transient

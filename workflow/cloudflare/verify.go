@@ -43,7 +43,7 @@ func (c *Client) verify(ctx context.Context, path string) error {
 	req.Header.Set("Accept", "application/json")
 	res, err := c.httpClient.Do(req)
 	if err != nil {
-		return &workflow.APIError{System: system, Op: op, Err: err}
+		return &workflow.APIError{System: system, Op: op, Err: err, Permanent: redirected(err)}
 	}
 	defer res.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(res.Body, maxBody))
