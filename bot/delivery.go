@@ -227,6 +227,10 @@ func permanent(err error) bool {
 	if errors.As(err, &sc) {
 		return sc.Code < 500
 	}
+	var re *workflow.RedirectError
+	if errors.As(err, &re) {
+		return true // not followed, and asking again gets the same one
+	}
 	switch slackCode(err) {
 	case "":
 		return false // network or context error

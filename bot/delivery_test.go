@@ -815,3 +815,25 @@ func TestRefusedBlocksFallBackToACompactMessage(t *testing.T) {
 		t.Error("the refusal was not logged")
 	}
 }
+
+// TestPermanent: failed Slack calls worth no retry are told from the rest.
+func TestPermanent(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"rate limited", &slack.RateLimitedError{RetryAfter: time.Second}, false},
+		{"server error", slack.StatusCodeError{Code: 502, Status: "502 Bad Gateway"}, false},
+		{"client error", slack.StatusCodeError{Code: 404, Status: "404 Not Found"}, true},
+		{"redirect not followed", fmt.Errorf("post: %w", &workflow.RedirectError{Status: 302}), true},
+		{"network", context.DeadlineExceeded, false},
+		{"slack fatal_error", slack.SlackErrorResponse{Err: "fatal_error"}, false},
+		{"slack channel_not_found", slack.SlackErrorResponse{Err: "channel_not_found"}, true},
+	}
+	for _, tt := range tests {
+		if got := permanent(tt.err); got != tt.want {
+			t.Errorf("%s: permanent(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
+		}
+	}
+}

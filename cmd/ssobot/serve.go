@@ -257,7 +257,11 @@ func (a *app) wire(opts appOptions) error {
 		return &http.Client{Timeout: apiTimeout, Transport: fg.Transport(a.metrics.Transport(system, rt))}
 	}
 
-	slackOpts := []slack.Option{slack.OptionHTTPClient(client(systemSlack, base))}
+	// Slack's Web API never redirects, and following a redirect could send
+	// the token, which auth.test carries in its form body, to its target.
+	slackHTTP := client(systemSlack, base)
+	slackHTTP.Transport = workflow.RefuseRedirects(slackHTTP.Transport)
+	slackOpts := []slack.Option{slack.OptionHTTPClient(slackHTTP)}
 	if cfg.SlackAPIURL != "" {
 		slackOpts = append(slackOpts, slack.OptionAPIURL(cfg.SlackAPIURL))
 	}
