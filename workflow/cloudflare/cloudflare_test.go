@@ -569,6 +569,31 @@ func TestVerifyToken(t *testing.T) {
 			t.Errorf("err = %v, want a permanent error saying to set another token", err)
 		}
 	})
+	// A token Cloudflare calls inactive is refused; an answer with no
+	// status at all is not Cloudflare's and says nothing of the token.
+	for _, tt := range []struct {
+		name, body string
+		inactive   bool
+	}{
+		{"disabled", `{"success":true,"errors":[],"messages":[],"result":{"id":"x","status":"disabled"}}`, true},
+		{"expired", `{"success":true,"errors":[],"messages":[],"result":{"id":"x","status":"expired"}}`, true},
+		{"no status", `{"success":true,"result":{}}`, false},
+		{"another API's ok", `{"ok":true}`, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, tt.body) }))
+			defer srv.Close()
+			err := cloudflare.New(account, workflow.NewSecret("t"), srv.URL, nil).VerifyToken(t.Context())
+			var inactive *cloudflare.TokenStatusError
+			var api *workflow.APIError
+			switch {
+			case tt.inactive && (!errors.As(err, &inactive) || workflow.IsTransient(err)):
+				t.Errorf("err = %v; want a permanent *cloudflare.TokenStatusError", err)
+			case !tt.inactive && (errors.As(err, &inactive) || !errors.As(err, &api) || api.Status != 0 || !strings.Contains(err.Error(), "no token status")):
+				t.Errorf("err = %v; want a *workflow.APIError for a malformed answer, no token status", err)
+			}
+		})
+	}
 	t.Run("unavailable", func(t *testing.T) {
 		srv := newServer(t)
 		srv.AddFault(cloudflaretest.Fault{Kind: cloudflaretest.FaultStatus, Status: 503})

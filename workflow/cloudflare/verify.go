@@ -71,9 +71,22 @@ func (c *Client) verify(ctx context.Context, path string) error {
 	if err := json.Unmarshal(body, &env); err != nil {
 		return malformed(op, res.StatusCode, err)
 	}
-	if !env.Success || env.Result.Status != "active" {
+	switch {
+	case !env.Success || env.Result.Status == "":
+		// Not Cloudflare's answer to a verification: another server at the
+		// base URL. It says nothing of the token.
+		return &workflow.APIError{System: system, Op: op, Err: fmt.Errorf("malformed response (HTTP %d): no token status", res.StatusCode)}
+	case env.Result.Status != "active":
 		// Permanent: a disabled or expired token does not heal by waiting.
-		return fmt.Errorf("cloudflare: %s: token status is %q, want \"active\"", op, env.Result.Status)
+		return fmt.Errorf("cloudflare: %s: %w", op, &TokenStatusError{Status: env.Result.Status})
 	}
 	return nil
+}
+
+// TokenStatusError is Cloudflare's answer that the token is not active:
+// disabled or expired.
+type TokenStatusError struct{ Status string }
+
+func (e *TokenStatusError) Error() string {
+	return fmt.Sprintf("token status is %q, want \"active\"", e.Status)
 }
