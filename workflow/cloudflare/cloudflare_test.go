@@ -448,6 +448,22 @@ func TestReadErrors(t *testing.T) {
 	}
 }
 
+// TestProxyRefusal: a 401 or 403 without Cloudflare's envelope is a
+// proxy's, and says nothing of the token's permissions.
+func TestProxyRefusal(t *testing.T) {
+	for _, status := range []int{http.StatusUnauthorized, http.StatusForbidden} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(status)
+			io.WriteString(w, "<h1>Access denied</h1>")
+		}))
+		_, err := cloudflare.New(account, workflow.NewSecret("t"), srv.URL, nil).Organization(t.Context())
+		srv.Close()
+		if api := apiError(t, err); api.Status != status || strings.Contains(err.Error(), "Groups Write") {
+			t.Errorf("err = %v; want %d without the permission hint", err, status)
+		}
+	}
+}
+
 func TestTimeout(t *testing.T) {
 	srv := newServer(t)
 	srv.AddFault(cloudflaretest.Fault{Method: http.MethodGet, Kind: cloudflaretest.FaultTimeout})
@@ -591,6 +607,30 @@ func TestVerifyToken(t *testing.T) {
 				t.Errorf("err = %v; want a permanent *cloudflare.TokenStatusError", err)
 			case !tt.inactive && (errors.As(err, &inactive) || !errors.As(err, &api) || api.Status != 0 || !strings.Contains(err.Error(), "no token status")):
 				t.Errorf("err = %v; want a *workflow.APIError for a malformed answer, no token status", err)
+			}
+		})
+	}
+	// Only Cloudflare's own refusal (its envelope gives a code) speaks of
+	// the token; a proxy's 401 or 403 does not.
+	for _, tt := range []struct {
+		name, body string
+		status     int
+		want, not  string
+	}{
+		{"refused", `{"success":false,"errors":[{"code":1000,"message":"Invalid API Token"}],"messages":[],"result":null}`, 401, "does not accept the token itself", "Groups Write"},
+		{"unreadable token", `{"success":false,"errors":[{"code":6003,"message":"Invalid request headers","error_chain":[{"code":6111,"message":"Invalid format for Authorization header"}]}],"messages":[],"result":null}`, 400, "cannot read the token", "does not accept"},
+		{"a proxy's 403", `<h1>Forbidden</h1>`, 403, "403 Forbidden", "the token"},
+		{"a proxy's 401", `{"error":"login"}`, 401, "401 Unauthorized", "the token"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(tt.status)
+				io.WriteString(w, tt.body)
+			}))
+			defer srv.Close()
+			err := cloudflare.New(account, workflow.NewSecret("t"), srv.URL, nil).VerifyToken(t.Context())
+			if api := apiError(t, err); api.Status != tt.status || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), tt.not) {
+				t.Errorf("err = %v; want %d, %q and not %q", err, tt.status, tt.want, tt.not)
 			}
 		})
 	}

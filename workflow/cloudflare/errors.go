@@ -100,7 +100,8 @@ func (x *exchange) error(op string, err error) error {
 	if x.secret != "" {
 		e.Message = strings.ReplaceAll(e.Message, x.secret, "[redacted]")
 	}
-	if x.status == http.StatusUnauthorized || x.status == http.StatusForbidden {
+	if (x.status == http.StatusUnauthorized || x.status == http.StatusForbidden) && e.Code != 0 {
+		// Only with Cloudflare's envelope: without one, a proxy answered.
 		e.Message += ": " + permissionHint
 	}
 	if x.status == http.StatusTooManyRequests {

@@ -16,6 +16,10 @@ import (
 // maxBody bounds a token verification answer.
 const maxBody = 1 << 20
 
+// codeBadHeaders is Cloudflare's error for an Authorization header it
+// cannot read (400, with 6111 in its error chain).
+const codeBadHeaders = 6003
+
 // VerifyToken checks at start-up that the token is valid and active. A
 // user-owned token is checked at /user/tokens/verify, an account-owned one
 // only answers at /accounts/{id}/tokens/verify, so a refusal of the first is
@@ -54,10 +58,15 @@ func (c *Client) verify(ctx context.Context, path string) error {
 	if res.StatusCode >= 300 {
 		err := x.error(op, nil)
 		// Verifying needs no permission: a refusal is of the token itself,
-		// not of what it may do.
+		// not of what it may do. Only with Cloudflare's envelope (a code):
+		// without one, a proxy answered.
 		var api *workflow.APIError
-		if errors.As(err, &api) && (api.Status == http.StatusUnauthorized || api.Status == http.StatusForbidden) {
+		switch {
+		case !errors.As(err, &api) || api.Code == 0:
+		case api.Status == http.StatusUnauthorized || api.Status == http.StatusForbidden:
 			api.Message = strings.TrimSuffix(api.Message, ": "+permissionHint) + ": Cloudflare does not accept the token itself (mistyped, expired, revoked or limited to other IP addresses): create an API token and set CLOUDFLARE_API_TOKEN"
+		case api.Status == http.StatusBadRequest && api.Code == codeBadHeaders:
+			api.Message += ": Cloudflare cannot read the token (a stray space, quote or line break in CLOUDFLARE_API_TOKEN?)"
 		}
 		return err
 	}
