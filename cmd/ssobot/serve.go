@@ -325,10 +325,11 @@ func reportCheckFailure(ctx context.Context, err error, log *slog.Logger) int {
 	for _, e := range unjoin(err) {
 		var ce *CredentialError
 		switch {
-		case errors.As(e, &ce) && unchecked(ce.Err):
-			// No usable answer says nothing of the credential: the
-			// network, a proxy, a certificate or the URL is at fault.
-			log.Error("could not check a credential: no usable answer from the service", "credential", ce.Variable, "check", ce.Check, "err", ce.Err)
+		case errors.As(e, &ce) && !refused(ce.Err):
+			// The answer, or its absence, says nothing of the credential:
+			// the URL, a proxy, the network or a certificate is at fault,
+			// and a new token would not help.
+			log.Error("could not check a credential: no usable answer from the service", "credential", ce.Variable, "check", ce.Check, "err", ce.Err, "hint", ce.Hint())
 		case errors.As(e, &ce):
 			log.Error("credential refused", "credential", ce.Variable, "check", ce.Check, "err", ce.Err)
 		default:
@@ -338,37 +339,16 @@ func reportCheckFailure(ctx context.Context, err error, log *slog.Logger) int {
 	return exitFailure
 }
 
-// unchecked reports an error that says nothing of the credential: no
-// answer (a name that does not resolve, a refused or timed-out connection),
-// a certificate the process does not trust, or a server error (5xx, often
-// a proxy's).
-func unchecked(err error) bool {
-	var (
-		dns     *net.DNSError
-		op      *net.OpError
-		verify  *tls.CertificateVerificationError
-		unknown x509.UnknownAuthorityError
-		invalid x509.CertificateInvalidError
-		host    x509.HostnameError
-		record  tls.RecordHeaderError
-		api     *workflow.APIError
-	)
-	switch {
-	case errors.As(err, &dns), errors.As(err, &op), errors.Is(err, context.DeadlineExceeded):
-		return true
-	case errors.As(err, &verify), errors.As(err, &unknown), errors.As(err, &invalid), errors.As(err, &host), errors.As(err, &record):
-		return true
-	case errors.As(err, &api):
-		return api.Status >= 500
-	}
-	return false
-}
-
 // CredentialError names the credential that failed its start-up check.
 type CredentialError struct {
 	Variable string // the environment variable holding it
 	Check    string // what was tried
 	Err      error
+	// At is where the check asked, and Call the failing call's path
+	// relative to it: what to check when the answer says nothing of the
+	// credential.
+	At   apiURL
+	Call string
 }
 
 func (e *CredentialError) Error() string {
@@ -383,40 +363,61 @@ func (e *CredentialError) Unwrap() error { return e.Err }
 func (a *app) CheckCredentials(ctx context.Context) error {
 	type check struct {
 		variable, what string
-		fn             func(context.Context) (string, error)
+		at             apiURL
+		// fn returns who the credential is, or the path of the call that
+		// failed and why.
+		fn func(context.Context) (who, call string, err error)
+	}
+	slackAt := apiURL{"Slack", "SLACK_API_URL", a.cfg.SlackAPIURL, "Slack's Web API base URL (" + slack.APIURL + ")"}
+	if slackAt.URL == "" {
+		slackAt.URL = slack.APIURL
+	}
+	authentikAt := apiURL{"authentik", "AUTHENTIK_URL", a.cfg.AuthentikURL, "authentik's base URL, the address people open (e.g. https://auth.example.com)"}
+	cloudflareAt := apiURL{"Cloudflare", "CLOUDFLARE_BASE_URL", a.cfg.CloudflareBaseURL, "Cloudflare's API base URL (" + strings.TrimSuffix(cloudflare.DefaultBaseURL, "/") + ")"}
+	if cloudflareAt.URL == "" {
+		cloudflareAt.URL = strings.TrimSuffix(cloudflare.DefaultBaseURL, "/")
 	}
 	checks := []check{
-		{"SLACK_BOT_TOKEN", "Slack auth.test", func(ctx context.Context) (string, error) {
+		{"SLACK_BOT_TOKEN", "Slack auth.test", slackAt, func(ctx context.Context) (string, string, error) {
 			r, err := a.slack.AuthTestContext(ctx)
-			if err != nil {
-				return "", err
+			switch {
+			case err != nil:
+				return "", "auth.test", err
+			case r.UserID == "" || r.TeamID == "":
+				// Slack names the bot and its workspace; a stub answering
+				// {"ok":true} to everything does not.
+				return "", "auth.test", errNoSlackIdentity
 			}
-			return fmt.Sprintf("bot %s (%s) in workspace %s", r.User, r.UserID, r.Team), nil
+			return fmt.Sprintf("bot %s (%s) in workspace %s", r.User, r.UserID, r.Team), "", nil
 		}},
-		{"AUTHENTIK_TOKEN", "authentik GET /api/v3/core/users/me/ at " + a.cfg.AuthentikURL, func(ctx context.Context) (string, error) {
+		{"AUTHENTIK_TOKEN", "authentik GET /api/v3/core/users/me/ at " + a.cfg.AuthentikURL, authentikAt, func(ctx context.Context) (string, string, error) {
+			const call = "/api/v3/core/users/me/"
 			u, err := a.authentik.Me(ctx)
-			if err != nil {
-				return "", err
+			switch {
+			case err != nil:
+				return "", call, err
+			case u.Username == "":
+				return "", call, errNoAuthentikUser
 			}
-			return fmt.Sprintf("user %s (pk %d)", u.Username, u.PK), nil
+			return fmt.Sprintf("user %s (pk %d)", u.Username, u.PK), "", nil
 		}},
-		{"CLOUDFLARE_API_TOKEN", "Cloudflare token verify and Access organization read", func(ctx context.Context) (string, error) {
+		{"CLOUDFLARE_API_TOKEN", "Cloudflare token verify and Access organization read", cloudflareAt, func(ctx context.Context) (string, string, error) {
 			if err := a.cloudflare.VerifyToken(ctx); err != nil {
-				return "", fmt.Errorf("token verify: %w", err)
+				return "", "user/tokens/verify", fmt.Errorf("token verify: %w", err)
 			}
 			org, err := a.cloudflare.Organization(ctx)
 			if err != nil {
-				return "", fmt.Errorf("read the Zero Trust organization of account %s (CLOUDFLARE_ACCOUNT_ID; the token needs \"Access: Organizations, Identity Providers, and Groups Write\"): %w", a.cfg.CloudflareAccountID, err)
+				return "", "accounts/" + a.cfg.CloudflareAccountID + "/access/organizations", fmt.Errorf("read the Zero Trust organization of account %s (CLOUDFLARE_ACCOUNT_ID; the token needs \"Access: Organizations, Identity Providers, and Groups Write\"): %w", a.cfg.CloudflareAccountID, err)
 			}
-			return "team domain " + org.AuthDomain, nil
+			return "team domain " + org.AuthDomain, "", nil
 		}},
 	}
 	if a.cfg.SocketMode() {
-		checks = append(checks, check{"SLACK_APP_TOKEN", "Slack apps.connections.open (Socket Mode)", func(ctx context.Context) (string, error) {
+		checks = append(checks, check{"SLACK_APP_TOKEN", "Slack apps.connections.open (Socket Mode)", slackAt, func(ctx context.Context) (string, string, error) {
 			if err := a.bot.CheckAppToken(ctx, a.cfg.SlackAppToken); err != nil {
-				return "", err
+				return "", "apps.connections.open", err
 			}
-			return "Socket Mode connection granted", nil
+			return "Socket Mode connection granted", "", nil
 		}})
 	}
 	errs := make([]error, len(checks))
@@ -424,9 +425,9 @@ func (a *app) CheckCredentials(ctx context.Context) error {
 	for i, c := range checks {
 		wg.Go(func() {
 			start := time.Now()
-			who, err := c.fn(ctx)
+			who, call, err := c.fn(ctx)
 			if err != nil {
-				errs[i] = &CredentialError{Variable: c.variable, Check: c.what, Err: err}
+				errs[i] = &CredentialError{Variable: c.variable, Check: c.what, Err: err, At: c.at, Call: call}
 				return
 			}
 			a.log.Info("credential ok", "credential", c.variable, "identity", who, slog.Duration("duration", time.Since(start).Round(time.Millisecond)))

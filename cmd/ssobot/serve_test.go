@@ -25,11 +25,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slack-go/slack"
+
 	"github.com/ssobot/ssobot/bot"
 	"github.com/ssobot/ssobot/bot/slacktest"
 	"github.com/ssobot/ssobot/store"
 	"github.com/ssobot/ssobot/workflow"
 	"github.com/ssobot/ssobot/workflow/authentik/authentiktest"
+	"github.com/ssobot/ssobot/workflow/cloudflare"
 	"github.com/ssobot/ssobot/workflow/cloudflare/cloudflaretest"
 )
 
@@ -630,36 +633,70 @@ func TestServeSocketMode(t *testing.T) {
 	}
 }
 
-// TestUnchecked: a start-up check that got no usable answer is told apart
-// from a refused credential.
-func TestUnchecked(t *testing.T) {
+// TestRefused: only the service's own refusal of a credential counts as
+// refused; no answer, or one that is not the service's, says nothing of it.
+func TestRefused(t *testing.T) {
 	dns := &url.Error{Op: "Post", URL: "https://slack.com/api/auth.test", Err: &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "slack.com"}}}
 	tests := []struct {
 		name string
 		err  error
 		want bool
 	}{
-		{"no such host", dns, true},
-		{"wrapped by the adapter", &workflow.APIError{System: "authentik", Op: "get current user", Err: dns}, true},
-		{"connection refused", fmt.Errorf("token verify: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), true},
-		{"timed out", fmt.Errorf("auth.test: %w", context.DeadlineExceeded), true},
-		{"untrusted certificate", &workflow.APIError{System: "authentik", Op: "get current user", Err: &url.Error{Op: "Get", URL: "https://auth.example.com", Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}}}, true},
-		{"proxy error", &workflow.APIError{System: "authentik", Op: "get current user", Status: 502}, true},
-		{"refused token", &workflow.APIError{System: "authentik", Op: "get current user", Status: 403, Message: "Token invalid/expired"}, false},
-		{"slack invalid_auth", errors.New("invalid_auth"), false},
+		{"no such host", dns, false},
+		{"wrapped by the adapter", &workflow.APIError{System: "authentik", Op: "get current user", Err: dns}, false},
+		{"connection refused", fmt.Errorf("token verify: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), false},
+		{"timed out", fmt.Errorf("auth.test: %w", context.DeadlineExceeded), false},
+		{"TLS handshake timeout", tlsHandshakeTimeout(t), false},
+		{"untrusted certificate", &workflow.APIError{System: "authentik", Op: "get current user", Err: &url.Error{Op: "Get", URL: "https://auth.example.com", Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}}}, false},
+		{"redirect", &workflow.APIError{System: "cloudflare", Op: "verify token", Err: &url.Error{Op: "Get", URL: "https://api.cloudflare.com/client/v4/user/tokens/verify", Err: &workflow.RedirectError{Status: 302}}, Permanent: true}, false},
+		{"authentik redirect", &workflow.APIError{System: "authentik", Op: "get current user", Status: 302, Message: "redirected to https://login.example.com; ssobot needs direct access"}, false},
+		{"proxy error", &workflow.APIError{System: "authentik", Op: "get current user", Status: 502}, false},
+		{"authentik 404", &workflow.APIError{System: "authentik", Op: "get current user", Status: 404, Message: "Not found."}, false},
+		{"authentik refuses the token", &workflow.APIError{System: "authentik", Op: "get current user", Status: 403, Message: "Token invalid/expired"}, true},
+		{"a proxy's 403 before authentik", &workflow.APIError{System: "authentik", Op: "get current user", Status: 403}, false},
+		{"a proxy's 401 before authentik", &workflow.APIError{System: "authentik", Op: "get current user", Status: 401, Message: "error: login required"}, false},
+		{"cloudflare invalid token", &workflow.APIError{System: "cloudflare", Op: "verify token", Status: 401, Code: 1000, Message: "Invalid API Token"}, true},
+		{"cloudflare permission", fmt.Errorf("read the organization: %w", &workflow.APIError{System: "cloudflare", Op: "get organization", Status: 403, Code: 10000, Message: "Authentication error"}), true},
+		{"cloudflare unreadable token", &workflow.APIError{System: "cloudflare", Op: "verify token", Status: 400, Code: 6003, Message: "Invalid request headers"}, true},
+		{"cloudflare other 400", &workflow.APIError{System: "cloudflare", Op: "verify token", Status: 400, Code: 12130, Message: "invalid request"}, false},
+		{"a proxy's 403 before cloudflare", &workflow.APIError{System: "cloudflare", Op: "verify token", Status: 403, Message: "no error message in the response"}, false},
+		{"cloudflare 404", &workflow.APIError{System: "cloudflare", Op: "verify token", Status: 404, Code: 7003, Message: "No route for the URI"}, false},
+		{"cloudflare inactive token", fmt.Errorf("token verify: %w", &cloudflare.TokenStatusError{Status: "disabled"}), true},
+		{"slack invalid_auth", fmt.Errorf("auth.test: %w", slack.SlackErrorResponse{Err: "invalid_auth"}), true},
+		{"slack app token without connections:write", slack.SlackErrorResponse{Err: "missing_scope"}, true},
+		{"slack fatal_error", slack.SlackErrorResponse{Err: "fatal_error"}, false},
+		{"slack 404", slack.StatusCodeError{Code: 404, Status: "404 Not Found"}, false},
+		{"slack 401 from a proxy", slack.StatusCodeError{Code: 401, Status: "401 Unauthorized"}, false},
+		{"slack rate limit", &slack.RateLimitedError{RetryAfter: time.Second}, false},
+		{"slack stub", errNoSlackIdentity, false},
+		{"a plain invalid_auth string", errors.New("invalid_auth"), false},
 	}
 	for _, tt := range tests {
-		if got := unchecked(tt.err); got != tt.want {
-			t.Errorf("%s: unchecked(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
+		if got := refused(tt.err); got != tt.want {
+			t.Errorf("%s: refused(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
 		}
 	}
+}
+
+// tlsHandshakeTimeout is the error of a server that accepts a connection
+// and never answers TLS, within a short handshake timeout.
+func tlsHandshakeTimeout(t *testing.T) error {
+	t.Helper()
+	tr := &http.Transport{TLSHandshakeTimeout: 50 * time.Millisecond}
+	defer tr.CloseIdleConnections()
+	_, err := (&http.Client{Transport: tr}).Get("https://" + silentListener(t) + "/")
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() || !strings.Contains(err.Error(), "TLS handshake timeout") {
+		t.Fatalf("err = %v; want a TLS handshake timeout", err)
+	}
+	return err
 }
 
 // TestReportCheckFailure: a refused credential fails the start, naming its
 // variable; a stop asked for while the checks ran (their calls then fail
 // with the context) is no failure and blames no credential.
 func TestReportCheckFailure(t *testing.T) {
-	refused := &CredentialError{Variable: "AUTHENTIK_TOKEN", Check: "authentik users/me", Err: &workflow.APIError{System: "authentik", Op: "users/me", Status: 403}}
+	refused := &CredentialError{Variable: "AUTHENTIK_TOKEN", Check: "authentik users/me", Err: &workflow.APIError{System: "authentik", Op: "users/me", Status: 403, Message: "Token invalid/expired"}}
 	stopped, stop := context.WithCancelCause(context.Background())
 	stop(errors.New("terminated signal received"))
 	tests := []struct {
@@ -671,6 +708,10 @@ func TestReportCheckFailure(t *testing.T) {
 		wantNot string
 	}{
 		{"refused", context.Background(), refused, exitFailure, `msg="credential refused" credential=AUTHENTIK_TOKEN`, "stopped before"},
+		{"not checked", context.Background(), &CredentialError{Variable: "AUTHENTIK_TOKEN", Check: "authentik users/me",
+			Err: &workflow.APIError{System: "authentik", Op: "get current user", Status: 404, Message: "Not found."},
+			At:  apiURL{"authentik", "AUTHENTIK_URL", "https://auth.example.com/if/admin", "authentik's base URL"}, Call: "/api/v3/core/users/me/"},
+			exitFailure, `msg="could not check a credential: no usable answer from the service" credential=AUTHENTIK_TOKEN check="authentik users/me" err="authentik: get current user: 404 Not Found: Not found." hint="AUTHENTIK_URL https://auth.example.com/if/admin answered 404 Not Found for /api/v3/core/users/me/: is AUTHENTIK_URL authentik's base URL?"`, "refused"},
 		{"stopped meanwhile", stopped, &CredentialError{Variable: "AUTHENTIK_TOKEN", Check: "authentik users/me", Err: context.Canceled}, exitOK, `msg="stopped before the start-up checks finished" cause="terminated signal received"`, "credential"},
 	}
 	for _, tt := range tests {
