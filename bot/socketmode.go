@@ -69,11 +69,21 @@ func (b *Bot) SocketConnected() bool { return b.socketUp.Load() }
 // app-level token, as connecting does first: a start-up check of
 // SLACK_APP_TOKEN and its connections:write scope. The URL is not used.
 func (b *Bot) CheckAppToken(ctx context.Context, appToken workflow.Secret) error {
-	if _, _, err := b.appClient(appToken).StartSocketModeContext(ctx); err != nil {
+	_, url, err := b.appClient(appToken).StartSocketModeContext(ctx)
+	switch {
+	case err != nil:
 		return fmt.Errorf("apps.connections.open: %w", err)
+	case url == "":
+		// Slack grants a connection with its URL; a stub answering
+		// {"ok":true} to everything does not.
+		return fmt.Errorf("apps.connections.open: %w", ErrNoSocketURL)
 	}
 	return nil
 }
+
+// ErrNoSocketURL: apps.connections.open answered ok with no connection URL,
+// which Slack always gives: the answer is not Slack's.
+var ErrNoSocketURL = errors.New("the answer has no url")
 
 // socketDrainTimeout bounds the answers given after Socket Mode is told to
 // stop: Slack waits 3 s for each acknowledgement.

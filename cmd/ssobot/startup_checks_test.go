@@ -226,35 +226,21 @@ func TestStartupChecks(t *testing.T) {
 			}
 			env := f.env(t)
 			env[urlVar[tt.service]] = base + tt.path
-			cfg, err := LoadConfig(func(k string) string { return env[k] }, os.ReadFile)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var logs bytes.Buffer
-			a, err := newApp(cfg, appOptions{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Roots: roots})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
 			timeout := 20 * time.Second
 			if tt.shortCheck {
 				timeout = 300 * time.Millisecond
 			}
-			code, ok := a.startupChecks(context.Background(), timeout)
-			if ok || code != exitFailure {
-				t.Errorf("start-up checks: go on %v, exit %d; want to stop with %d", ok, code, exitFailure)
-			}
-			lines := logLines(t, logs.Bytes())
+			logs, lines := runStartupChecks(t, env, roots, timeout)
 			for svc, v := range credential {
 				l, found := lines[v]
 				switch {
 				case !found:
-					t.Errorf("no log line for %s:\n%s", v, logs.String())
+					t.Errorf("no log line for %s:\n%s", v, logs)
 				case svc != tt.service && l["msg"] != "credential ok":
-					t.Errorf("%s: %q, want credential ok:\n%s", v, l["msg"], logs.String())
+					t.Errorf("%s: %q, want credential ok:\n%s", v, l["msg"], logs)
 				case svc == tt.service:
 					if l["msg"] != tt.msg {
-						t.Errorf("%s: %q, want %q:\n%s", v, l["msg"], tt.msg, logs.String())
+						t.Errorf("%s: %q, want %q:\n%s", v, l["msg"], tt.msg, logs)
 					}
 					text := fmt.Sprint(l["err"]) + " | " + fmt.Sprint(l["hint"])
 					for _, w := range tt.want {
@@ -265,12 +251,90 @@ func TestStartupChecks(t *testing.T) {
 				}
 			}
 			for _, s := range tt.wantNot {
-				if strings.Contains(logs.String(), s) {
-					t.Errorf("logs hold %q:\n%s", s, logs.String())
+				if strings.Contains(logs, s) {
+					t.Errorf("logs hold %q:\n%s", s, logs)
 				}
 			}
 			if n := followed.Load(); n != 0 {
 				t.Errorf("the redirect was followed (%d requests reached its target)", n)
+			}
+		})
+	}
+}
+
+// runStartupChecks runs serve's start-up checks with env and roots and
+// requires them to stop serve with exit 1. It returns the logs, and each
+// credential's log line.
+func runStartupChecks(t *testing.T, env map[string]string, roots *x509.CertPool, timeout time.Duration) (string, map[string]map[string]any) {
+	t.Helper()
+	cfg, err := LoadConfig(func(k string) string { return env[k] }, os.ReadFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	a, err := newApp(cfg, appOptions{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Roots: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	code, ok := a.startupChecks(context.Background(), timeout)
+	if ok || code != exitFailure {
+		t.Errorf("start-up checks: go on %v, exit %d; want to stop with %d", ok, code, exitFailure)
+	}
+	return logs.String(), logLines(t, logs.Bytes())
+}
+
+// TestStartupChecksAppToken: in Socket Mode, apps.connections.open is told
+// apart the same way, and must give a connection URL.
+func TestStartupChecksAppToken(t *testing.T) {
+	const (
+		refused   = "credential refused"
+		unchecked = "could not check a credential: no usable answer from the service"
+	)
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		msg     string
+		want    []string
+	}{
+		{"stub ok", answer(200, `{"ok":true}`), unchecked, []string{"no url", "SLACK_API_URL http://127.0.0.1:", "to apps.connections.open does not look like Slack's"}},
+		{"invalid_auth", answer(200, `{"ok":false,"error":"invalid_auth"}`), refused, []string{"invalid_auth"}},
+		{"a bot token", answer(200, `{"ok":false,"error":"not_allowed_token_type"}`), refused, []string{"not_allowed_token_type"}},
+		{"no connections:write", answer(200, `{"ok":false,"error":"missing_scope","needed":"connections:write"}`), refused, []string{"missing_scope"}},
+		{"404", answer(404, "<h1>Not Found</h1>"), unchecked, []string{"answered 404 Not Found for apps.connections.open: is SLACK_API_URL Slack's Web API base URL"}},
+	}
+	f := newFakes(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if strings.HasSuffix(r.URL.Path, "/auth.test") {
+					answer(200, `{"ok":true,"user":"ssobot","user_id":"U0BOT","team":"Acme","team_id":"T0ACME"}`)(w, r)
+					return
+				}
+				tt.handler(w, r)
+			}))
+			defer srv.Close()
+			env := f.env(t)
+			delete(env, "SLACK_SIGNING_SECRET")
+			env["SLACK_APP_TOKEN"] = f.sl.AppToken()
+			env["SLACK_API_URL"] = srv.URL + "/api/"
+			roots := x509.NewCertPool()
+			roots.AppendCertsFromPEM(f.ak.CertPEM())
+			logs, lines := runStartupChecks(t, env, roots, 20*time.Second)
+			for _, v := range []string{"SLACK_BOT_TOKEN", "AUTHENTIK_TOKEN", "CLOUDFLARE_API_TOKEN"} {
+				if lines[v]["msg"] != "credential ok" {
+					t.Errorf("%s: %v, want credential ok", v, lines[v]["msg"])
+				}
+			}
+			l := lines["SLACK_APP_TOKEN"]
+			if l["msg"] != tt.msg {
+				t.Errorf("SLACK_APP_TOKEN: %q, want %q:\n%s", l["msg"], tt.msg, logs)
+			}
+			text := fmt.Sprint(l["err"]) + " | " + fmt.Sprint(l["hint"])
+			for _, w := range tt.want {
+				if !strings.Contains(text, w) {
+					t.Errorf("SLACK_APP_TOKEN: err | hint %q lacks %q", text, w)
+				}
 			}
 		})
 	}
