@@ -109,7 +109,7 @@ var envVars = []envVar{
 	{"SSOBOT_DB", false, "no", defaultDB, "bbolt database file"},
 	{"SSOBOT_LISTEN", false, "no", defaultListen, "address of the Slack endpoints (HTTP mode)"},
 	{"SSOBOT_ADMIN_LISTEN", false, "no", defaultAdminListen, "address of /healthz, /readyz, /metrics, /api"},
-	{"SSOBOT_ADMIN_HOSTS", false, "no", "", "comma-separated host names the admin API answers to besides IP addresses and localhost; when unset, a listener beyond loopback also answers single-label and Kubernetes .svc names"},
+	{"SSOBOT_ADMIN_HOSTS", false, "no", "", "comma-separated host names the admin API answers to besides IP addresses, localhost and the host of SSOBOT_ADMIN_LISTEN; when unset, a listener beyond loopback also answers single-label and Kubernetes .svc names"},
 	{"SSOBOT_LOG_FORMAT", false, "no", "json", "json or text"},
 	{"SSOBOT_LOG_LEVEL", false, "no", "info", "debug, info, warn or error"},
 }
