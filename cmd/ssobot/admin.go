@@ -351,7 +351,7 @@ func (a *admin) backup(w http.ResponseWriter, r *http.Request) {
 		}
 		// The status is sent: cut the stream short so the client sees a
 		// truncated body rather than a silently corrupt copy.
-		a.cfg.Logger.Error("backup interrupted", "bytes", cw.n, "err", err)
+		a.cfg.Logger.Error("backup interrupted", "bytes", cw.n, workflow.KeyError, err)
 		panic(http.ErrAbortHandler)
 	}
 	a.cfg.Logger.Info("backup served", "bytes", n, "remote", r.RemoteAddr)
@@ -379,7 +379,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 func (a *admin) serverError(w http.ResponseWriter, r *http.Request, op string, err error) {
-	a.cfg.Logger.Error("admin request failed", "op", op, "path", r.URL.Path, "err", err)
+	a.cfg.Logger.Error("admin request failed", "op", op, "path", r.URL.Path, workflow.KeyError, err)
 	writeJSON(w, http.StatusInternalServerError, apiError{Error: op + ": " + err.Error()})
 }
 

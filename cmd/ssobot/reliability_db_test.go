@@ -199,7 +199,7 @@ func TestServeRefusesBadDatabase(t *testing.T) {
 				var l struct {
 					Level string `json:"level"`
 					Msg   string `json:"msg"`
-					Err   string `json:"err"`
+					Err   string `json:"error"`
 				}
 				if json.Unmarshal([]byte(line), &l) != nil {
 					t.Errorf("not a log line: %q", line)

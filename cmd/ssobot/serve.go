@@ -75,7 +75,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, re
 
 	a, err := newApp(cfg, appOptions{Logger: log})
 	if err != nil {
-		log.Error("start failed", "err", err)
+		log.Error("start failed", workflow.KeyError, err)
 		return exitFailure
 	}
 	defer a.Close()
@@ -87,7 +87,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, re
 	var slackLn net.Listener
 	if !cfg.SocketMode() {
 		if slackLn, err = net.Listen("tcp", cfg.Listen); err != nil {
-			log.Error("listen for Slack requests (SSOBOT_LISTEN)", "addr", cfg.Listen, "err", err)
+			log.Error("listen for Slack requests (SSOBOT_LISTEN)", "addr", cfg.Listen, workflow.KeyError, err)
 			return exitFailure
 		}
 	}
@@ -96,11 +96,11 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, re
 		if slackLn != nil {
 			slackLn.Close()
 		}
-		log.Error("listen for the admin API (SSOBOT_ADMIN_LISTEN)", "addr", cfg.AdminListen, "err", err)
+		log.Error("listen for the admin API (SSOBOT_ADMIN_LISTEN)", "addr", cfg.AdminListen, workflow.KeyError, err)
 		return exitFailure
 	}
 	if err := a.Serve(ctx, slackLn, adminLn); err != nil {
-		log.Error("stopped on error", "err", err)
+		log.Error("stopped on error", workflow.KeyError, err)
 		return exitFailure
 	}
 	log.Info("stopped")
@@ -329,11 +329,11 @@ func reportCheckFailure(ctx context.Context, err error, log *slog.Logger) int {
 			// The answer, or its absence, says nothing of the credential:
 			// the URL, a proxy, the network or a certificate is at fault,
 			// and a new token would not help.
-			log.Error("could not check a credential: no usable answer from the service", "credential", ce.Variable, "check", ce.Check, "err", ce.Err, "hint", ce.Hint())
+			log.Error("could not check a credential: no usable answer from the service", "credential", ce.Variable, "check", ce.Check, workflow.KeyError, ce.Err, "hint", ce.Hint())
 		case errors.As(e, &ce):
-			log.Error("credential refused", "credential", ce.Variable, "check", ce.Check, "err", ce.Err)
+			log.Error("credential refused", "credential", ce.Variable, "check", ce.Check, workflow.KeyError, ce.Err)
 		default:
-			log.Error("credential check failed", "err", e)
+			log.Error("credential check failed", workflow.KeyError, e)
 		}
 	}
 	return exitFailure
@@ -543,19 +543,19 @@ func (a *app) Serve(ctx context.Context, slackLn, adminLn net.Listener) error {
 	defer cancel()
 	if slackSrv != nil {
 		if err := slackSrv.Shutdown(sctx); err != nil {
-			a.log.Warn("slack listener shutdown", "err", err)
+			a.log.Warn("slack listener shutdown", workflow.KeyError, err)
 		}
 	}
 	stopSocket()
 	if socketDone != nil && !socketEnded {
 		if err := <-socketDone; err != nil && !errors.Is(err, context.Canceled) {
-			a.log.Warn("slack socket mode", "err", err)
+			a.log.Warn("slack socket mode", workflow.KeyError, err)
 		}
 	}
 	// 2. What the handlers acknowledged and left for later (a click's
 	// decision, a cancel) reaches the engine before it stops.
 	if err := a.bot.Drain(sctx); err != nil {
-		a.log.Warn("stopping before background work for Slack finished", "err", err)
+		a.log.Warn("stopping before background work for Slack finished", workflow.KeyError, err)
 	}
 	// 3. The engine returns once running steps have recorded their result.
 	stopEngine()
@@ -572,7 +572,7 @@ func (a *app) Serve(ctx context.Context, slackLn, adminLn net.Listener) error {
 		}
 	}
 	if err := admin.Shutdown(sctx); err != nil {
-		a.log.Warn("admin listener shutdown", "err", err)
+		a.log.Warn("admin listener shutdown", workflow.KeyError, err)
 	}
 	return failure
 }

@@ -540,7 +540,7 @@ func TestServeBadCredentials(t *testing.T) {
 	logs := p.logs()
 	for _, want := range []string{
 		`"msg":"credential refused","credential":"AUTHENTIK_TOKEN","check":"authentik GET /api/v3/core/users/me/`,
-		`"err":"authentik: get current user: 403 Forbidden: Token invalid/expired"`,
+		`"error":"authentik: get current user: 403 Forbidden: Token invalid/expired"`,
 		`"msg":"credential refused","credential":"CLOUDFLARE_API_TOKEN"`,
 		`"msg":"credential ok","credential":"SLACK_BOT_TOKEN"`,
 	} {
@@ -711,7 +711,7 @@ func TestReportCheckFailure(t *testing.T) {
 		{"not checked", context.Background(), &CredentialError{Variable: "AUTHENTIK_TOKEN", Check: "authentik users/me",
 			Err: &workflow.APIError{System: "authentik", Op: "get current user", Status: 404, Message: "Not found."},
 			At:  apiURL{"authentik", "AUTHENTIK_URL", "https://auth.example.com/if/admin", "authentik's base URL"}, Call: "/api/v3/core/users/me/"},
-			exitFailure, `msg="could not check a credential: no usable answer from the service" credential=AUTHENTIK_TOKEN check="authentik users/me" err="authentik: get current user: 404 Not Found: Not found." hint="AUTHENTIK_URL https://auth.example.com/if/admin answered 404 Not Found for /api/v3/core/users/me/: is AUTHENTIK_URL authentik's base URL?"`, "refused"},
+			exitFailure, `msg="could not check a credential: no usable answer from the service" credential=AUTHENTIK_TOKEN check="authentik users/me" error="authentik: get current user: 404 Not Found: Not found." hint="AUTHENTIK_URL https://auth.example.com/if/admin answered 404 Not Found for /api/v3/core/users/me/: is AUTHENTIK_URL authentik's base URL?"`, "refused"},
 		{"stopped meanwhile", stopped, &CredentialError{Variable: "AUTHENTIK_TOKEN", Check: "authentik users/me", Err: context.Canceled}, exitOK, `msg="stopped before the start-up checks finished" cause="terminated signal received"`, "credential"},
 	}
 	for _, tt := range tests {

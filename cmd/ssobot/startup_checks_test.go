@@ -242,7 +242,7 @@ func TestStartupChecks(t *testing.T) {
 					if l["msg"] != tt.msg {
 						t.Errorf("%s: %q, want %q:\n%s", v, l["msg"], tt.msg, logs)
 					}
-					text := fmt.Sprint(l["err"]) + " | " + fmt.Sprint(l["hint"])
+					text := fmt.Sprint(l["error"]) + " | " + fmt.Sprint(l["hint"])
 					for _, w := range tt.want {
 						if !strings.Contains(text, w) {
 							t.Errorf("%s: err | hint %q lacks %q", v, text, w)
@@ -330,7 +330,7 @@ func TestStartupChecksAppToken(t *testing.T) {
 			if l["msg"] != tt.msg {
 				t.Errorf("SLACK_APP_TOKEN: %q, want %q:\n%s", l["msg"], tt.msg, logs)
 			}
-			text := fmt.Sprint(l["err"]) + " | " + fmt.Sprint(l["hint"])
+			text := fmt.Sprint(l["error"]) + " | " + fmt.Sprint(l["hint"])
 			for _, w := range tt.want {
 				if !strings.Contains(text, w) {
 					t.Errorf("SLACK_APP_TOKEN: err | hint %q lacks %q", text, w)
