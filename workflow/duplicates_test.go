@@ -292,31 +292,55 @@ func retryWait(t *testing.T, h *harness, id int64, step workflow.StepName) time.
 // TestUnansweredCreateWaitsBeforeListingAgain: a create that timed out on
 // the client may still be applied by the server. The next attempt waits
 // UnansweredCreateWait before it lists, so it finds the login method the
-// server applied meanwhile instead of creating a second one. A failed list,
-// or a create refused with 429, is retried after the usual backoff.
+// server applied meanwhile instead of creating a second one; a wait longer
+// than MaxRetryAfter is kept too, not taken for one set by a clock since
+// set back. A failed list, or a create refused with 429, is retried after
+// the usual backoff.
 func TestUnansweredCreateWaitsBeforeListingAgain(t *testing.T) {
 	const wait = 30 * time.Second
-	t.Run("create unanswered", func(t *testing.T) {
-		h := newHarness(t)
-		// Applied 20 s (on the engine's clock) after it was received.
-		late := &lateCreate{h: h, applyAfter: 20 * time.Second}
-		h.start(func(c *workflow.Config) {
-			c.Access = late.client(t)
-			c.UnansweredCreateWait = wait
+	for _, tt := range []struct {
+		name string
+		wait time.Duration
+		// applyAfter is when, on the engine's clock, the server applies
+		// the create after it was received: before the wait is out.
+		applyAfter time.Duration
+	}{
+		{"create unanswered", wait, 20 * time.Second},
+		{"create unanswered, wait above MaxRetryAfter", 10 * time.Minute, workflow.MaxRetryAfter + 2*time.Minute},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			late := &lateCreate{h: h, applyAfter: tt.applyAfter}
+			h.start(func(c *workflow.Config) {
+				c.Access = late.client(t)
+				c.UnansweredCreateWait = tt.wait
+			})
+			r := h.newRun(workflow.Request{})
+			done := h.complete(r.ID)
+			if sent, applied := late.creates(); sent != 1 || !applied {
+				t.Errorf("%d creates sent, the first applied: %v; want the first only, applied", sent, applied)
+			}
+			if done.State != workflow.StateSucceeded {
+				t.Fatalf("run %s: %s", done.State, done.Error)
+			}
+			if got := retryWait(t, h, r.ID, workflow.StepCloudflareLoginMethod); got != tt.wait {
+				t.Errorf("the attempt after the unanswered create was due %s after it, want %s", got, tt.wait)
+			}
+			events, err := h.engine.Events(context.Background(), r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ev := range events {
+				if ev.Type == workflow.EventNote && strings.Contains(ev.Message, "further ahead than the longest backoff") {
+					t.Errorf("the wait was pulled in: %s", ev.Message)
+				}
+			}
+			if warns := logLines(h, "clock was set back"); len(warns) > 0 {
+				t.Errorf("warned of a clock set back:\n%s", strings.Join(warns, "\n"))
+			}
+			h.assertOneOfEach(done)
 		})
-		r := h.newRun(workflow.Request{})
-		done := h.complete(r.ID)
-		if sent, applied := late.creates(); sent != 1 || !applied {
-			t.Fatalf("%d creates sent, the first applied: %v; want the first only, applied", sent, applied)
-		}
-		if done.State != workflow.StateSucceeded {
-			t.Fatalf("run %s: %s", done.State, done.Error)
-		}
-		h.assertOneOfEach(done)
-		if got := retryWait(t, h, r.ID, workflow.StepCloudflareLoginMethod); got < wait {
-			t.Errorf("the attempt after the unanswered create was due %s after it, want at least %s", got, wait)
-		}
-	})
+	}
 	// Failures after which nothing can have been created.
 	for _, tt := range []struct {
 		name  string

@@ -520,9 +520,14 @@ func (e *Engine) advance(ctx context.Context, id int64) (crashed bool) {
 	return false
 }
 
-// longestBackoff is the longest wait RetryPolicy.Backoff gives under this
-// engine's policy (Retry.Max is set by then).
-func (e *Engine) longestBackoff() time.Duration { return max(e.cfg.Retry.Max, MaxRetryAfter) }
+// longestBackoff is the longest wait the engine sets before a step's next
+// attempt: RetryPolicy.Backoff's under this engine's policy (Retry.Max is
+// set by then), or UnansweredCreateWait after an unanswered create. A
+// wait within it is never pulled in, so a create the server applies late
+// is seen before the next list.
+func (e *Engine) longestBackoff() time.Duration {
+	return max(e.cfg.Retry.Max, MaxRetryAfter, e.cfg.UnansweredCreateWait)
+}
 
 // pullInAttempt moves a step's next attempt, due further ahead than any
 // backoff, to the longest backoff from now. It was set while the clock ran
