@@ -40,7 +40,7 @@ func healthCmd(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		fmt.Fprintf(stderr, "ssobot health: no answer from %s: %v\n", base, err)
+		fmt.Fprintf(stderr, "ssobot health: no answer from %s: %v\n", shownURL(base), err)
 		return exitFailure
 	}
 	defer resp.Body.Close()
@@ -54,7 +54,7 @@ func healthCmd(ctx context.Context, args []string, getenv func(string) string, s
 	default:
 		// Not an answer about readiness: a host name the admin API does
 		// not answer to (421), or another service on the address.
-		fmt.Fprintf(stderr, "ssobot health: %s answered %s: %s\n", base, resp.Status, text)
+		fmt.Fprintf(stderr, "ssobot health: %s answered %s: %s\n", shownURL(base), resp.Status, text)
 		return exitFailure
 	}
 	fmt.Fprintln(stdout, "ready")

@@ -45,9 +45,9 @@ func TestHealth(t *testing.T) {
 		// As SSOBOT_ADMIN_LISTEN and `ssobot runs --admin` take it.
 		{"ready, --admin host:port", "", []string{"--admin", strings.TrimPrefix(admin.URL, "http://")}, "", exitOK, "ready"},
 		{"not ready", strings.TrimPrefix(admin.URL, "http://"), nil, "database closed", exitFailure, "not ready (503 Service Unavailable)"},
-		{"no answer", dead, nil, "", exitFailure, "no answer from http://" + dead},
+		{"no answer", dead, nil, "", exitFailure, `no answer from "http://` + dead + `"`},
 		{"a host name the bot does not answer to", "", []string{"--admin", named.URL}, "", exitFailure,
-			named.URL + ` answered 421 Misdirected Request: host "admin.example.com" is not allowed for the admin API: use its IP address or localhost, or add the name to SSOBOT_ADMIN_HOSTS`},
+			`"` + named.URL + `" answered 421 Misdirected Request: host "admin.example.com" is not allowed for the admin API: use its IP address or localhost, or add the name to SSOBOT_ADMIN_HOSTS`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -60,6 +60,24 @@ func TestHealth(t *testing.T) {
 			}
 			if tt.notReady != "" && !strings.Contains(stderr.String(), tt.notReady) {
 				t.Errorf("output %q does not say why: %q", stderr.String(), tt.notReady)
+			}
+		})
+	}
+}
+
+// TestHealthAdminRefused: --admin with user info, a query or a fragment is
+// refused as a usage error that does not show them, as by `runs`.
+func TestHealthAdminRefused(t *testing.T) {
+	for _, tt := range adminRefusals(deadAddr(t)) {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), []string{"health", "--admin", tt.value}, func(string) string { return "" }, nil, &stdout, &stderr)
+			out := stdout.String() + stderr.String()
+			if code != exitUsage || !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("exit %d, output %q; want %d and %q", code, out, exitUsage, tt.want)
+			}
+			if strings.Contains(out, tt.secret) {
+				t.Errorf("output %q shows %q", out, tt.secret)
 			}
 		})
 	}

@@ -130,19 +130,31 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 // adminBase is the admin API's base URL from an --admin flag: an http(s)
 // URL, or a host:port as SSOBOT_ADMIN_LISTEN takes it (what a person
 // copies from the bot's configuration); empty, from SSOBOT_ADMIN_LISTEN.
+// User info, a query and a fragment are refused: the admin API takes no
+// credentials, and a password or token there would show in every message
+// that names the URL. The value is shown only through shownURL.
 func adminBase(flagValue string, getenv func(string) string) (string, error) {
 	if flagValue == "" {
 		return adminBaseURL(getenv("SSOBOT_ADMIN_LISTEN")), nil
 	}
-	if strings.Contains(flagValue, "://") {
-		u, err := url.Parse(flagValue)
-		if err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.RawQuery == "" && u.Fragment == "" {
-			return strings.TrimSuffix(flagValue, "/"), nil
-		}
-	} else if _, _, err := net.SplitHostPort(flagValue); err == nil {
+	v, hostPort := flagValue, !strings.Contains(flagValue, "://")
+	if hostPort {
+		v = "http://" + flagValue // checked as the URL it is asked at
+	}
+	u, err := url.Parse(v)
+	shown := shownURL(flagValue)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
+	case u.User != nil:
+		return "", fmt.Errorf("--admin must not contain user info %s: the admin API takes no credentials", shown)
+	case hasQueryOrFragment(u, v):
+		return "", fmt.Errorf("--admin %s must not contain a query or fragment: give the URL up to its path", shown)
+	case !hostPort:
+		return strings.TrimSuffix(flagValue, "/"), nil
+	case u.Port() != "" && u.Path == "":
 		return adminBaseURL(flagValue), nil
 	}
-	return "", fmt.Errorf("--admin %q is neither an http(s) URL nor a host:port", flagValue)
+	return "", fmt.Errorf("--admin %s is neither an http(s) URL nor a host:port", shown)
 }
 
 // adminBaseURL turns a listen address into a URL a local client can use.
@@ -213,7 +225,7 @@ func (s runSource) fetch(ctx context.Context, path string, v any) error {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.admin+path, nil)
 	if err != nil {
-		return fmt.Errorf("admin API %s: %w", s.admin, err)
+		return fmt.Errorf("admin API %s: %w", shownURL(s.admin), err)
 	}
 	resp, err := s.client.Do(req)
 	if errors.Is(err, syscall.ECONNREFUSED) {
@@ -224,28 +236,28 @@ func (s runSource) fetch(ctx context.Context, path string, v any) error {
 		return errNoAdmin
 	}
 	if err != nil {
-		return fmt.Errorf("admin API %s: %w", s.admin, err)
+		return fmt.Errorf("admin API %s: %w", shownURL(s.admin), err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("admin API %s: %w", s.admin, err)
+		return fmt.Errorf("admin API %s: %w", shownURL(s.admin), err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
 		var e apiError
 		if json.Unmarshal(body, &e) != nil || e.Error == "" {
 			// ssobot's 404s carry a JSON error: something else listens there.
-			return fmt.Errorf("%s answered %s for %s, which ssobot's admin API does not: another service listens there; point --admin at the bot's SSOBOT_ADMIN_LISTEN", s.admin, resp.Status, path)
+			return fmt.Errorf("%s answered %s for %s, which ssobot's admin API does not: another service listens there; point --admin at the bot's SSOBOT_ADMIN_LISTEN", shownURL(s.admin), resp.Status, path)
 		}
 		return notFoundError(e.Error)
 	case resp.StatusCode != http.StatusOK:
 		var e apiError
 		_ = json.Unmarshal(body, &e)
-		return fmt.Errorf("admin API %s: %s: %s", s.admin, resp.Status, first(e.Error, strings.TrimSpace(string(body))))
+		return fmt.Errorf("admin API %s: %s: %s", shownURL(s.admin), resp.Status, first(e.Error, strings.TrimSpace(string(body))))
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("admin API %s: decode: %w", s.admin, err)
+		return fmt.Errorf("admin API %s: decode: %w", shownURL(s.admin), err)
 	}
 	return nil
 }
@@ -269,11 +281,11 @@ func (s runSource) withStore(fn func(*store.Store) error) error {
 		// --db alone asks no bot: the file's holder is most likely one.
 		return fmt.Errorf("another process (a running bot?) holds %s: leave out --db to ask the bot through its admin API, or give --admin", s.db)
 	case errors.Is(err, store.ErrLocked):
-		return fmt.Errorf("no bot answers on %s and another process holds %s: point --admin at the running bot's SSOBOT_ADMIN_LISTEN", s.admin, s.db)
+		return fmt.Errorf("no bot answers on %s and another process holds %s: point --admin at the running bot's SSOBOT_ADMIN_LISTEN", shownURL(s.admin), s.db)
 	case err != nil && s.fileOnly:
 		return fmt.Errorf("reading %s: %w", s.db, err)
 	case err != nil:
-		return fmt.Errorf("no bot answers on %s, reading %s: %w", s.admin, s.db, err)
+		return fmt.Errorf("no bot answers on %s, reading %s: %w", shownURL(s.admin), s.db, err)
 	}
 	defer st.Close()
 	return fn(st)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -168,6 +169,47 @@ func TestAdminBaseURL(t *testing.T) {
 	}
 }
 
+// adminRefusal is an --admin value that `runs` and `health` refuse
+// (adminBase): want is in the message, secret nowhere in the output.
+type adminRefusal struct {
+	name, value, want, secret string
+}
+
+// adminRefusals: user info, a query or a fragment, in a URL or a
+// host:port. dead is a host:port where nothing listens, so that a value
+// taken would be named again in "no answer" messages.
+func adminRefusals(dead string) []adminRefusal {
+	const userInfo = "must not contain user info "
+	const query = " must not contain a query or fragment"
+	return []adminRefusal{
+		{"user info in a URL", "http://ops:s3cret@" + dead, userInfo + `("http://` + dead + `" with something@ before the host)`, "s3cret"},
+		{"user info in a host:port", "ops:s3cret@" + dead, userInfo + "(not shown: it has an @, so it may hold a password)", "s3cret"},
+		{"a query", "http://" + dead + "/?token=s3cret", `--admin ("http://` + dead + `/" with a query)` + query, "s3cret"},
+		{"an empty query", "http://" + dead + "/?", `--admin ("http://` + dead + `/" with a query)` + query, "/?"},
+		{"a fragment", "http://" + dead + "#s3cret", `--admin ("http://` + dead + `" with a fragment)` + query, "s3cret"},
+		{"a query after a host:port", dead + "?token=s3cret", `--admin ("` + dead + `" with a query or fragment)` + query, "s3cret"},
+	}
+}
+
+// TestRunsAdminRefused: --admin with user info, a query or a fragment is
+// refused as a usage error that does not show them.
+func TestRunsAdminRefused(t *testing.T) {
+	env := map[string]string{"SSOBOT_DB": filepath.Join(t.TempDir(), "none.db")}
+	for _, tt := range adminRefusals(deadAddr(t)) {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), []string{"runs", "list", "--admin", tt.value}, func(k string) string { return env[k] }, nil, &stdout, &stderr)
+			out := stdout.String() + stderr.String()
+			if code != exitUsage || !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("exit %d, output %q; want %d and %q", code, out, exitUsage, tt.want)
+			}
+			if strings.Contains(out, tt.secret) {
+				t.Errorf("output %q shows %q", out, tt.secret)
+			}
+		})
+	}
+}
+
 // TestRunsAgainstAnotherService: another service on the admin address
 // (9090 is also Prometheus's) is named as such, not reported as a missing
 // run.
@@ -196,7 +238,7 @@ func TestRunsForAHostNotAllowed(t *testing.T) {
 	for _, args := range [][]string{{"runs", "list", "--admin", named.URL, "--db", dbPath}, {"runs", "show", "1", "--admin", named.URL}} {
 		var stdout, stderr bytes.Buffer
 		code := run(context.Background(), args, func(string) string { return "" }, os.ReadFile, &stdout, &stderr)
-		want := `admin API ` + named.URL + `: 421 Misdirected Request: host "admin.example.com" is not allowed for the admin API: use its IP address or localhost, or add the name to SSOBOT_ADMIN_HOSTS`
+		want := `admin API "` + named.URL + `": 421 Misdirected Request: host "admin.example.com" is not allowed for the admin API: use its IP address or localhost, or add the name to SSOBOT_ADMIN_HOSTS`
 		if code != exitFailure || !strings.Contains(stderr.String(), want) || strings.Contains(stdout.String(), "Grafana") {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 1 and %q", args, code, stdout.String(), stderr.String(), want)
 		}
