@@ -371,11 +371,8 @@ func renderRun(r *workflow.Run, l links, buttons bool, closed string) []slack.Bl
 				line += ": " + Escape(a.Reason)
 			}
 			// Why it does not count, so its approver knows to approve again.
-			switch {
-			case a.SetAside:
-				line = ":heavy_minus_sign:" + strings.TrimPrefix(line, emoji) + " (no longer counts: given before the gate expired and was opened again)"
-			case a.Lapsed:
-				line = ":heavy_minus_sign:" + strings.TrimPrefix(line, emoji) + " (no longer counts: not an approver any more)"
+			if why := a.NotCounted(); why != "" {
+				line = ":heavy_minus_sign:" + strings.TrimPrefix(line, emoji) + " (no longer counts: " + why + ")"
 			}
 			lines = append(lines, line)
 		}

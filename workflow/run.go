@@ -311,6 +311,19 @@ func (a Approval) Counts(gate StepName) bool {
 	return a.Gate == gate && a.Decision == Approve && !a.Lapsed && !a.SetAside
 }
 
+// NotCounted says in a few words why a no longer counts, or "" if it
+// still does: the bot's card, the admin API and `ssobot runs show` all
+// word it so.
+func (a Approval) NotCounted() string {
+	switch {
+	case a.SetAside:
+		return "given before the gate expired and was opened again"
+	case a.Lapsed:
+		return "not an approver any more"
+	}
+	return ""
+}
+
 func (r *Run) ApprovalsFor(gate StepName) []Approval {
 	var out []Approval
 	for _, a := range r.Approvals {
