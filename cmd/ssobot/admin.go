@@ -434,6 +434,17 @@ type approvalView struct {
 	Decision workflow.Decision `json:"decision"`
 	At       time.Time         `json:"at"`
 	Reason   string            `json:"reason,omitempty"`
+	// Counts is false for a decision that no longer counts, NotCounted
+	// saying why (workflow.Approval.NotCounted). A pointer: read from a
+	// bot older than the field, it is unknown, not false.
+	Counts     *bool  `json:"counts"`
+	NotCounted string `json:"not_counted,omitempty"`
+}
+
+func newApprovalView(a workflow.Approval) approvalView {
+	why := a.NotCounted()
+	counts := why == ""
+	return approvalView{Gate: a.Gate, User: a.User, Decision: a.Decision, At: a.At, Reason: a.Reason, Counts: &counts, NotCounted: why}
 }
 
 // resourcesView holds null for what is not created yet.
@@ -491,7 +502,7 @@ func newRunView(r *workflow.Run, events []workflow.Event) runView {
 		})
 	}
 	for _, a := range r.Approvals {
-		v.Approvals = append(v.Approvals, approvalView{Gate: a.Gate, User: a.User, Decision: a.Decision, At: a.At, Reason: a.Reason})
+		v.Approvals = append(v.Approvals, newApprovalView(a))
 	}
 	if id := r.Resources.AuthentikProviderID; id != 0 {
 		v.Resources.AuthentikProviderID = &id

@@ -270,6 +270,89 @@ func TestAdmin(t *testing.T) {
 	}
 }
 
+// testRunNotCounting is a run whose authentik gate has one approval that
+// counts, one whose approver is not one any more and one set aside when
+// the expired gate was opened again.
+func testRunNotCounting() *workflow.Run {
+	r := testRun("Portal", workflow.StateSucceeded)
+	r.Approvals = []workflow.Approval{
+		{Gate: workflow.GateAuthentik, User: "U0BOB", Decision: workflow.Approve, At: testTime.Add(10 * time.Second), Reason: "ok"},
+		{Gate: workflow.GateAuthentik, User: "U0CAROL", Decision: workflow.Approve, At: testTime.Add(20 * time.Second), Lapsed: true},
+		{Gate: workflow.GateAuthentik, User: "U0DAVE", Decision: workflow.Approve, At: testTime.Add(30 * time.Second), SetAside: true},
+	}
+	return r
+}
+
+// notCountingWant is what the admin API and `runs show --json` say of
+// testRunNotCounting's approvals, by user: whether each counts, and why not.
+var notCountingWant = []struct {
+	user, notCounted string
+	counts           bool
+}{
+	{"U0BOB", "", true},
+	{"U0CAROL", "not an approver any more", false},
+	{"U0DAVE", "given before the gate expired and was opened again", false},
+}
+
+// TestAdminApprovalsNotCounted: each approval in /api/runs and
+// /api/runs/{id} says whether it counts and, when not, why, beside the
+// fields it had.
+func TestAdminApprovalsNotCounted(t *testing.T) {
+	st, _ := openTestStore(t, testRunNotCounting())
+	srv := httptest.NewServer(newAdminHandler(adminConfig{Runs: st, Backup: st.Backup}))
+	defer srv.Close()
+	for _, tt := range []struct {
+		path string
+		run  func(body []byte) (map[string]any, error)
+	}{
+		{"/api/runs", func(body []byte) (map[string]any, error) {
+			var got struct {
+				Runs []map[string]any `json:"runs"`
+			}
+			if err := json.Unmarshal(body, &got); err != nil || len(got.Runs) != 1 {
+				return nil, fmt.Errorf("%d runs, %v; want 1", len(got.Runs), err)
+			}
+			return got.Runs[0], nil
+		}},
+		{"/api/runs/1", func(body []byte) (map[string]any, error) {
+			var got map[string]any
+			return got, json.Unmarshal(body, &got)
+		}},
+	} {
+		t.Run(tt.path, func(t *testing.T) {
+			resp, err := http.Get(srv.URL + tt.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			run, err := tt.run(body)
+			if err != nil {
+				t.Fatalf("%v: %s", err, body)
+			}
+			approvals, _ := run["approvals"].([]any)
+			if len(approvals) != len(notCountingWant) {
+				t.Fatalf("approvals %v; want %d", run["approvals"], len(notCountingWant))
+			}
+			for i, want := range notCountingWant {
+				a := approvals[i].(map[string]any)
+				if a["gate"] != string(workflow.GateAuthentik) || a["user"] != want.user || a["decision"] != string(workflow.Approve) || a["at"] == nil {
+					t.Errorf("approval %d = %v; want %s's approval of %s", i, a, want.user, workflow.GateAuthentik)
+				}
+				if a["counts"] != want.counts {
+					t.Errorf("%s's approval counts: %v; want %v", want.user, a["counts"], want.counts)
+				}
+				if why, ok := a["not_counted"]; ok != !want.counts || (ok && why != want.notCounted) {
+					t.Errorf("%s's approval not_counted: %v (%v); want %q", want.user, why, ok, want.notCounted)
+				}
+			}
+		})
+	}
+}
+
 func TestAdminBackupFailure(t *testing.T) {
 	h := newAdminHandler(adminConfig{
 		Backup: func(context.Context, io.Writer) (int64, error) { return 0, errors.New("database closed") },

@@ -370,7 +370,16 @@ func printRun(w io.Writer, r runView) {
 		fmt.Fprintln(w, "\nDecisions")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		for _, a := range r.Approvals {
-			fmt.Fprintf(tw, "  %s\t%s\tby %s\t%s\t%s\n", a.Gate, a.Decision, a.User, a.At.Local().Format(time.RFC3339), a.Reason)
+			note := a.Reason
+			if a.Counts != nil && !*a.Counts {
+				// As the bot's card says it, so its approver knows to approve again.
+				why := "no longer counts"
+				if a.NotCounted != "" {
+					why += ": " + a.NotCounted
+				}
+				note = strings.TrimSpace(note + " (" + why + ")")
+			}
+			fmt.Fprintf(tw, "  %s\t%s\tby %s\t%s\t%s\n", a.Gate, a.Decision, a.User, a.At.Local().Format(time.RFC3339), note)
 		}
 		tw.Flush()
 	}

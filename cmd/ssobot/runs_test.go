@@ -99,6 +99,86 @@ func TestRunsCommand(t *testing.T) {
 	}
 }
 
+// TestRunsShowApprovalsNotCounted: `runs show` says which approvals no
+// longer count and why, in the bot card's words, in its text and its
+// JSON, from the admin API and from the file alike.
+func TestRunsShowApprovalsNotCounted(t *testing.T) {
+	st, dbPath := openTestStore(t, testRunNotCounting())
+	admin := httptest.NewServer(newAdminHandler(adminConfig{Runs: st, Backup: st.Backup}))
+	defer admin.Close()
+	deadAdmin := "http://" + deadAddr(t)
+	for _, src := range []struct {
+		name  string
+		args  []string
+		setup func()
+	}{
+		{"admin API", []string{"--admin", admin.URL}, nil},
+		// Closed so that the read-only open gets its lock, as when no bot runs.
+		{"database file", []string{"--admin", deadAdmin, "--db", dbPath}, func() { st.Close() }},
+	} {
+		t.Run(src.name, func(t *testing.T) {
+			if src.setup != nil {
+				src.setup()
+			}
+			show := func(t *testing.T, extra ...string) []byte {
+				t.Helper()
+				var stdout, stderr bytes.Buffer
+				args := append(append([]string{"runs", "show", "1"}, extra...), src.args...)
+				if code := run(context.Background(), args, func(string) string { return "" }, nil, &stdout, &stderr); code != exitOK {
+					t.Fatalf("exit %d; stderr: %s", code, stderr.String())
+				}
+				return stdout.Bytes()
+			}
+			text := string(show(t))
+			lines := map[string]string{}
+			for line := range strings.SplitSeq(text, "\n") {
+				if f := strings.Fields(line); len(f) > 3 && f[2] == "by" {
+					lines[f[3]] = line
+				}
+			}
+			var got runView
+			if err := json.Unmarshal(show(t, "--json"), &got); err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Approvals) != len(notCountingWant) {
+				t.Fatalf("JSON approvals %+v; want %d", got.Approvals, len(notCountingWant))
+			}
+			for i, want := range notCountingWant {
+				line, ok := lines[want.user]
+				switch {
+				case !ok:
+					t.Errorf("no decision by %s in:\n%s", want.user, text)
+				case want.counts && strings.Contains(line, "no longer counts"):
+					t.Errorf("%s's approval shown as not counting: %q", want.user, line)
+				case !want.counts && !strings.HasSuffix(line, "(no longer counts: "+want.notCounted+")"):
+					t.Errorf("%s's approval %q; want it to end (no longer counts: %s)", want.user, line, want.notCounted)
+				}
+				a := got.Approvals[i]
+				if a.User != want.user || a.Counts == nil || *a.Counts != want.counts || a.NotCounted != want.notCounted {
+					t.Errorf("JSON approval %d: %s counts %v, not counted %q; want %s, %v, %q", i, a.User, a.Counts, a.NotCounted, want.user, want.counts, want.notCounted)
+				}
+			}
+			if !strings.Contains(lines["U0BOB"], "ok") {
+				t.Errorf("U0BOB's reason missing: %q", lines["U0BOB"])
+			}
+		})
+	}
+}
+
+// TestRunsShowApprovalsFromAnOlderBot: an approval from a bot that does
+// not say whether it counts is not shown as not counting.
+func TestRunsShowApprovalsFromAnOlderBot(t *testing.T) {
+	var r runView
+	if err := json.Unmarshal([]byte(`{"id": 1, "approvals": [{"gate": "authentik", "user": "U0BOB", "decision": "approve", "at": "2026-05-04T10:00:10Z"}]}`), &r); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	printRun(&out, r)
+	if !strings.Contains(out.String(), "by U0BOB") || strings.Contains(out.String(), "no longer counts") {
+		t.Errorf("output:\n%s\nwant U0BOB's approval, not marked", out.String())
+	}
+}
+
 // TestRunsDBFlagWins: with --db (and no --admin), the file is read even
 // when a bot answers on the default admin address.
 func TestRunsDBFlagWins(t *testing.T) {
