@@ -383,10 +383,13 @@ func (a *app) CheckCredentials(ctx context.Context) error {
 			switch {
 			case err != nil:
 				return "", "auth.test", err
-			case r.UserID == "" || r.TeamID == "":
-				// Slack names the bot and its workspace; a stub answering
-				// {"ok":true} to everything does not.
+			case r.UserID == "" || (r.TeamID == "" && r.EnterpriseID == ""):
+				// Slack names the bot and its workspace, or for an Enterprise
+				// Grid org-wide install maybe only the organization; a stub
+				// answering {"ok":true} to everything names neither.
 				return "", "auth.test", errNoSlackIdentity
+			case r.TeamID == "":
+				return fmt.Sprintf("bot %s (%s) in Enterprise Grid organization %s", r.User, r.UserID, first(r.Team, r.EnterpriseID)), "", nil
 			}
 			return fmt.Sprintf("bot %s (%s) in workspace %s", r.User, r.UserID, r.Team), "", nil
 		}},

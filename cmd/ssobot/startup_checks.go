@@ -20,7 +20,7 @@ import (
 // Answers that succeed but are not the service's: a stub or another
 // server at the URL.
 var (
-	errNoSlackIdentity = errors.New("the answer names no user_id or team_id")
+	errNoSlackIdentity = errors.New("the answer names no user_id, or neither team_id nor enterprise_id")
 	errNoAuthentikUser = errors.New("the answer names no user")
 )
 

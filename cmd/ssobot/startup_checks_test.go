@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -127,9 +128,9 @@ func TestStartupChecks(t *testing.T) {
 		{name: "slack 403 from a proxy", service: "slack", handler: answer(403, "<h1>Forbidden</h1>"), path: "/api/",
 			msg: unchecked, want: []string{"403 Forbidden", "SLACK_API_URL"}},
 		{name: "slack stub ok", service: "slack", handler: answer(200, `{"ok":true}`), path: "/api/",
-			msg: unchecked, want: []string{"no user_id or team_id", "SLACK_API_URL http://127.0.0.1:", "does not look like Slack's"}},
+			msg: unchecked, want: []string{"names no user_id, or neither team_id nor enterprise_id", "SLACK_API_URL http://127.0.0.1:", "does not look like Slack's"}},
 		{name: "slack ok false without error", service: "slack", handler: answer(200, `{"ok":false}`), path: "/api/",
-			msg: unchecked, want: []string{"no user_id or team_id"}},
+			msg: unchecked, want: []string{"names no user_id, or neither team_id nor enterprise_id"}},
 		{name: "slack invalid_auth", service: "slack", handler: answer(200, `{"ok":false,"error":"invalid_auth"}`), path: "/api/",
 			msg: refused, want: []string{"invalid_auth"}},
 		{name: "slack token_revoked", service: "slack", handler: answer(200, `{"ok":false,"error":"token_revoked"}`), path: "/api/",
@@ -257,6 +258,53 @@ func TestStartupChecks(t *testing.T) {
 			}
 			if n := followed.Load(); n != 0 {
 				t.Errorf("the redirect was followed (%d requests reached its target)", n)
+			}
+		})
+	}
+}
+
+// TestCheckCredentialsSlackIdentity: auth.test must name the bot's user
+// and its workspace, or, for an Enterprise Grid org-wide install, which
+// may answer without a team_id, its organization.
+func TestCheckCredentialsSlackIdentity(t *testing.T) {
+	f := newFakes(t)
+	for _, tt := range []struct {
+		name, answer string
+		identity     string // of a credential ok; "" for the stub refusal
+	}{
+		{"a workspace", `{"ok":true,"user":"ssobot","user_id":"U0BOT","team":"Acme","team_id":"T0ACME"}`, "bot ssobot (U0BOT) in workspace Acme"},
+		{"an org-wide install", `{"ok":true,"user":"ssobot","user_id":"U0BOT","team":"Acme Org","enterprise_id":"E0ACME"}`, "bot ssobot (U0BOT) in Enterprise Grid organization Acme Org"},
+		{"an org-wide install without a name", `{"ok":true,"user":"ssobot","user_id":"U0BOT","enterprise_id":"E0ACME"}`, "bot ssobot (U0BOT) in Enterprise Grid organization E0ACME"},
+		{"an organization but no user", `{"ok":true,"enterprise_id":"E0ACME"}`, ""},
+		{"a workspace but no user", `{"ok":true,"team_id":"T0ACME"}`, ""},
+		{"a user but no workspace or organization", `{"ok":true,"user_id":"U0BOT"}`, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(answer(200, tt.answer))
+			defer srv.Close()
+			env := f.env(t)
+			env["SLACK_API_URL"] = srv.URL + "/api/"
+			cfg, err := LoadConfig(func(k string) string { return env[k] }, os.ReadFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			roots := x509.NewCertPool()
+			roots.AppendCertsFromPEM(f.ak.CertPEM())
+			var logs bytes.Buffer
+			a, err := newApp(cfg, appOptions{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Roots: roots})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			err = a.CheckCredentials(context.Background())
+			line := logLines(t, logs.Bytes())["SLACK_BOT_TOKEN"]
+			switch {
+			case tt.identity == "" && !errors.Is(err, errNoSlackIdentity):
+				t.Errorf("checks: %v; want %v", err, errNoSlackIdentity)
+			case tt.identity != "" && err != nil:
+				t.Errorf("checks: %v; want none to fail", err)
+			case tt.identity != "" && (line["msg"] != "credential ok" || line["identity"] != tt.identity):
+				t.Errorf("SLACK_BOT_TOKEN logged %v; want credential ok, identity %q:\n%s", line, tt.identity, logs.String())
 			}
 		})
 	}
