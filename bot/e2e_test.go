@@ -420,6 +420,39 @@ func TestEndToEndRejectAndRetry(t *testing.T) {
 	}
 }
 
+// TestEndToEndCancelReasonIsProse: a cancel's reason is taken as typed,
+// quotes included, unescaped once from what Slack sends, and shown escaped
+// in the thread and on the card.
+func TestEndToEndCancelReasonIsProse(t *testing.T) {
+	e := newE2E(t)
+	e.command("U1", "C1", "new Grafana")
+	e.gateOf(1, workflow.GateAuthentik)
+
+	// Typed: wrong app, should be "Grafana". <b> & &lt; *x* `y` C:\temp
+	// Slack sends &, < and > as entities.
+	typed := "cancel 1 wrong app, should be \"Grafana\". &lt;b&gt; &amp; &amp;lt; *x* `y` C:\\temp"
+	if got := e.control("U1", typed); got != ":heavy_minus_sign: Run #1 is cancelled." {
+		t.Fatalf("cancel answer %q", got)
+	}
+	const reason = "wrong app, should be \"Grafana\". <b> & &lt; *x* `y` C:\\temp"
+	if r := e.run(1); r.State != workflow.StateCancelled || r.Error != "cancelled by U1: "+reason {
+		t.Fatalf("run %s, error %q; want cancelled with the reason %q", r.State, r.Error, reason)
+	}
+	if evs := e.events(1, workflow.EventCancelled, "U1"); len(evs) != 1 || evs[0].Data["reason"] != reason {
+		t.Fatalf("cancel events %+v; want one with the reason %q", evs, reason)
+	}
+
+	// Shown: no tag, no entity read twice, no bold or code.
+	const shown = "cancelled by <@U1>: wrong app, should be \"Grafana\". &lt;b&gt; &amp; &amp;lt; \u200b*\u200bx\u200b*\u200b \u200b`\u200by\u200b`\u200b C:\\temp"
+	root := e.rootOf(1, "run 1 to be cancelled", textHas("Cancelled"))
+	e.replyIn(root, "Run #1 was "+shown)
+	var card []string
+	texts(string(root.BlocksJSON), &card)
+	if !anyContains(card, "*Last error*\n"+shown) {
+		t.Errorf("the card does not show the reason as %q:\n%s", shown, root.BlocksJSON)
+	}
+}
+
 // TestEndToEndReminder: a gate still waiting for one of its two approvals
 // a quarter of its time before it expires gets a thread reply calling the
 // approver who has not approved; the card keeps its buttons.

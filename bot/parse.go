@@ -92,69 +92,117 @@ func ParseCommand(text string) (Command, error) {
 	if !utf8.ValidString(text) {
 		return Command{}, usageErr("the command is not valid UTF-8; please type it again")
 	}
-	toks, err := tokenize(cleanSlackText(text))
+	// Only the subcommand is read as a word here: what follows it is read
+	// by each subcommand's own rules, and a cancel's reason is prose.
+	rs := []rune(cleanSlackText(text))
+	first, next, err := readToken(rs, 0)
 	if err != nil {
 		return Command{}, err
 	}
-	if len(toks) == 0 {
+	if next < 0 {
 		return Command{Kind: CmdModal}, nil
 	}
-	sub, args := strings.ToLower(toks[0].text), toks[1:]
+	sub, rest := strings.ToLower(first.text), string(rs[next:])
 	switch CommandKind(sub) {
 	case CmdNew:
-		return parseNew(args)
+		return parseNew(rest)
 	case CmdStatus:
-		c := Command{Kind: CmdStatus}
-		var ids []token
-		for _, t := range args {
-			if !t.quoted && strings.EqualFold(t.text, "public") {
-				if c.Public {
-					return Command{}, usageErr("`public` is given twice")
-				}
-				c.Public = true
-				continue
-			}
-			ids = append(ids, t)
-		}
-		if len(ids) != 1 {
-			return Command{}, usageErr("`status` takes one run number, like `status 42`, and optionally `public`")
-		}
-		id, err := parseRunID(ids[0].text)
-		if err != nil {
-			return Command{}, err
-		}
-		c.RunID = id
-		return c, nil
+		return parseStatus(rest)
+	case CmdCancel, CmdRetry:
+		return parseControl(CommandKind(sub), rest)
 	case CmdList:
-		if len(args) > 0 {
+		if strings.TrimSpace(rest) != "" {
 			return Command{}, usageErr("`list` takes no arguments")
 		}
 		return Command{Kind: CmdList}, nil
-	case CmdCancel, CmdRetry:
-		if len(args) == 0 {
-			return Command{}, usageErr("`%s` needs a run number, like `%s 42`", sub, sub)
-		}
-		id, err := parseRunID(args[0].text)
-		if err != nil {
-			return Command{}, err
-		}
-		c := Command{Kind: CommandKind(sub), RunID: id}
-		if c.Kind == CmdRetry && len(args) > 1 {
-			return Command{}, usageErr("`retry` takes only a run number, like `retry 42`")
-		}
-		words := make([]string, 0, len(args)-1)
-		for _, t := range args[1:] {
-			words = append(words, t.text)
-		}
-		c.Reason = strings.TrimSpace(strings.Join(words, " "))
-		return c, nil
 	case CmdHelp:
 		return Command{Kind: CmdHelp}, nil
 	}
-	return Command{}, usageErr("I don't know the subcommand %s", quoteUser(toks[0].text))
+	return Command{}, usageErr("I don't know the subcommand %s", quoteUser(first.text))
 }
 
-func parseNew(args []token) (Command, error) {
+func parseStatus(rest string) (Command, error) {
+	args, err := tokenize(rest)
+	if err != nil {
+		return Command{}, err
+	}
+	c := Command{Kind: CmdStatus}
+	var ids []token
+	for _, t := range args {
+		if !t.quoted && strings.EqualFold(t.text, "public") {
+			if c.Public {
+				return Command{}, usageErr("`public` is given twice")
+			}
+			c.Public = true
+			continue
+		}
+		ids = append(ids, t)
+	}
+	if len(ids) != 1 {
+		return Command{}, usageErr("`status` takes one run number, like `status 42`, and optionally `public`")
+	}
+	id, err := parseRunID(ids[0].text)
+	if err != nil {
+		return Command{}, err
+	}
+	c.RunID = id
+	return c, nil
+}
+
+// parseControl reads what follows cancel or retry: a run number, as one
+// plain word, and for cancel a reason.
+func parseControl(kind CommandKind, rest string) (Command, error) {
+	word, reason := cutWord(rest)
+	if word == "" {
+		return Command{}, usageErr("`%s` needs a run number, like `%s 42`", kind, kind)
+	}
+	id, err := parseRunID(word)
+	if err != nil {
+		return Command{}, err
+	}
+	c := Command{Kind: kind, RunID: id}
+	if kind == CmdRetry && strings.TrimSpace(reason) != "" {
+		return Command{}, usageErr("`retry` takes only a run number, like `retry 42`")
+	}
+	if kind == CmdCancel {
+		c.Reason = cancelReason(reason)
+	}
+	return c, nil
+}
+
+// cutWord splits off the first word of s, after any white space.
+func cutWord(s string) (word, rest string) {
+	s = strings.TrimLeftFunc(s, unicode.IsSpace)
+	if i := strings.IndexFunc(s, unicode.IsSpace); i >= 0 {
+		return s[:i], s[i:]
+	}
+	return s, ""
+}
+
+// cancelReason is a cancel's reason: free text that names nothing created
+// anywhere, so it is kept as typed, quotes and backslashes included, and
+// never refused (`wrong app, should be "Grafana".` is prose, not a badly
+// quoted name). White space runs become one space, for the one-line
+// message it ends up in. A reason wholly between one pair of double quotes,
+// with no other double quote, loses that pair, as quoted words do.
+func cancelReason(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	rs := []rune(s)
+	if len(rs) < 2 || !isDoubleQuote(rs[0]) || !strings.ContainsRune(quoteClosers[rs[0]], rs[len(rs)-1]) {
+		return s
+	}
+	inner := string(rs[1 : len(rs)-1])
+	if strings.ContainsFunc(inner, isDoubleQuote) {
+		return s // "Grafana" is wrong, should be "Loki": two quoted words
+	}
+	return strings.TrimSpace(inner)
+}
+
+func parseNew(rest string) (Command, error) {
+	args, err := tokenize(rest)
+	if err != nil {
+		return Command{}, err
+	}
 	c := Command{Kind: CmdNew}
 	seen := map[string]bool{}
 	var words []string
@@ -264,6 +312,12 @@ func escapable(r rune) bool {
 
 func isSingleQuote(r rune) bool { return strings.ContainsRune("'‘’", r) }
 
+// isDoubleQuote reports the quotes that are never an apostrophe.
+func isDoubleQuote(r rune) bool {
+	_, quote := quoteClosers[r]
+	return (quote || r == '»') && !isSingleQuote(r)
+}
+
 // wordAt is the word that starts at rs[i], for messages.
 func wordAt(rs []rune, i int) string {
 	end := i
@@ -309,54 +363,66 @@ const escapeHint = "inside double quotes, type `\\\"` for a quote and `\\\\` for
 func tokenize(s string) ([]token, error) {
 	rs := []rune(s)
 	var toks []token
-	for i := 0; i < len(rs); {
-		if unicode.IsSpace(rs[i]) {
-			i++
-			continue
-		}
-		start := i
-		var b []rune
-		t := token{}
-		eq := -1 // index in b of the key's '='
-		for i < len(rs) && !unicode.IsSpace(rs[i]) {
-			r := rs[i]
-			if r == '\\' && i+1 < len(rs) && escapable(rs[i+1]) {
-				b = append(b, rs[i+1])
-				i += 2
-				continue
-			}
-			closers, isQuote := quoteClosers[r]
-			if isQuote && (len(b) == 0 && !t.quoted || eq >= 0 && len(b) == eq+1) {
-				inner, next, err := quoted(rs, i, closers)
-				if err != nil {
-					return nil, err
-				}
-				if next >= 0 {
-					b = append(b, inner...)
-					t.quoted = true
-					i = next
-					continue
-				}
-				// An unclosed single quote is an apostrophe: read on.
-			}
-			if (isQuote || r == '»') && !isSingleQuote(r) {
-				// 12" alone would read well, but "12" Pizza" could not:
-				// a double quote delimits, or is typed as \".
-				return nil, usageErr("%s has a quote inside a word: put the name between double quotes; %s", quoteUser(wordAt(rs, start)), escapeHint)
-			}
-			if r == '=' && eq < 0 && !t.quoted {
-				eq = len(b)
-			}
-			b = append(b, r)
-			i++
-		}
-		t.text = string(b)
-		if eq > 0 && optionKey.MatchString(string(b[:eq])) {
-			t.option, t.key, t.value = true, string(b[:eq]), string(b[eq+1:])
+	for i := 0; ; {
+		t, next, err := readToken(rs, i)
+		if err != nil || next < 0 {
+			return toks, err
 		}
 		toks = append(toks, t)
+		i = next
 	}
-	return toks, nil
+}
+
+// readToken reads the word of rs that starts at or after i, by tokenize's
+// rules, and returns it with the index after it, or next -1 when only
+// white space is left.
+func readToken(rs []rune, i int) (t token, next int, err error) {
+	for i < len(rs) && unicode.IsSpace(rs[i]) {
+		i++
+	}
+	if i == len(rs) {
+		return token{}, -1, nil
+	}
+	start := i
+	var b []rune
+	eq := -1 // index in b of the key's '='
+	for i < len(rs) && !unicode.IsSpace(rs[i]) {
+		r := rs[i]
+		if r == '\\' && i+1 < len(rs) && escapable(rs[i+1]) {
+			b = append(b, rs[i+1])
+			i += 2
+			continue
+		}
+		closers, isQuote := quoteClosers[r]
+		if isQuote && (len(b) == 0 && !t.quoted || eq >= 0 && len(b) == eq+1) {
+			inner, next, err := quoted(rs, i, closers)
+			if err != nil {
+				return token{}, 0, err
+			}
+			if next >= 0 {
+				b = append(b, inner...)
+				t.quoted = true
+				i = next
+				continue
+			}
+			// An unclosed single quote is an apostrophe: read on.
+		}
+		if isDoubleQuote(r) {
+			// 12" alone would read well, but "12" Pizza" could not:
+			// a double quote delimits, or is typed as \".
+			return token{}, 0, usageErr("%s has a quote inside a word: put the name between double quotes; %s", quoteUser(wordAt(rs, start)), escapeHint)
+		}
+		if r == '=' && eq < 0 && !t.quoted {
+			eq = len(b)
+		}
+		b = append(b, r)
+		i++
+	}
+	t.text = string(b)
+	if eq > 0 && optionKey.MatchString(string(b[:eq])) {
+		t.option, t.key, t.value = true, string(b[:eq]), string(b[eq+1:])
+	}
+	return t, i, nil
 }
 
 // quoted reads the quoted text that opens at rs[open] and returns it

@@ -90,10 +90,37 @@ func TestParseCommand(t *testing.T) {
 		{name: "cancel", text: "cancel 3", want: Command{Kind: CmdCancel, RunID: 3}},
 		{name: "cancel reason", text: "cancel 3 wrong   name", want: Command{Kind: CmdCancel, RunID: 3, Reason: "wrong name"}},
 		{name: "cancel no id", text: "cancel", wantErr: "needs a run number"},
+		{name: "cancel bad id", text: "cancel abc because", wantErr: "“abc” is not a run number"},
+		{name: "cancel run number is a plain word", text: `cancel "42"`, wantErr: "“\"42\"” is not a run number"},
+		// A cancel's reason is prose, kept as typed: the quoting rules for
+		// names do not apply to it.
+		{name: "reason with a quoted word and a full stop", text: `cancel 42 wrong app, should be "Grafana".`,
+			want: Command{Kind: CmdCancel, RunID: 42, Reason: `wrong app, should be "Grafana".`}},
+		{name: "reason with a quote in parentheses", text: `cancel 42 wrong team (should be "acme")`,
+			want: Command{Kind: CmdCancel, RunID: 42, Reason: `wrong team (should be "acme")`}},
+		{name: "reason with an inch mark", text: `cancel 42 the 27" monitor team`, want: Command{Kind: CmdCancel, RunID: 42, Reason: `the 27" monitor team`}},
+		{name: "reason with smart quotes and an apostrophe", text: "cancel 42 it’s the “wrong” one", want: Command{Kind: CmdCancel, RunID: 42, Reason: "it’s the “wrong” one"}},
+		{name: "reason with an unclosed quote", text: `cancel 42 "oops`, want: Command{Kind: CmdCancel, RunID: 42, Reason: `"oops`}},
+		{name: "reason backslashes kept", text: `cancel 42 C:\temp \"x\" a\ b`, want: Command{Kind: CmdCancel, RunID: 42, Reason: `C:\temp \"x\" a\ b`}},
+		{name: "reason wholly quoted loses the quotes", text: `cancel 42 "wrong app"`, want: Command{Kind: CmdCancel, RunID: 42, Reason: "wrong app"}},
+		{name: "reason wholly smart quoted", text: "cancel 42  “ wrong app ” ", want: Command{Kind: CmdCancel, RunID: 42, Reason: "wrong app"}},
+		{name: "reason with two quoted words keeps them", text: `cancel 42 "Grafana" is wrong, use "Loki"`,
+			want: Command{Kind: CmdCancel, RunID: 42, Reason: `"Grafana" is wrong, use "Loki"`}},
+		{name: "reason in single quotes keeps them", text: "cancel 42 'wrong app'", want: Command{Kind: CmdCancel, RunID: 42, Reason: "'wrong app'"}},
+		{name: "reason of empty quotes", text: `cancel 42 ""`, want: Command{Kind: CmdCancel, RunID: 42}},
+		{name: "reason white space", text: "cancel #42\t wrong\u00a0 app\t", want: Command{Kind: CmdCancel, RunID: 42, Reason: "wrong app"}},
+		{name: "reason: slack escapes undone once", text: "cancel 42 a &amp;lt; b &lt;c&gt; &amp; d", want: Command{Kind: CmdCancel, RunID: 42, Reason: "a &lt; b <c> & d"}},
+		{name: "reason: slack markup", text: "cancel 42 see <https://wiki.example/x|the doc>, <!here>", want: Command{Kind: CmdCancel, RunID: 42, Reason: "see the doc, @here"}},
+		{name: "quoted subcommand, reason as typed", text: `"cancel" 42 x"y`, want: Command{Kind: CmdCancel, RunID: 42, Reason: `x"y`}},
 		{name: "retry", text: "retry #9", want: Command{Kind: CmdRetry, RunID: 9}},
 		{name: "retry extra", text: "retry 9 now", wantErr: "takes only a run number"},
+		{name: "retry extra with a quote", text: `retry 9 "now`, wantErr: "`retry` takes only a run number"},
+		{name: "retry trailing space", text: "retry 9 ", want: Command{Kind: CmdRetry, RunID: 9}},
+		{name: "list extra with a quote", text: `list "all`, wantErr: "`list` takes no arguments"},
 		{name: "help", text: "help", want: Command{Kind: CmdHelp}},
 		{name: "help extra ignored", text: "Help me", want: Command{Kind: CmdHelp}},
+		{name: "help extra with quotes ignored", text: `help with "quotes`, want: Command{Kind: CmdHelp}},
+		{name: "unknown subcommand, not its arguments", text: `deploy "prod`, wantErr: "I don't know the subcommand “deploy”"},
 		{name: "unknown subcommand", text: "deploy prod", wantErr: "I don't know the subcommand “deploy”"},
 		{name: "unknown subcommand escaped", text: "<!here>", wantErr: "“@here”"},
 		{name: "unknown subcommand with markup is escaped", text: "*bold*", wantErr: "“\u200b*\u200bbold\u200b*\u200b”"},
@@ -198,13 +225,21 @@ func TestUsageNamesTheCommand(t *testing.T) {
 func FuzzParseCommand(f *testing.F) {
 	for _, s := range []string{"", "new Grafana", `new "My App" slug=my-app team=acme login=SSO`, "new “A” slug=“b”",
 		"status 1 public", "cancel 2 because", "retry #3", "list", "help", "new 'x", `new "x`, "new a=b=c", "new <!channel>", "new &amp;&lt;&gt;",
-		`new "A \"B\""`, `new "A "B""`, `new 12" x`, `new "C:\\x\"`, "new 'Bob's App'", `new \"x\"`} {
+		`new "A \"B\""`, `new "A "B""`, `new 12" x`, `new "C:\\x\"`, "new 'Bob's App'", `new \"x\"`,
+		`cancel 42 wrong app, should be "Grafana".`, `cancel 42 "wrong app"`, `help "x`} {
 		f.Add(s)
 	}
 	for _, s := range []string{"new Graf\xffana", "new 日本語", "new !!!", "cancel 1 \xc3\x28", "new <!channel> <@U1|x> <https://e.example|e>"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, text string) {
+		// Whatever follows a cancel's run number is its reason, on one line.
+		if utf8.ValidString(text) {
+			c, err := ParseCommand("cancel 7 " + text)
+			if err != nil || c.Kind != CmdCancel || c.RunID != 7 || c.Reason != strings.Join(strings.Fields(c.Reason), " ") {
+				t.Fatalf("ParseCommand(%q) = %+v, %v; want a cancel of run 7 with a one-line reason", "cancel 7 "+text, c, err)
+			}
+		}
 		c, err := ParseCommand(text)
 		if err == nil && !utf8.ValidString(text) {
 			t.Fatalf("ParseCommand accepted invalid UTF-8 %q", text)
