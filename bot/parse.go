@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/ssobot/ssobot/workflow"
 )
 
 // CommandKind is what a slash command asks for.
@@ -207,15 +209,25 @@ func parseNew(rest string) (Command, error) {
 	seen := map[string]bool{}
 	var words []string
 	var afterLogin *token // an unquoted login= option, just before
-	for _, t := range args {
-		if !t.option {
-			// A login method name may have spaces: "login=Okta SSO" would
-			// otherwise name the application "Grafana SSO" and the login
-			// method "Okta", silently. (Slugs and domains have none.)
-			if afterLogin != nil {
-				return Command{}, usageErr("%s comes right after `login=`: quote a login method name with spaces, like %s, or put the options after the name",
-					quoteUser(t.text), code("login="+QuoteArg(truncateRunes(afterLogin.value+" "+t.text, 60))))
+	for i, t := range args {
+		// A login method name may have spaces: "login=Okta SSO" would
+		// otherwise name the application "Grafana SSO" and the login
+		// method "Okta", silently. (Slugs and domains have none.)
+		if !t.option && afterLogin != nil {
+			return Command{}, usageErr("%s comes right after `login=`: quote a login method name with spaces, like %s, or put the options after the name",
+				quoteUser(t.text), suggest("login=", afterLogin.value+" "+spaced(args, i)))
+		}
+		// My\ App is how a shell keeps a space in a word, but here the
+		// backslash would stay in the name, as it does in DOMAIN\apps.
+		if t.shellEscape {
+			prefix := ""
+			if t.option {
+				prefix = t.key + "="
 			}
+			return Command{}, usageErr("%s ends in a backslash before a space: quote a name with spaces instead, like %s; %s",
+				quoteUser(t.text), suggest(prefix, spaced(args, i)), escapeHint)
+		}
+		if !t.option {
 			words = append(words, t.text)
 			continue
 		}
@@ -252,6 +264,26 @@ func parseNew(rest string) (Command, error) {
 	return c, nil
 }
 
+// spaced is the word args[i] (its value, for an option) joined with the
+// words a backslash before a space ties to it, as a shell would join them,
+// without those backslashes: Okta\ SSO is "Okta SSO".
+func spaced(args []token, i int) string {
+	s := args[i].text
+	if args[i].option {
+		s = args[i].value
+	}
+	for ; args[i].shellEscape && i+1 < len(args); i++ {
+		s = strings.TrimSuffix(s, `\`) + " " + args[i+1].text
+	}
+	return s
+}
+
+// suggest is what to type for an option (prefix key=) or a name, in a code
+// span for a hint. A value longer than any name may be is cut.
+func suggest(prefix, value string) string {
+	return code(prefix + QuoteArg(truncateRunes(value, workflow.MaxNameLength)))
+}
+
 func optionList() string {
 	parts := make([]string, len(commandOptions))
 	for i, o := range commandOptions {
@@ -285,6 +317,9 @@ type token struct {
 	// option is true for an unquoted key=value.
 	option     bool
 	key, value string
+	// shellEscape: the word ends in a backslash, neither escaped nor
+	// quoted, and another word follows (My\ App).
+	shellEscape bool
 }
 
 var optionKey = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
@@ -304,7 +339,8 @@ var quoteClosers = map[rune]string{
 
 // escapable reports the characters a backslash before them makes literal:
 // every quote and the backslash itself. A backslash before anything else is
-// kept, so a name like DOMAIN\apps needs no doubling.
+// kept, so a name like DOMAIN\apps needs no doubling; one before a space
+// between words is refused by new (see token.shellEscape).
 func escapable(r rune) bool {
 	_, quote := quoteClosers[r]
 	return quote || r == '»' || r == '\\'
@@ -385,9 +421,11 @@ func readToken(rs []rune, i int) (t token, next int, err error) {
 	}
 	start := i
 	var b []rune
-	eq := -1 // index in b of the key's '='
+	eq := -1              // index in b of the key's '='
+	rawBackslash := false // the last rune in b is a backslash as typed
 	for i < len(rs) && !unicode.IsSpace(rs[i]) {
 		r := rs[i]
+		rawBackslash = false
 		if r == '\\' && i+1 < len(rs) && escapable(rs[i+1]) {
 			b = append(b, rs[i+1])
 			i += 2
@@ -416,9 +454,15 @@ func readToken(rs []rune, i int) (t token, next int, err error) {
 			eq = len(b)
 		}
 		b = append(b, r)
+		rawBackslash = r == '\\'
 		i++
 	}
 	t.text = string(b)
+	if rawBackslash {
+		for j := i; j < len(rs) && !t.shellEscape; j++ {
+			t.shellEscape = !unicode.IsSpace(rs[j])
+		}
+	}
 	if eq > 0 && optionKey.MatchString(string(b[:eq])) {
 		t.option, t.key, t.value = true, string(b[:eq]), string(b[eq+1:])
 	}

@@ -2,6 +2,7 @@ package bot
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode"
@@ -30,6 +31,20 @@ func TestParseCommand(t *testing.T) {
 			want: Command{Kind: CmdNew, Name: "Grafana Prod", Slug: "graf", Team: "company.cloudflareaccess.com", Login: "SSO"}},
 		{name: "a word after an unquoted login value", text: "new Grafana login=Okta SSO",
 			wantErr: "“SSO” comes right after `login=`: quote a login method name with spaces, like `login=\"Okta SSO\"`, or put the options after the name"},
+		// A backslash before a space, as in a shell: refused (the backslash
+		// would stay in the name), with what a shell would have meant.
+		{name: "shell-escaped space in login", text: `new Grafana login=Okta\ SSO`,
+			wantErr: "“login=Okta\\” ends in a backslash before a space: quote a name with spaces instead, like `login=\"Okta SSO\"`; inside double quotes"},
+		{name: "shell-escaped spaces in login", text: `new Grafana login=Okta\ Single\ Sign\ On team=acme`, wantErr: "like `login=\"Okta Single Sign On\"`;"},
+		{name: "shell-escaped space after a login word", text: `new Grafana login=Okta SSO\ Prod`,
+			wantErr: "“SSO\\” comes right after `login=`: quote a login method name with spaces, like `login=\"Okta SSO Prod\"`, or put"},
+		{name: "shell-escaped space in a name", text: `new My\ App slug=my-app`,
+			wantErr: "“My\\” ends in a backslash before a space: quote a name with spaces instead, like `\"My App\"`; inside double quotes, type `\\\"` for a quote and `\\\\` for a backslash"},
+		{name: "shell-escaped space in an option", text: `new Grafana team=acme\ corp`, wantErr: "like `team=\"acme corp\"`;"},
+		{name: "escaped backslash before a space is a backslash", text: `new My\\ App`, want: Command{Kind: CmdNew, Name: `My\ App`}},
+		{name: "escaped backslash before a space in login", text: `new Grafana login=Okta\\ SSO`, wantErr: "like `login=\"Okta\\\\ SSO\"`, or put"},
+		{name: "a backslash before a space inside quotes stays", text: `new "My\ App"`, want: Command{Kind: CmdNew, Name: `My\ App`}},
+		{name: "a trailing backslash before trailing space stays", text: "new App\\  ", want: Command{Kind: CmdNew, Name: `App\`}},
 		{name: "a word after a quoted login value", text: `new login="Okta SSO" Grafana`, want: Command{Kind: CmdNew, Name: "Grafana", Login: "Okta SSO"}},
 		{name: "the form's example typed", text: "new Grafana login=authentik (Grafana)", wantErr: "“(Grafana)” comes right after `login=`"},
 		{name: "a word after slug", text: "new Grafana slug=graf Prod", want: Command{Kind: CmdNew, Name: "Grafana Prod", Slug: "graf"}},
@@ -143,6 +158,43 @@ func TestParseCommand(t *testing.T) {
 			}
 			if got != tt.want {
 				t.Fatalf("ParseCommand(%q) = %+v; want %+v", tt.text, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestHintsParseBack: what a refusal says to type, typed in place of the
+// word or words refused (as Slack sends it: entities and all), means what
+// was meant.
+func TestHintsParseBack(t *testing.T) {
+	tests := []struct {
+		text  string
+		fixed string // the command with the hint for %s
+		want  Command
+	}{
+		{`new Grafana login=Okta\ SSO`, "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta SSO"}},
+		{`new Grafana login=Okta\ Single\ Sign\ On team=acme`, "new Grafana %s team=acme", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta Single Sign On", Team: "acme"}},
+		{`new Grafana login=Okta SSO\ Prod`, "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta SSO Prod"}},
+		{"new Grafana login=Okta SSO", "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta SSO"}},
+		{`new Grafana login=Tom\ &amp;\ Jerry's\ \"SSO\"`, "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: `Tom & Jerry's "SSO"`}},
+		{`new My\ App slug=my-app`, "new %s slug=my-app", Command{Kind: CmdNew, Name: "My App", Slug: "my-app"}},
+		{`new Big\ &lt;Co&gt;\ App`, "new %s", Command{Kind: CmdNew, Name: "Big <Co> App"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.text, func(t *testing.T) {
+			_, err := ParseCommand(tt.text)
+			if err == nil {
+				t.Fatalf("ParseCommand(%q) accepted; want a refusal with a hint", tt.text)
+			}
+			_, hint, ok := strings.Cut(err.Error(), "like `")
+			hint, _, ok2 := strings.Cut(hint, "`")
+			if !ok || !ok2 {
+				t.Fatalf("ParseCommand(%q) error %q has no hint", tt.text, err)
+			}
+			fixed := fmt.Sprintf(tt.fixed, hint)
+			got, err := ParseCommand(fixed)
+			if err != nil || got != tt.want {
+				t.Fatalf("the hint typed: ParseCommand(%q) = %+v, %v; want %+v", fixed, got, err, tt.want)
 			}
 		})
 	}
