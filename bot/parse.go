@@ -433,7 +433,7 @@ func readToken(rs []rune, i int) (t token, next int, err error) {
 		}
 		closers, isQuote := quoteClosers[r]
 		if isQuote && (len(b) == 0 && !t.quoted || eq >= 0 && len(b) == eq+1) {
-			inner, next, err := quoted(rs, i, closers)
+			inner, next, err := quoted(rs, i, closers, string(b))
 			if err != nil {
 				return token{}, 0, err
 			}
@@ -469,10 +469,10 @@ func readToken(rs []rune, i int) (t token, next int, err error) {
 	return t, i, nil
 }
 
-// quoted reads the quoted text that opens at rs[open] and returns it
-// unescaped with the index after its closing quote, or next -1 for a
-// single quote that is not closed.
-func quoted(rs []rune, open int, closers string) (inner []rune, next int, err error) {
+// quoted reads the quoted text that opens at rs[open], after prefix (a
+// key=, or nothing), and returns it unescaped with the index after its
+// closing quote, or next -1 for a single quote that is not closed.
+func quoted(rs []rune, open int, closers, prefix string) (inner []rune, next int, err error) {
 	single := isSingleQuote(rs[open])
 	for j := open + 1; j < len(rs); j++ {
 		r := rs[j]
@@ -493,12 +493,28 @@ func quoted(rs []rune, open int, closers string) (inner []rune, next int, err er
 			inner = append(inner, r)
 			continue
 		}
-		return nil, 0, usageErr("a closing quote is followed by %s: end the word there; %s", quoteUser(wordAt(rs, j+1)), escapeHint)
+		return nil, 0, afterClosingQuote(wordAt(rs, j+1), prefix, string(inner))
 	}
 	if single {
 		return nil, -1, nil
 	}
 	return nil, 0, usageErr("a quote is not closed: put the name between two double quotes, like `\"My App\"`; %s", escapeHint)
+}
+
+// afterClosingQuote refuses text right after a closing double quote that
+// ended prefix"inner". Punctuation alone (`"My App",` or `login="SSO".`)
+// ends a sentence or the name, so the answer gives both as typed; anything
+// else (`"A "B""`) gets how to type a quote inside a name.
+func afterClosingQuote(after, prefix, inner string) *UsageError {
+	punct := !strings.ContainsFunc(after, func(r rune) bool {
+		_, quote := quoteClosers[r]
+		return !unicode.IsPunct(r) || quote || r == '»'
+	})
+	if !punct {
+		return usageErr("a closing quote is followed by %s: end the word there; %s", quoteUser(after), escapeHint)
+	}
+	return usageErr("a closing quote is followed by %s: end the word there, like %s, or type %s if %s is part of the name; %s",
+		quoteUser(after), suggest(prefix, inner), suggest(prefix, inner+after), quoteUser(after), escapeHint)
 }
 
 var slackMarkup = regexp.MustCompile(`<([^<>]*)>`)

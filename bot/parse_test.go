@@ -83,6 +83,12 @@ func TestParseCommand(t *testing.T) {
 		{name: "escaped apostrophe", text: `new Bob\'s`, want: Command{Kind: CmdNew, Name: "Bob's"}},
 		{name: "single quotes inside double quotes", text: `new "'Til Tuesday"`, want: Command{Kind: CmdNew, Name: "'Til Tuesday"}},
 		{name: "text after a closing quote", text: `new "A "B""`, wantErr: "a closing quote is followed by “B\"\"”: end the word there; inside double quotes, type `\\\"` for a quote and `\\\\` for a backslash"},
+		{name: "a comma after a closing quote", text: `new "My App",`,
+			wantErr: "a closing quote is followed by “,”: end the word there, like `\"My App\"`, or type `\"My App,\"` if “,” is part of the name; inside double quotes"},
+		{name: "a full stop after a closing smart quote", text: "new Grafana login=“Okta SSO”.",
+			wantErr: "a closing quote is followed by “.”: end the word there, like `login=\"Okta SSO\"`, or type `login=\"Okta SSO.\"` if “.” is part of the name;"},
+		{name: "punctuation after a closing quote, as Slack sends it", text: `new "Tom &amp; Jerry")`,
+			wantErr: "like `\"Tom &amp; Jerry\"`, or type `\"Tom &amp; Jerry)\"` if “)” is part of the name;"},
 		{name: "a letter after a closing quote", text: `new "My App"s`, wantErr: "a closing quote is followed by “s”"},
 		{name: "an escaped backslash before a quote", text: `new "A \\"B"`, wantErr: "a closing quote is followed by “B\"”"},
 		{name: "a quote inside a word", text: `new 12" Pizza`, wantErr: "“12\"” has a quote inside a word: put the name between double quotes; inside double quotes"},
@@ -171,14 +177,21 @@ func TestHintsParseBack(t *testing.T) {
 		text  string
 		fixed string // the command with the hint for %s
 		want  Command
+		or    bool // the second hint (`or type`), not the first (`like`)
 	}{
-		{`new Grafana login=Okta\ SSO`, "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta SSO"}},
-		{`new Grafana login=Okta\ Single\ Sign\ On team=acme`, "new Grafana %s team=acme", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta Single Sign On", Team: "acme"}},
-		{`new Grafana login=Okta SSO\ Prod`, "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta SSO Prod"}},
-		{"new Grafana login=Okta SSO", "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta SSO"}},
-		{`new Grafana login=Tom\ &amp;\ Jerry's\ \"SSO\"`, "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: `Tom & Jerry's "SSO"`}},
-		{`new My\ App slug=my-app`, "new %s slug=my-app", Command{Kind: CmdNew, Name: "My App", Slug: "my-app"}},
-		{`new Big\ &lt;Co&gt;\ App`, "new %s", Command{Kind: CmdNew, Name: "Big <Co> App"}},
+		{`new Grafana login=Okta\ SSO`, "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta SSO"}, false},
+		{`new Grafana login=Okta\ Single\ Sign\ On team=acme`, "new Grafana %s team=acme", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta Single Sign On", Team: "acme"}, false},
+		{`new Grafana login=Okta SSO\ Prod`, "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta SSO Prod"}, false},
+		{"new Grafana login=Okta SSO", "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta SSO"}, false},
+		{`new Grafana login=Tom\ &amp;\ Jerry's\ \"SSO\"`, "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: `Tom & Jerry's "SSO"`}, false},
+		{`new My\ App slug=my-app`, "new %s slug=my-app", Command{Kind: CmdNew, Name: "My App", Slug: "my-app"}, false},
+		{`new Big\ &lt;Co&gt;\ App`, "new %s", Command{Kind: CmdNew, Name: "Big <Co> App"}, false},
+		{`new "My App", slug=my-app`, "new %s slug=my-app", Command{Kind: CmdNew, Name: "My App", Slug: "my-app"}, false},
+		{`new "My App", slug=my-app`, "new %s slug=my-app", Command{Kind: CmdNew, Name: "My App,", Slug: "my-app"}, true},
+		{"new Grafana login=“Okta SSO”.", "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta SSO"}, false},
+		{"new Grafana login=“Okta SSO”.", "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta SSO."}, true},
+		{`new "Tom &amp; \"J\" &lt;3")`, "new %s", Command{Kind: CmdNew, Name: `Tom & "J" <3`}, false},
+		{`new "Tom &amp; \"J\" &lt;3")`, "new %s", Command{Kind: CmdNew, Name: `Tom & "J" <3)`}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.text, func(t *testing.T) {
@@ -186,7 +199,11 @@ func TestHintsParseBack(t *testing.T) {
 			if err == nil {
 				t.Fatalf("ParseCommand(%q) accepted; want a refusal with a hint", tt.text)
 			}
-			_, hint, ok := strings.Cut(err.Error(), "like `")
+			marker := "like `"
+			if tt.or {
+				marker = "or type `"
+			}
+			_, hint, ok := strings.Cut(err.Error(), marker)
 			hint, _, ok2 := strings.Cut(hint, "`")
 			if !ok || !ok2 {
 				t.Fatalf("ParseCommand(%q) error %q has no hint", tt.text, err)
