@@ -48,6 +48,13 @@ func (s *Server) AddFault(f Fault) {
 	s.faults = append(s.faults, &activeFault{Fault: f, left: f.Times})
 }
 
+// ClearFaults removes the faults added with AddFault, used or not.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
+
 // SetFaultRate makes a share of calls fail at random (reproducibly for a
 // seed) with one of kinds. Without kinds it picks status (429, 500, 502,
 // 503), reset, malformed and apply-then-reset; timeout only when asked for,
