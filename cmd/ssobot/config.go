@@ -398,11 +398,11 @@ func hasQueryOrFragment(u *url.URL, v string) bool {
 // (?token=...). What was left out is named instead; a value whose @
 // cannot be placed is not shown at all.
 func shownURL(v string) string {
-	bare, left := v, []string(nil)
+	bare, left, user := v, []string(nil), false
 	if u, err := url.Parse(v); err == nil && u.Host != "" {
 		b := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
 		if u.User != nil {
-			left = append(left, "something@ before the host")
+			left, user = append(left, "something@ before the host"), true
 		}
 		if u.RawQuery != "" || u.ForceQuery {
 			left = append(left, "a query")
@@ -415,7 +415,9 @@ func shownURL(v string) string {
 		bare, left = v[:i], []string{"a query or fragment"}
 	}
 	switch {
-	case strings.Contains(bare, "@"):
+	// An @ the parser did not take for user info (a password with an
+	// unescaped # or ? cuts the host short) may still follow one.
+	case strings.Contains(bare, "@"), strings.Contains(v, "@") && !user:
 		return "(not shown: it has an @, so it may hold a password)"
 	case len(left) == 0:
 		return strconv.Quote(v)

@@ -268,6 +268,11 @@ func adminRefusals(dead string) []adminRefusal {
 		{"an empty query", "http://" + dead + "/?", `--admin ("http://` + dead + `/" with a query)` + query, "/?"},
 		{"a fragment", "http://" + dead + "#s3cret", `--admin ("http://` + dead + `" with a fragment)` + query, "s3cret"},
 		{"a query after a host:port", dead + "?token=s3cret", `--admin ("` + dead + `" with a query or fragment)` + query, "s3cret"},
+		// An unescaped # or ? in a password ends the host early: what
+		// comes before it is the user and part of the password.
+		{"a password with a #", "http://ops:pw12#34@" + dead, "(not shown: it has an @, so it may hold a password)", "pw12"},
+		{"a password with a ?", "http://ops:pw12?34@" + dead, "(not shown: it has an @, so it may hold a password)", "pw12"},
+		{"a host:port password with a #", "ops:pw12#34@" + dead, "(not shown: it has an @, so it may hold a password)", "pw12"},
 	}
 }
 
