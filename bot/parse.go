@@ -392,10 +392,10 @@ const escapeHint = "inside double quotes, type `\\\"` for a quote and `\\\\` for
 // right after the = of key=value and runs to its closing quote, which must
 // end the word. A backslash before a quote or a backslash makes it literal,
 // inside quotes or not. An unclosed single quote is an apostrophe, and so
-// is a single quote inside a word; an unclosed double quote, or text right
-// after a closing double quote, is an error: guessing would put stray
-// quotes and backslashes into the names created in authentik and
-// Cloudflare.
+// is a single quote inside a word; an unclosed double quote, text right
+// after a closing double quote, or punctuation alone right after a closing
+// single quote, is an error: guessing would put stray quotes and
+// backslashes into the names created in authentik and Cloudflare.
 func tokenize(s string) ([]token, error) {
 	rs := []rune(s)
 	var toks []token
@@ -488,12 +488,15 @@ func quoted(rs []rune, open int, closers, prefix string) (inner []rune, next int
 		if j+1 == len(rs) || unicode.IsSpace(rs[j+1]) {
 			return inner, j + 1, nil
 		}
-		if single {
+		after := wordAt(rs, j+1)
+		if single && !onlyPunct(after) {
 			// Bob's in 'Bob's App': an apostrophe, not the closing quote.
 			inner = append(inner, r)
 			continue
 		}
-		return nil, 0, afterClosingQuote(wordAt(rs, j+1), prefix, string(inner))
+		// 'My App'. is a quoted name and a full stop, as with double
+		// quotes: read as apostrophes, the quotes would end up in the name.
+		return nil, 0, afterClosingQuote(after, prefix, string(inner))
 	}
 	if single {
 		return nil, -1, nil
@@ -501,16 +504,22 @@ func quoted(rs []rune, open int, closers, prefix string) (inner []rune, next int
 	return nil, 0, usageErr("a quote is not closed: put the name between two double quotes, like `\"My App\"`; %s", escapeHint)
 }
 
-// afterClosingQuote refuses text right after a closing double quote that
-// ended prefix"inner". Punctuation alone (`"My App",` or `login="SSO".`)
-// ends a sentence or the name, so the answer gives both as typed; anything
-// else (`"A "B""`) gets how to type a quote inside a name.
-func afterClosingQuote(after, prefix, inner string) *UsageError {
-	punct := !strings.ContainsFunc(after, func(r rune) bool {
+// onlyPunct reports whether s is punctuation other than quotes, as a full
+// stop or a comma after a closing quote is.
+func onlyPunct(s string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool {
 		_, quote := quoteClosers[r]
 		return !unicode.IsPunct(r) || quote || r == '»'
 	})
-	if !punct {
+}
+
+// afterClosingQuote refuses text right after a closing quote that ended
+// prefix"inner" (or prefix'inner', when only punctuation follows).
+// Punctuation alone (`"My App",` or `login='SSO'.`) ends a sentence or the
+// name, so the answer gives both as typed; anything else (`"A "B""`) gets
+// how to type a quote inside a name.
+func afterClosingQuote(after, prefix, inner string) *UsageError {
+	if !onlyPunct(after) {
 		return usageErr("a closing quote is followed by %s: end the word there; %s", quoteUser(after), escapeHint)
 	}
 	return usageErr("a closing quote is followed by %s: end the word there, like %s, or type %s if %s is part of the name; %s",

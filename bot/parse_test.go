@@ -90,6 +90,16 @@ func TestParseCommand(t *testing.T) {
 		{name: "punctuation after a closing quote, as Slack sends it", text: `new "Tom &amp; Jerry")`,
 			wantErr: "like `\"Tom &amp; Jerry\"`, or type `\"Tom &amp; Jerry)\"` if “)” is part of the name;"},
 		{name: "a letter after a closing quote", text: `new "My App"s`, wantErr: "a closing quote is followed by “s”"},
+		// Single quotes too: "'My App'." is a quoted name and a full stop,
+		// not a name with quotes in it; inside a word they are apostrophes.
+		{name: "a full stop after a closing single quote", text: "new 'My App'.",
+			wantErr: "a closing quote is followed by “.”: end the word there, like `\"My App\"`, or type `\"My App.\"` if “.” is part of the name;"},
+		{name: "a comma after a closing smart single quote", text: "new ‘My App’, slug=my-app", wantErr: "like `\"My App\"`, or type `\"My App,\"` if “,” is part of the name;"},
+		{name: "a full stop after a single-quoted login", text: "new Grafana login='Okta SSO'.",
+			wantErr: "like `login=\"Okta SSO\"`, or type `login=\"Okta SSO.\"` if “.” is part of the name;"},
+		{name: "punctuation after an apostrophe inside single quotes", text: "new 'Bob's App'!", wantErr: "like `\"Bob\\'s App\"`, or type"},
+		{name: "an apostrophe and punctuation inside a word", text: "new O'Reilly's. Books", want: Command{Kind: CmdNew, Name: "O'Reilly's. Books"}},
+		{name: "an apostrophe before a letter inside single quotes", text: "new 'Bob's' App", want: Command{Kind: CmdNew, Name: "Bob's App"}},
 		{name: "an escaped backslash before a quote", text: `new "A \\"B"`, wantErr: "a closing quote is followed by “B\"”"},
 		{name: "a quote inside a word", text: `new 12" Pizza`, wantErr: "“12\"” has a quote inside a word: put the name between double quotes; inside double quotes"},
 		{name: "a smart quote inside a word", text: "new 12” Pizza", wantErr: "has a quote inside a word"},
@@ -128,6 +138,7 @@ func TestParseCommand(t *testing.T) {
 		{name: "reason with two quoted words keeps them", text: `cancel 42 "Grafana" is wrong, use "Loki"`,
 			want: Command{Kind: CmdCancel, RunID: 42, Reason: `"Grafana" is wrong, use "Loki"`}},
 		{name: "reason in single quotes keeps them", text: "cancel 42 'wrong app'", want: Command{Kind: CmdCancel, RunID: 42, Reason: "'wrong app'"}},
+		{name: "reason with single quotes and a full stop", text: "cancel 42 not ‘My App’.", want: Command{Kind: CmdCancel, RunID: 42, Reason: "not ‘My App’."}},
 		{name: "reason of empty quotes", text: `cancel 42 ""`, want: Command{Kind: CmdCancel, RunID: 42}},
 		{name: "reason white space", text: "cancel #42\t wrong\u00a0 app\t", want: Command{Kind: CmdCancel, RunID: 42, Reason: "wrong app"}},
 		{name: "reason: slack escapes undone once", text: "cancel 42 a &amp;lt; b &lt;c&gt; &amp; d", want: Command{Kind: CmdCancel, RunID: 42, Reason: "a &lt; b <c> & d"}},
@@ -192,6 +203,11 @@ func TestHintsParseBack(t *testing.T) {
 		{"new Grafana login=“Okta SSO”.", "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta SSO."}, true},
 		{`new "Tom &amp; \"J\" &lt;3")`, "new %s", Command{Kind: CmdNew, Name: `Tom & "J" <3`}, false},
 		{`new "Tom &amp; \"J\" &lt;3")`, "new %s", Command{Kind: CmdNew, Name: `Tom & "J" <3)`}, true},
+		{"new 'My App'.", "new %s", Command{Kind: CmdNew, Name: "My App"}, false},
+		{"new ‘My App’, slug=my-app", "new %s slug=my-app", Command{Kind: CmdNew, Name: "My App,", Slug: "my-app"}, true},
+		{"new Grafana login='Okta SSO'.", "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta SSO"}, false},
+		{"new Grafana login='Okta SSO'.", "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta SSO."}, true},
+		{"new 'Bob's App'!", "new %s", Command{Kind: CmdNew, Name: "Bob's App"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.text, func(t *testing.T) {
