@@ -215,7 +215,7 @@ func parseNew(rest string) (Command, error) {
 		// method "Okta", silently. (Slugs and domains have none.)
 		if !t.option && afterLogin != nil {
 			return Command{}, usageErr("%s comes right after `login=`: quote a login method name with spaces, like %s, or put the options after the name",
-				quoteUser(t.text), suggest("login=", afterLogin.value+" "+spaced(args, i)))
+				quoteUser(t.text), suggest("login=", afterLogin.value+" "+spaced(args, i, true)))
 		}
 		// My\ App is how a shell keeps a space in a word, but here the
 		// backslash would stay in the name, as it does in DOMAIN\apps.
@@ -225,7 +225,7 @@ func parseNew(rest string) (Command, error) {
 				prefix = t.key + "="
 			}
 			return Command{}, usageErr("%s ends in a backslash before a space: quote a name with spaces instead, like %s; %s",
-				quoteUser(t.text), suggest(prefix, spaced(args, i)), escapeHint)
+				quoteUser(t.text), suggest(prefix, spaced(args, i, false)), escapeHint)
 		}
 		if !t.option {
 			words = append(words, t.text)
@@ -266,14 +266,20 @@ func parseNew(rest string) (Command, error) {
 
 // spaced is the word args[i] (its value, for an option) joined with the
 // words a backslash before a space ties to it, as a shell would join them,
-// without those backslashes: Okta\ SSO is "Okta SSO".
-func spaced(args []token, i int) string {
+// without those backslashes: Okta\ SSO is "Okta SSO". With plain, it also
+// takes every other word up to the next option: login=Okta SSO Prod means
+// "Okta SSO Prod", and a hint of "Okta SSO" would leave Prod in the
+// application's name.
+func spaced(args []token, i int, plain bool) string {
 	s := args[i].text
 	if args[i].option {
 		s = args[i].value
 	}
-	for ; args[i].shellEscape && i+1 < len(args); i++ {
-		s = strings.TrimSuffix(s, `\`) + " " + args[i+1].text
+	for ; i+1 < len(args) && (args[i].shellEscape || plain && !args[i+1].option); i++ {
+		if args[i].shellEscape {
+			s = strings.TrimSuffix(s, `\`)
+		}
+		s += " " + args[i+1].text
 	}
 	return s
 }

@@ -36,6 +36,11 @@ func TestParseCommand(t *testing.T) {
 		{name: "shell-escaped space in login", text: `new Grafana login=Okta\ SSO`,
 			wantErr: "“login=Okta\\” ends in a backslash before a space: quote a name with spaces instead, like `login=\"Okta SSO\"`; inside double quotes"},
 		{name: "shell-escaped spaces in login", text: `new Grafana login=Okta\ Single\ Sign\ On team=acme`, wantErr: "like `login=\"Okta Single Sign On\"`;"},
+		// Every plain word up to the next option: quoting only the first
+		// would leave the rest in the application's name, silently.
+		{name: "words after an unquoted login value", text: "new Grafana login=Okta SSO Prod team=acme",
+			wantErr: "“SSO” comes right after `login=`: quote a login method name with spaces, like `login=\"Okta SSO Prod\"`, or put"},
+		{name: "words after login, some shell-escaped", text: `new Grafana login=Okta Single\ Sign On`, wantErr: "like `login=\"Okta Single Sign On\"`, or put"},
 		{name: "shell-escaped space after a login word", text: `new Grafana login=Okta SSO\ Prod`,
 			wantErr: "“SSO\\” comes right after `login=`: quote a login method name with spaces, like `login=\"Okta SSO Prod\"`, or put"},
 		{name: "shell-escaped space in a name", text: `new My\ App slug=my-app`,
@@ -194,6 +199,8 @@ func TestHintsParseBack(t *testing.T) {
 		{`new Grafana login=Okta\ Single\ Sign\ On team=acme`, "new Grafana %s team=acme", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta Single Sign On", Team: "acme"}, false},
 		{`new Grafana login=Okta SSO\ Prod`, "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta SSO Prod"}, false},
 		{"new Grafana login=Okta SSO", "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta SSO"}, false},
+		{"new Grafana login=Okta SSO Prod", "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta SSO Prod"}, false},
+		{`new Grafana login=Okta Single\ Sign On slug=graf`, "new Grafana %s slug=graf", Command{Kind: CmdNew, Name: "Grafana", Login: "Okta Single Sign On", Slug: "graf"}, false},
 		{`new Grafana login=Tom\ &amp;\ Jerry's\ \"SSO\"`, "new Grafana %s", Command{Kind: CmdNew, Name: "Grafana", Login: `Tom & Jerry's "SSO"`}, false},
 		{`new My\ App slug=my-app`, "new %s slug=my-app", Command{Kind: CmdNew, Name: "My App", Slug: "my-app"}, false},
 		{`new Big\ &lt;Co&gt;\ App`, "new %s", Command{Kind: CmdNew, Name: "Big <Co> App"}, false},
