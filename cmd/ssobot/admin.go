@@ -434,17 +434,23 @@ type approvalView struct {
 	Decision workflow.Decision `json:"decision"`
 	At       time.Time         `json:"at"`
 	Reason   string            `json:"reason,omitempty"`
-	// Counts is false for a decision that no longer counts, NotCounted
-	// saying why (workflow.Approval.NotCounted). A pointer: read from a
-	// bot older than the field, it is unknown, not false.
-	Counts     *bool  `json:"counts"`
+	// Counts is false for an approval that no longer counts, NotCounted
+	// saying why (workflow.Approval.NotCounted). Both are absent for a
+	// rejection, which counts toward nothing: a client counting entries
+	// with counts true counts approvals. A pointer: read from a bot older
+	// than the field, it is unknown, not false.
+	Counts     *bool  `json:"counts,omitempty"`
 	NotCounted string `json:"not_counted,omitempty"`
 }
 
 func newApprovalView(a workflow.Approval) approvalView {
-	why := a.NotCounted()
-	counts := why == ""
-	return approvalView{Gate: a.Gate, User: a.User, Decision: a.Decision, At: a.At, Reason: a.Reason, Counts: &counts, NotCounted: why}
+	v := approvalView{Gate: a.Gate, User: a.User, Decision: a.Decision, At: a.At, Reason: a.Reason}
+	if a.Decision == workflow.Approve {
+		why := a.NotCounted()
+		counts := why == ""
+		v.Counts, v.NotCounted = &counts, why
+	}
+	return v
 }
 
 // resourcesView holds null for what is not created yet.

@@ -353,6 +353,47 @@ func TestAdminApprovalsNotCounted(t *testing.T) {
 	}
 }
 
+// TestAdminApprovalCountsOfRejections: counts and not_counted speak of
+// approvals only. A rejection counts toward no gate, so it has neither: a
+// client counting entries with counts true counts approvals, and
+// `runs show` marks no rejection as no longer counting.
+func TestAdminApprovalCountsOfRejections(t *testing.T) {
+	tests := []struct {
+		name     string
+		approval workflow.Approval
+		want     string // the JSON of counts and not_counted, "" for neither
+	}{
+		{"approval", workflow.Approval{Decision: workflow.Approve}, `"counts":true`},
+		{"lapsed approval", workflow.Approval{Decision: workflow.Approve, Lapsed: true}, `"counts":false,"not_counted":"not an approver any more"`},
+		{"rejection", workflow.Approval{Decision: workflow.Reject}, ""},
+		{"rejection by a former approver", workflow.Approval{Decision: workflow.Reject, Lapsed: true}, ""},
+		{"rejection set aside", workflow.Approval{Decision: workflow.Reject, SetAside: true}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := tt.approval
+			a.Gate, a.User, a.At = workflow.GateAuthentik, "U0BOB", testTime
+			b, err := json.Marshal(newApprovalView(a))
+			if err != nil {
+				t.Fatal(err)
+			}
+			prefix := `{"gate":"authentik","user":"U0BOB","decision":"` + string(a.Decision) + `","at":"` + testTime.Format(time.RFC3339Nano) + `"`
+			want := prefix + "}"
+			if tt.want != "" {
+				want = prefix + "," + tt.want + "}"
+			}
+			if string(b) != want {
+				t.Errorf("JSON %s; want %s", b, want)
+			}
+			var out bytes.Buffer
+			printRun(&out, runView{ID: 1, Approvals: []approvalView{newApprovalView(a)}})
+			if marked := strings.Contains(out.String(), "no longer counts"); marked != strings.Contains(tt.want, "false") {
+				t.Errorf("runs show marks it as no longer counting: %v; output:\n%s", marked, out.String())
+			}
+		})
+	}
+}
+
 func TestAdminBackupFailure(t *testing.T) {
 	h := newAdminHandler(adminConfig{
 		Backup: func(context.Context, io.Writer) (int64, error) { return 0, errors.New("database closed") },
