@@ -38,6 +38,9 @@ type Config struct {
 	ApprovalReminder  time.Duration // before the deadline; 0: none
 	Channels          []string
 	Requesters        []string
+	// APITimeout bounds one call to Slack, authentik or Cloudflare (0:
+	// defaultAPITimeout; see apiTimeout).
+	APITimeout time.Duration
 
 	AuthorizationFlow string
 	InvalidationFlow  string
@@ -53,6 +56,14 @@ type Config struct {
 	// Warnings are doubts about values that may yet be right, for serve
 	// to log; they never quote a secret.
 	Warnings []string
+}
+
+// apiTimeout is how long one API call may take.
+func (c Config) apiTimeout() time.Duration {
+	if c.APITimeout > 0 {
+		return c.APITimeout
+	}
+	return defaultAPITimeout
 }
 
 // SocketMode reports whether the bot connects to Slack over Socket Mode
@@ -75,6 +86,10 @@ const (
 	defaultListen      = ":8080"
 	defaultAdminListen = "127.0.0.1:9090"
 	defaultApprovalTTL = 24 * time.Hour
+	defaultAPITimeout  = 30 * time.Second
+	// An API call may take at most what one attempt of a step may (the
+	// engine's AttemptTimeout), which the stop timing in the README counts.
+	maxAPITimeout = 60 * time.Second
 )
 
 // envVar documents one variable; the list drives `ssobot serve -h`.
@@ -101,6 +116,7 @@ var envVars = []envVar{
 	{"SSOBOT_ALLOW_SELF_APPROVAL", false, "no", "false", "whether the requester may approve their own run"},
 	{"SSOBOT_APPROVAL_TTL", false, "no", "24h", "how long a gate waits for approvals"},
 	{"SSOBOT_APPROVAL_REMINDER", false, "no", "a quarter of the TTL", "how long before a gate expires its approvers are reminded in the thread; shorter than the TTL (0: never)"},
+	{"SSOBOT_API_TIMEOUT", false, "no", "30s", "how long one call to Slack, authentik or Cloudflare may take, and how long a login method create left unanswered is given before ssobot looks for it (1s to 60s)"},
 	{"SSOBOT_CHANNELS", false, "no", "", "channel IDs where runs may be started and resumed (empty: any)"},
 	{"SSOBOT_REQUESTERS", false, "no", "", "user IDs allowed to request (empty: anyone)"},
 	{"SSOBOT_AUTHORIZATION_FLOW", false, "no", "default-provider-authorization-explicit-consent", "authentik authorization flow slug"},
@@ -169,6 +185,10 @@ func LoadConfig(getenv func(string) string, readFile func(string) ([]byte, error
 	c.AllowSelfApproval = l.bool("SSOBOT_ALLOW_SELF_APPROVAL", false)
 	c.ApprovalTTL = l.duration("SSOBOT_APPROVAL_TTL", defaultApprovalTTL)
 	c.ApprovalReminder = l.reminder(c.ApprovalTTL)
+	c.APITimeout = l.duration("SSOBOT_API_TIMEOUT", defaultAPITimeout)
+	if d := c.APITimeout; (d < time.Second || d > maxAPITimeout) && !l.failed("SSOBOT_API_TIMEOUT") {
+		l.fail("SSOBOT_API_TIMEOUT", fmt.Sprintf("SSOBOT_API_TIMEOUT %q must be between 1s and 60s (one attempt of a step is cut at 60s)", strings.TrimSpace(l.getenv("SSOBOT_API_TIMEOUT"))))
+	}
 	c.Channels = l.ids("SSOBOT_CHANNELS", channelIDPattern, "channel IDs (C..., G...)", channelIDHint)
 	c.Requesters = l.ids("SSOBOT_REQUESTERS", userIDPattern, "user IDs (U..., W...)", memberIDHint)
 

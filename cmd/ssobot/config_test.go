@@ -355,6 +355,38 @@ func TestLoadConfig(t *testing.T) {
 			problems: []string{`SSOBOT_APPROVAL_TTL "1d" must be a positive duration`},
 		},
 		{
+			name: "the API timeout by default",
+			check: func(t *testing.T, c Config) {
+				if c.APITimeout != 30*time.Second {
+					t.Errorf("APITimeout = %v, want 30s", c.APITimeout)
+				}
+			},
+		},
+		{
+			name: "an API timeout",
+			set:  map[string]string{"SSOBOT_API_TIMEOUT": "5s"},
+			check: func(t *testing.T, c Config) {
+				if c.APITimeout != 5*time.Second || c.apiTimeout() != 5*time.Second {
+					t.Errorf("APITimeout = %v, want 5s", c.APITimeout)
+				}
+			},
+		},
+		{
+			name:     "an API timeout too short",
+			set:      map[string]string{"SSOBOT_API_TIMEOUT": "500ms"},
+			problems: []string{`SSOBOT_API_TIMEOUT "500ms" must be between 1s and 60s`},
+		},
+		{
+			name:     "an API timeout too long",
+			set:      map[string]string{"SSOBOT_API_TIMEOUT": "2m"},
+			problems: []string{`SSOBOT_API_TIMEOUT "2m" must be between 1s and 60s`},
+		},
+		{
+			name:     "an API timeout that is no duration",
+			set:      map[string]string{"SSOBOT_API_TIMEOUT": "soon"},
+			problems: []string{`SSOBOT_API_TIMEOUT "soon" must be a positive duration`},
+		},
+		{
 			name: "admin hosts: lower case, one trailing dot and duplicates dropped",
 			set:  map[string]string{"SSOBOT_ADMIN_HOSTS": "Ssobot-Admin.Internal.Example.com., metrics.corp ssobot.monitoring, metrics.corp"},
 			check: func(t *testing.T, c Config) {

@@ -40,8 +40,8 @@ func TestSecretHygiene(t *testing.T) {
 	env := f.env(t)
 	env["SSOBOT_LOG_LEVEL"] = "debug" // the most output to search
 	// The login method's attempt after its unanswered create waits the
-	// API timeout (30 s) before it lists again.
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	// API timeout (SSOBOT_API_TIMEOUT, 5 s in f.env) before it lists again.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c := newCampaign(ctx, t, f, env, killConfig{open: 2}, 1)
 	c.prefix = "Secret"

@@ -30,7 +30,6 @@ import (
 
 // Timeouts of the server and its clients.
 const (
-	apiTimeout        = 30 * time.Second // one HTTP call to Slack, authentik or Cloudflare
 	checkTimeout      = 30 * time.Second // all start-up credential checks
 	shutdownTimeout   = 20 * time.Second // in-flight Slack requests at shutdown
 	storeLockTimeout  = 2 * time.Second
@@ -68,7 +67,8 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, re
 	log.Info("starting", "version", Version(), "socket_mode", cfg.SocketMode(), "db", cfg.DBPath,
 		"authentik_url", cfg.AuthentikURL, "cloudflare_account_id", cfg.CloudflareAccountID,
 		"approvers", len(cfg.ApproverUsers)+len(cfg.ApproverGroups), "approvals_required", cfg.ApprovalsRequired,
-		"approval_ttl", cfg.ApprovalTTL, "approval_reminder", cfg.ApprovalReminder, "allow_self_approval", cfg.AllowSelfApproval)
+		"approval_ttl", cfg.ApprovalTTL, "approval_reminder", cfg.ApprovalReminder, "allow_self_approval", cfg.AllowSelfApproval,
+		"api_timeout", cfg.apiTimeout())
 	for _, w := range cfg.Warnings {
 		log.Warn("check the configuration", "warning", w)
 	}
@@ -219,7 +219,7 @@ func (a *app) engineConfig(opts appOptions) workflow.Config {
 		ApprovalReminder:  cfg.ApprovalReminder,
 		// A server may apply a create it did not answer for about as long
 		// as a client waits for the answer.
-		UnansweredCreateWait: apiTimeout,
+		UnansweredCreateWait: cfg.apiTimeout(),
 	}
 }
 
@@ -254,7 +254,7 @@ func (a *app) wire(opts appOptions) error {
 	a.foreground = bot.NewForeground()
 	fg := a.foreground
 	client := func(system string, rt http.RoundTripper) *http.Client {
-		return &http.Client{Timeout: apiTimeout, Transport: fg.Transport(a.metrics.Transport(system, rt))}
+		return &http.Client{Timeout: cfg.apiTimeout(), Transport: fg.Transport(a.metrics.Transport(system, rt))}
 	}
 
 	// Slack's Web API never redirects, and following a redirect could send

@@ -165,6 +165,10 @@ func (f *fakes) env(t *testing.T) map[string]string {
 		"SSOBOT_LISTEN":         "127.0.0.1:0",
 		"SSOBOT_ADMIN_LISTEN":   "127.0.0.1:0",
 		"SSOBOT_LOG_LEVEL":      "debug",
+		// After a login method create left unanswered the step waits this
+		// long before it looks again: 5 s keeps the fault tests short and
+		// is still far beyond the fakes' latency.
+		"SSOBOT_API_TIMEOUT": "5s",
 	}
 }
 
