@@ -494,15 +494,14 @@ func quoted(rs []rune, open int, closers, prefix string) (inner []rune, next int
 		if j+1 == len(rs) || unicode.IsSpace(rs[j+1]) {
 			return inner, j + 1, nil
 		}
-		after := wordAt(rs, j+1)
-		if single && !onlyPunct(after) {
+		if single && !punctUntilSpace(rs, j+1) {
 			// Bob's in 'Bob's App': an apostrophe, not the closing quote.
 			inner = append(inner, r)
 			continue
 		}
 		// 'My App'. is a quoted name and a full stop, as with double
 		// quotes: read as apostrophes, the quotes would end up in the name.
-		return nil, 0, afterClosingQuote(after, prefix, string(inner))
+		return nil, 0, afterClosingQuote(wordAt(rs, j+1), prefix, string(inner))
 	}
 	if single {
 		return nil, -1, nil
@@ -513,10 +512,24 @@ func quoted(rs []rune, open int, closers, prefix string) (inner []rune, next int
 // onlyPunct reports whether s is punctuation other than quotes, as a full
 // stop or a comma after a closing quote is.
 func onlyPunct(s string) bool {
-	return !strings.ContainsFunc(s, func(r rune) bool {
-		_, quote := quoteClosers[r]
-		return !unicode.IsPunct(r) || quote || r == '»'
-	})
+	return !strings.ContainsFunc(s, notPunct)
+}
+
+// punctUntilSpace is onlyPunct of the rest of the word at rs[i:], read only
+// up to its first rune that is not: a word of many single quotes is then
+// read in linear time, not in time growing with the square of its length.
+func punctUntilSpace(rs []rune, i int) bool {
+	for ; i < len(rs) && !unicode.IsSpace(rs[i]); i++ {
+		if notPunct(rs[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func notPunct(r rune) bool {
+	_, quote := quoteClosers[r]
+	return !unicode.IsPunct(r) || quote || r == '»'
 }
 
 // afterClosingQuote refuses text right after a closing quote that ended

@@ -3,6 +3,7 @@ package bot
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode"
@@ -373,4 +374,18 @@ func FuzzParseCommand(f *testing.F) {
 			t.Fatalf("ParseCommand(%q) gave kind %q", text, c.Kind)
 		}
 	})
+}
+
+// BenchmarkParseCommandQuotes: a command of thousands of single quotes,
+// each a possible closing quote, is read in linear time (it took 32 ms at
+// 4,000 when each candidate scanned the rest of the word).
+func BenchmarkParseCommandQuotes(b *testing.B) {
+	for _, n := range []int{1000, 4000} {
+		text := "new " + strings.Repeat("'", n)
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			for b.Loop() {
+				_, _ = ParseCommand(text)
+			}
+		})
+	}
 }
