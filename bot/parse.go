@@ -97,7 +97,8 @@ func ParseCommand(text string) (Command, error) {
 	// Only the subcommand is read as a word here: what follows it is read
 	// by each subcommand's own rules, and a cancel's reason is prose.
 	rs := []rune(cleanSlackText(text))
-	first, next, err := readToken(rs, 0)
+	unclosed := len(rs)
+	first, next, err := readToken(rs, 0, &unclosed)
 	if err != nil {
 		return Command{}, err
 	}
@@ -224,8 +225,11 @@ func parseNew(rest string) (Command, error) {
 			if t.option {
 				prefix = t.key + "="
 			}
+			// A login method name takes the plain words after it too, as
+			// the hint for an unquoted login= does.
+			login := t.option && strings.EqualFold(t.key, "login")
 			return Command{}, usageErr("%s ends in a backslash before a space: quote a name with spaces instead, like %s; %s",
-				quoteUser(t.text), suggest(prefix, spaced(args, i, false)), escapeHint)
+				quoteUser(t.text), suggest(prefix, spaced(args, i, login)), escapeHint)
 		}
 		if !t.option {
 			words = append(words, t.text)
@@ -271,17 +275,19 @@ func parseNew(rest string) (Command, error) {
 // "Okta SSO Prod", and a hint of "Okta SSO" would leave Prod in the
 // application's name.
 func spaced(args []token, i int, plain bool) string {
-	s := args[i].text
+	word := args[i].text
 	if args[i].option {
-		s = args[i].value
+		word = args[i].value
 	}
+	var words []string
 	for ; i+1 < len(args) && (args[i].shellEscape || plain && !args[i+1].option); i++ {
 		if args[i].shellEscape {
-			s = strings.TrimSuffix(s, `\`)
+			word = strings.TrimSuffix(word, `\`)
 		}
-		s += " " + args[i+1].text
+		words = append(words, word)
+		word = args[i+1].text
 	}
-	return s
+	return strings.Join(append(words, word), " ")
 }
 
 // suggest is what to type for an option (prefix key=) or a name, in a code
@@ -405,8 +411,9 @@ const escapeHint = "inside double quotes, type `\\\"` for a quote and `\\\\` for
 func tokenize(s string) ([]token, error) {
 	rs := []rune(s)
 	var toks []token
+	unclosed := len(rs) // see quoted
 	for i := 0; ; {
-		t, next, err := readToken(rs, i)
+		t, next, err := readToken(rs, i, &unclosed)
 		if err != nil || next < 0 {
 			return toks, err
 		}
@@ -417,8 +424,8 @@ func tokenize(s string) ([]token, error) {
 
 // readToken reads the word of rs that starts at or after i, by tokenize's
 // rules, and returns it with the index after it, or next -1 when only
-// white space is left.
-func readToken(rs []rune, i int) (t token, next int, err error) {
+// white space is left. unclosed is quoted's, kept across the words of rs.
+func readToken(rs []rune, i int, unclosed *int) (t token, next int, err error) {
 	for i < len(rs) && unicode.IsSpace(rs[i]) {
 		i++
 	}
@@ -439,7 +446,7 @@ func readToken(rs []rune, i int) (t token, next int, err error) {
 		}
 		closers, isQuote := quoteClosers[r]
 		if isQuote && (len(b) == 0 && !t.quoted || eq >= 0 && len(b) == eq+1) {
-			inner, next, err := quoted(rs, i, closers, string(b))
+			inner, next, err := quoted(rs, i, closers, string(b), unclosed)
 			if err != nil {
 				return token{}, 0, err
 			}
@@ -478,8 +485,18 @@ func readToken(rs []rune, i int) (t token, next int, err error) {
 // quoted reads the quoted text that opens at rs[open], after prefix (a
 // key=, or nothing), and returns it unescaped with the index after its
 // closing quote, or next -1 for a single quote that is not closed.
-func quoted(rs []rune, open int, closers, prefix string) (inner []rune, next int, err error) {
+//
+// *unclosed is the position of a single quote found not closed, or
+// len(rs). Every single quote is closed by the same quotes, and a later one
+// (which opens a word, so no backslash before it) is read on from the same
+// point with the same state; so none opening after *unclosed closes
+// either, and 'a 'a 'a … is read in linear time rather than each quote
+// reading to the end.
+func quoted(rs []rune, open int, closers, prefix string, unclosed *int) (inner []rune, next int, err error) {
 	single := isSingleQuote(rs[open])
+	if single && open > *unclosed {
+		return nil, -1, nil
+	}
 	for j := open + 1; j < len(rs); j++ {
 		r := rs[j]
 		if r == '\\' && j+1 < len(rs) && escapable(rs[j+1]) {
@@ -504,6 +521,7 @@ func quoted(rs []rune, open int, closers, prefix string) (inner []rune, next int
 		return nil, 0, afterClosingQuote(wordAt(rs, j+1), prefix, string(inner))
 	}
 	if single {
+		*unclosed = min(*unclosed, open)
 		return nil, -1, nil
 	}
 	return nil, 0, usageErr("a quote is not closed: put the name between two double quotes, like `\"My App\"`; %s", escapeHint)
