@@ -436,8 +436,9 @@ func shownURL(v string) string {
 	}
 	switch {
 	// An @ the parser did not take for user info (a password with an
-	// unescaped # or ? cuts the host short) may still follow one.
-	case strings.Contains(bare, "@"), strings.Contains(v, "@") && !user:
+	// unescaped # or ? cuts the host short) may still follow one, and with
+	// two @ the parser may have split the password at the first.
+	case strings.Contains(bare, "@"), strings.Contains(v, "@") && (!user || strings.Count(v, "@") > 1):
 		return "(not shown: it has an @, so it may hold a password)"
 	case len(left) == 0:
 		return strconv.Quote(v)

@@ -682,3 +682,18 @@ func TestServeLogsConfigWarnings(t *testing.T) {
 		t.Errorf("the signing secret was logged:\n%s", stderr.String())
 	}
 }
+
+// TestChecksTimeout: the start-up checks get 30 s, or two API timeouts
+// when SSOBOT_API_TIMEOUT is raised beyond 15 s.
+func TestChecksTimeout(t *testing.T) {
+	for _, tt := range []struct{ api, want time.Duration }{
+		{0, 30 * time.Second},
+		{5 * time.Second, 30 * time.Second},
+		{15 * time.Second, 30 * time.Second},
+		{60 * time.Second, 120 * time.Second},
+	} {
+		if got := checksTimeout(Config{APITimeout: tt.api}); got != tt.want {
+			t.Errorf("checksTimeout(APITimeout %v) = %v, want %v", tt.api, got, tt.want)
+		}
+	}
+}

@@ -273,6 +273,7 @@ func adminRefusals(dead string) []adminRefusal {
 		{"a password with a #", "http://ops:pw12#34@" + dead, "(not shown: it has an @, so it may hold a password)", "pw12"},
 		{"a password with a ?", "http://ops:pw12?34@" + dead, "(not shown: it has an @, so it may hold a password)", "pw12"},
 		{"a host:port password with a #", "ops:pw12#34@" + dead, "(not shown: it has an @, so it may hold a password)", "pw12"},
+		{"a password with an @ and a #", "http://ops:p@ss12#w0rd@" + dead, "(not shown: it has an @, so it may hold a password)", "ss12"},
 	}
 }
 

@@ -30,7 +30,7 @@ import (
 
 // Timeouts of the server and its clients.
 const (
-	checkTimeout      = 30 * time.Second // all start-up credential checks
+	checkTimeout      = 30 * time.Second // all start-up credential checks, at least (see checksTimeout)
 	shutdownTimeout   = 20 * time.Second // in-flight Slack requests at shutdown
 	storeLockTimeout  = 2 * time.Second
 	readHeaderTimeout = 10 * time.Second
@@ -80,7 +80,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, re
 	}
 	defer a.Close()
 
-	if code, ok := a.startupChecks(ctx, checkTimeout); !ok {
+	if code, ok := a.startupChecks(ctx, checksTimeout(cfg)); !ok {
 		return code
 	}
 
@@ -625,4 +625,12 @@ func (a *app) Close() error {
 		return fmt.Errorf("close database: %w", err)
 	}
 	return nil
+}
+
+// checksTimeout bounds the start-up credential checks: checkTimeout, or
+// two API timeouts when SSOBOT_API_TIMEOUT is raised (Cloudflare's check
+// makes two calls in a row), so that a slow authentik that the setting
+// was raised for does not keep ssobot from starting.
+func checksTimeout(cfg Config) time.Duration {
+	return max(checkTimeout, 2*cfg.apiTimeout())
 }
