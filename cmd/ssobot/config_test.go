@@ -684,12 +684,13 @@ func TestServeLogsConfigWarnings(t *testing.T) {
 }
 
 // TestChecksTimeout: the start-up checks get 30 s, or two API timeouts
-// when SSOBOT_API_TIMEOUT is raised beyond 15 s.
+// when SSOBOT_API_TIMEOUT is raised above its default.
 func TestChecksTimeout(t *testing.T) {
 	for _, tt := range []struct{ api, want time.Duration }{
 		{0, 30 * time.Second},
 		{5 * time.Second, 30 * time.Second},
-		{15 * time.Second, 30 * time.Second},
+		{30 * time.Second, 30 * time.Second},
+		{31 * time.Second, 62 * time.Second},
 		{60 * time.Second, 120 * time.Second},
 	} {
 		if got := checksTimeout(Config{APITimeout: tt.api}); got != tt.want {

@@ -628,9 +628,12 @@ func (a *app) Close() error {
 }
 
 // checksTimeout bounds the start-up credential checks: checkTimeout, or
-// two API timeouts when SSOBOT_API_TIMEOUT is raised (Cloudflare's check
-// makes two calls in a row), so that a slow authentik that the setting
-// was raised for does not keep ssobot from starting.
+// two API timeouts when SSOBOT_API_TIMEOUT is raised above its default
+// (Cloudflare's check makes two calls in a row), so that a slow authentik
+// that the setting was raised for does not keep ssobot from starting.
 func checksTimeout(cfg Config) time.Duration {
-	return max(checkTimeout, 2*cfg.apiTimeout())
+	if d := cfg.apiTimeout(); d > defaultAPITimeout {
+		return 2 * d
+	}
+	return checkTimeout
 }
