@@ -78,6 +78,37 @@ func (e *e2e) answer(user, channel, text string) string {
 	return responseTexts(calls)[before]
 }
 
+// newChannelE2E is the end-to-end setup of these tests: SSOBOT_CHANNELS
+// set to allowed (none: unset), C2 a private channel an earlier list
+// allowed, gates open 24 hours with the given reminder, and a context for
+// the test's waits.
+func newChannelE2E(t *testing.T, allowed []string, reminder time.Duration) (*e2e, context.Context) {
+	t.Helper()
+	e := newE2EWith(t, func(c *workflow.Config) { c.ApprovalTTL, c.ApprovalReminder = 24*time.Hour, reminder },
+		func(c *Config) { c.AllowedChannels = allowed })
+	e.slack.AddChannel("C2", "old-sso", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return e, ctx
+}
+
+// channelCase is a run started in runIn under the list allowed, closed
+// when the list no longer names runIn.
+type channelCase struct {
+	name    string
+	allowed []string
+	runIn   string
+	closed  bool
+}
+
+// channelCases: a run in a listed channel, in one taken off the list, and
+// with no list set.
+var channelCases = []channelCase{
+	{name: "allowed channel", allowed: []string{"C1"}, runIn: "C1"},
+	{name: "removed channel", allowed: []string{"C1"}, runIn: "C2", closed: true},
+	{name: "no list set", runIn: "C2"},
+}
+
 // TestRetryInRemovedChannel: `retry` of an expired run whose channel
 // SSOBOT_CHANNELS no longer lists (the bot restarted with a new list) is
 // refused privately, saying where runs may be started instead, and leaves
@@ -121,11 +152,7 @@ func TestRetryInRemovedChannel(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newE2EWith(t, func(c *workflow.Config) { c.ApprovalTTL, c.ApprovalReminder = 24*time.Hour, 0 },
-				func(c *Config) { c.AllowedChannels = tt.allowed })
-			e.slack.AddChannel("C2", "old-sso", true)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
+			e, ctx := newChannelE2E(t, tt.allowed, 0)
 			before := e.expiredIn(ctx, tt.runIn)
 			eventsBefore, err := e.engine.Events(ctx, before.ID)
 			if err != nil {
@@ -286,11 +313,7 @@ func TestClickInRemovedChannel(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newE2EWith(t, func(c *workflow.Config) { c.ApprovalTTL, c.ApprovalReminder = 24*time.Hour, 0 },
-				func(c *Config) { c.AllowedChannels = tt.allowed })
-			e.slack.AddChannel("C2", "old-sso", true)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
+			e, ctx := newChannelE2E(t, tt.allowed, 0)
 			e.startedIn(ctx, tt.runIn)
 			card := e.rootIn(tt.runIn, "the gate", hasRejectFor(workflow.GateAuthentik))
 			// Once the card is recorded nothing else writes the run.
@@ -354,23 +377,9 @@ func TestClickInRemovedChannel(t *testing.T) {
 // channel is listed, or no list is set, it offers Approve and Reject.
 func TestCardInRemovedChannel(t *testing.T) {
 	const why = ":no_entry: This gate can no longer be approved: runs may no longer be started or resumed in <#C2>, and ssobot starts runs only in <#C1>. Approvers can still end the run with Reject, and the requester or an approver with `/sso-setup cancel 1`."
-	tests := []struct {
-		name    string
-		allowed []string
-		runIn   string
-		closed  bool
-	}{
-		{name: "allowed channel", allowed: []string{"C1"}, runIn: "C1"},
-		{name: "removed channel", allowed: []string{"C1"}, runIn: "C2", closed: true},
-		{name: "no list set", runIn: "C2"},
-	}
-	for _, tt := range tests {
+	for _, tt := range channelCases {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newE2EWith(t, func(c *workflow.Config) { c.ApprovalTTL, c.ApprovalReminder = 24*time.Hour, 0 },
-				func(c *Config) { c.AllowedChannels = tt.allowed })
-			e.slack.AddChannel("C2", "old-sso", true)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
+			e, ctx := newChannelE2E(t, tt.allowed, 0)
 			e.startedIn(ctx, tt.runIn)
 			card := e.rootIn(tt.runIn, "the gate", hasRejectFor(workflow.GateAuthentik))
 			var actions []string
@@ -454,23 +463,9 @@ func TestGateRepliesInRemovedChannel(t *testing.T) {
 	const closed = "<@U1> %s *Approval to create the authentik provider and application* can no longer be approved: runs may no longer be started or resumed in <#C2>, and ssobot starts runs only in <#C1>. It expires <!date^"
 	// The requester may not Reject their own run: only cancel is offered.
 	const tail = ", and the run ends with it. To end it now, type `/sso-setup cancel 1` in the channel."
-	tests := []struct {
-		name    string
-		allowed []string
-		runIn   string
-		closed  bool
-	}{
-		{name: "allowed channel", allowed: []string{"C1"}, runIn: "C1"},
-		{name: "removed channel", allowed: []string{"C1"}, runIn: "C2", closed: true},
-		{name: "no list set", runIn: "C2"},
-	}
-	for _, tt := range tests {
+	for _, tt := range channelCases {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newE2EWith(t, func(c *workflow.Config) { c.ApprovalTTL, c.ApprovalReminder = 24*time.Hour, 6*time.Hour },
-				func(c *Config) { c.AllowedChannels = tt.allowed })
-			e.slack.AddChannel("C2", "old-sso", true)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
+			e, ctx := newChannelE2E(t, tt.allowed, 6*time.Hour)
 			r := e.startedIn(ctx, tt.runIn)
 			card := e.rootIn(tt.runIn, "the gate", hasRejectFor(workflow.GateAuthentik))
 			g := r.OpenGate()
@@ -539,16 +534,6 @@ func TestGateRepliesInRemovedChannel(t *testing.T) {
 // what this one created.
 func TestRetryHintsInRemovedChannel(t *testing.T) {
 	const advice = "It cannot be retried: runs may no longer be started or resumed in <#C2>, and ssobot starts runs only in <#C1>. To set it up again, type `/sso-setup new &lt;application name&gt;` there. `/sso-setup status 1` still works and shows what run #1 created, if anything: delete that by hand before a new run uses the same names."
-	tests := []struct {
-		name    string
-		allowed []string
-		runIn   string
-		closed  bool
-	}{
-		{name: "allowed channel", allowed: []string{"C1"}, runIn: "C1"},
-		{name: "removed channel", allowed: []string{"C1"}, runIn: "C2", closed: true},
-		{name: "no list set", runIn: "C2"},
-	}
 	check := func(t *testing.T, what, got, retry string, closed bool) {
 		t.Helper()
 		if bad := bareControl(got); bad != "" {
@@ -564,13 +549,9 @@ func TestRetryHintsInRemovedChannel(t *testing.T) {
 			t.Errorf("%s %q; want %q", what, got, retry)
 		}
 	}
-	for _, tt := range tests {
+	for _, tt := range channelCases {
 		t.Run(tt.name+", expired", func(t *testing.T) {
-			e := newE2EWith(t, func(c *workflow.Config) { c.ApprovalTTL, c.ApprovalReminder = 24*time.Hour, 0 },
-				func(c *Config) { c.AllowedChannels = tt.allowed })
-			e.slack.AddChannel("C2", "old-sso", true)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
+			e, ctx := newChannelE2E(t, tt.allowed, 0)
 			r := e.startedIn(ctx, tt.runIn)
 			card := e.rootIn(tt.runIn, "the gate", hasRejectFor(workflow.GateAuthentik))
 			// The engine's driver stops, as in a restart, and the
