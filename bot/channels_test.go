@@ -260,13 +260,10 @@ func (e *e2e) rootIn(ch, what string, pred func(slacktest.Message) bool) slackte
 	return msg
 }
 
-// hasRejectFor is hasButtonFor by the Reject button, which the card of a
-// run in a removed channel keeps.
+// hasRejectFor matches by the Reject button, which the card of a run in a
+// removed channel keeps.
 func hasRejectFor(gate workflow.StepName) func(slacktest.Message) bool {
-	return func(m slacktest.Message) bool {
-		b, ok := m.Button(ActionReject)
-		return ok && strings.Contains(b.Value, "|"+string(gate)+"|")
-	}
+	return hasActionFor(ActionReject, gate)
 }
 
 // clickOldAs clicks, as user, a button the card showed before the bot

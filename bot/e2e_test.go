@@ -158,8 +158,13 @@ func (e *e2e) root(what string, pred func(slacktest.Message) bool) slacktest.Mes
 }
 
 func hasButtonFor(gate workflow.StepName) func(slacktest.Message) bool {
+	return hasActionFor(ActionApprove, gate)
+}
+
+// hasActionFor matches a message with the action's button for gate.
+func hasActionFor(action string, gate workflow.StepName) func(slacktest.Message) bool {
 	return func(m slacktest.Message) bool {
-		b, ok := m.Button(ActionApprove)
+		b, ok := m.Button(action)
 		return ok && strings.Contains(b.Value, "|"+string(gate)+"|")
 	}
 }
