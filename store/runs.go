@@ -33,8 +33,9 @@ func (s *Store) CreateRun(ctx context.Context, r *workflow.Run, events ...workfl
 		return fmt.Errorf("create run: invalid state %q", r.State)
 	}
 	// The run is encoded here, not in the shared commit, where every write
-	// of the group would wait for it: only its ID is filled in there. The
-	// encoding goes to a pooled buffer, as the commit copies it anyway.
+	// of the group would wait for it: only its ID is filled in there, in
+	// place. The encoding goes to a pooled buffer, kept until the commit is
+	// over: bbolt holds on to the value until then.
 	buf := encodeBuffers.Get().(*bytes.Buffer)
 	defer encodeBuffers.Put(buf)
 	pre, err := encodeNew(buf, r)
@@ -71,6 +72,10 @@ func encodeNew(buf *bytes.Buffer, r *workflow.Run) ([]byte, error) {
 	if err := json.NewEncoder(buf).Encode(r); err != nil {
 		return nil, err
 	}
+	// Room for the ID's digits, so that withID allocates nothing inside
+	// the commit: what a goroutine allocates while the collector marks, it
+	// pays for by marking too, and the whole group waits for the leader.
+	buf.Grow(maxIDDigits)
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
@@ -313,16 +318,30 @@ func createRun(tx *bolt.Tx, r *workflow.Run, encoded []byte, events []workflow.E
 // unnumbered is how a run with ID 0 encodes: "id" is Run's first field.
 var unnumbered = []byte(`{"id":0,`)
 
+// maxIDDigits is the most digits a run ID has beyond the one of ID 0.
+const maxIDDigits = len("9223372036854775807") - 1
+
 // withID turns the encoding of a run with ID 0 into that of the same run
-// with ID id (false if the encoding does not start as expected).
+// with ID id (false if the encoding does not start as expected). It works
+// in place when encoded has the capacity, and encoded is then changed.
 func withID(encoded []byte, id int64) ([]byte, bool) {
 	if !bytes.HasPrefix(encoded, unnumbered) {
 		return nil, false
 	}
-	v := make([]byte, 0, len(encoded)+19)
-	v = append(v, `{"id":`...)
-	v = strconv.AppendInt(v, id, 10)
-	return append(v, encoded[len(unnumbered)-1:]...), true
+	var digits [20]byte
+	d := strconv.AppendInt(digits[:0], id, 10)
+	const at = len(`{"id":`)
+	n := len(encoded) + len(d) - 1
+	if cap(encoded) < n {
+		v := make([]byte, 0, n)
+		v = append(v, encoded[:at]...)
+		v = append(v, d...)
+		return append(v, encoded[at+1:]...), true
+	}
+	v := encoded[:n]
+	copy(v[at+len(d):], encoded[at+1:]) // copy moves overlapping bytes correctly
+	copy(v[at:], d)
+	return v, true
 }
 
 // appendFill is the fill percent of the runs and events buckets. bbolt's

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -805,12 +806,21 @@ func TestWithID(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []int64{1, 42, math.MaxInt64} {
-		got, ok := withID(pre, id)
 		r.ID = id
 		want, _ := json.Marshal(r)
 		r.ID = 0
-		if !ok || !bytes.Equal(got, want) {
-			t.Errorf("withID(%d) = %s, %t; want %s", id, got, ok, want)
+		// Without room for the digits the bytes are copied; with room (as
+		// encodeNew leaves) they are changed in place.
+		for _, room := range []int{0, maxIDDigits} {
+			in := append(make([]byte, 0, len(pre)+room), pre...)
+			got, ok := withID(in, id)
+			if !ok || !bytes.Equal(got, want) {
+				t.Errorf("withID(%d) with room for %d more bytes = %s, %t; want %s", id, room, got, ok, want)
+			}
+			fits := room >= len(strconv.FormatInt(id, 10))-1
+			if inPlace := &got[0] == &in[0]; inPlace != fits {
+				t.Errorf("withID(%d) with room for %d more bytes: in place = %t", id, room, inPlace)
+			}
 		}
 	}
 	if _, ok := withID([]byte(`{"state":"pending","id":0}`), 7); ok {
