@@ -115,15 +115,15 @@ func BenchmarkCreateRunParallel(b *testing.B) {
 
 // BenchmarkCreateRunBurst is bursts of 50 commands starting runs after a
 // quiet moment, in a file bbolt extends sparsely and in one whose filler
-// has written its zeros ahead meanwhile (waited for off the clock): the
-// commits of a burst append new pages either way (see prealloc.go).
+// is at rest, its zeros ahead (waited for off the clock): the commits of a
+// burst append new pages either way (see prealloc.go).
 func BenchmarkCreateRunBurst(b *testing.B) {
 	for _, tt := range []struct {
 		name  string
 		ahead int64
 	}{{"sparse", 0}, {"preallocated", 1 << 20}} {
 		b.Run(tt.name, func(b *testing.B) {
-			progress := make(chan int64)
+			progress := make(chan preallocTurn)
 			s, err := Open(filepath.Join(b.TempDir(), "ssobot.db"), Options{Preallocate: tt.ahead, preallocProgress: progress})
 			if err != nil {
 				b.Fatal(err)
@@ -140,7 +140,7 @@ func BenchmarkCreateRunBurst(b *testing.B) {
 			for range b.N {
 				if tt.ahead > 0 {
 					b.StopTimer()
-					waitFilled(b, s, progress, tt.ahead)
+					waitRested(b, s, progress)
 					b.StartTimer()
 				}
 				var wg sync.WaitGroup

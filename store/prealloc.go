@@ -57,6 +57,7 @@ type prealloc struct {
 	ahead  int64    // bytes to keep written past the high-water mark
 	file   *os.File // a descriptor of its own: bbolt's is not exported
 	filled int64    // zeros are written up to here (owned by the goroutine)
+	mark   int64    // the high-water mark at the last turn (owned by the goroutine)
 	topUp  bool     // filling up to ahead, not yet there (owned by the goroutine)
 	kick   chan struct{}
 	stop   chan struct{}
@@ -65,11 +66,18 @@ type prealloc struct {
 	stopOnce sync.Once
 	stopErr  error
 
-	progress chan<- int64 // tests: where the zeros reach after each turn
+	progress chan<- preallocTurn // tests: each turn's outcome
+}
+
+// preallocTurn is what a turn of the filler found and left (tests).
+type preallocTurn struct {
+	mark   int64 // the high-water mark it saw
+	filled int64 // where the zeros reach
+	more   bool  // a top-up is under way: more turns will follow
 }
 
 // startPrealloc starts the filler; the caller stops it with stopPrealloc.
-func (s *Store) startPrealloc(ahead int64, progress chan<- int64) error {
+func (s *Store) startPrealloc(ahead int64, progress chan<- preallocTurn) error {
 	f, err := os.OpenFile(s.path, os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("open %s to preallocate: %w", s.path, err)
@@ -139,7 +147,7 @@ func (s *Store) fill(p *prealloc) {
 		}
 		if p.progress != nil {
 			select {
-			case p.progress <- p.filled:
+			case p.progress <- preallocTurn{mark: p.mark, filled: p.filled, more: p.topUp}:
 			case <-p.stop:
 				return
 			}
@@ -160,6 +168,7 @@ func (s *Store) fillChunk(p *prealloc) error {
 	if err != nil {
 		return err
 	}
+	p.mark = mark
 	if !p.topUp && p.filled-mark > p.ahead/2 {
 		return nil
 	}

@@ -80,7 +80,7 @@ type Options struct {
 	// sparsely. Ignored with ReadOnly.
 	Preallocate int64
 
-	preallocProgress chan<- int64 // tests: see prealloc.progress
+	preallocProgress chan<- preallocTurn // tests: see prealloc.progress
 	// openFile, when set, opens the file for bbolt (tests: the system's
 	// refusals).
 	openFile func(string, int, os.FileMode) (*os.File, error)
