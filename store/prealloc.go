@@ -127,6 +127,9 @@ func (p *prealloc) wake() {
 // zeros refuses the next commit too, whose error reaches its caller.
 func (s *Store) fill(p *prealloc) {
 	defer close(p.done)
+	if p.progress != nil {
+		defer close(p.progress) // a test waiting for a turn learns the filler stopped
+	}
 	pause := time.NewTimer(time.Hour)
 	pause.Stop()
 	defer pause.Stop()

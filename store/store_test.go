@@ -816,6 +816,7 @@ func TestWithID(t *testing.T) {
 			got, ok := withID(in, id)
 			if !ok || !bytes.Equal(got, want) {
 				t.Errorf("withID(%d) with room for %d more bytes = %s, %t; want %s", id, room, got, ok, want)
+				continue
 			}
 			fits := room >= len(strconv.FormatInt(id, 10))-1
 			if inPlace := &got[0] == &in[0]; inPlace != fits {
@@ -825,6 +826,14 @@ func TestWithID(t *testing.T) {
 	}
 	if _, ok := withID([]byte(`{"state":"pending","id":0}`), 7); ok {
 		t.Error("withID accepted an encoding that does not start with the ID")
+	}
+	// CreateRun's encoding leaves the room, so the commit copies nothing.
+	enc, err := encodeNew(new(bytes.Buffer), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(enc, pre) || cap(enc)-len(enc) < maxIDDigits {
+		t.Errorf("encodeNew = %s with room for %d more bytes; want %s with room for %d", enc, cap(enc)-len(enc), pre, maxIDDigits)
 	}
 }
 
