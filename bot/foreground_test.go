@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -141,6 +142,34 @@ func TestForegroundTransportOneAtATime(t *testing.T) {
 	}
 	close(release)
 	wg.Wait()
+}
+
+// A call made to answer a request goes at once, even while requests are in
+// flight and background work holds the one turn; any other call yields.
+func TestForegroundTransportAnswering(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	f := NewForeground()
+	end := f.Begin()
+	defer end()
+	f.slot <- struct{}{}
+	defer func() { <-f.slot }()
+	client := &http.Client{Transport: f.Transport(http.DefaultTransport)}
+
+	req, _ := http.NewRequestWithContext(answering(context.Background()), http.MethodGet, srv.URL, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("a call answering a request: %v", err)
+	}
+	resp.Body.Close()
+
+	// With no time left to wait, a call that yields fails at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	if _, err := f.Transport(http.DefaultTransport).RoundTrip(req); !errors.Is(err, context.Canceled) {
+		t.Errorf("a background call while a request is answered: %v; want it to yield", err)
+	}
 }
 
 // Only requests with a valid signature count: an unsigned or slow client
