@@ -262,7 +262,7 @@ func (b *Bot) deliver(ctx context.Context, st *runState, w work) error {
 	// taken off SSOBOT_CHANNELS loses its Approve button at the first
 	// delivery after the restart (catchUp queues every open run).
 	closed := b.closedNote(run)
-	blocks := renderRun(run, b.links(), true, closed)
+	blocks := renderRun(run, b.links(), true, closed, mention)
 	text := FallbackText(run)
 	hash := hashMessage(blocks, text)
 

@@ -462,7 +462,7 @@ func (b *Bot) status(ctx context.Context, c Command, slash, user, channel string
 	if !b.visible(run, user, channel) {
 		return private(fmt.Sprintf("Run #%d was started in another channel: ask for it there.", run.ID))
 	}
-	resp := &reply{ResponseType: slack.ResponseTypeEphemeral, Text: FallbackText(run), Blocks: renderRun(run, b.links(), false, "")}
+	resp := &reply{ResponseType: slack.ResponseTypeEphemeral, Text: FallbackText(run), Blocks: renderRun(run, b.links(), false, "", mention)}
 	switch {
 	case !c.Public:
 	case run.Request.Channel == "" || run.Request.Channel == channel:

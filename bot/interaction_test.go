@@ -17,7 +17,7 @@ import (
 func clickOnRunMessage(t testing.TB) slacktest.BlockAction {
 	r := sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval)
 	msg, err := json.Marshal(map[string]any{"type": "message", "ts": "1700000000.000100", "text": "Grafana",
-		"blocks": renderRun(r, links{}, true, "")})
+		"blocks": renderRun(r, links{}, true, "", mention)})
 	if err != nil {
 		t.Fatal(err)
 	}

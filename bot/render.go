@@ -135,8 +135,17 @@ func escapeEntities(s string) string { return entityEscaper.Replace(s) }
 var actorID = regexp.MustCompile(`^(rejected by|cancelled by|the approval of) ([UW][A-Z0-9]+)\b`)
 
 // mentionActors shows those IDs as mentions, which Slack renders as names.
-// s is already escaped; an ID has nothing to escape.
-func mentionActors(s string) string { return actorID.ReplaceAllString(s, "$1 <@$2>") }
+func mentionActors(s string) string { return showActors(s, mention) }
+
+// showActors shows those IDs with who. s is already escaped; an ID has
+// nothing to escape.
+func showActors(s string, who func(user string) string) string {
+	m := actorID.FindStringSubmatchIndex(s)
+	if m == nil {
+		return s
+	}
+	return s[:m[3]] + " " + who(s[m[4]:m[5]]) + s[m[5]:]
+}
 
 var (
 	slackUserID  = regexp.MustCompile(`^[UW][A-Z0-9]+$`)
@@ -310,13 +319,14 @@ func planText(p workflow.Params) string {
 // checklist of steps, approvals, created resources, the last error and, at an
 // open gate, the Approve and Reject buttons. It is a pure function of the run.
 func RenderRun(r *workflow.Run) []slack.Block {
-	return renderRun(r, links{}, true, "")
+	return renderRun(r, links{}, true, "", mention)
 }
 
 // renderRun is RenderRun with the bot's links, the gate's buttons only if
-// buttons, and closed, when not empty, saying why the run may not go on in
-// its channel (Bot.closedNote): the gate then offers Reject only.
-func renderRun(r *workflow.Run, l links, buttons bool, closed string) []slack.Block {
+// buttons, closed, when not empty, saying why the run may not go on in its
+// channel (Bot.closedNote): the gate then offers Reject only, and people
+// shown by who (mention, usually).
+func renderRun(r *workflow.Run, l links, buttons bool, closed string, who func(user string) string) []slack.Block {
 	l = l.withRun(r)
 	p := r.Params
 	name := p.ApplicationName
@@ -329,7 +339,7 @@ func renderRun(r *workflow.Run, l links, buttons bool, closed string) []slack.Bl
 
 	fields := []*slack.TextBlockObject{
 		mrkdwnField("*State*\n" + StateLabel(r.State)),
-		mrkdwnField("*Requested by*\n" + mention(r.Request.RequestedBy)),
+		mrkdwnField("*Requested by*\n" + who(r.Request.RequestedBy)),
 		mrkdwnField("*Application*\n" + Escape(name)),
 	}
 	if slug := firstNonEmpty(p.ApplicationSlug, r.Request.ApplicationSlug); slug != "" {
@@ -366,7 +376,7 @@ func renderRun(r *workflow.Run, l links, buttons bool, closed string) []slack.Bl
 			if a.Decision == workflow.Reject {
 				emoji = ":no_entry_sign:"
 			}
-			line := fmt.Sprintf("%s %s %s _%s_ %s", emoji, mention(a.User), pastTense(a.Decision), gateShort(a.Gate), FormatDate(a.At))
+			line := fmt.Sprintf("%s %s %s _%s_ %s", emoji, who(a.User), pastTense(a.Decision), gateShort(a.Gate), FormatDate(a.At))
 			if a.Reason != "" {
 				line += ": " + Escape(a.Reason)
 			}
@@ -392,7 +402,7 @@ func renderRun(r *workflow.Run, l links, buttons bool, closed string) []slack.Bl
 	}
 
 	if e := r.LastError(); e != "" {
-		blocks = append(blocks, section("error", "*Last error*\n"+mentionActors(escapeMessage(e))))
+		blocks = append(blocks, section("error", "*Last error*\n"+showActors(escapeMessage(e), who)))
 	}
 
 	if r.State == workflow.StateSucceeded {
