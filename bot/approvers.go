@@ -204,6 +204,40 @@ func (a *approvers) userInfo(ctx context.Context, user string) (slack.User, erro
 	return *u, nil
 }
 
+// names looks users up (users.info, through the cache eligibility uses)
+// all at once, and returns those named before ctx ends, with the first
+// error: a lookup that failed or did not finish in time leaves its user
+// out (those still running end with ctx).
+func (a *approvers) names(ctx context.Context, users []string) (names, error) {
+	type found struct {
+		user string
+		u    slack.User
+		err  error
+	}
+	results := make(chan found, len(users)) // buffered: a lookup cut off never blocks
+	for _, user := range users {
+		go func() {
+			u, err := a.userInfo(ctx, user)
+			results <- found{user, u, err}
+		}()
+	}
+	out := names{}
+	var firstErr error
+	for left := len(users); left > 0; left-- {
+		select {
+		case f := <-results:
+			if f.err != nil {
+				firstErr = cmpErr(firstErr, fmt.Errorf("look up user %s: %w", f.user, f.err))
+			} else if name := displayName(f.u); name != "" {
+				out[f.user] = name
+			}
+		case <-ctx.Done():
+			return out, cmpErr(firstErr, fmt.Errorf("look up %d user(s): %w", left, ctx.Err()))
+		}
+	}
+	return out, firstErr
+}
+
 // An eligibility check waits out Slack's rate limits (usergroups.users.list
 // is Tier 2, 20 calls a minute) so that a click does not fail for a short
 // burst: twice at most, and a Retry-After of up to maxEligibilityWait;

@@ -359,8 +359,15 @@ func TestEndToEnd(t *testing.T) {
 	if status.ResponseType != "ephemeral" || !strings.Contains(status.Text, "Succeeded") || !strings.Contains(string(status.Blocks), "Verify the login method") {
 		t.Fatalf("status %+v", status)
 	}
-	if pub := e.command("U3", "C1", "status 1 public"); pub.ResponseType != "in_channel" {
+	pub := e.command("U3", "C1", "status 1 public")
+	if pub.ResponseType != "in_channel" {
 		t.Fatalf("public status %+v", pub)
+	}
+	// Posted for the channel, it names the requester and approver without
+	// notifying them.
+	shown := replyTexts(t, pub)
+	if bad := notifying(shown); bad != "" || !anyContains(shown, "*Requested by*\n@requester") || !anyContains(shown, "@approver approved _authentik_") {
+		t.Fatalf("public status notifies (%q) or lacks the names:\n%s", bad, strings.Join(shown, "\n"))
 	}
 	list := e.command("U3", "C1", "list")
 	if !strings.Contains(list.Text, "`#1` Grafana · :white_check_mark: Succeeded · <@U1>") {
@@ -455,6 +462,12 @@ func TestEndToEndCancelReasonIsProse(t *testing.T) {
 	texts(string(root.BlocksJSON), &card)
 	if !anyContains(card, "*Last error*\n"+shown) {
 		t.Errorf("the card does not show the reason as %q:\n%s", shown, root.BlocksJSON)
+	}
+	// Shared in the channel, the card names whoever cancelled without
+	// notifying them.
+	public := replyTexts(t, e.command("U3", "C1", "status 1 public"))
+	if bad := notifying(public); bad != "" || !anyContains(public, "*Last error*\n"+strings.Replace(shown, "<@U1>", "@requester", 1)) {
+		t.Errorf("public status notifies (%q) or does not name who cancelled:\n%s", bad, strings.Join(public, "\n"))
 	}
 }
 

@@ -11,6 +11,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/ssobot/ssobot/workflow"
 )
 
 func TestForegroundNil(t *testing.T) {
@@ -219,5 +223,25 @@ func TestForegroundAsyncCallsUnderFlood(t *testing.T) {
 	})
 	if err := <-result; err != nil {
 		t.Fatalf("a background call during a flood: %v", err)
+	}
+}
+
+// A public status looks its names up while its own request is in flight:
+// those calls must not yield to it (they would wait for themselves, and
+// then behind background work), or every name would miss its deadline.
+func TestForegroundPublicStatusLooksUpAtOnce(t *testing.T) {
+	f := NewForeground()
+	h, eng := newHandlerHarness(t, func(c *Config) {
+		c.Foreground = f
+		slack.OptionHTTPClient(&http.Client{Transport: f.Transport(http.DefaultTransport)})(c.Client)
+	})
+	eng.put(sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval))
+	f.slot <- struct{}{} // background work going through a flood holds the one turn
+	defer func() { <-f.slot }()
+	end := f.Begin() // and another request is in flight
+	defer end()
+	r := h.command("U3", "C1", "status 42 public")
+	if text := strings.Join(replyTexts(t, r), "\n"); !strings.Contains(text, "*Requested by*\n@requester") {
+		t.Fatalf("the requester's name was not looked up in time:\n%s", text)
 	}
 }

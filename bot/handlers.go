@@ -27,6 +27,11 @@ import (
 // Timeouts of work done off the request path.
 var modalTimeout = 3 * time.Second // a trigger_id lives 3 s; a variable for tests
 
+// namesTimeout bounds the lookups of the names a public status shows, the
+// one call to Slack on the request path: Slack gives the acknowledgement
+// 3 s in all. A variable for tests.
+var namesTimeout = time.Second
+
 const (
 	responseTimeout = 30 * time.Second
 	listLimit       = 10
@@ -341,7 +346,8 @@ func slashFromForm(f url.Values) slack.SlashCommand {
 }
 
 // command handles a slash command from either transport and returns the
-// acknowledgement (nil: an empty one). It makes no Slack Web API call.
+// acknowledgement (nil: an empty one). It makes no Slack Web API call but
+// the lookups of the names a public status shows (see Bot.status).
 func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) *reply {
 	e := b.eng()
 	if e == nil {
@@ -462,10 +468,17 @@ func (b *Bot) status(ctx context.Context, c Command, slash, user, channel string
 	if !b.visible(run, user, channel) {
 		return private(fmt.Sprintf("Run #%d was started in another channel: ask for it there.", run.ID))
 	}
-	resp := &reply{ResponseType: slack.ResponseTypeEphemeral, Text: FallbackText(run), Blocks: renderRun(run, b.links(), false, "", mention)}
+	public := c.Public && (run.Request.Channel == "" || run.Request.Channel == channel)
+	who := mention
+	if public {
+		// Everyone in the channel reads it, and anyone may share it again:
+		// a mention would notify each person it names every time.
+		who = b.cardNames(ctx, run, log).person
+	}
+	resp := &reply{ResponseType: slack.ResponseTypeEphemeral, Text: FallbackText(run), Blocks: renderRun(run, b.links(), false, "", who)}
 	switch {
 	case !c.Public:
-	case run.Request.Channel == "" || run.Request.Channel == channel:
+	case public:
 		resp.ResponseType = slack.ResponseTypeInChannel
 	default:
 		// The run's card names its application, team and people; a run
@@ -475,6 +488,19 @@ func (b *Bot) status(ctx context.Context, c Command, slash, user, channel string
 		resp.Blocks = append([]slack.Block{slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, note, false, false))}, resp.Blocks...)
 	}
 	return resp
+}
+
+// cardNames looks up the names of the people run r's card shows, within
+// namesTimeout of the request's acknowledgement. Whoever is not found in
+// time is shown by user ID (see names.person): the card is not held back.
+func (b *Bot) cardNames(ctx context.Context, r *workflow.Run, log *slog.Logger) names {
+	ctx, cancel := context.WithTimeout(answering(ctx), namesTimeout)
+	defer cancel()
+	n, err := b.appr.names(ctx, cardPeople(r))
+	if err != nil {
+		log.Warn("public status: some names were not found, so they are shown by user ID", slog.Int64(workflow.KeyRunID, r.ID), slog.Any(workflow.KeyError, err))
+	}
+	return n
 }
 
 func (b *Bot) list(ctx context.Context, slash, user, channel string, log *slog.Logger) *reply {

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -243,7 +245,8 @@ func TestCommandReplies(t *testing.T) {
 			t.Errorf("status carries buttons:\n%s", body)
 		}
 	})
-	if calls := h.slack.Calls(); len(calls) != 0 {
+	// Only the public status looks up the name it shows (the requester's).
+	if calls := h.slack.Calls(); len(calls) != 1 || calls[0].Method != "users.info" || calls[0].Param("user") != "U1" {
 		t.Fatalf("commands called Slack on the request path:\n%s", callList(calls))
 	}
 }
@@ -828,5 +831,225 @@ func TestRunsOfOtherChannelsStayThere(t *testing.T) {
 	}
 	if list := h.command("U2", "C1", "list").Text; !strings.Contains(list, "Payroll") {
 		t.Errorf("an approver's list:\n%s", list)
+	}
+}
+
+// sharedRun is a cancelled run with a requester (U1), approvals of both
+// gates (U2, U4) and a cancel (U5), for the tests of a public status.
+func sharedRun() *workflow.Run {
+	r := sampleRun(workflow.StepCloudflareLoginMethod, workflow.StepCancelled, workflow.StateCancelled)
+	r.Approvals = []workflow.Approval{
+		{Gate: workflow.GateAuthentik, User: "U2", Decision: workflow.Approve, At: t0, Reason: "<@U9> looks right"},
+		{Gate: workflow.GateCloudflare, User: "U4", Decision: workflow.Approve, At: t0.Add(time.Minute)},
+	}
+	r.Error = "cancelled by U5: wrong team"
+	return r
+}
+
+// addSharedRunPeople adds the people of sharedRun to the fake workspace,
+// but U5 if gone; U2 chose a display name meant to mention everyone.
+func addSharedRunPeople(srv *slacktest.Server, gone bool) {
+	srv.AddUser(slacktest.User{ID: "U1", Name: "alice", RealName: "Alice Liddell", DisplayName: "Alice"})
+	srv.AddUser(slacktest.User{ID: "U2", Name: "bob", RealName: "Bob", DisplayName: "<!channel> *Bob* <@U9>"})
+	srv.AddUser(slacktest.User{ID: "U4", Name: "carol", RealName: "Carol Jones"})
+	if !gone {
+		srv.AddUser(slacktest.User{ID: "U5", Name: "dave"})
+	}
+}
+
+// replyTexts are the text and every string in the blocks of a reply,
+// decoded, so that JSON's \u003c cannot hide a mention.
+func replyTexts(t *testing.T, r testReply) []string {
+	t.Helper()
+	out := []string{r.Text}
+	var blocks any
+	if err := json.Unmarshal(r.Blocks, &blocks); err != nil {
+		t.Fatalf("blocks: %v", err)
+	}
+	texts(blocks, &out)
+	return out
+}
+
+// notifying returns the first markup in texts that would notify someone
+// (a user's or a group's mention, @channel and the like), or "". Dates
+// (<!date^…>) notify no one.
+func notifying(texts []string) string {
+	for _, s := range texts {
+		if i := strings.Index(s, "<@"); i >= 0 {
+			return s[i:min(len(s), i+30)]
+		}
+		for i := strings.Index(s, "<!"); i >= 0; i = strings.Index(s, "<!") {
+			if !strings.HasPrefix(s[i:], "<!date^") {
+				return s[i:min(len(s), i+30)]
+			}
+			s = s[i+2:]
+		}
+	}
+	return ""
+}
+
+// TestPublicStatusNotifiesNoOne: the card a public status posts in the
+// channel names its people without mentioning them; privately, where a
+// mention notifies no one, it mentions them as before.
+func TestPublicStatusNotifiesNoOne(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	h.slack.AddChannel("C2", "random", true)
+	addSharedRunPeople(h.slack, false)
+	run := sharedRun()
+	eng.put(run)
+	private := blocksJSON(t, renderRun(run, h.bot.links(), false, "", mention))
+	tests := []struct {
+		name, user, channel, text string
+		respType                  string
+		lookups                   []string // users.info calls, by user
+		want, notWant             []string
+	}{
+		{name: "public", user: "U3", channel: "C1", text: "status 42 public", respType: slack.ResponseTypeInChannel,
+			lookups: []string{"U1", "U2", "U4", "U5"},
+			want: []string{"*Requested by*\n@Alice", "@&lt;!channel&gt; \u200b*\u200bBob\u200b*\u200b &lt;@U9&gt; approved _authentik_",
+				"@Carol Jones approved _Cloudflare_", "cancelled by @dave: wrong team", "&lt;@U9&gt; looks right"}},
+		{name: "public again, from the cache", user: "U1", channel: "C1", text: "status 42 public", respType: slack.ResponseTypeInChannel,
+			want: []string{"*Requested by*\n@Alice", "cancelled by @dave: wrong team"}},
+		{name: "private", user: "U3", channel: "C1", text: "status 42", respType: slack.ResponseTypeEphemeral,
+			want: []string{"*Requested by*\n<@U1>", "<@U2> approved _authentik_", "<@U4> approved _Cloudflare_", "cancelled by <@U5>: wrong team"}},
+		{name: "public from another channel", user: "U1", channel: "C2", text: "status 42 public", respType: slack.ResponseTypeEphemeral,
+			want: []string{"Run #42 belongs to <#C1>, so only you see it here", "*Requested by*\n<@U1>", "cancelled by <@U5>: wrong team"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(h.slack.Calls())
+			r := h.command(tt.user, tt.channel, tt.text)
+			if r.ResponseType != tt.respType {
+				t.Fatalf("response_type %q; want %q", r.ResponseType, tt.respType)
+			}
+			var lookups []string
+			for _, c := range h.slack.Calls()[before:] {
+				if c.Method != "users.info" {
+					t.Errorf("status called %s on the request path", c.Method)
+				}
+				lookups = append(lookups, c.Param("user"))
+			}
+			slices.Sort(lookups)
+			if !slices.Equal(lookups, tt.lookups) {
+				t.Errorf("looked up %v; want %v", lookups, tt.lookups)
+			}
+			got := replyTexts(t, r)
+			all := strings.Join(got, "\n")
+			for _, w := range tt.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("reply lacks %q:\n%s", w, all)
+				}
+			}
+			if tt.respType == slack.ResponseTypeInChannel {
+				if bad := notifying(got); bad != "" {
+					t.Errorf("the public card would notify: %q in\n%s", bad, all)
+				}
+				if strings.Contains(all, "Slack user") {
+					t.Errorf("a name was not found:\n%s", all)
+				}
+				return
+			}
+			// Privately nothing changed: the card is the one rendered with mentions.
+			var blocks []json.RawMessage
+			if err := json.Unmarshal(r.Blocks, &blocks); err != nil {
+				t.Fatal(err)
+			}
+			card, _ := json.Marshal(blocks[len(blocks)-len(renderRun(run, h.bot.links(), false, "", mention)):])
+			if !jsonEqual(t, card, []byte(private)) {
+				t.Errorf("private card changed:\n%s\nwant\n%s", card, private)
+			}
+		})
+	}
+}
+
+func jsonEqual(t *testing.T, a, b []byte) bool {
+	t.Helper()
+	var x, y any
+	if err := json.Unmarshal(a, &x); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &y); err != nil {
+		t.Fatal(err)
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+// failUser is a transport to the fake Slack that fails or holds the
+// users.info lookups of one user, as a Slack outage or a slow answer would.
+type failUser struct {
+	user string
+	hold bool // hold the lookup until its context ends, instead of failing it
+}
+
+func (f failUser) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(r.URL.Path, "/users.info") {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		form, _ := url.ParseQuery(string(body))
+		if form.Get("user") == f.user {
+			if f.hold {
+				<-r.Context().Done()
+				return nil, r.Context().Err()
+			}
+			return nil, errors.New("connection reset")
+		}
+		r.Body = io.NopCloser(strings.NewReader(string(body)))
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestPublicStatusLookupFailures: whoever cannot be looked up, for any
+// reason, is shown by user ID, never mentioned; the others by name.
+func TestPublicStatusLookupFailures(t *testing.T) {
+	tests := []struct {
+		name      string
+		transport http.RoundTripper
+		gone      bool // U5 is not in the workspace (user_not_found)
+		want      string
+	}{
+		{name: "user not found", gone: true, want: "cancelled by Slack user U5: wrong team"},
+		{name: "lookup fails", transport: failUser{user: "U2"}, want: "Slack user U2 approved _authentik_"},
+		{name: "lookup too slow", transport: failUser{user: "U1", hold: true}, want: "*Requested by*\nSlack user U1"},
+		{name: "another lookup fails", transport: failUser{user: "U4"}, want: "Slack user U4 approved _Cloudflare_"},
+	}
+	names := map[string]string{"U1": "@Alice", "U2": "@&lt;!channel&gt;", "U4": "@Carol Jones", "U5": "@dave"}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			old := namesTimeout
+			namesTimeout = 200 * time.Millisecond // the held lookup ends with it
+			t.Cleanup(func() { namesTimeout = old })
+			h, eng := newHandlerHarness(t, func(c *Config) {
+				if tt.transport != nil {
+					slack.OptionHTTPClient(&http.Client{Transport: tt.transport})(c.Client)
+				}
+			})
+			addSharedRunPeople(h.slack, tt.gone)
+			eng.put(sharedRun())
+			r := h.command("U3", "C1", "status 42 public")
+			if r.ResponseType != slack.ResponseTypeInChannel {
+				t.Fatalf("response_type %q", r.ResponseType)
+			}
+			got := replyTexts(t, r)
+			all := strings.Join(got, "\n")
+			if bad := notifying(got); bad != "" {
+				t.Errorf("the public card would notify: %q in\n%s", bad, all)
+			}
+			if !strings.Contains(all, tt.want) {
+				t.Errorf("reply lacks %q:\n%s", tt.want, all)
+			}
+			for user, name := range names {
+				if shown := strings.Contains(all, name); shown == strings.Contains(tt.want, user) {
+					t.Errorf("%s shown by name: %v; want only the one who failed by ID:\n%s", user, shown, all)
+				}
+			}
+			if n := strings.Count(all, "Slack user "); n != 1 {
+				t.Errorf("%d users shown by ID; want 1:\n%s", n, all)
+			}
+			if !strings.Contains(h.logBuf.String(), "some names were not found") {
+				t.Errorf("the failed lookup was not logged:\n%s", h.logBuf.String())
+			}
+		})
 	}
 }

@@ -137,8 +137,8 @@ var actorID = regexp.MustCompile(`^(rejected by|cancelled by|the approval of) ([
 // mentionActors shows those IDs as mentions, which Slack renders as names.
 func mentionActors(s string) string { return showActors(s, mention) }
 
-// showActors shows those IDs with who. s is already escaped; an ID has
-// nothing to escape.
+// showActors shows those IDs with who (mention, or names.person). s is
+// already escaped; an ID has nothing to escape.
 func showActors(s string, who func(user string) string) string {
 	m := actorID.FindStringSubmatchIndex(s)
 	if m == nil {
@@ -164,6 +164,58 @@ func mention(user string) string {
 		return "someone"
 	}
 	return Escape(user)
+}
+
+// names are the display names of Slack users by ID, for a message everyone
+// in a channel reads (see Bot.status): a mention there would notify each
+// person it names every time someone shares it. An ID missing could not
+// be looked up.
+type names map[string]string
+
+// person shows user by name as plain text, which notifies no one, the way
+// Slack shows a mention; without the name, by the user's ID, never as a
+// mention.
+func (n names) person(user string) string {
+	if !slackUserID.MatchString(user) {
+		return mention(user) // not a Slack user: plain text already
+	}
+	if name := n[user]; name != "" {
+		return "@" + Escape(name)
+	}
+	return "Slack user " + user // a user ID has nothing to escape
+}
+
+// maxNameRunes bounds a name shown, so that no name crowds out the card.
+const maxNameRunes = 80
+
+// displayName is the name Slack shows for a user: the display name, else
+// the full name, else the username, on one line; "" when there is none.
+func displayName(u slack.User) string {
+	for _, name := range []string{u.Profile.DisplayName, u.Profile.RealName, u.RealName, u.Name} {
+		if name = strings.Join(strings.Fields(name), " "); name != "" {
+			return truncateRunes(name, maxNameRunes)
+		}
+	}
+	return ""
+}
+
+// cardPeople are the Slack users run r's card shows (see renderRun), each
+// once.
+func cardPeople(r *workflow.Run) []string {
+	var ids []string
+	add := func(user string) {
+		if slackUserID.MatchString(user) && !slices.Contains(ids, user) {
+			ids = append(ids, user)
+		}
+	}
+	add(r.Request.RequestedBy)
+	for _, a := range r.Approvals {
+		add(a.User)
+	}
+	if m := actorID.FindStringSubmatch(r.LastError()); m != nil {
+		add(m[2])
+	}
+	return ids
 }
 
 // FormatDate renders a time that each reader sees in their own time zone.
@@ -325,7 +377,7 @@ func RenderRun(r *workflow.Run) []slack.Block {
 // renderRun is RenderRun with the bot's links, the gate's buttons only if
 // buttons, closed, when not empty, saying why the run may not go on in its
 // channel (Bot.closedNote): the gate then offers Reject only, and people
-// shown by who (mention, usually).
+// shown by who (mention, or names.person for cardPeople).
 func renderRun(r *workflow.Run, l links, buttons bool, closed string, who func(user string) string) []slack.Block {
 	l = l.withRun(r)
 	p := r.Params

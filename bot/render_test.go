@@ -3,6 +3,7 @@ package bot
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -533,6 +534,90 @@ func TestMention(t *testing.T) {
 		if got := mention(in); got != want {
 			t.Errorf("mention(%q) = %q; want %q", in, got, want)
 		}
+	}
+}
+
+// TestNamesPerson: a name is plain escaped text, which notifies no one; a
+// Slack user without one is shown by ID, never mentioned.
+func TestNamesPerson(t *testing.T) {
+	n := names{"U1": "Alice Liddell", "U2": "<!channel> <@U9> *x*", "W3": "Émile"}
+	for in, want := range map[string]string{
+		"U1":                 "@Alice Liddell",
+		"U2":                 "@&lt;!channel&gt; &lt;@U9&gt; \u200b*\u200bx\u200b*\u200b",
+		"W3":                 "@Émile",
+		"U4":                 "Slack user U4",
+		"admin@example.com":  "admin@example.com",
+		"<!here>":            "&lt;!here&gt;",
+		workflow.SystemActor: "ssobot",
+		"":                   "someone",
+	} {
+		if got := n.person(in); got != want {
+			t.Errorf("person(%q) = %q; want %q", in, got, want)
+		}
+	}
+	if got := names(nil).person("U1"); got != "Slack user U1" {
+		t.Errorf("no names: person(U1) = %q", got)
+	}
+}
+
+func TestDisplayName(t *testing.T) {
+	long := strings.Repeat("é", maxNameRunes+5)
+	tests := []struct {
+		name string
+		u    slack.User
+		want string
+	}{
+		{"display name first", slack.User{Name: "alice", RealName: "Alice Liddell", Profile: slack.UserProfile{DisplayName: "Ali", RealName: "Alice Liddell"}}, "Ali"},
+		{"then the full name", slack.User{Name: "alice", Profile: slack.UserProfile{DisplayName: "  ", RealName: "Alice Liddell"}}, "Alice Liddell"},
+		{"then the top-level full name", slack.User{Name: "alice", RealName: "Alice L"}, "Alice L"},
+		{"then the username", slack.User{Name: "alice"}, "alice"},
+		{"on one line", slack.User{Profile: slack.UserProfile{DisplayName: "Alice\n\tLiddell "}}, "Alice Liddell"},
+		{"bounded", slack.User{Profile: slack.UserProfile{DisplayName: long}}, strings.Repeat("é", maxNameRunes) + "…"},
+		{"none", slack.User{ID: "U1"}, ""},
+	}
+	for _, tt := range tests {
+		if got := displayName(tt.u); got != tt.want {
+			t.Errorf("%s: displayName = %q; want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestShowActors: the engine's sentences name their actor with who; an ID
+// a person typed later in the sentence stays text.
+func TestShowActors(t *testing.T) {
+	n := names{"U2": "Bob"}
+	tests := []struct{ in, mentioned, named string }{
+		{"cancelled by U2: wrong team", "cancelled by <@U2>: wrong team", "cancelled by @Bob: wrong team"},
+		{"rejected by U2 at gate authentik", "rejected by <@U2> at gate authentik", "rejected by @Bob at gate authentik"},
+		{"the approval of U7 does not count", "the approval of <@U7> does not count", "the approval of Slack user U7 does not count"},
+		{"cancelled by U2: ask U3", "cancelled by <@U2>: ask U3", "cancelled by @Bob: ask U3"},
+		{"timeout: cancelled by U2", "timeout: cancelled by U2", "timeout: cancelled by U2"},
+	}
+	for _, tt := range tests {
+		if got := mentionActors(tt.in); got != tt.mentioned {
+			t.Errorf("mentionActors(%q) = %q; want %q", tt.in, got, tt.mentioned)
+		}
+		if got := showActors(tt.in, n.person); got != tt.named {
+			t.Errorf("showActors(%q, names) = %q; want %q", tt.in, got, tt.named)
+		}
+	}
+}
+
+func TestCardPeople(t *testing.T) {
+	r := sampleRun(workflow.GateCloudflare, workflow.StepRejected, workflow.StateRejected)
+	r.Approvals = []workflow.Approval{
+		{Gate: workflow.GateAuthentik, User: "U2", Decision: workflow.Approve},
+		{Gate: workflow.GateAuthentik, User: "U1", Decision: workflow.Approve},
+		{Gate: workflow.GateCloudflare, User: "U4", Decision: workflow.Reject},
+		{Gate: workflow.GateCloudflare, User: "admin@example.com", Decision: workflow.Reject},
+	}
+	r.Error = "rejected by U4 at gate cloudflare"
+	if got, want := cardPeople(r), []string{"U1", "U2", "U4"}; !slices.Equal(got, want) {
+		t.Errorf("cardPeople = %v; want %v", got, want)
+	}
+	r.Error = "cancelled by U5: ask U6"
+	if got, want := cardPeople(r), []string{"U1", "U2", "U4", "U5"}; !slices.Equal(got, want) {
+		t.Errorf("cardPeople = %v; want %v", got, want)
 	}
 }
 
