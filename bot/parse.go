@@ -75,7 +75,7 @@ func Usage(cmd string) string {
 		"*Usage*",
 		fmt.Sprintf("• `%s new %s [slug=%s] [team=%s] [login=%s]`: start a setup; quote names with spaces or keep them plain: `%[1]s new \"My App\" slug=my-app`; inside quotes, `\\\"` is a quote and `\\\\` a backslash", cmd, placeholder("application name"), placeholder("slug"), placeholder("team domain"), placeholder("login method name")),
 		fmt.Sprintf("• `%s`: open the form", cmd),
-		fmt.Sprintf("• `%s status %s [public]`: show a run (privately unless `public`, in the run's own channel)", cmd, placeholder("run")),
+		fmt.Sprintf("• `%s status %s [public]`: show a run (privately unless `public`, in the run's own channel, where it names people without notifying them)", cmd, placeholder("run")),
 		fmt.Sprintf("• `%s list`: the 10 most recent runs", cmd),
 		fmt.Sprintf("• `%s cancel %s [reason]`: cancel a run (requester or approver)", cmd, placeholder("run")),
 		fmt.Sprintf("• `%s retry %s`: retry a failed run from its failed step, or ask again at the gate of an expired one (requester or approver)", cmd, placeholder("run")),

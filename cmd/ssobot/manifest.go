@@ -24,8 +24,9 @@ const slashCommand = bot.DefaultCommand
 
 // botScopes are the bot token scopes the code uses: the slash command,
 // posting and editing run messages (chat.postMessage, chat.update,
-// chat.postEphemeral), checking approvers (users.info) and expanding
-// approver user groups (usergroups.users.list).
+// chat.postEphemeral), checking approvers and naming people in a public
+// status (users.info) and expanding approver user groups
+// (usergroups.users.list).
 var botScopes = []string{"commands", "chat:write", "users:read", "usergroups:read"}
 
 // The manifest's structs keep the field order Slack's documentation uses.
