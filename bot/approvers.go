@@ -184,6 +184,12 @@ func (a *approvers) cachedGroup(group string) (map[string]bool, bool) {
 }
 
 func (a *approvers) userInfo(ctx context.Context, user string) (slack.User, error) {
+	return a.lookUp(ctx, user, eligibilityAttempts)
+}
+
+// lookUp is users.info through the cache, in attempts calls at most (see
+// retryRateLimited); a failure is not cached.
+func (a *approvers) lookUp(ctx context.Context, user string, attempts int) (slack.User, error) {
 	a.mu.Lock()
 	c, ok := a.userCache[user]
 	a.mu.Unlock()
@@ -191,7 +197,7 @@ func (a *approvers) userInfo(ctx context.Context, user string) (slack.User, erro
 		return c.v, nil
 	}
 	var u *slack.User
-	err := retryRateLimited(ctx, a.clock, eligibilityAttempts, maxEligibilityWait, func() (err error) {
+	err := retryRateLimited(ctx, a.clock, attempts, maxEligibilityWait, func() (err error) {
 		u, err = a.client.GetUserInfoContext(ctx, user)
 		return err
 	})
@@ -205,7 +211,8 @@ func (a *approvers) userInfo(ctx context.Context, user string) (slack.User, erro
 }
 
 // names looks users up (users.info, through the cache eligibility uses)
-// all at once, and returns those named before ctx ends, with the first
+// all at once, one attempt each (a rate limit is not waited out: the name
+// is only shown), and returns those named before ctx ends, with the first
 // error: a lookup that failed or did not finish in time leaves its user
 // out (those still running end with ctx).
 func (a *approvers) names(ctx context.Context, users []string) (names, error) {
@@ -217,7 +224,7 @@ func (a *approvers) names(ctx context.Context, users []string) (names, error) {
 	results := make(chan found, len(users)) // buffered: a lookup cut off never blocks
 	for _, user := range users {
 		go func() {
-			u, err := a.userInfo(ctx, user)
+			u, err := a.lookUp(ctx, user, 1)
 			results <- found{user, u, err}
 		}()
 	}

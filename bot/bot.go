@@ -2,9 +2,8 @@
 // commands and interactions (over HTTP or Socket Mode), keeps one message per
 // run up to date, and tells the engine who may approve.
 //
-// Nothing on the acknowledgement path calls the Slack Web API, but a public
-// status, which looks up the names it shows within namesTimeout: Slack gives
-// a request 3 seconds, so messages, modals and private replies are sent from
+// Nothing on the acknowledgement path calls the Slack Web API: Slack gives a
+// request 3 seconds, so messages, modals and private replies are sent from
 // background goroutines and from the delivery worker started by Run.
 package bot
 

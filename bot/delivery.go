@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -456,6 +457,29 @@ func (b *Bot) respond(ctx context.Context, responseURL, text string) error {
 			slack.MsgOptionText(Truncate(text, MaxMessageText), false))
 		return "", err
 	})
+	return err
+}
+
+// respondBlocks posts a message with blocks through a command's response
+// URL: responseType in_channel posts it for the whole channel.
+func (b *Bot) respondBlocks(ctx context.Context, responseURL, responseType, text string, blocks []slack.Block) error {
+	_, err := b.withRetry(ctx, func(ctx context.Context) (string, error) {
+		_, _, err := b.client.PostMessageContext(ctx, "",
+			slack.MsgOptionResponseURL(responseURL, responseType),
+			slack.MsgOptionText(Truncate(text, MaxMessageText), false),
+			slack.MsgOptionBlocks(blocks...))
+		return "", err
+	})
+	return err
+}
+
+// withoutURL drops the URL from an HTTP client's error: a response URL
+// lets whoever holds it post in the channel, so it stays out of the logs.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
 	return err
 }
 

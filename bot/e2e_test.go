@@ -359,13 +359,13 @@ func TestEndToEnd(t *testing.T) {
 	if status.ResponseType != "ephemeral" || !strings.Contains(status.Text, "Succeeded") || !strings.Contains(string(status.Blocks), "Verify the login method") {
 		t.Fatalf("status %+v", status)
 	}
-	pub := e.command("U3", "C1", "status 1 public")
-	if pub.ResponseType != "in_channel" {
-		t.Fatalf("public status %+v", pub)
+	before := len(e.slack.Calls())
+	if ack := e.command("U3", "C1", "status 1 public"); ack.ResponseType != "ephemeral" || ack.Text != "Sharing run #1 in this channel…" {
+		t.Fatalf("public status acknowledged with %+v", ack)
 	}
 	// Posted for the channel, it names the requester and approver without
 	// notifying them.
-	shown := replyTexts(t, pub)
+	shown := replyTexts(t, e.sharedCard(before))
 	if bad := notifying(shown); bad != "" || !anyContains(shown, "*Requested by*\n@requester") || !anyContains(shown, "@approver approved _authentik_") {
 		t.Fatalf("public status notifies (%q) or lacks the names:\n%s", bad, strings.Join(shown, "\n"))
 	}
@@ -465,7 +465,9 @@ func TestEndToEndCancelReasonIsProse(t *testing.T) {
 	}
 	// Shared in the channel, the card names whoever cancelled without
 	// notifying them.
-	public := replyTexts(t, e.command("U3", "C1", "status 1 public"))
+	before := len(e.slack.Calls())
+	e.command("U3", "C1", "status 1 public")
+	public := replyTexts(t, e.sharedCard(before))
 	if bad := notifying(public); bad != "" || !anyContains(public, "*Last error*\n"+strings.Replace(shown, "<@U1>", "@requester", 1)) {
 		t.Errorf("public status notifies (%q) or does not name who cancelled:\n%s", bad, strings.Join(public, "\n"))
 	}

@@ -124,16 +124,13 @@ func (f *Foreground) Active() int64 {
 }
 
 // Transport wraps next for the clients of Slack, authentik and Cloudflare,
-// which background work uses: each call first yields (see Yield), but one
-// made to answer a request (see answering).
+// which only background work uses (an acknowledgement never calls an API):
+// each call first yields (see Yield).
 func (f *Foreground) Transport(next http.RoundTripper) http.RoundTripper {
 	if f == nil {
 		return next
 	}
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		if r.Context().Value(answeringKey{}) != nil {
-			return next.RoundTrip(r)
-		}
 		done, err := f.Yield(r.Context())
 		if err != nil {
 			return nil, err
@@ -188,15 +185,6 @@ const quietFor = 5 * time.Millisecond
 // 1.3–2.1× (run alternately). Background work is not waited on by people
 // at this scale; only under traffic with no 5 ms gap does it go slower.
 const yieldAtMost = 400 * time.Millisecond
-
-type answeringKey struct{}
-
-// answering marks ctx as that of a request being answered: its calls
-// through Transport do not yield, since they would wait for the request
-// itself (yieldAtMost, then behind background work).
-func answering(ctx context.Context) context.Context {
-	return context.WithValue(ctx, answeringKey{}, true)
-}
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
 

@@ -2,7 +2,6 @@ package bot
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -11,10 +10,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/slack-go/slack"
-
-	"github.com/ssobot/ssobot/workflow"
 )
 
 func TestForegroundNil(t *testing.T) {
@@ -148,34 +143,6 @@ func TestForegroundTransportOneAtATime(t *testing.T) {
 	wg.Wait()
 }
 
-// A call made to answer a request goes at once, even while requests are in
-// flight and background work holds the one turn; any other call yields.
-func TestForegroundTransportAnswering(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	defer srv.Close()
-	f := NewForeground()
-	end := f.Begin()
-	defer end()
-	f.slot <- struct{}{}
-	defer func() { <-f.slot }()
-	client := &http.Client{Transport: f.Transport(http.DefaultTransport)}
-
-	req, _ := http.NewRequestWithContext(answering(context.Background()), http.MethodGet, srv.URL, nil)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("a call answering a request: %v", err)
-	}
-	resp.Body.Close()
-
-	// With no time left to wait, a call that yields fails at once.
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
-	if _, err := f.Transport(http.DefaultTransport).RoundTrip(req); !errors.Is(err, context.Canceled) {
-		t.Errorf("a background call while a request is answered: %v; want it to yield", err)
-	}
-}
-
 // Only requests with a valid signature count: an unsigned or slow client
 // cannot hold background work back.
 func TestForegroundCountsVerifiedRequests(t *testing.T) {
@@ -223,25 +190,5 @@ func TestForegroundAsyncCallsUnderFlood(t *testing.T) {
 	})
 	if err := <-result; err != nil {
 		t.Fatalf("a background call during a flood: %v", err)
-	}
-}
-
-// A public status looks its names up while its own request is in flight:
-// those calls must not yield to it (they would wait for themselves, and
-// then behind background work), or every name would miss its deadline.
-func TestForegroundPublicStatusLooksUpAtOnce(t *testing.T) {
-	f := NewForeground()
-	h, eng := newHandlerHarness(t, func(c *Config) {
-		c.Foreground = f
-		slack.OptionHTTPClient(&http.Client{Transport: f.Transport(http.DefaultTransport)})(c.Client)
-	})
-	eng.put(sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval))
-	f.slot <- struct{}{} // background work going through a flood holds the one turn
-	defer func() { <-f.slot }()
-	end := f.Begin() // and another request is in flight
-	defer end()
-	r := h.command("U3", "C1", "status 42 public")
-	if text := strings.Join(replyTexts(t, r), "\n"); !strings.Contains(text, "*Requested by*\n@requester") {
-		t.Fatalf("the requester's name was not looked up in time:\n%s", text)
 	}
 }

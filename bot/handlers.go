@@ -27,10 +27,10 @@ import (
 // Timeouts of work done off the request path.
 var modalTimeout = 3 * time.Second // a trigger_id lives 3 s; a variable for tests
 
-// namesTimeout bounds the lookups of the names a public status shows, the
-// one call to Slack on the request path: Slack gives the acknowledgement
-// 3 s in all. A variable for tests.
-var namesTimeout = time.Second
+// namesTimeout bounds the lookups of the names a public status shows, in
+// the background: whoever is not found by then is shown by user ID, and the
+// card is posted. A variable for tests.
+var namesTimeout = 3 * time.Second
 
 const (
 	responseTimeout = 30 * time.Second
@@ -346,8 +346,7 @@ func slashFromForm(f url.Values) slack.SlashCommand {
 }
 
 // command handles a slash command from either transport and returns the
-// acknowledgement (nil: an empty one). It makes no Slack Web API call but
-// the lookups of the names a public status shows (see Bot.status).
+// acknowledgement (nil: an empty one). It makes no Slack Web API call.
 func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) *reply {
 	e := b.eng()
 	if e == nil {
@@ -391,7 +390,7 @@ func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) *reply {
 		}
 		return b.startFromCommand(ctx, cmd, c, log)
 	case CmdStatus:
-		return b.status(ctx, c, slashName(cmd.Command), cmd.UserID, cmd.ChannelID, log)
+		return b.status(ctx, c, slashName(cmd.Command), cmd.UserID, cmd.ChannelID, cmd.ResponseURL, log)
 	case CmdList:
 		return b.list(ctx, slashName(cmd.Command), cmd.UserID, cmd.ChannelID, log)
 	case CmdCancel, CmdRetry:
@@ -455,8 +454,10 @@ func (b *Bot) startFromCommand(ctx context.Context, cmd slack.SlashCommand, c Co
 }
 
 // status shows a run to the person asking, or with public to the channel
-// it was asked in, if that is the run's own channel.
-func (b *Bot) status(ctx context.Context, c Command, slash, user, channel string, log *slog.Logger) *reply {
+// it was asked in, if that is the run's own channel: that card names its
+// people, which takes calls to Slack, so it is posted in the background
+// (see shareRun) and the command is acknowledged at once.
+func (b *Bot) status(ctx context.Context, c Command, slash, user, channel, responseURL string, log *slog.Logger) *reply {
 	run, err := b.eng().Get(ctx, c.RunID)
 	if errors.Is(err, workflow.ErrNotFound) {
 		return private(fmt.Sprintf("There is no run #%d; `%s list` shows the recent ones.", c.RunID, slash))
@@ -468,19 +469,12 @@ func (b *Bot) status(ctx context.Context, c Command, slash, user, channel string
 	if !b.visible(run, user, channel) {
 		return private(fmt.Sprintf("Run #%d was started in another channel: ask for it there.", run.ID))
 	}
-	public := c.Public && (run.Request.Channel == "" || run.Request.Channel == channel)
-	who := mention
-	if public {
-		// Everyone in the channel reads it, and anyone may share it again:
-		// a mention would notify each person it names every time.
-		who = b.cardNames(ctx, run, log).person
+	if c.Public && (run.Request.Channel == "" || run.Request.Channel == channel) {
+		b.async(responseTimeout, func(ctx context.Context) { b.shareRun(ctx, run, slash, user, channel, responseURL, log) })
+		return private(fmt.Sprintf("Sharing run #%d in this channel…", run.ID))
 	}
-	resp := &reply{ResponseType: slack.ResponseTypeEphemeral, Text: FallbackText(run), Blocks: renderRun(run, b.links(), false, "", who)}
-	switch {
-	case !c.Public:
-	case public:
-		resp.ResponseType = slack.ResponseTypeInChannel
-	default:
+	resp := &reply{ResponseType: slack.ResponseTypeEphemeral, Text: FallbackText(run), Blocks: renderRun(run, b.links(), false, "", mention)}
+	if c.Public {
 		// The run's card names its application, team and people; a run
 		// from another channel (perhaps a private one) is not posted here.
 		note := fmt.Sprintf(":lock: Run #%d belongs to <#%s>, so only you see it here; to share it, type `%s status %d public` there.", run.ID, run.Request.Channel, slash, run.ID)
@@ -490,11 +484,29 @@ func (b *Bot) status(ctx context.Context, c Command, slash, user, channel string
 	return resp
 }
 
+// shareRun posts run r's card in the channel through the command's
+// response URL, for `status N public`. Everyone in the channel reads it,
+// and anyone may share it again: a mention would notify each person it
+// names every time, so it names them as plain text (see cardNames). If it
+// cannot be posted, the person who asked is told so.
+func (b *Bot) shareRun(ctx context.Context, r *workflow.Run, slash, user, channel, responseURL string, log *slog.Logger) {
+	blocks := renderRun(r, b.links(), false, "", b.cardNames(ctx, r, log).person)
+	err := errors.New("the command came without a response URL")
+	if responseURL != "" {
+		err = b.respondBlocks(ctx, responseURL, slack.ResponseTypeInChannel, FallbackText(r), blocks)
+	}
+	if err == nil {
+		return
+	}
+	log.Error("public status: could not post the run's card in the channel", slog.Int64(workflow.KeyRunID, r.ID), slog.String("channel", channel), slog.Any(workflow.KeyError, withoutURL(err)))
+	b.tellPrivately(ctx, r.ID, user, channel, fmt.Sprintf(":warning: I could not post run #%d in this channel (Slack did not take the message). Try `%s status %d public` again in a minute; `%s status %d` shows it to you alone.", r.ID, slash, r.ID, slash, r.ID))
+}
+
 // cardNames looks up the names of the people run r's card shows, within
-// namesTimeout of the request's acknowledgement. Whoever is not found in
-// time is shown by user ID (see names.person): the card is not held back.
+// namesTimeout, one attempt each. Whoever is not found in time is shown by
+// user ID (see names.person): the card is not held back.
 func (b *Bot) cardNames(ctx context.Context, r *workflow.Run, log *slog.Logger) names {
-	ctx, cancel := context.WithTimeout(answering(ctx), namesTimeout)
+	ctx, cancel := context.WithTimeout(ctx, namesTimeout)
 	defer cancel()
 	n, err := b.appr.names(ctx, cardPeople(r))
 	if err != nil {

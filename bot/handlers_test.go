@@ -167,7 +167,13 @@ func TestReplayedCommandHasNoEffect(t *testing.T) {
 }
 
 func TestCommandReplies(t *testing.T) {
-	h, eng := newHandlerHarness(t)
+	// Slack gets no call until every command is answered; a command whose
+	// answer waited for one would not be answered in time (boundedClient).
+	old := namesTimeout
+	namesTimeout = time.Minute
+	t.Cleanup(func() { namesTimeout = old })
+	hold := newHoldSlack()
+	h, eng := newHandlerHarness(t, func(c *Config) { slack.OptionHTTPClient(&http.Client{Transport: hold})(c.Client) })
 	for i := 1; i <= 12; i++ {
 		r := sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval)
 		r.ID = int64(i)
@@ -191,7 +197,7 @@ func TestCommandReplies(t *testing.T) {
 		{name: "invalid team", text: "new Grafana team=bad_team!", want: []string{"is not a team domain"}},
 		{name: "escaped validation error", text: "new Grafana slug=&lt;!channel&gt;", want: []string{"&lt;!channel&gt;"}, notWant: []string{"<!channel>"}},
 		{name: "status", text: "status 3", respType: slack.ResponseTypeEphemeral, want: []string{"SSO setup #3 for App 3"}},
-		{name: "status public", text: "status 3 public", respType: slack.ResponseTypeInChannel, want: []string{"SSO setup #3"}},
+		{name: "status public", text: "status 3 public", respType: slack.ResponseTypeEphemeral, want: []string{"Sharing run #3 in this channel…"}},
 		{name: "status public elsewhere", text: "status 3 public", channel: "C2", respType: slack.ResponseTypeEphemeral,
 			want: []string{"Run #3 belongs to <#C1>, so only you see it here; to share it, type `/sso-setup status 3 public` there", "SSO setup #3"}},
 		{name: "status unknown", text: "status 99", want: []string{"There is no run #99; `/sso-setup list` shows the recent ones"}},
@@ -245,9 +251,13 @@ func TestCommandReplies(t *testing.T) {
 			t.Errorf("status carries buttons:\n%s", body)
 		}
 	})
-	// Only the public status looks up the name it shows (the requester's).
-	if calls := h.slack.Calls(); len(calls) != 1 || calls[0].Method != "users.info" || calls[0].Param("user") != "U1" {
+	if calls := h.slack.Calls(); len(calls) != 0 {
 		t.Fatalf("commands called Slack on the request path:\n%s", callList(calls))
+	}
+	// Then the public status posts the card in the channel.
+	close(hold.release)
+	if card := h.sharedCard(0); !strings.Contains(card.Text, "SSO setup #3") || !strings.Contains(string(card.Blocks), "@requester") {
+		t.Errorf("shared card %+v", card)
 	}
 }
 
@@ -888,9 +898,10 @@ func notifying(texts []string) string {
 	return ""
 }
 
-// TestPublicStatusNotifiesNoOne: the card a public status posts in the
-// channel names its people without mentioning them; privately, where a
-// mention notifies no one, it mentions them as before.
+// TestPublicStatusNotifiesNoOne: `status N public` is acknowledged at once,
+// privately, and the card then posted in the channel through the command's
+// response URL names its people without mentioning them, in verbatim text;
+// privately, where a mention notifies no one, it mentions them as before.
 func TestPublicStatusNotifiesNoOne(t *testing.T) {
 	h, eng := newHandlerHarness(t)
 	h.slack.AddChannel("C2", "random", true)
@@ -900,66 +911,111 @@ func TestPublicStatusNotifiesNoOne(t *testing.T) {
 	private := blocksJSON(t, renderRun(run, h.bot.links(), false, "", mention))
 	tests := []struct {
 		name, user, channel, text string
-		respType                  string
-		lookups                   []string // users.info calls, by user
-		want, notWant             []string
+		shared                    bool // posts the card in the channel
+		want                      []string
 	}{
-		{name: "public", user: "U3", channel: "C1", text: "status 42 public", respType: slack.ResponseTypeInChannel,
-			lookups: []string{"U1", "U2", "U4", "U5"},
+		{name: "public", user: "U3", channel: "C1", text: "status 42 public", shared: true,
 			want: []string{"*Requested by*\n@Alice", "@&lt;!channel&gt; \u200b*\u200bBob\u200b*\u200b &lt;@U9&gt; approved _authentik_",
 				"@Carol Jones approved _Cloudflare_", "cancelled by @dave: wrong team", "&lt;@U9&gt; looks right"}},
-		{name: "public again, from the cache", user: "U1", channel: "C1", text: "status 42 public", respType: slack.ResponseTypeInChannel,
-			want: []string{"*Requested by*\n@Alice", "cancelled by @dave: wrong team"}},
-		{name: "private", user: "U3", channel: "C1", text: "status 42", respType: slack.ResponseTypeEphemeral,
+		{name: "private", user: "U3", channel: "C1", text: "status 42",
 			want: []string{"*Requested by*\n<@U1>", "<@U2> approved _authentik_", "<@U4> approved _Cloudflare_", "cancelled by <@U5>: wrong team"}},
-		{name: "public from another channel", user: "U1", channel: "C2", text: "status 42 public", respType: slack.ResponseTypeEphemeral,
+		{name: "public from another channel", user: "U1", channel: "C2", text: "status 42 public",
 			want: []string{"Run #42 belongs to <#C1>, so only you see it here", "*Requested by*\n<@U1>", "cancelled by <@U5>: wrong team"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(h.slack.Calls())
 			r := h.command(tt.user, tt.channel, tt.text)
-			if r.ResponseType != tt.respType {
-				t.Fatalf("response_type %q; want %q", r.ResponseType, tt.respType)
+			if r.ResponseType != slack.ResponseTypeEphemeral {
+				t.Fatalf("response_type %q; want ephemeral", r.ResponseType)
 			}
-			var lookups []string
-			for _, c := range h.slack.Calls()[before:] {
-				if c.Method != "users.info" {
-					t.Errorf("status called %s on the request path", c.Method)
+			if !tt.shared {
+				if calls := h.slack.Calls()[before:]; len(calls) != 0 {
+					t.Errorf("a private status called Slack:\n%s", callList(calls))
 				}
-				lookups = append(lookups, c.Param("user"))
-			}
-			slices.Sort(lookups)
-			if !slices.Equal(lookups, tt.lookups) {
-				t.Errorf("looked up %v; want %v", lookups, tt.lookups)
-			}
-			got := replyTexts(t, r)
-			all := strings.Join(got, "\n")
-			for _, w := range tt.want {
-				if !strings.Contains(all, w) {
-					t.Errorf("reply lacks %q:\n%s", w, all)
+				var blocks []json.RawMessage
+				if err := json.Unmarshal(r.Blocks, &blocks); err != nil {
+					t.Fatal(err)
 				}
-			}
-			if tt.respType == slack.ResponseTypeInChannel {
-				if bad := notifying(got); bad != "" {
-					t.Errorf("the public card would notify: %q in\n%s", bad, all)
+				all := strings.Join(replyTexts(t, r), "\n")
+				for _, w := range tt.want {
+					if !strings.Contains(all, w) {
+						t.Errorf("reply lacks %q:\n%s", w, all)
+					}
 				}
-				if strings.Contains(all, "Slack user") {
-					t.Errorf("a name was not found:\n%s", all)
+				// Privately nothing changed: the card is the one rendered with mentions.
+				card, _ := json.Marshal(blocks[len(blocks)-len(renderRun(run, h.bot.links(), false, "", mention)):])
+				if !jsonEqual(t, card, []byte(private)) {
+					t.Errorf("private card changed:\n%s\nwant\n%s", card, private)
 				}
 				return
 			}
-			// Privately nothing changed: the card is the one rendered with mentions.
-			var blocks []json.RawMessage
-			if err := json.Unmarshal(r.Blocks, &blocks); err != nil {
-				t.Fatal(err)
+			if r.Text != "Sharing run #42 in this channel…" || len(r.Blocks) != 0 {
+				t.Errorf("acknowledgement %+v", r)
 			}
-			card, _ := json.Marshal(blocks[len(blocks)-len(renderRun(run, h.bot.links(), false, "", mention)):])
-			if !jsonEqual(t, card, []byte(private)) {
-				t.Errorf("private card changed:\n%s\nwant\n%s", card, private)
+			card := h.sharedCard(before)
+			got := replyTexts(t, card)
+			all := strings.Join(got, "\n")
+			for _, w := range tt.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("card lacks %q:\n%s", w, all)
+				}
+			}
+			if bad := notifying(got); bad != "" {
+				t.Errorf("the public card would notify: %q in\n%s", bad, all)
+			}
+			if strings.Contains(all, "Slack user") {
+				t.Errorf("a name was not found:\n%s", all)
+			}
+			var lookups []string
+			for _, c := range h.slack.Calls("users.info") {
+				lookups = append(lookups, c.Param("user"))
+			}
+			slices.Sort(lookups)
+			if want := []string{"U1", "U2", "U4", "U5"}; !slices.Equal(lookups, want) {
+				t.Errorf("looked up %v; want %v", lookups, want)
 			}
 		})
 	}
+}
+
+// TestPublicStatusUsesTheCache: a run shared again names its people from
+// the cache eligibility keeps, without asking Slack.
+func TestPublicStatusUsesTheCache(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	addSharedRunPeople(h.slack, false)
+	eng.put(sharedRun())
+	for i, user := range []string{"U3", "U1"} {
+		before := len(h.slack.Calls())
+		h.command(user, "C1", "status 42 public")
+		all := strings.Join(replyTexts(t, h.sharedCard(before)), "\n")
+		if !strings.Contains(all, "*Requested by*\n@Alice") || !strings.Contains(all, "cancelled by @dave: wrong team") {
+			t.Errorf("share %d lacks the names:\n%s", i+1, all)
+		}
+		if n := countMethod(h.slack.Calls()[before:], "users.info"); (i == 0) != (n == 4) || (i == 1) != (n == 0) {
+			t.Errorf("share %d looked up %d names", i+1, n)
+		}
+	}
+}
+
+// sharedCard waits, within waitCalls' bound, for the card a public status
+// posts in the channel through its command's response URL (a call after
+// the first since), and decodes it.
+func (h *harness) sharedCard(since int) testReply {
+	h.t.Helper()
+	find := func(calls []slacktest.Call) *slacktest.Call {
+		for i := since; i < len(calls); i++ {
+			if calls[i].Method == slacktest.MethodResponseURL && calls[i].Param("response_type") == slack.ResponseTypeInChannel {
+				return &calls[i]
+			}
+		}
+		return nil
+	}
+	c := find(h.waitCalls("the card posted in the channel", func(calls []slacktest.Call) bool { return find(calls) != nil }))
+	if c.Status != http.StatusOK || c.Error != "" {
+		h.t.Fatalf("the card was refused: %s", c)
+	}
+	return testReply{ResponseType: c.Param("response_type"), Text: c.Param("text"), Blocks: json.RawMessage(c.Param("blocks"))}
 }
 
 func jsonEqual(t *testing.T, a, b []byte) bool {
@@ -981,6 +1037,8 @@ type failUser struct {
 	hold bool // hold the lookup until its context ends, instead of failing it
 }
 
+var errHeldTooLong = errors.New("held too long: nothing cut the call off")
+
 func (f failUser) RoundTrip(r *http.Request) (*http.Response, error) {
 	if strings.HasSuffix(r.URL.Path, "/users.info") {
 		body, err := io.ReadAll(r.Body)
@@ -990,8 +1048,14 @@ func (f failUser) RoundTrip(r *http.Request) (*http.Response, error) {
 		form, _ := url.ParseQuery(string(body))
 		if form.Get("user") == f.user {
 			if f.hold {
-				<-r.Context().Done()
-				return nil, r.Context().Err()
+				// Bounded, so that a lookup nothing cuts off fails the
+				// test (see errHeldTooLong) instead of hanging it.
+				select {
+				case <-r.Context().Done():
+					return nil, r.Context().Err()
+				case <-time.After(5 * time.Second):
+					return nil, errHeldTooLong
+				}
 			}
 			return nil, errors.New("connection reset")
 		}
@@ -1006,13 +1070,16 @@ func TestPublicStatusLookupFailures(t *testing.T) {
 	tests := []struct {
 		name      string
 		transport http.RoundTripper
-		gone      bool // U5 is not in the workspace (user_not_found)
+		gone      bool   // U5 is not in the workspace (user_not_found)
+		limited   string // users.info answers this user 429, Retry-After 5 s
 		want      string
+		logged    string
 	}{
-		{name: "user not found", gone: true, want: "cancelled by Slack user U5: wrong team"},
-		{name: "lookup fails", transport: failUser{user: "U2"}, want: "Slack user U2 approved _authentik_"},
-		{name: "lookup too slow", transport: failUser{user: "U1", hold: true}, want: "*Requested by*\nSlack user U1"},
-		{name: "another lookup fails", transport: failUser{user: "U4"}, want: "Slack user U4 approved _Cloudflare_"},
+		{name: "user not found", gone: true, want: "cancelled by Slack user U5: wrong team", logged: "user_not_found"},
+		{name: "lookup fails", transport: failUser{user: "U2"}, want: "Slack user U2 approved _authentik_", logged: "connection reset"},
+		{name: "lookup too slow", transport: failUser{user: "U1", hold: true}, want: "*Requested by*\nSlack user U1", logged: "context deadline exceeded"},
+		{name: "another lookup fails", transport: failUser{user: "U4"}, want: "Slack user U4 approved _Cloudflare_", logged: "connection reset"},
+		{name: "rate limited", limited: "U4", want: "Slack user U4 approved _Cloudflare_", logged: "rate limit"},
 	}
 	names := map[string]string{"U1": "@Alice", "U2": "@&lt;!channel&gt;", "U4": "@Carol Jones", "U5": "@dave"}
 	for _, tt := range tests {
@@ -1026,18 +1093,25 @@ func TestPublicStatusLookupFailures(t *testing.T) {
 				}
 			})
 			addSharedRunPeople(h.slack, tt.gone)
-			eng.put(sharedRun())
-			r := h.command("U3", "C1", "status 42 public")
-			if r.ResponseType != slack.ResponseTypeInChannel {
-				t.Fatalf("response_type %q", r.ResponseType)
+			if tt.limited != "" {
+				// The others are looked up first, from the cache.
+				for _, u := range []string{"U1", "U2", "U5"} {
+					if _, err := h.bot.appr.userInfo(context.Background(), u); err != nil {
+						t.Fatal(err)
+					}
+				}
+				h.slack.RateLimitNext("users.info", 1, 5)
 			}
-			got := replyTexts(t, r)
+			eng.put(sharedRun())
+			before := len(h.slack.Calls())
+			h.command("U3", "C1", "status 42 public")
+			got := replyTexts(t, h.sharedCard(before))
 			all := strings.Join(got, "\n")
 			if bad := notifying(got); bad != "" {
 				t.Errorf("the public card would notify: %q in\n%s", bad, all)
 			}
 			if !strings.Contains(all, tt.want) {
-				t.Errorf("reply lacks %q:\n%s", tt.want, all)
+				t.Errorf("card lacks %q:\n%s", tt.want, all)
 			}
 			for user, name := range names {
 				if shown := strings.Contains(all, name); shown == strings.Contains(tt.want, user) {
@@ -1047,9 +1121,47 @@ func TestPublicStatusLookupFailures(t *testing.T) {
 			if n := strings.Count(all, "Slack user "); n != 1 {
 				t.Errorf("%d users shown by ID; want 1:\n%s", n, all)
 			}
-			if !strings.Contains(h.logBuf.String(), "some names were not found") {
-				t.Errorf("the failed lookup was not logged:\n%s", h.logBuf.String())
+			if logs := h.logBuf.String(); !strings.Contains(logs, "some names were not found") || !strings.Contains(logs, tt.logged) {
+				t.Errorf("the failed lookup was not logged with %q:\n%s", tt.logged, logs)
+			}
+			if tt.limited != "" {
+				// One attempt: the wait Slack asks for is not waited out.
+				if n := countMethod(h.slack.Calls()[before:], "users.info"); n != 1 {
+					t.Errorf("%d lookups of %s; want 1", n, tt.limited)
+				}
+				if waits := h.clock.Waits(); len(waits) != 0 {
+					t.Errorf("waited %v for the rate limit", waits)
+				}
 			}
 		})
+	}
+}
+
+// TestPublicStatusCardRefused: when Slack does not take the card, the
+// person who asked is told so privately, and the failure is logged without
+// the response URL, which would let whoever reads the logs post.
+func TestPublicStatusCardRefused(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	addSharedRunPeople(h.slack, false)
+	eng.put(sharedRun())
+	h.slack.FailNext(slacktest.MethodResponseURL, 1, "expired_url")
+	cmd := h.slack.NewSlashCommand("/sso-setup", "status 42 public", "U3", "C1")
+	if status, body := h.post("/slack/commands", slacktest.SlashCommandForm(cmd)); status != http.StatusOK || !strings.Contains(body, "Sharing run #42") {
+		t.Fatalf("acknowledgement %d %s", status, body)
+	}
+	calls := h.waitCalls("the private note", func(c []slacktest.Call) bool { return len(okCalls(c, "chat.postEphemeral")) == 1 })
+	note := okCalls(calls, "chat.postEphemeral")[0]
+	if note.Param("channel") != "C1" || note.Param("user") != "U3" || !strings.Contains(note.Param("text"), "I could not post run #42 in this channel") {
+		t.Errorf("private note %s", note)
+	}
+	if n := countMethod(calls, slacktest.MethodResponseURL); n != 1 {
+		t.Errorf("%d posts to the response URL; want 1", n)
+	}
+	logs := h.logBuf.String()
+	if !strings.Contains(logs, "could not post the run's card") || !strings.Contains(logs, "expired_url") {
+		t.Errorf("the failure was not logged:\n%s", logs)
+	}
+	if strings.Contains(logs, cmd.ResponseURL) || strings.Contains(logs, "/response/") {
+		t.Errorf("the response URL reached the logs:\n%s", logs)
 	}
 }

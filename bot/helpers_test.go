@@ -361,13 +361,35 @@ func (h *harness) post(path string, form url.Values) (int, string) {
 func (h *harness) postAt(path string, form url.Values, ts time.Time) (int, string) {
 	h.t.Helper()
 	req := slacktest.SignedRequest(h.http.URL+path, testSecret, []byte(form.Encode()), ts)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := boundedClient.Do(req)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
+}
+
+// boundedClient sends the tests' requests to the bot: an answer that does
+// not come fails the test instead of hanging it.
+var boundedClient = &http.Client{Timeout: 10 * time.Second}
+
+// holdSlack holds every call to Slack until release is closed (or a bound
+// passes, when the call fails), so that a test sees what a request did
+// before its background work could reach Slack.
+type holdSlack struct{ release chan struct{} }
+
+func newHoldSlack() holdSlack { return holdSlack{release: make(chan struct{})} }
+
+func (h holdSlack) RoundTrip(r *http.Request) (*http.Response, error) {
+	select {
+	case <-h.release:
+		return http.DefaultTransport.RoundTrip(r)
+	case <-r.Context().Done():
+		return nil, r.Context().Err()
+	case <-time.After(20 * time.Second):
+		return nil, errHeldTooLong
+	}
 }
 
 // testReply is a decoded answer to a slash command.

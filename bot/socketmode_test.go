@@ -3,10 +3,13 @@ package bot
 import (
 	"context"
 	"encoding/json"
-	"github.com/slack-go/slack/socketmode"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
 
 	"github.com/ssobot/ssobot/bot/slacktest"
 	"github.com/ssobot/ssobot/workflow"
@@ -214,4 +217,78 @@ func TestSocketReadinessFollowsTheConnection(t *testing.T) {
 			t.Fatalf("after %s: SocketConnected = %v, want %v", step.evt, got, step.want)
 		}
 	}
+}
+
+// TestSocketModePublicStatusDoesNotHoldTheLoop: Socket Mode handles one
+// envelope at a time, so a public status must not wait for Slack before it
+// is acknowledged: here users.info does not answer until the end, and the
+// next envelope is still acknowledged (each wait is bounded: a regression
+// fails instead of hanging).
+func TestSocketModePublicStatusDoesNotHoldTheLoop(t *testing.T) {
+	old := namesTimeout
+	namesTimeout = time.Minute // longer than any wait below
+	t.Cleanup(func() { namesTimeout = old })
+	hold := newHoldSlack()
+	lookups := heldMethod{method: "users.info", hold: hold}
+	h, eng := newHandlerHarness(t, func(c *Config) { slack.OptionHTTPClient(&http.Client{Transport: lookups})(c.Client) })
+	eng.put(sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- h.bot.RunSocketMode(runCtx, workflow.NewSecret(h.slack.AppToken())) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("RunSocketMode: %v", err)
+		}
+	}()
+	if err := h.slack.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(hold.release)
+		}
+	}
+	defer release()
+	before := len(h.slack.Calls())
+	status, err := h.slack.SendEnvelope(ctx, slacktest.EnvelopeSlashCommands, h.slack.NewSlashCommand("/sso-setup", "status 42 public", "U3", "C1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := h.slack.SendEnvelope(ctx, slacktest.EnvelopeSlashCommands, h.slack.NewSlashCommand("/sso-setup", "help", "U1", "C1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{status: "Sharing run #42 in this channel", next: "*Usage*"} {
+		ack, err := h.slack.WaitAck(ctx, id)
+		if err != nil || !strings.Contains(string(ack), want) {
+			t.Fatalf("ack %s, %v; want %q", ack, err, want)
+		}
+	}
+	if n := countMethod(h.slack.Calls()[before:], "users.info"); n != 0 {
+		t.Fatalf("%d lookups answered while held", n)
+	}
+	// Once Slack answers, the card is posted in the channel.
+	release()
+	if card := h.sharedCard(before); !strings.Contains(string(card.Blocks), "@requester") {
+		t.Errorf("shared card %s", card.Blocks)
+	}
+}
+
+// heldMethod holds the calls of one Web API method (see holdSlack) and
+// lets the others through.
+type heldMethod struct {
+	method string
+	hold   holdSlack
+}
+
+func (h heldMethod) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(r.URL.Path, "/"+h.method) {
+		return h.hold.RoundTrip(r)
+	}
+	return http.DefaultTransport.RoundTrip(r)
 }
