@@ -487,10 +487,11 @@ func (b *Bot) status(ctx context.Context, c Command, slash, user, channel, respo
 // shareRun posts run r's card in the channel through the command's
 // response URL, for `status N public`. Everyone in the channel reads it,
 // and anyone may share it again: a mention would notify each person it
-// names every time, so it names them as plain text (see cardNames). If it
-// cannot be posted, the person who asked is told so.
+// names every time, so it names them as plain text (see cardNames), and
+// its text is verbatim, so that Slack links no name nor URL a person
+// chose. If it cannot be posted, the person who asked is told so.
 func (b *Bot) shareRun(ctx context.Context, r *workflow.Run, slash, user, channel, responseURL string, log *slog.Logger) {
-	blocks := renderRun(r, b.links(), false, "", b.cardNames(ctx, r, log).person)
+	blocks := verbatim(renderRun(r, b.links(), false, "", b.cardNames(ctx, r, log).person))
 	err := errors.New("the command came without a response URL")
 	if responseURL != "" {
 		err = b.respondBlocks(ctx, responseURL, slack.ResponseTypeInChannel, FallbackText(r), blocks)

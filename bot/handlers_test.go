@@ -967,6 +967,9 @@ func TestPublicStatusNotifiesNoOne(t *testing.T) {
 			if strings.Contains(all, "Slack user") {
 				t.Errorf("a name was not found:\n%s", all)
 			}
+			if n, bad := notVerbatim(t, card.Blocks); n == 0 || bad != 0 {
+				t.Errorf("%d of the card's %d mrkdwn texts are not verbatim:\n%s", bad, n, card.Blocks)
+			}
 			var lookups []string
 			for _, c := range h.slack.Calls("users.info") {
 				lookups = append(lookups, c.Param("user"))
@@ -1016,6 +1019,38 @@ func (h *harness) sharedCard(since int) testReply {
 		h.t.Fatalf("the card was refused: %s", c)
 	}
 	return testReply{ResponseType: c.Param("response_type"), Text: c.Param("text"), Blocks: json.RawMessage(c.Param("blocks"))}
+}
+
+// notVerbatim counts the mrkdwn text objects in blocks, and those of them
+// not marked verbatim, which Slack parses for bare URLs, #channels and
+// @names.
+func notVerbatim(t *testing.T, blocks json.RawMessage) (n, bad int) {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(blocks, &v); err != nil {
+		t.Fatalf("blocks: %v", err)
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		case map[string]any:
+			if x["type"] == slack.MarkdownType {
+				n++
+				if x["verbatim"] != true {
+					bad++
+				}
+			}
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	walk(v)
+	return n, bad
 }
 
 func jsonEqual(t *testing.T, a, b []byte) bool {

@@ -199,6 +199,34 @@ func displayName(u slack.User) string {
 	return ""
 }
 
+// verbatim marks the mrkdwn text of blocks verbatim, so that Slack turns
+// nothing in it into a link or a mention by itself: not a URL, a #channel,
+// an @name nor @here, which a name a person chose may spell. Explicit
+// markup (<https://…|text>, <!date^…>) still renders.
+func verbatim(blocks []slack.Block) []slack.Block {
+	mark := func(t *slack.TextBlockObject) {
+		if t != nil && t.Type == slack.MarkdownType {
+			t.Verbatim = true
+		}
+	}
+	for _, b := range blocks {
+		switch b := b.(type) {
+		case *slack.SectionBlock:
+			mark(b.Text)
+			for _, f := range b.Fields {
+				mark(f)
+			}
+		case *slack.ContextBlock:
+			for _, e := range b.ContextElements.Elements {
+				if t, ok := e.(*slack.TextBlockObject); ok {
+					mark(t)
+				}
+			}
+		}
+	}
+	return blocks
+}
+
 // cardPeople are the Slack users run r's card shows (see renderRun), each
 // once.
 func cardPeople(r *workflow.Run) []string {

@@ -537,6 +537,34 @@ func TestMention(t *testing.T) {
 	}
 }
 
+// TestVerbatim: the shared card's mrkdwn text is verbatim in the JSON sent
+// to Slack, its text unchanged (explicit links and dates still render);
+// the header stays plain text, and other cards are parsed as before.
+func TestVerbatim(t *testing.T) {
+	r := sampleRun(workflow.GateCloudflare, workflow.StepRejected, workflow.StateRejected)
+	r.Approvals = []workflow.Approval{{Gate: workflow.GateAuthentik, User: "U2", Decision: workflow.Approve, At: t0}}
+	r.Error = "rejected by U2 at gate cloudflare"
+	n := names{"U1": "https://evil.example/login", "U2": "#general"}
+	plainCard := blocksJSON(t, renderRun(r, links{}, false, "", n.person))
+	shared := blocksJSON(t, verbatim(renderRun(r, links{}, false, "", n.person)))
+	if strings.Contains(plainCard, `"verbatim"`) {
+		t.Errorf("a card not shared is verbatim:\n%s", plainCard)
+	}
+	if total, bad := notVerbatim(t, json.RawMessage(shared)); total < 3 || bad != 0 {
+		t.Errorf("%d of %d mrkdwn texts not verbatim:\n%s", bad, total, shared)
+	}
+	if strings.Count(shared, `"verbatim":true`) != strings.Count(shared, `"type":"mrkdwn"`) {
+		t.Errorf("verbatim on other than mrkdwn text:\n%s", shared)
+	}
+	// Only the flag differs: the same text, with its explicit markup.
+	if got := strings.ReplaceAll(shared, `,"verbatim":true`, ""); got != plainCard {
+		t.Errorf("text changed:\n%s\nwant\n%s", got, plainCard)
+	}
+	if !strings.Contains(shared, `\u003c!date^`) || !strings.Contains(shared, "@https://evil.example/login") || !strings.Contains(shared, "@#general") {
+		t.Errorf("the card lacks its date or names:\n%s", shared)
+	}
+}
+
 // TestNamesPerson: a name is plain escaped text, which notifies no one; a
 // Slack user without one is shown by ID, never mentioned.
 func TestNamesPerson(t *testing.T) {
