@@ -1200,3 +1200,48 @@ func TestPublicStatusCardRefused(t *testing.T) {
 		t.Errorf("the response URL reached the logs:\n%s", logs)
 	}
 }
+
+// TestPublicStatusHostileNames: a display name is the person's to choose;
+// on the shared card it is inert text: no mention, link or channel, and no
+// character that hides or reorders what follows.
+func TestPublicStatusHostileNames(t *testing.T) {
+	tests := []struct{ name, shown string }{
+		{"here", "@here"},
+		{"channel", "@channel"},
+		{"everyone", "@everyone"},
+		{"https://evil.example/login", "@https://evil.example/login"},
+		{"#general", "@#general"},
+		{"alice", "@alice"},
+		{"<!here> <@U2> <#C1> <https://evil.example|Log in>", "@&lt;!here&gt; &lt;@U2&gt; &lt;#C1&gt; &lt;https://evil.example|Log in&gt;"},
+		{"\u202enigol/elpmaxe.live//:sptth", "@nigol/elpmaxe.live//:sptth"},
+		{"ad\x00min\u200b\u2066", "@admin"},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Quote(tt.name), func(t *testing.T) {
+			h, eng := newHandlerHarness(t)
+			h.slack.AddUser(slacktest.User{ID: "U7", Name: "mallory", DisplayName: tt.name})
+			run := sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval)
+			run.Request.RequestedBy = "U7"
+			eng.put(run)
+			before := len(h.slack.Calls())
+			h.command("U3", "C1", "status 42 public")
+			card := h.sharedCard(before)
+			got := replyTexts(t, card)
+			all := strings.Join(got, "\n")
+			if !slices.Contains(got, "*Requested by*\n"+tt.shown) {
+				t.Errorf("card lacks %q:\n%s", "*Requested by*\n"+tt.shown, all)
+			}
+			if bad := notifying(got); bad != "" {
+				t.Errorf("the card would notify: %q", bad)
+			}
+			for _, bad := range []string{"<#", "<https://evil", "<http://evil", "\u202e", "\u2066", "\x00", "\u200b"} {
+				if strings.Contains(all, bad) {
+					t.Errorf("the card has %q:\n%s", bad, all)
+				}
+			}
+			if n, bad := notVerbatim(t, card.Blocks); n == 0 || bad != 0 {
+				t.Errorf("%d of the card's %d mrkdwn texts are not verbatim", bad, n)
+			}
+		})
+	}
+}

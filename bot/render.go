@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/slack-go/slack"
@@ -47,11 +48,14 @@ const (
 // Truncate shortens s to at most limit characters (Slack's limits count
 // characters, not bytes), saying so visibly. It never leaves half a link,
 // mention or entity behind; a bare & (plain text) is not an entity.
-func Truncate(s string, limit int) string {
+func Truncate(s string, limit int) string { return truncateWith(s, limit, truncatedMark) }
+
+// truncateWith is Truncate ending in mark.
+func truncateWith(s string, limit int, mark string) string {
 	if utf8.RuneCountInString(s) <= limit {
 		return s
 	}
-	keep := max(limit-utf8.RuneCountInString(truncatedMark), 0)
+	keep := max(limit-utf8.RuneCountInString(mark), 0)
 	cut, n := len(s), 0
 	for i := range s {
 		if n == keep {
@@ -66,7 +70,7 @@ func Truncate(s string, limit int) string {
 	if i := strings.LastIndexByte(s[:cut], '&'); i >= 0 && partialEntity(s[i+1:cut]) {
 		cut = i
 	}
-	return s[:cut] + truncatedMark
+	return s[:cut] + mark
 }
 
 // partialEntity reports whether s, what follows an & up to a cut, is the
@@ -180,23 +184,47 @@ func (n names) person(user string) string {
 		return mention(user) // not a Slack user: plain text already
 	}
 	if name := n[user]; name != "" {
-		return "@" + Escape(name)
+		return truncateWith("@"+Escape(name), maxShownName, "…")
 	}
 	return "Slack user " + user // a user ID has nothing to escape
 }
 
-// maxNameRunes bounds a name shown, so that no name crowds out the card.
-const maxNameRunes = 80
+// maxNameRunes bounds a name shown, so that no name crowds out the card;
+// maxShownName bounds it once escaped (an & is 5 characters then, a * 3).
+const (
+	maxNameRunes = 80
+	maxShownName = 100
+)
 
 // displayName is the name Slack shows for a user: the display name, else
-// the full name, else the username, on one line; "" when there is none.
+// the full name, else the username, on one line, without the characters
+// that would not show (see invisible); "" when there is none.
 func displayName(u slack.User) string {
 	for _, name := range []string{u.Profile.DisplayName, u.Profile.RealName, u.RealName, u.Name} {
-		if name = strings.Join(strings.Fields(name), " "); name != "" {
+		if name = strings.Join(strings.Fields(strings.Map(dropInvisible, name)), " "); name != "" {
 			return truncateRunes(name, maxNameRunes)
 		}
 	}
 	return ""
+}
+
+// dropInvisible drops the characters of a name that do not show as
+// themselves: controls (NUL, escape), format characters (bidi overrides
+// like U+202E that reverse the text after them, zero-width spaces, soft
+// hyphens) but the zero-width joiner emoji sequences need, and the Hangul
+// fillers that pass for blank names. Any space (a line break, a tab)
+// becomes a space.
+func dropInvisible(r rune) rune {
+	switch {
+	case unicode.IsSpace(r):
+		return ' '
+	case r == '\u200d':
+		return r
+	case unicode.Is(unicode.Cc, r), unicode.Is(unicode.Cf, r),
+		r == '\u115f', r == '\u1160', r == '\u3164', r == '\uffa0':
+		return -1
+	}
+	return r
 }
 
 // verbatim marks the mrkdwn text of blocks verbatim, so that Slack turns

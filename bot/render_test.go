@@ -583,6 +583,17 @@ func TestNamesPerson(t *testing.T) {
 			t.Errorf("person(%q) = %q; want %q", in, got, want)
 		}
 	}
+	// Escaped, a name grows (& is &amp;): what is shown stays short, and
+	// no entity is cut in half.
+	for _, name := range []string{strings.Repeat("&", maxNameRunes), strings.Repeat("*", maxNameRunes), "x" + strings.Repeat("<", maxNameRunes-1)} {
+		got := names{"U1": name}.person("U1")
+		if utf8.RuneCountInString(got) > maxShownName || !strings.HasSuffix(got, "…") {
+			t.Errorf("person shows %d characters: %q", utf8.RuneCountInString(got), got)
+		}
+		if bad := strings.TrimRight(strings.TrimSuffix(got, "…"), "\u200b*"); strings.Count(bad, "&") != strings.Count(bad, ";") {
+			t.Errorf("person cuts an entity: %q", got)
+		}
+	}
 	if got := names(nil).person("U1"); got != "Slack user U1" {
 		t.Errorf("no names: person(U1) = %q", got)
 	}
@@ -601,6 +612,12 @@ func TestDisplayName(t *testing.T) {
 		{"then the username", slack.User{Name: "alice"}, "alice"},
 		{"on one line", slack.User{Profile: slack.UserProfile{DisplayName: "Alice\n\tLiddell "}}, "Alice Liddell"},
 		{"bounded", slack.User{Profile: slack.UserProfile{DisplayName: long}}, strings.Repeat("é", maxNameRunes) + "…"},
+		{"no bidi override", slack.User{Profile: slack.UserProfile{DisplayName: "\u202enimda\u202c"}}, "nimda"},
+		{"no controls", slack.User{Profile: slack.UserProfile{DisplayName: "a\x00b\x1b[31m\x7f"}}, "ab[31m"},
+		{"no zero-width or soft hyphen", slack.User{Profile: slack.UserProfile{DisplayName: "\u200bad\u200cmi\u00adn\ufeff\u2060"}}, "admin"},
+		{"the joiner of an emoji kept", slack.User{Profile: slack.UserProfile{DisplayName: "👩\u200d💻 Dev"}}, "👩\u200d💻 Dev"},
+		{"any space one space", slack.User{Profile: slack.UserProfile{DisplayName: "Alice\u00a0\u2028Liddell"}}, "Alice Liddell"},
+		{"a blank filler is no name", slack.User{Name: "alice", Profile: slack.UserProfile{DisplayName: "\u3164\u200b", RealName: "\u115f\u202e"}}, "alice"},
 		{"none", slack.User{ID: "U1"}, ""},
 	}
 	for _, tt := range tests {
