@@ -20,23 +20,10 @@ func TestSocketMode(t *testing.T) {
 	eng.decideFn = func(d workflow.DecisionRequest) (*workflow.Run, error) {
 		return nil, &workflow.RefusedError{Reason: "you are not an approver: ask <@U2>"}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	runCtx, stop := context.WithCancel(ctx)
 	if h.bot.SocketConnected() {
 		t.Error("SocketConnected before Socket Mode started")
 	}
-	done := make(chan error, 1)
-	go func() { done <- h.bot.RunSocketMode(runCtx, workflow.NewSecret(h.slack.AppToken())) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("RunSocketMode: %v", err)
-		}
-	}()
-	if err := h.slack.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ctx := startSocketMode(t, h.bot, h.slack)
 
 	send := func(typ string, payload any) json.RawMessage {
 		t.Helper()
@@ -116,20 +103,7 @@ func TestSocketMode(t *testing.T) {
 func TestSocketModeSurvivesAPanic(t *testing.T) {
 	h := newHarness(t, nil)
 	h.bot.Attach(panickyEngine{newFakeEngine(h.clock)})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- h.bot.RunSocketMode(runCtx, workflow.NewSecret(h.slack.AppToken())) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("RunSocketMode: %v", err)
-		}
-	}()
-	if err := h.slack.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ctx := startSocketMode(t, h.bot, h.slack)
 	for _, text := range []string{"status 1", "help"} { // Get panics; help still works after
 		id, err := h.slack.SendEnvelope(ctx, slacktest.EnvelopeSlashCommands, h.slack.NewSlashCommand("/sso-setup", text, "U1", "C1"))
 		if err != nil {
@@ -144,6 +118,27 @@ func TestSocketModeSurvivesAPanic(t *testing.T) {
 			t.Fatalf("%q: ack %s; want %q", text, ack, want)
 		}
 	}
+}
+
+// startSocketMode runs b in Socket Mode against sl until the test ends,
+// once it is connected; the context it returns bounds the test's waits.
+func startSocketMode(t *testing.T, b *Bot, sl *slacktest.Server) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- b.RunSocketMode(runCtx, workflow.NewSecret(sl.AppToken())) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("RunSocketMode: %v", err)
+		}
+		cancel()
+	})
+	if err := sl.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return ctx
 }
 
 func TestSocketModeNeedsAToken(t *testing.T) {
@@ -232,20 +227,7 @@ func TestSocketModePublicStatusDoesNotHoldTheLoop(t *testing.T) {
 	lookups := heldMethod{method: "users.info", hold: hold}
 	h, eng := newHandlerHarness(t, func(c *Config) { slack.OptionHTTPClient(&http.Client{Transport: lookups})(c.Client) })
 	eng.put(sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- h.bot.RunSocketMode(runCtx, workflow.NewSecret(h.slack.AppToken())) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("RunSocketMode: %v", err)
-		}
-	}()
-	if err := h.slack.WaitConnected(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ctx := startSocketMode(t, h.bot, h.slack)
 	released := false
 	release := func() {
 		if !released {
