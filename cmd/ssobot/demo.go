@@ -197,9 +197,17 @@ func (d *demo) run(ctx context.Context) (err error) {
 	defer stopFeed()
 
 	serveCtx, stopServe := context.WithCancel(ctx)
-	defer stopServe()
 	served := make(chan error, 1)
 	go func() { served <- d.a.Serve(serveCtx, slackLn, adminLn) }()
+	serving := true
+	// On an early return the bot stops before the store closes and before
+	// the failure is printed: its goroutines log to the same output.
+	defer func() {
+		stopServe()
+		if serving {
+			<-served
+		}
+	}()
 
 	ack, err := d.slashCommand(ctx, "new "+bot.QuoteArg(d.app))
 	if err != nil {
@@ -233,6 +241,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 				return err
 			}
 		case err := <-served:
+			serving = false
 			return fmt.Errorf("the bot stopped early: %w", orUnexpected(err))
 		case <-ctx.Done():
 			return ctx.Err()
@@ -253,6 +262,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 	stopServe()
 	select {
 	case err := <-served:
+		serving = false
 		if err != nil {
 			return fmt.Errorf("shutdown: %w", err)
 		}
