@@ -451,26 +451,25 @@ func (b *Bot) tellPrivately(ctx context.Context, runID int64, user, channel, tex
 // respond answers through an interaction's or command's response URL,
 // privately, without replacing the original message.
 func (b *Bot) respond(ctx context.Context, responseURL, text string) error {
-	_, err := b.withRetry(ctx, func(ctx context.Context) (string, error) {
-		_, _, err := b.client.PostMessageContext(ctx, "",
-			slack.MsgOptionResponseURL(responseURL, slack.ResponseTypeEphemeral),
-			slack.MsgOptionText(Truncate(text, MaxMessageText), false))
-		return "", err
-	})
-	return err
+	return b.respondBlocks(ctx, responseURL, slack.ResponseTypeEphemeral, text, nil)
 }
 
-// respondBlocks posts a message with blocks through a command's response
-// URL: responseType in_channel posts it for the whole channel.
+// respondBlocks posts a message, with blocks if any, through a response
+// URL: responseType in_channel posts it for the whole channel. Its error
+// never carries the URL (see withoutURL).
 func (b *Bot) respondBlocks(ctx context.Context, responseURL, responseType, text string, blocks []slack.Block) error {
+	opts := []slack.MsgOption{
+		slack.MsgOptionResponseURL(responseURL, responseType),
+		slack.MsgOptionText(Truncate(text, MaxMessageText), false),
+	}
+	if len(blocks) > 0 {
+		opts = append(opts, slack.MsgOptionBlocks(blocks...))
+	}
 	_, err := b.withRetry(ctx, func(ctx context.Context) (string, error) {
-		_, _, err := b.client.PostMessageContext(ctx, "",
-			slack.MsgOptionResponseURL(responseURL, responseType),
-			slack.MsgOptionText(Truncate(text, MaxMessageText), false),
-			slack.MsgOptionBlocks(blocks...))
+		_, _, err := b.client.PostMessageContext(ctx, "", opts...)
 		return "", err
 	})
-	return err
+	return withoutURL(err)
 }
 
 // withoutURL drops the URL from an HTTP client's error: a response URL

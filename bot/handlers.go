@@ -499,7 +499,7 @@ func (b *Bot) shareRun(ctx context.Context, r *workflow.Run, slash, user, channe
 	if err == nil {
 		return
 	}
-	log.Error("public status: could not post the run's card in the channel", slog.Int64(workflow.KeyRunID, r.ID), slog.String("channel", channel), slog.Any(workflow.KeyError, withoutURL(err)))
+	log.Error("public status: could not post the run's card in the channel", slog.Int64(workflow.KeyRunID, r.ID), slog.String("channel", channel), slog.Any(workflow.KeyError, err))
 	b.tellPrivately(ctx, r.ID, user, channel, fmt.Sprintf(":warning: I could not post run #%d in this channel (Slack did not take the message). Try `%s status %d public` again in a minute; `%s status %d` shows it to you alone.", r.ID, slash, r.ID, slash, r.ID))
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -228,13 +229,7 @@ func TestSocketModePublicStatusDoesNotHoldTheLoop(t *testing.T) {
 	h, eng := newHandlerHarness(t, func(c *Config) { slack.OptionHTTPClient(&http.Client{Transport: lookups})(c.Client) })
 	eng.put(sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval))
 	ctx := startSocketMode(t, h.bot, h.slack)
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			close(hold.release)
-		}
-	}
+	release := sync.OnceFunc(func() { close(hold.release) })
 	defer release()
 	before := len(h.slack.Calls())
 	status, err := h.slack.SendEnvelope(ctx, slacktest.EnvelopeSlashCommands, h.slack.NewSlashCommand("/sso-setup", "status 42 public", "U3", "C1"))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -189,13 +190,7 @@ func TestCancelLeavesACallInFlightToItsResult(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
 			hold := &holdingAuthentik{name: "Grafana", entered: make(chan struct{}), release: make(chan struct{}), errAfter: tt.errAfter, refuse: tt.refuse}
-			released := false
-			release := func() {
-				if !released {
-					released = true
-					close(hold.release)
-				}
-			}
+			release := sync.OnceFunc(func() { close(hold.release) })
 			defer release()
 			h.start(func(c *workflow.Config) {
 				hold.Authentik = c.Authentik
