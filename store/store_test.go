@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -659,6 +660,89 @@ func TestBackup(t *testing.T) {
 	if _, err := s.Backup(ctx, &buf); !errors.Is(err, context.Canceled) {
 		t.Errorf("Backup with a cancelled context: err = %v", err)
 	}
+}
+
+// A backup is a read transaction held for as long as its client takes to
+// read the copy. bbolt remaps the file when a commit grows it past its
+// mapping, and a remap waits for every read transaction: without a mapping
+// large enough from the start, a slow download would stop every commit, so
+// every acknowledgement waiting for one, until it ended.
+func TestBackupDoesNotHoldUpGrowingCommits(t *testing.T) {
+	if initialMapping == 0 {
+		t.Skip("bbolt's default mapping on this system: a backup does hold up commits growing the database")
+	}
+	s := openTest(t)
+	mustCreate(t, s, newRun("Before the backup", workflow.StatePending))
+	start, err := s.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	w := &stalledWriter{reading: make(chan struct{}), release: make(chan struct{})}
+	backup := make(chan error, 1)
+	go func() {
+		_, err := s.Backup(t.Context(), w)
+		backup <- err
+	}()
+	<-w.reading // the backup's read transaction is open, and stays open
+
+	// bbolt's own mapping is the next power of two (at least 32 KiB) above
+	// the size it needed at its last remap, so less than twice the
+	// database's size now: growing the database to twice that size and 64
+	// KiB needs a remap unless the mapping was made larger from the start.
+	// Concurrent writers share commits, so it takes few fsyncs.
+	target := max(2*start, 64<<10)
+	grown := make(chan error, 16)
+	go func() {
+		var wg sync.WaitGroup
+		for w := range 16 {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					size, err := s.Size()
+					if err != nil {
+						grown <- err
+						return
+					}
+					if size > target {
+						return
+					}
+					if err := s.CreateRun(t.Context(), newRun(fmt.Sprintf("During the backup %d.%d", w, i), workflow.StatePending)); err != nil {
+						grown <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		grown <- nil
+	}()
+	select {
+	case err := <-grown:
+		if err != nil {
+			t.Fatalf("create during the backup: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		close(w.release)
+		t.Fatal("commits growing the database waited for the backup's read transaction")
+	}
+
+	close(w.release)
+	if err := <-backup; err != nil {
+		t.Fatalf("Backup: %v", err)
+	}
+}
+
+// stalledWriter takes its first write's bytes, says so, and then blocks
+// until released: a client that stopped reading.
+type stalledWriter struct {
+	once             sync.Once
+	reading, release chan struct{}
+}
+
+func (w *stalledWriter) Write(p []byte) (int, error) {
+	w.once.Do(func() { close(w.reading) })
+	<-w.release
+	return len(p), nil
 }
 
 // largeDB writes the given numbers of finished and open runs, spread evenly,

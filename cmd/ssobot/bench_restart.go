@@ -56,7 +56,7 @@ func benchRestart(ctx context.Context, b *bench, s *benchSection) error {
 	// writing is not measured), then copied to the disk the bot uses.
 	b.logf("   writing %d finished and %d open runs", finished, open)
 	genStart := time.Now()
-	seeded, maxID, err := benchHistory(ctx, f, tmpl, tmplEvents, finished, open)
+	seeded, maxID, dbSize, err := benchHistory(ctx, f, tmpl, tmplEvents, finished, open)
 	if err != nil {
 		return err
 	}
@@ -67,11 +67,6 @@ func benchRestart(ctx context.Context, b *bench, s *benchSection) error {
 	if err != nil {
 		return err
 	}
-	dbInfo, err := os.Stat(dbPath)
-	if err != nil {
-		return err
-	}
-
 	t := s.table("Start to ready (exec of ssobot serve until GET /readyz answers 200; the start-up credential checks hit the fakes)",
 		"database", "size", "to first log line", "to admin listener", "to ready", "peak RSS while starting")
 
@@ -108,7 +103,7 @@ func benchRestart(ctx context.Context, b *bench, s *benchSection) error {
 		return err
 	}
 	hwm, _ = procStatus(p.pid(), "VmHWM")
-	t.row(fmt.Sprintf("%d finished + %d open runs", finished, open), fmtMB(dbInfo.Size()),
+	t.row(fmt.Sprintf("%d finished + %d open runs", finished, open), fmtMB(dbSize),
 		fmtDur(p.mark("starting")), fmtDur(p.mark("admin API listening")), fmtDur(p.ready), fmtMB(hwm))
 	s.value("ready_ms", ms(p.ready))
 	s.check(fmt.Sprintf("start to ready, %d finished + %d open runs", finished, open), "< 500ms", fmtDur(p.ready), p.ready < 500*time.Millisecond)
@@ -315,10 +310,11 @@ func (f *benchFakes) settle(ctx context.Context, quiet time.Duration) error {
 }
 
 // benchHistory writes finished and open runs made from the template with
-// the store's API and returns the file and the highest run ID. The open
+// the store's API and returns the file, the highest run ID and the
+// database's size (the file is longer: see store.Store.Size). The open
 // runs, and the newest finished ones the bot refreshes at start, get a
 // real message in the Slack fake.
-func benchHistory(ctx context.Context, f *benchFakes, tmpl *workflow.Run, tmplEvents []workflow.Event, finished, open int) (string, int64, error) {
+func benchHistory(ctx context.Context, f *benchFakes, tmpl *workflow.Run, tmplEvents []workflow.Event, finished, open int) (_ string, _ int64, size int64, _ error) {
 	dir := "/dev/shm"
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		dir = ""
@@ -327,13 +323,13 @@ func benchHistory(ctx context.Context, f *benchFakes, tmpl *workflow.Run, tmplEv
 	if err != nil {
 		tmp, err = os.MkdirTemp("", "ssobot-bench-history-")
 		if err != nil {
-			return "", 0, err
+			return "", 0, 0, err
 		}
 	}
 	path := filepath.Join(tmp, "ssobot.db")
 	st, err := store.Open(path, store.Options{})
 	if err != nil {
-		return "", 0, err
+		return "", 0, 0, err
 	}
 	defer st.Close()
 
@@ -381,7 +377,7 @@ func benchHistory(ctx context.Context, f *benchFakes, tmpl *workflow.Run, tmplEv
 		if isOpen || i >= total-2*catchUpBenchRecent {
 			_, ts, err := client.PostMessageContext(ctx, benchChannel, slack.MsgOptionText("SSO setup: "+name, false))
 			if err != nil {
-				return "", 0, fmt.Errorf("post the message of a seeded run: %w", err)
+				return "", 0, 0, fmt.Errorf("post the message of a seeded run: %w", err)
 			}
 			r.MessageRef = benchChannel + "|" + ts
 		} else {
@@ -389,11 +385,12 @@ func benchHistory(ctx context.Context, f *benchFakes, tmpl *workflow.Run, tmplEv
 		}
 		r.ID, r.Version = 0, 0
 		if err := st.CreateRun(ctx, r, events...); err != nil {
-			return "", 0, err
+			return "", 0, 0, err
 		}
 		maxID = r.ID
 	}
-	return path, maxID, nil
+	size, err = st.Size()
+	return path, maxID, size, err
 }
 
 // catchUpBenchRecent covers the recent finished runs the bot refreshes at start.
