@@ -5,8 +5,6 @@ import (
 	"os"
 	"sync"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Preallocation. A commit that appends pages past the blocks the file
@@ -167,7 +165,7 @@ func (s *Store) fill(p *prealloc) {
 // way, and syncs it; p.topUp then tells whether more chunks are due. The
 // caller holds the committer's turn.
 func (s *Store) fillChunk(p *prealloc) error {
-	mark, err := s.highWater()
+	mark, err := s.Size() // bbolt uses nothing at or past it
 	if err != nil {
 		return err
 	}
@@ -192,15 +190,4 @@ func (s *Store) fillChunk(p *prealloc) error {
 	p.filled = start + n
 	p.topUp = start+n < end
 	return nil
-}
-
-// highWater is the end of the database's pages as the last commit left it
-// (in its header): bbolt uses nothing at or past it.
-func (s *Store) highWater() (int64, error) {
-	var mark int64
-	err := s.view(func(tx *bolt.Tx) error {
-		mark = tx.Size()
-		return nil
-	})
-	return mark, err
 }

@@ -33,7 +33,7 @@ func openPrealloc(t *testing.T, path string, ahead int64) (*Store, <-chan preall
 // highWater is the end of the database's pages, from its header.
 func highWater(t testing.TB, s *Store) int64 {
 	t.Helper()
-	mark, err := s.highWater()
+	mark, err := s.Size()
 	if err != nil {
 		t.Fatal(err)
 	}
