@@ -17,7 +17,8 @@ import (
 
 // approvers decides eligibility from the configured user and group IDs and
 // from Slack: group members come from usergroups.users.list, and users.info
-// rules out deleted users and bots. Both are cached for ttl.
+// rules out deleted users and bots. Both are cached for ttl, and so is
+// users.info's user_not_found.
 type approvers struct {
 	client *slack.Client
 	users  []string
@@ -28,7 +29,8 @@ type approvers struct {
 
 	mu          sync.Mutex
 	groupCache  map[string]cached[map[string]bool]
-	userCache   map[string]cached[slack.User]
+	userCache   map[string]cached[userLookup]
+	usersPaused time.Time // users.info answered 429: no call before then
 	planWarned  bool
 	fetchGroups sync.Mutex // one fetch of a group at a time; lookups wait for it
 }
@@ -36,6 +38,12 @@ type approvers struct {
 type cached[T any] struct {
 	v       T
 	expires time.Time
+}
+
+// userLookup is users.info's answer: the user, or user_not_found.
+type userLookup struct {
+	u   slack.User
+	err error
 }
 
 func newApprovers(c *slack.Client, users, groups []string, ttl time.Duration, clock workflow.Clock, log *slog.Logger) *approvers {
@@ -47,7 +55,7 @@ func newApprovers(c *slack.Client, users, groups []string, ttl time.Duration, cl
 		clock:      clock,
 		log:        log,
 		groupCache: map[string]cached[map[string]bool]{},
-		userCache:  map[string]cached[slack.User]{},
+		userCache:  map[string]cached[userLookup]{},
 	}
 }
 
@@ -188,26 +196,46 @@ func (a *approvers) userInfo(ctx context.Context, user string) (slack.User, erro
 }
 
 // lookUp is users.info through the cache, in attempts calls at most (see
-// retryRateLimited); a failure is not cached.
+// retryRateLimited). A found user and a user_not_found are cached; other
+// failures are not. After a 429 no lookup calls Slack before its
+// Retry-After has passed: each one meets the rate limit at once instead,
+// and waits it out or gives up as retryRateLimited decides.
 func (a *approvers) lookUp(ctx context.Context, user string, attempts int) (slack.User, error) {
 	a.mu.Lock()
 	c, ok := a.userCache[user]
 	a.mu.Unlock()
 	if ok && a.clock.Now().Before(c.expires) {
-		return c.v, nil
+		return c.v.u, c.v.err
 	}
 	var u *slack.User
 	err := retryRateLimited(ctx, a.clock, attempts, maxEligibilityWait, func() (err error) {
+		a.mu.Lock()
+		wait := a.usersPaused.Sub(a.clock.Now())
+		a.mu.Unlock()
+		if wait > 0 {
+			return &slack.RateLimitedError{RetryAfter: wait}
+		}
 		u, err = a.client.GetUserInfoContext(ctx, user)
+		if rl := (*slack.RateLimitedError)(nil); errors.As(err, &rl) {
+			a.mu.Lock()
+			a.usersPaused = a.clock.Now().Add(rl.RetryAfter)
+			a.mu.Unlock()
+		}
 		return err
 	})
-	if err != nil {
+	var found userLookup
+	switch {
+	case slackCode(err) == errCodeUserNotFound:
+		found.err = err
+	case err != nil:
 		return slack.User{}, err
+	default:
+		found.u = *u
 	}
 	a.mu.Lock()
-	a.userCache[user] = cached[slack.User]{v: *u, expires: a.clock.Now().Add(a.ttl)}
+	a.userCache[user] = cached[userLookup]{v: found, expires: a.clock.Now().Add(a.ttl)}
 	a.mu.Unlock()
-	return *u, nil
+	return found.u, found.err
 }
 
 // names looks users up (users.info, through the cache eligibility uses)

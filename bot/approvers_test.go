@@ -160,3 +160,41 @@ func TestEligibleWaitsOutRateLimits(t *testing.T) {
 		t.Errorf("waits %v; want Slack's 2s then 1s", w)
 	}
 }
+
+// TestEligibleWaitsForAKnownRateLimit: once users.info has answered 429
+// (here to a name looked up for a card), an eligibility check waits for
+// the Retry-After instead of calling Slack into the limit again.
+func TestEligibleWaitsForAKnownRateLimit(t *testing.T) {
+	a, srv, clock, _ := newTestApprovers(t, []string{"U2"}, nil)
+	srv.RateLimitNext("users.info", 1, 5)
+	if _, err := a.names(context.Background(), []string{"U1"}); err == nil {
+		t.Fatal("names hid the rate limit")
+	}
+	if ok, reason, err := a.Eligible(context.Background(), "U2"); err != nil || !ok {
+		t.Fatalf("Eligible(U2) = %v %q %v; want eligible once the limit passed", ok, reason, err)
+	}
+	if w := clock.Waits(); len(w) != 1 || w[0] != 5*time.Second {
+		t.Errorf("waits %v; want Slack's 5s", w)
+	}
+	if n := len(srv.Calls("users.info")); n != 2 {
+		t.Errorf("users.info called %d times; want 2 (the limited one, then U2 after the wait)", n)
+	}
+}
+
+// TestEligibleRemembersUnknownUsers: users.info's user_not_found is cached
+// like a user found, for the same time.
+func TestEligibleRemembersUnknownUsers(t *testing.T) {
+	a, srv, clock, _ := newTestApprovers(t, []string{"UNONE"}, nil)
+	for i, want := range []int{1, 1, 2} {
+		if i == 2 {
+			clock.Advance(time.Minute)
+		}
+		ok, reason, err := a.Eligible(context.Background(), "UNONE")
+		if ok || err != nil || !strings.Contains(reason, "not found") {
+			t.Fatalf("check %d: Eligible(UNONE) = %v %q %v; want refused as not found", i+1, ok, reason, err)
+		}
+		if n := len(srv.Calls("users.info")); n != want {
+			t.Errorf("check %d: users.info called %d times in all; want %d", i+1, n, want)
+		}
+	}
+}

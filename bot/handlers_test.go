@@ -1172,6 +1172,55 @@ func TestPublicStatusLookupFailures(t *testing.T) {
 	}
 }
 
+// TestPublicStatusRemembersFailures: a user Slack does not know is
+// remembered as unknown like a known one, and after a 429 no lookup calls
+// users.info before its Retry-After has passed.
+func TestPublicStatusRemembersFailures(t *testing.T) {
+	tests := []struct {
+		name    string
+		gone    bool // U5 is not in the workspace (user_not_found)
+		limited bool // the lookup of U4, the only one not cached, answers 429 with Retry-After 5 s
+		after   time.Duration
+		calls   []int  // users.info calls of the first, second and third share
+		want    string // on the second share's card
+	}{
+		{name: "user not found", gone: true, after: DefaultGroupCacheTTL, calls: []int{4, 0, 4}, want: "cancelled by Slack user U5: wrong team"},
+		{name: "rate limited", limited: true, after: 5 * time.Second, calls: []int{1, 0, 1}, want: "Slack user U4 approved _Cloudflare_"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, eng := newHandlerHarness(t)
+			addSharedRunPeople(h.slack, tt.gone)
+			if tt.limited {
+				for _, u := range []string{"U1", "U2", "U5"} {
+					if _, err := h.bot.appr.userInfo(context.Background(), u); err != nil {
+						t.Fatal(err)
+					}
+				}
+				h.slack.RateLimitNext("users.info", 1, 5)
+			}
+			eng.put(sharedRun())
+			for i, calls := range tt.calls {
+				if i == 2 {
+					h.clock.Advance(tt.after)
+				}
+				before := len(h.slack.Calls())
+				h.command("U3", "C1", "status 42 public")
+				all := strings.Join(replyTexts(t, h.sharedCard(before)), "\n")
+				if n := countMethod(h.slack.Calls()[before:], "users.info"); n != calls {
+					t.Errorf("share %d: %d users.info calls; want %d", i+1, n, calls)
+				}
+				if i == 1 && !strings.Contains(all, tt.want) {
+					t.Errorf("share %d lacks %q:\n%s", i+1, tt.want, all)
+				}
+			}
+			if waits := h.clock.Waits(); len(waits) != 0 {
+				t.Errorf("a share waited %v", waits)
+			}
+		})
+	}
+}
+
 // TestPublicStatusCardRefused: when Slack does not take the card, the
 // person who asked is told so privately, and the failure is logged without
 // the response URL, which would let whoever reads the logs post.
