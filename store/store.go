@@ -23,6 +23,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -189,6 +190,11 @@ func openBolt(path string, readOnly bool, timeout time.Duration, openFile func(s
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 
 	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, ReadOnly: readOnly, OpenFile: openFile, InitialMmapSize: initialMapping})
+	if errors.Is(err, syscall.ENOMEM) && initialMapping > 0 {
+		// A limit on the address space (ulimit -v) refuses the wide
+		// mapping: bbolt's own, which a backup can hold up, rather than none.
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, ReadOnly: readOnly, OpenFile: openFile})
+	}
 	switch {
 	case err == nil:
 		return db, nil
@@ -202,6 +208,8 @@ func openBolt(path string, readOnly bool, timeout time.Duration, openFile func(s
 		return nil, fmt.Errorf("%s is %w: unknown bbolt format version: %w", path, ErrInvalid, err)
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
 		return nil, fmt.Errorf("open store: %w", err)
+	case errors.Is(err, syscall.ENOMEM):
+		return nil, fmt.Errorf("open store: the system refused to map %s into memory (a limit on the address space, ulimit -v?): %w", path, err)
 	case errors.As(err, new(*fs.PathError)):
 		// The system refused the file (a read-only mount, a full disk, an
 		// I/O error): nothing says the file itself is bad.
@@ -351,8 +359,9 @@ func (s *Store) Close() error {
 func (s *Store) Path() string { return s.path }
 
 // Size is the database's size in bytes: its pages up to the last one in
-// use, what a backup copies. The file is longer: bbolt grows it 16 MiB
-// at a time, and Options.Preallocate writes zeros ahead.
+// use, what a backup copies. The file is longer: bbolt grows it ahead (16
+// MiB at a time with the wide mapping), and Options.Preallocate writes
+// zeros ahead.
 func (s *Store) Size() (n int64, err error) {
 	err = s.view(func(tx *bolt.Tx) error {
 		n = tx.Size()
