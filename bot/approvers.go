@@ -218,7 +218,10 @@ func (a *approvers) lookUp(ctx context.Context, user string, attempts int) (slac
 		u, err = a.client.GetUserInfoContext(ctx, user)
 		if rl := (*slack.RateLimitedError)(nil); errors.As(err, &rl) {
 			a.mu.Lock()
-			a.usersPaused = a.clock.Now().Add(rl.RetryAfter)
+			// Concurrent lookups may meet the limit at once: the latest end holds.
+			if until := a.clock.Now().Add(rl.RetryAfter); until.After(a.usersPaused) {
+				a.usersPaused = until
+			}
 			a.mu.Unlock()
 		}
 		return err

@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -228,6 +229,15 @@ func TestSocketModePublicStatusDoesNotHoldTheLoop(t *testing.T) {
 	lookups := heldMethod{method: "users.info", hold: hold}
 	h, eng := newHandlerHarness(t, func(c *Config) { slack.OptionHTTPClient(&http.Client{Transport: lookups})(c.Client) })
 	eng.put(sampleRun(workflow.GateAuthentik, workflow.StepWaiting, workflow.StateAwaitingApproval))
+	// The click's decision asks users.info whether U2 may approve, as the
+	// engine's does, and stays in the held lookup until the release.
+	deciding, decided := make(chan struct{}), make(chan struct{})
+	eng.decideFn = func(d workflow.DecisionRequest) (*workflow.Run, error) {
+		close(deciding)
+		defer close(decided)
+		_, _, err := h.bot.appr.Eligible(context.Background(), d.User)
+		return nil, &workflow.RefusedError{Reason: fmt.Sprintf("eligibility checked (%v)", err)}
+	}
 	ctx := startSocketMode(t, h.bot, h.slack)
 	release := sync.OnceFunc(func() { close(hold.release) })
 	defer release()
@@ -240,7 +250,7 @@ func TestSocketModePublicStatusDoesNotHoldTheLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A click too, whose decision asks users.info as well (held): it is
+	// A click too, whose decision waits for users.info as well: it is
 	// acknowledged at once, with no payload.
 	click, err := h.slack.SendEnvelope(ctx, slacktest.EnvelopeInteractive, slacktest.BlockActionsJSON(slacktest.BlockAction{UserID: "U2", ChannelID: "C1",
 		MessageTS: "1.1", ActionID: ActionApprove, BlockID: BlockGate, Value: "42|authentik|n", ResponseURL: h.slack.NewResponseURLFor("C1", "", "U2")}))
@@ -252,6 +262,16 @@ func TestSocketModePublicStatusDoesNotHoldTheLoop(t *testing.T) {
 		if err != nil || !strings.Contains(string(ack), want) || (want == "" && len(ack) != 0 && string(ack) != "null") {
 			t.Fatalf("ack %s, %v; want %q", ack, err, want)
 		}
+	}
+	select {
+	case <-deciding:
+	case <-ctx.Done():
+		t.Fatal("the click was never decided")
+	}
+	select {
+	case <-decided:
+		t.Fatal("the decision's lookup answered while held")
+	default:
 	}
 	if n := countMethod(h.slack.Calls()[before:], "users.info"); n != 0 {
 		t.Fatalf("%d lookups answered while held", n)

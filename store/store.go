@@ -225,8 +225,8 @@ func openBolt(path string, readOnly bool, timeout time.Duration, openFile func(s
 // size and remaps when a commit grows the file past it, and a remap waits
 // for every read transaction to end: one backup downloaded slowly
 // (/api/backup) would stop every commit, and every Slack acknowledgement
-// waiting for one, until the download ended. Past 1 GiB (some 80,000
-// finished runs: the restart benchmark's 10,100 take 128 MB) bbolt remaps
+// waiting for one, until the download ended. Past 1 GiB (some 85,000
+// finished runs: the restart benchmark's 10,100 take 119 MB) bbolt remaps
 // again. Windows grows the file to the mapping, and a
 // 32-bit address space has no room to spare: there, bbolt's default.
 var initialMapping = func() int {
@@ -358,10 +358,10 @@ func (s *Store) Close() error {
 // Path is the database file's path.
 func (s *Store) Path() string { return s.path }
 
-// Size is the database's size in bytes: its pages up to the last one in
-// use, what a backup copies. The file is longer: bbolt grows it ahead (16
-// MiB at a time with the wide mapping), and Options.Preallocate writes
-// zeros ahead.
+// Size is the database's size in bytes: up to the end of the highest page
+// bbolt has allocated (free pages below it count), what a backup copies.
+// The file is usually longer: bbolt grows it ahead (16 MiB at a time with
+// the wide mapping), and Options.Preallocate writes zeros ahead.
 func (s *Store) Size() (n int64, err error) {
 	err = s.view(func(tx *bolt.Tx) error {
 		n = tx.Size()

@@ -684,7 +684,11 @@ func TestBackupDoesNotHoldUpGrowingCommits(t *testing.T) {
 		_, err := s.Backup(t.Context(), w)
 		backup <- err
 	}()
-	<-w.reading // the backup's read transaction is open, and stays open
+	select {
+	case <-w.reading: // the backup's read transaction is open, and stays open
+	case err := <-backup:
+		t.Fatalf("Backup ended before its first write: %v", err)
+	}
 
 	// bbolt's own mapping is the next power of two (at least 32 KiB) above
 	// the size it needed at its last remap, so less than twice the
@@ -692,7 +696,7 @@ func TestBackupDoesNotHoldUpGrowingCommits(t *testing.T) {
 	// KiB needs a remap unless the mapping was made larger from the start.
 	// Concurrent writers share commits, so it takes few fsyncs.
 	target := max(2*start, 64<<10)
-	grown := make(chan error, 16)
+	grown := make(chan error, 17) // each writer's error, then the end
 	go func() {
 		var wg sync.WaitGroup
 		for w := range 16 {
