@@ -123,7 +123,7 @@ func (b *Bot) catchUp(ctx context.Context) {
 	seen := map[int64]bool{}
 	for _, r := range open {
 		seen[r.ID] = true
-		b.queue.push(r, nil)
+		b.queue.push(r, b.undeliveredCall(ctx, r))
 	}
 	for _, r := range recent {
 		// Delivered is the last outcome event in Slack: a run with a later
@@ -154,6 +154,30 @@ func (b *Bot) undeliveredOutcome(ctx context.Context, r *workflow.Run) []workflo
 		}
 	}
 	return out
+}
+
+// undeliveredCall returns the last reply calling the approvers of the
+// run's open gate when the process stopped before it was recorded as
+// posted (see deliver): it is posted again, since a duplicate call costs
+// less than approvers who never hear of the gate.
+func (b *Bot) undeliveredCall(ctx context.Context, r *workflow.Run) []workflow.Event {
+	if r.OpenGate() == nil {
+		return nil
+	}
+	events, err := b.eng().Events(ctx, r.ID)
+	if err != nil {
+		b.log.Error("read events for catch-up", slog.Int64(workflow.KeyRunID, r.ID), slog.Any(workflow.KeyError, err))
+		return nil
+	}
+	for _, ev := range slices.Backward(events) {
+		if callsApprovers(r, ev) {
+			if ev.Seq > r.Delivered {
+				return []workflow.Event{ev}
+			}
+			return nil
+		}
+	}
+	return nil
 }
 
 func endsRun(t workflow.EventType) bool {
@@ -334,13 +358,31 @@ func (b *Bot) deliver(ctx context.Context, st *runState, w work) error {
 		}
 		st.lastSeq = max(st.lastSeq, ev.Seq)
 	}
-	if run.State.Terminal() && st.lastSeq > run.Delivered && slices.ContainsFunc(events, func(ev workflow.Event) bool { return endsRun(ev.Type) }) {
-		// One write per run, so a restart does not lose the outcome reply.
+	// A write for each reply a restart must not lose: a finished run's
+	// outcome (it mentions the requester) and the call of the gate still
+	// open (it mentions the approvers, and nothing else would before the
+	// reminder). A call whose gate was decided meanwhile needs none.
+	outcome := run.State.Terminal() && slices.ContainsFunc(events, func(ev workflow.Event) bool { return endsRun(ev.Type) })
+	call := !outcome && closed == "" && slices.ContainsFunc(events, func(ev workflow.Event) bool { return callsApprovers(run, ev) })
+	if call {
+		// The snapshot may be older than the run: a gate approved at once
+		// (the engine does not wait for Slack) needs no record.
+		now, err := b.eng().Get(ctx, run.ID)
+		call = err != nil || now.OpenGate() != nil && now.OpenGate().Name == run.OpenGate().Name
+	}
+	if st.lastSeq > run.Delivered && (outcome || call) {
 		if _, err := b.eng().SetDelivered(ctx, run.ID, st.lastSeq); err != nil {
 			log.Error("record delivered events", slog.Any(workflow.KeyError, err))
 		}
 	}
 	return nil
+}
+
+// callsApprovers tells whether ev's reply calls the approvers of the gate
+// open in run: its opening, or its reminder.
+func callsApprovers(run *workflow.Run, ev workflow.Event) bool {
+	g := run.OpenGate()
+	return g != nil && g.Name == ev.Step && (ev.Type == workflow.EventGateOpened || ev.Type == workflow.EventGateReminder)
 }
 
 // postRoot posts the run's root message and stores its reference. When the

@@ -599,6 +599,110 @@ func TestCatchUpPostsUndeliveredOutcome(t *testing.T) {
 	}
 }
 
+// TestGateCallRecordedOnceOpen: the reply calling the approvers of a gate
+// still open is recorded as delivered (one write), so that a restart knows
+// it was posted; a call whose gate was decided by the time it was posted
+// needs no record.
+func TestGateCallRecordedOnceOpen(t *testing.T) {
+	decided := sampleRun(workflow.StepAuthentikProvider, workflow.StepRunning, workflow.StateRunning)
+	decided.ID, decided.Version = 7, 4
+	// The engine's run past the gate, numbered below the snapshot so that
+	// the worker's catch-up (which queues the engine's open runs) does not
+	// replace the snapshot being delivered.
+	decidedBehind := decided.Clone()
+	decidedBehind.Version = 2
+	for _, tt := range []struct {
+		name          string
+		snapshot, now *workflow.Run // the one delivered, the engine's when the call is posted
+		want          uint64
+	}{
+		{"gate open", awaiting(7, 3), awaiting(7, 3), 3},
+		{"gate decided before the delivery", decided, decided, 0},
+		{"gate decided while the call was posted", awaiting(7, 3), decidedBehind, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h, eng := newHandlerHarness(t)
+			run := tt.snapshot
+			eng.put(tt.now)
+			h.bot.RunChanged(context.Background(), run, []workflow.Event{
+				{RunID: 7, Seq: 2, Type: workflow.EventPlanned},
+				{RunID: 7, Seq: 3, Type: workflow.EventGateOpened, Step: workflow.GateAuthentik}})
+			// With its context already done, Run delivers what is queued and returns.
+			stopped, cancel := context.WithCancel(context.Background())
+			cancel()
+			if err := h.bot.Run(stopped); err != nil {
+				t.Fatal(err)
+			}
+			if calls := h.slack.Calls(); len(rootPosts(calls)) != 1 || len(replies(calls)) != 2 {
+				t.Fatalf("want the root message and two replies:\n%s", callList(calls))
+			}
+			if d := eng.run(7).Delivered; d != tt.want {
+				t.Errorf("Delivered = %d, want %d", d, tt.want)
+			}
+			writes := slices.DeleteFunc(eng.Calls(), func(c string) bool { return c != "SetDelivered" })
+			if len(writes) != min(int(tt.want), 1) {
+				t.Errorf("%d SetDelivered writes; want %d", len(writes), min(int(tt.want), 1))
+			}
+		})
+	}
+}
+
+// TestCatchUpPostsUnrecordedGateCall: the process stopped after a gate
+// opened, before its call to the approvers was recorded as posted; the next
+// start calls them (again), once, and not for a call recorded.
+func TestCatchUpPostsUnrecordedGateCall(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		delivered uint64
+		calls     int
+	}{{"not recorded", 0, 1}, {"recorded", 4, 0}} {
+		t.Run(tt.name, func(t *testing.T) {
+			h, eng := newHandlerHarness(t)
+			api := slack.New(h.slack.BotToken(), slack.OptionAPIURL(h.slack.APIURL()))
+			_, rootTS, err := api.PostMessage("C1", slack.MsgOptionText("run 2", false))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := awaiting(2, 5)
+			r.MessageRef, r.Delivered = "C1|"+rootTS, tt.delivered
+			eng.put(r)
+			eng.mu.Lock()
+			eng.events = map[int64][]workflow.Event{2: {
+				{RunID: 2, Seq: 2, Type: workflow.EventPlanned, Message: "planned"},
+				{RunID: 2, Seq: 3, Type: workflow.EventStepSucceeded, Step: workflow.StepPreflight, Message: "checked"},
+				{RunID: 2, Seq: 4, Type: workflow.EventGateOpened, Step: workflow.GateAuthentik, Message: "waiting"},
+			}}
+			eng.mu.Unlock()
+			stopped, cancel := context.WithCancel(context.Background())
+			cancel()
+			for start := range 2 {
+				b := h.bot
+				if start > 0 {
+					if b, err = New(h.bot.cfg); err != nil {
+						t.Fatal(err)
+					}
+					b.Attach(eng)
+				}
+				if err := b.Run(stopped); err != nil {
+					t.Fatal(err)
+				}
+				calls := 0
+				for _, m := range h.slack.Thread("C1", rootTS) {
+					if m.TS != rootTS && strings.Contains(m.Text, "<@U2>") {
+						calls++
+					}
+				}
+				if calls != tt.calls {
+					t.Errorf("start %d: %d replies calling the approver; want %d", start+1, calls, tt.calls)
+				}
+			}
+			if d := eng.run(2).Delivered; d != 4 {
+				t.Errorf("Delivered = %d, want 4", d)
+			}
+		})
+	}
+}
+
 // TestDeliveryNeverGivesUp: a Slack outage longer than the backoff's
 // ramp does not drop a run's update, which may be the message with its
 // buttons: it is posted once Slack answers again.

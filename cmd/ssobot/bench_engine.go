@@ -209,7 +209,7 @@ func benchCommitNeed(c string) string {
 	case strings.Contains(c, "message ref"):
 		return "yes: the message is edited after a restart"
 	case strings.Contains(c, "delivered"):
-		return "no, kept: the bot's delivery mark (the outcome reply survives a restart)"
+		return "no, kept: the bot's delivery mark (a reply a restart must not lose: the outcome, or the call of a gate still open)"
 	case has(workflow.EventDecisionAccepted):
 		return "yes: the decision" + withIntent
 	case has(workflow.EventStepSucceeded), has(workflow.EventStepFailed), has(workflow.EventAttemptFailed):
