@@ -56,10 +56,12 @@ func parseMsgRef(s string) msgRef {
 // runState is what the worker remembers about a run's message between
 // deliveries. Only the worker goroutine touches it.
 type runState struct {
-	ref     msgRef
-	lastSeq uint64   // last event posted to the thread
-	hash    [32]byte // of the root message last sent, to skip no-op updates
-	dead    bool     // the channel is unreachable: deliver nothing more
+	ref        msgRef
+	lastSeq    uint64            // last event posted to the thread
+	called     uint64            // last call of a gate's approvers Slack took
+	calledGate workflow.StepName // and its gate
+	hash       [32]byte          // of the root message last sent, to skip no-op updates
+	dead       bool              // the channel is unreachable: deliver nothing more
 }
 
 // Run is the delivery worker: it posts and updates run messages and thread
@@ -123,11 +125,16 @@ func (b *Bot) catchUp(ctx context.Context) {
 	seen := map[int64]bool{}
 	for _, r := range open {
 		seen[r.ID] = true
-		b.queue.push(r, b.undeliveredCall(ctx, r))
+		var call []workflow.Event
+		if b.closedNote(r) == "" { // else the reply calls no one: nothing to record or repeat
+			call = b.undeliveredCall(ctx, r)
+		}
+		b.queue.push(r, call)
 	}
 	for _, r := range recent {
-		// Delivered is the last outcome event in Slack: a run with a later
-		// one (never delivered, or retried and finished again) needs its
+		// Delivered is the last event known to be in Slack that had to be
+		// (an outcome, or an open gate's call): a run with a later outcome
+		// (never delivered, or retried and finished again) needs its
 		// message and outcome brought up to date.
 		if seen[r.ID] || !r.State.Terminal() || r.MessageRef == "" {
 			continue
@@ -354,6 +361,8 @@ func (b *Bot) deliver(ctx context.Context, st *runState, w work) error {
 			}
 			if err != nil {
 				log.Error("post thread reply", slog.String("event", string(ev.Type)), slog.Any(workflow.KeyError, err))
+			} else if closed == "" && callsApprovers(run, ev) && ev.Seq > st.called {
+				st.called, st.calledGate = ev.Seq, ev.Step
 			}
 		}
 		st.lastSeq = max(st.lastSeq, ev.Seq)
@@ -361,9 +370,10 @@ func (b *Bot) deliver(ctx context.Context, st *runState, w work) error {
 	// A write for each reply a restart must not lose: a finished run's
 	// outcome (it mentions the requester) and the call of the gate still
 	// open (it mentions the approvers, and nothing else would before the
-	// reminder). A call whose gate was decided meanwhile needs none.
+	// reminder). A call whose gate was decided meanwhile needs none, and a
+	// call Slack refused is not recorded: the next start tries it again.
 	outcome := run.State.Terminal() && slices.ContainsFunc(events, func(ev workflow.Event) bool { return endsRun(ev.Type) })
-	call := !outcome && closed == "" && slices.ContainsFunc(events, func(ev workflow.Event) bool { return callsApprovers(run, ev) })
+	call := !outcome && st.called > run.Delivered && run.OpenGate() != nil && run.OpenGate().Name == st.calledGate
 	if call {
 		// The snapshot may be older than the run: a gate approved at once
 		// (the engine does not wait for Slack) needs no record.

@@ -611,30 +611,44 @@ func TestGateCallRecordedOnceOpen(t *testing.T) {
 	// replace the snapshot being delivered.
 	decidedBehind := decided.Clone()
 	decidedBehind.Version = 2
+	opened := []workflow.Event{
+		{RunID: 7, Seq: 2, Type: workflow.EventPlanned},
+		{RunID: 7, Seq: 3, Type: workflow.EventGateOpened, Step: workflow.GateAuthentik}}
 	for _, tt := range []struct {
 		name          string
 		snapshot, now *workflow.Run // the one delivered, the engine's when the call is posted
+		events        []workflow.Event
+		refused       bool // Slack refuses the call for good (restricted_action)
 		want          uint64
 	}{
-		{"gate open", awaiting(7, 3), awaiting(7, 3), 3},
-		{"gate decided before the delivery", decided, decided, 0},
-		{"gate decided while the call was posted", awaiting(7, 3), decidedBehind, 0},
+		{name: "gate open", snapshot: awaiting(7, 3), now: awaiting(7, 3), events: opened, want: 3},
+		{name: "reminder", snapshot: awaiting(7, 3), now: awaiting(7, 3), want: 4,
+			events: append(slices.Clone(opened), workflow.Event{RunID: 7, Seq: 4, Type: workflow.EventGateReminder, Step: workflow.GateAuthentik})},
+		{name: "gate decided before the delivery", snapshot: decided, now: decided, events: opened, want: 0},
+		{name: "gate decided while the call was posted", snapshot: awaiting(7, 3), now: decidedBehind, events: opened, want: 0},
+		{name: "call refused", snapshot: awaiting(7, 3), now: awaiting(7, 3), events: opened, refused: true, want: 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h, eng := newHandlerHarness(t)
 			run := tt.snapshot
 			eng.put(tt.now)
-			h.bot.RunChanged(context.Background(), run, []workflow.Event{
-				{RunID: 7, Seq: 2, Type: workflow.EventPlanned},
-				{RunID: 7, Seq: 3, Type: workflow.EventGateOpened, Step: workflow.GateAuthentik}})
+			if tt.refused {
+				h.slack.PassNext("chat.postMessage", 2) // the root and the plan's reply
+				h.slack.FailNext("chat.postMessage", 1, "restricted_action")
+			}
+			h.bot.RunChanged(context.Background(), run, tt.events)
 			// With its context already done, Run delivers what is queued and returns.
 			stopped, cancel := context.WithCancel(context.Background())
 			cancel()
 			if err := h.bot.Run(stopped); err != nil {
 				t.Fatal(err)
 			}
-			if calls := h.slack.Calls(); len(rootPosts(calls)) != 1 || len(replies(calls)) != 2 {
-				t.Fatalf("want the root message and two replies:\n%s", callList(calls))
+			taken := len(tt.events) // the replies Slack took
+			if tt.refused {
+				taken--
+			}
+			if calls := h.slack.Calls(); len(rootPosts(calls)) != 1 || len(replies(calls)) != taken {
+				t.Fatalf("want the root message and %d replies:\n%s", taken, callList(calls))
 			}
 			if d := eng.run(7).Delivered; d != tt.want {
 				t.Errorf("Delivered = %d, want %d", d, tt.want)
@@ -654,10 +668,20 @@ func TestCatchUpPostsUnrecordedGateCall(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
 		delivered uint64
-		calls     int
-	}{{"not recorded", 0, 1}, {"recorded", 4, 0}} {
+		closed    bool // the channel was taken off SSOBOT_CHANNELS: the reply would call no one
+		calls     int  // replies calling the approver, after each start
+		replies   int  // thread replies in all, after both starts
+	}{
+		{name: "not recorded", delivered: 0, calls: 1, replies: 1},
+		{name: "recorded", delivered: 4, calls: 0, replies: 0},
+		{name: "channel closed", delivered: 0, closed: true, calls: 0, replies: 0},
+	} {
 		t.Run(tt.name, func(t *testing.T) {
-			h, eng := newHandlerHarness(t)
+			h, eng := newHandlerHarness(t, func(c *Config) {
+				if tt.closed {
+					c.AllowedChannels = []string{"C9"}
+				}
+			})
 			api := slack.New(h.slack.BotToken(), slack.OptionAPIURL(h.slack.APIURL()))
 			_, rootTS, err := api.PostMessage("C1", slack.MsgOptionText("run 2", false))
 			if err != nil {
@@ -696,8 +720,12 @@ func TestCatchUpPostsUnrecordedGateCall(t *testing.T) {
 					t.Errorf("start %d: %d replies calling the approver; want %d", start+1, calls, tt.calls)
 				}
 			}
-			if d := eng.run(2).Delivered; d != 4 {
-				t.Errorf("Delivered = %d, want 4", d)
+			if n := len(h.slack.Thread("C1", rootTS)) - 1; n != tt.replies {
+				t.Errorf("%d thread replies after two starts; want %d", n, tt.replies)
+			}
+			writes := slices.DeleteFunc(eng.Calls(), func(c string) bool { return c != "SetDelivered" })
+			if len(writes) != tt.calls {
+				t.Errorf("%d SetDelivered writes; want %d", len(writes), tt.calls)
 			}
 		})
 	}
