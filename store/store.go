@@ -227,8 +227,9 @@ func openBolt(path string, readOnly bool, timeout time.Duration, openFile func(s
 // (/api/backup) would stop every commit, and every Slack acknowledgement
 // waiting for one, until the download ended. Past 1 GiB (some 85,000
 // finished runs: the restart benchmark's 10,100 take 119 MB) bbolt remaps
-// again. Windows grows the file to the mapping, and a
-// 32-bit address space has no room to spare: there, bbolt's default.
+// again. Windows grows the file to the mapping, and a 32-bit address space
+// has no room to spare: there, bbolt's default. So does openBolt under a
+// limit on the address space that refuses the mapping.
 var initialMapping = func() int {
 	if runtime.GOOS == "windows" || strconv.IntSize < 64 {
 		return 0
