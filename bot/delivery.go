@@ -373,12 +373,13 @@ func (b *Bot) deliver(ctx context.Context, st *runState, w work) error {
 	// reminder). A call whose gate was decided meanwhile needs none, and a
 	// call Slack refused is not recorded: the next start tries it again.
 	outcome := run.State.Terminal() && slices.ContainsFunc(events, func(ev workflow.Event) bool { return endsRun(ev.Type) })
-	call := !outcome && st.called > run.Delivered && run.OpenGate() != nil && run.OpenGate().Name == st.calledGate
+	gate := run.OpenGate()
+	call := !outcome && gate != nil && gate.Name == st.calledGate && st.called > run.Delivered
 	if call {
 		// The snapshot may be older than the run: a gate approved at once
 		// (the engine does not wait for Slack) needs no record.
 		now, err := b.eng().Get(ctx, run.ID)
-		call = err != nil || now.OpenGate() != nil && now.OpenGate().Name == run.OpenGate().Name
+		call = err != nil || (now.OpenGate() != nil && now.OpenGate().Name == gate.Name)
 	}
 	if st.lastSeq > run.Delivered && (outcome || call) {
 		if _, err := b.eng().SetDelivered(ctx, run.ID, st.lastSeq); err != nil {

@@ -1130,12 +1130,7 @@ func TestPublicStatusLookupFailures(t *testing.T) {
 			addSharedRunPeople(h.slack, tt.gone)
 			if tt.limited != "" {
 				// The others are looked up first, from the cache.
-				for _, u := range []string{"U1", "U2", "U5"} {
-					if _, err := h.bot.appr.userInfo(context.Background(), u); err != nil {
-						t.Fatal(err)
-					}
-				}
-				h.slack.RateLimitNext("users.info", 1, 5)
+				limitU4(t, h)
 			}
 			eng.put(sharedRun())
 			before := len(h.slack.Calls())
@@ -1172,6 +1167,18 @@ func TestPublicStatusLookupFailures(t *testing.T) {
 	}
 }
 
+// limitU4 caches the people of sharedRun but U4, whose lookup, the only
+// one left, then answers 429 with Retry-After 5 s.
+func limitU4(t *testing.T, h *harness) {
+	t.Helper()
+	for _, u := range []string{"U1", "U2", "U5"} {
+		if _, err := h.bot.appr.userInfo(context.Background(), u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.slack.RateLimitNext("users.info", 1, 5)
+}
+
 // TestPublicStatusRemembersFailures: a user Slack does not know is
 // remembered as unknown like a known one, and after a 429 no lookup calls
 // users.info before its Retry-After has passed.
@@ -1192,12 +1199,7 @@ func TestPublicStatusRemembersFailures(t *testing.T) {
 			h, eng := newHandlerHarness(t)
 			addSharedRunPeople(h.slack, tt.gone)
 			if tt.limited {
-				for _, u := range []string{"U1", "U2", "U5"} {
-					if _, err := h.bot.appr.userInfo(context.Background(), u); err != nil {
-						t.Fatal(err)
-					}
-				}
-				h.slack.RateLimitNext("users.info", 1, 5)
+				limitU4(t, h)
 			}
 			eng.put(sharedRun())
 			for i, calls := range tt.calls {
