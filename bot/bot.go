@@ -103,6 +103,8 @@ type Bot struct {
 	// notices keeps response URLs of slash commands in memory only, so a
 	// requester can be told privately when the run's message cannot be posted.
 	notices *notices
+	// cards remembers the status cards last sent (see statusCards).
+	cards *statusCards
 
 	// wg tracks background work started by handlers (modals, private replies).
 	wg      sync.WaitGroup
@@ -143,6 +145,7 @@ func New(cfg Config) (*Bot, error) {
 		queue:   newQueue(),
 		replays: newReplayGuard(cfg.Clock),
 		notices: newNotices(cfg.Clock),
+		cards:   newStatusCards(statusCardsKept),
 	}
 	b.appr = newApprovers(cfg.Client, cfg.ApproverUsers, cfg.ApproverGroups, cfg.GroupCacheTTL, cfg.Clock, cfg.Logger)
 	b.bgCtx = context.Background()

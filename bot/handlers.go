@@ -43,6 +43,20 @@ type reply struct {
 	ResponseType string        `json:"response_type,omitempty"`
 	Text         string        `json:"text"`
 	Blocks       []slack.Block `json:"blocks,omitempty"`
+	// encoded, when set, is the whole reply already encoded (a status card
+	// from statusCards), and the fields above are empty.
+	encoded []byte
+}
+
+// replyFields is reply's encoding without its MarshalJSON.
+type replyFields reply
+
+// MarshalJSON encodes the reply, or writes the encoding it carries.
+func (r *reply) MarshalJSON() ([]byte, error) {
+	if r.encoded != nil {
+		return r.encoded, nil
+	}
+	return json.Marshal((*replyFields)(r))
 }
 
 func private(text string) *reply {
@@ -312,6 +326,10 @@ func (b *Bot) recoverTo200(w http.ResponseWriter) {
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
+	if r, ok := v.(*reply); ok && r.encoded != nil {
+		_, _ = w.Write(r.encoded) // the encoder would only check and copy it
+		return
+	}
 	_ = json.NewEncoder(w).Encode(v)
 }
 
@@ -473,15 +491,23 @@ func (b *Bot) status(ctx context.Context, c Command, slash, user, channel, respo
 		b.async(responseTimeout, func(ctx context.Context) { b.shareRun(ctx, run, slash, user, channel, responseURL, log) })
 		return private(fmt.Sprintf("Sharing run #%d in this channel…", run.ID))
 	}
-	resp := &reply{ResponseType: slack.ResponseTypeEphemeral, Text: FallbackText(run), Blocks: renderRun(run, b.links(), false, "", mention)}
-	if c.Public {
-		// The run's card names its application, team and people; a run
-		// from another channel (perhaps a private one) is not posted here.
-		note := fmt.Sprintf(":lock: Run #%d belongs to <#%s>, so only you see it here; to share it, type `%s status %d public` there.", run.ID, run.Request.Channel, slash, run.ID)
-		resp.Text = note + "\n" + resp.Text
-		resp.Blocks = append([]slack.Block{slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, note, false, false))}, resp.Blocks...)
+	card := func(r *workflow.Run) []slack.Block { return renderRun(r, b.links(), false, "", mention) }
+	if !c.Public {
+		resp, err := b.cards.reply(run, card)
+		if err != nil {
+			log.Error("encode status", slog.Int64(workflow.KeyRunID, run.ID), slog.Any(workflow.KeyError, err))
+			return private("I could not show that run (something went wrong on my side); try again in a minute.")
+		}
+		return resp
 	}
-	return resp
+	// The run's card names its application, team and people; a run from
+	// another channel (perhaps a private one) is not posted here.
+	note := fmt.Sprintf(":lock: Run #%d belongs to <#%s>, so only you see it here; to share it, type `%s status %d public` there.", run.ID, run.Request.Channel, slash, run.ID)
+	return &reply{
+		ResponseType: slack.ResponseTypeEphemeral,
+		Text:         note + "\n" + FallbackText(run),
+		Blocks:       append([]slack.Block{slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, note, false, false))}, card(run)...),
+	}
 }
 
 // shareRun posts run r's card in the channel through the command's

@@ -157,11 +157,16 @@ func (f *fakeEngine) Start(ctx context.Context, req workflow.Request) (*workflow
 	return snap, nil
 }
 
-// put stores a run as the engine's current state.
+// put stores a run as the engine's current state. Like a write of the
+// store, it leaves the run at a Version past the one stored before.
 func (f *fakeEngine) put(r *workflow.Run) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.runs[r.ID] = r.Clone()
+	c := r.Clone()
+	if old, ok := f.runs[r.ID]; ok && c.Version <= old.Version {
+		c.Version = old.Version + 1
+	}
+	f.runs[r.ID] = c
 	if r.ID > f.nextID {
 		f.nextID = r.ID
 	}
@@ -214,6 +219,7 @@ func (f *fakeEngine) Retry(ctx context.Context, id int64, user string) (*workflo
 		return nil, &workflow.RefusedError{Reason: fmt.Sprintf("run #%d is %s; only failed runs can be retried", id, r.State), Kind: workflow.RefusedRunState, State: r.State}
 	}
 	r.State = workflow.StateRunning
+	r.Version++
 	return r.Clone(), nil
 }
 
