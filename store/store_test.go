@@ -310,6 +310,13 @@ func TestCheckFindsBrokenIndexes(t *testing.T) {
 		{"count off", func(tx *bolt.Tx) error {
 			return addCount(tx, workflow.StateFailed, 3)
 		}, "count of failed is 4, 1 runs are"},
+		{"a run that is not JSON", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketRuns).Put(runKey(3), []byte(`{"id":3,"state":"awaiting_approval"`))
+		}, "run 3: not valid JSON"},
+		{"a run under another run's key", func(tx *bolt.Tx) error {
+			v := tx.Bucket(bucketRuns).Get(runKey(4))
+			return tx.Bucket(bucketRuns).Put(runKey(2), bytes.Clone(v))
+		}, "run 4: stored under key 2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -987,6 +994,66 @@ func TestVerifyFlippedBit(t *testing.T) {
 			}
 			if _, err := Open(path, Options{Verify: true}); !errors.Is(err, ErrInvalid) {
 				t.Errorf("Open with Verify: %v; want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+// readRunHead reads from a run's encoding what a full decode would give,
+// and refuses what a decode would refuse.
+func TestReadRunHead(t *testing.T) {
+	running := newRun("App", workflow.StateRunning)
+	running.ID = 12
+	running.Steps[2].Status = workflow.StepRunning
+	cancelledMidStep := newRun("App", workflow.StateCancelled)
+	cancelledMidStep.ID = 13
+	cancelledMidStep.Steps[4].Status = workflow.StepRunning
+	done := newRun("App", workflow.StateSucceeded)
+	done.ID = math.MaxInt64
+	for _, r := range []*workflow.Run{running, cancelledMidStep, done, {ID: 1, State: workflow.StatePending}} {
+		v, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := runHead{ID: r.ID, State: r.State}
+		for _, st := range r.Steps {
+			want.StepRunning = want.StepRunning || st.Status == workflow.StepRunning
+		}
+		if got, err := readRunHead(v); err != nil || got != want {
+			t.Errorf("run %d: readRunHead = %+v, %v; want %+v", r.ID, got, err, want)
+		}
+	}
+
+	tests := []struct {
+		name, in string
+		want     runHead
+		err      string
+	}{
+		{"missing fields", `{}`, runHead{}, ""},
+		{"nulls", `{"id":null,"state":null,"steps":null}`, runHead{}, ""},
+		{"a null step", `{"id":5,"state":"running","steps":[null,{"status":"running"}]}`, runHead{ID: 5, State: workflow.StateRunning, StepRunning: true}, ""},
+		{"fields after the steps", `{"steps":[{"status":"succeeded"}],"state":"failed","id":7}`, runHead{ID: 7, State: workflow.StateFailed}, ""},
+		{"truncated", `{"id":5,"state":"run`, runHead{}, "not valid JSON"},
+		{"an array", `[1,2]`, runHead{}, "an array, not an object"},
+		{"id a string", `{"id":"5"}`, runHead{}, "id is a string, not a number"},
+		{"id a fraction", `{"id":5.5}`, runHead{}, "id 5.5 is not a run ID"},
+		{"id too large", `{"id":9223372036854775808}`, runHead{}, "is not a run ID"},
+		{"state a number", `{"id":5,"state":3}`, runHead{}, "state is a number, not a string"},
+		{"steps an object", `{"id":5,"steps":{}}`, runHead{}, "steps is an object, not an array"},
+		{"a step a string", `{"id":5,"steps":["running"]}`, runHead{}, "a step is a string, not an object"},
+		{"a status a boolean", `{"id":5,"steps":[{"status":true}]}`, runHead{}, "a step's status is a boolean, not a string"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := readRunHead([]byte(tt.in))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("readRunHead(%s) = %+v, %v; want an error containing %q", tt.in, got, err, tt.err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("readRunHead(%s) = %+v, %v; want %+v", tt.in, got, err, tt.want)
 			}
 		})
 	}
