@@ -59,7 +59,7 @@ func (s *Store) Check() error {
 		// bbolt's check walks the pages in a goroutine of its own, where a
 		// fault on a bad offset or page number (a flipped bit under an
 		// intact page header) kills the process: SetPanicOnFault holds only
-		// for the goroutine that sets it. Reading every key and value here
+		// for the goroutine that sets it. Touching every key and value here
 		// first turns such damage into an error.
 		touchAll(tx)
 		for err := range tx.Check() {
@@ -92,7 +92,8 @@ func (s *Store) Check() error {
 	return nil
 }
 
-// touchAll reads every key and value of every bucket, nested ones too.
+// touchAll touches every key and value of every bucket, nested ones too
+// (see touch).
 func touchAll(tx *bolt.Tx) {
 	var sum byte
 	var walk func(b *bolt.Bucket)
