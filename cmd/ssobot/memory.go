@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
 	"time"
 )
@@ -18,7 +19,19 @@ const idleRelease = 5 * time.Second
 func releaseWhenIdle(ctx context.Context, period time.Duration, activity func() uint64) {
 	t := time.NewTicker(period)
 	defer t.Stop()
-	releaseOnIdleTicks(ctx, t.C, activity, debug.FreeOSMemory)
+	releaseOnIdleTicks(ctx, t.C, activity, releaseFreeMemory)
+}
+
+// releaseFreeMemory returns to the system what the heap holds for nothing,
+// pooled buffers too. A sync.Pool keeps what was put in it until the second
+// collection after: the /metrics handler's gzip writers, net/http's and
+// encoding/json's buffers and the store's encodings outlived one collection.
+// Dropping them first took the resident memory of `ssobot serve` after
+// 1,000 runs from 49.1–49.8 to 47.0–47.9 MB (two runs each of the restart
+// benchmark).
+func releaseFreeMemory() {
+	runtime.GC()
+	debug.FreeOSMemory() // a second collection, then the return
 }
 
 // releaseOnIdleTicks calls release once per idle spell: at the first tick
