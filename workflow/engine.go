@@ -148,11 +148,16 @@ type Engine struct {
 
 	mu      sync.Mutex
 	running bool
-	ctx     context.Context  // Run's context; drivers stop between attempts when it ends
-	driving map[int64]bool   // runs with a driver goroutine
-	again   map[int64]bool   // runs changed while being driven
-	crashed map[int64]bool   // runs a CrashHook stopped: left alone, as by a dead process
-	wakers  map[int64]func() // cancel each run's pending wake-up
+	ctx     context.Context // Run's context; drivers stop between attempts when it ends
+	driving map[int64]bool  // runs with a driver goroutine (or one about to start: see launch)
+	again   map[int64]bool  // runs changed while being driven
+	// launch holds the runs kicked while the front end may be busy, whose
+	// drivers start once it lets background work go (see kick); launching
+	// is whether a goroutine waits for that.
+	launch    []int64
+	launching bool
+	crashed   map[int64]bool   // runs a CrashHook stopped: left alone, as by a dead process
+	wakers    map[int64]func() // cancel each run's pending wake-up
 	// fresh holds, per run, the attempt whose intent this process wrote
 	// into the commit that ended the step or gate before it, and whose call
 	// it has not made yet: the driver makes that call without writing the
@@ -332,7 +337,43 @@ func (e *Engine) kick(id int64) {
 	}
 	e.driving[id] = true
 	e.wg.Add(1)
-	go e.drive(e.ctx, id)
+	if e.cfg.Yield == nil {
+		go e.drive(e.ctx, id)
+		return
+	}
+	// Every driver first waits for the front end (yield). During a burst
+	// of commands, each starting a run, that was a goroutine per run
+	// waiting (about 1,000 in a round of the benchmark), whose stacks every
+	// collection scanned while the acknowledgements waited; one goroutine
+	// now waits for all of them, then starts their drivers. In three A/B
+	// pairs of 1,000 `new` from 50 senders: p99 13.4–15.8 -> 8.8–13.3 ms,
+	// slowest 22–25 -> 12–17 ms.
+	e.launch = append(e.launch, id)
+	if !e.launching {
+		e.launching = true
+		go e.launchDrivers(e.ctx)
+	}
+}
+
+// launchDrivers starts the drivers of the runs in e.launch once the front
+// end lets background work go, until none is left. Each was counted in
+// e.wg by kick; a driver started after ctx is done stops at once.
+func (e *Engine) launchDrivers(ctx context.Context) {
+	for {
+		_ = e.yield(ctx) // an error means ctx is done: the drivers see it too
+		e.mu.Lock()
+		ids := e.launch
+		e.launch = nil
+		if len(ids) == 0 {
+			e.launching = false
+			e.mu.Unlock()
+			return
+		}
+		e.mu.Unlock()
+		for _, id := range ids {
+			go e.drive(ctx, id)
+		}
+	}
 }
 
 func (e *Engine) drive(ctx context.Context, id int64) {

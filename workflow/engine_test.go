@@ -826,6 +826,43 @@ func TestYieldHoldsBackgroundWork(t *testing.T) {
 	h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
 }
 
+// Runs started while the front end holds background work back wait for it
+// together, in one goroutine, not one each; once it lets go, every run goes on.
+func TestRunsHeldBackWaitTogether(t *testing.T) {
+	h := newHarness(t)
+	var waiting, most atomic.Int32
+	release := make(chan struct{})
+	h.start(func(c *workflow.Config) {
+		c.Yield = func(ctx context.Context) (func(), error) {
+			n := waiting.Add(1)
+			defer waiting.Add(-1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			select {
+			case <-release:
+				return func() {}, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	})
+	before := runtime.NumGoroutine()
+	var runs []*workflow.Run
+	for i := range 20 {
+		runs = append(runs, h.newRun(workflow.Request{ApplicationName: fmt.Sprintf("App %d", i)}))
+	}
+	if grew := runtime.NumGoroutine() - before; grew >= 10 {
+		t.Errorf("%d goroutines more for %d runs held back; want one waiting for all", grew, len(runs))
+	}
+	if n := most.Load(); n > 1 {
+		t.Errorf("%d goroutines waited for the front end at once; want 1", n)
+	}
+	close(release)
+	for _, r := range runs {
+		h.feed.waitGate(t, r.ID, workflow.GateAuthentik)
+	}
+}
+
 // TestCrashedRunStaysDown: a run a CrashHook stopped is left alone by the
 // engine that "crashed", as by a dead process, even when it is kicked again
 // (here by the scan of open runs at start, which found it late); only a
