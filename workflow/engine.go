@@ -351,18 +351,23 @@ func (e *Engine) kick(id int64) {
 	e.launch = append(e.launch, id)
 	if !e.launching {
 		e.launching = true
-		go e.launchDrivers(e.ctx)
+		go e.launchDrivers()
 	}
 }
 
 // launchDrivers starts the drivers of the runs in e.launch once the front
 // end lets background work go, until none is left. Each was counted in
-// e.wg by kick; a driver started after ctx is done stops at once.
-func (e *Engine) launchDrivers(ctx context.Context) {
+// e.wg by kick. The drivers get the engine's context as it is when they
+// are taken from e.launch: a run queued by a later Run of the engine, while
+// this goroutine was still finishing, is driven under that Run.
+func (e *Engine) launchDrivers() {
 	for {
+		e.mu.Lock()
+		ctx := e.ctx
+		e.mu.Unlock()
 		_ = e.yield(ctx) // an error means ctx is done: the drivers see it too
 		e.mu.Lock()
-		ids := e.launch
+		ids, ctx := e.launch, e.ctx
 		e.launch = nil
 		if len(ids) == 0 {
 			e.launching = false
