@@ -152,7 +152,6 @@ func New(cfg Config) (*Bot, error) {
 	b.appr = newApprovers(cfg.Client, cfg.ApproverUsers, cfg.ApproverGroups, cfg.GroupCacheTTL, cfg.Clock, cfg.Logger)
 	b.bgCtx = context.Background()
 	b.bgSlots = make(chan struct{}, backgroundWorkers)
-	b.jobs.max = backgroundWorkers
 	return b, nil
 }
 
@@ -182,15 +181,14 @@ func (b *Bot) Handler() http.Handler {
 	return mux
 }
 
-// async runs fn off the request path with a bounded context. A panic there
-// is logged, not fatal: one bad click must not stop the bot for everyone
-// (the engine's records are durable, but the bot's queue is not).
 // backgroundWorkers bounds concurrent background work (decisions, modals,
 // private replies): enough to overlap Slack round trips on a small machine.
 const backgroundWorkers = 8
 
 // async runs fn off the request path with timeout, counted from when it
-// gets a slot.
+// gets a slot. A panic there is logged, not fatal: one bad click must not
+// stop the bot for everyone (the engine's records are durable, but the
+// bot's queue is not).
 func (b *Bot) async(timeout time.Duration, fn func(ctx context.Context)) {
 	b.background(timeout, false, fn)
 }
@@ -289,8 +287,7 @@ type jobQueue struct {
 	mu      sync.Mutex
 	jobs    []job
 	next    int // jobs[next:] wait
-	workers int // goroutines working through the queue
-	max     int
+	workers int // goroutines working through the queue, at most backgroundWorkers
 }
 
 // push queues j and reports whether the caller must start a worker.
@@ -301,7 +298,7 @@ func (q *jobQueue) push(j job) (startWorker bool) {
 		q.jobs, q.next = q.jobs[:0], 0 // drained: reuse the array
 	}
 	q.jobs = append(q.jobs, j)
-	if q.workers < q.max {
+	if q.workers < backgroundWorkers {
 		q.workers++
 		return true
 	}
