@@ -233,12 +233,13 @@ func (b *Bot) readVerified(w http.ResponseWriter, r *http.Request) ([]byte, bool
 		http.Error(w, "cannot read request body", http.StatusBadRequest)
 		return nil, false
 	}
-	if err := Verify(r.Header, body, b.cfg.SigningSecret, b.clock.Now()); err != nil {
+	sig, err := verify(r.Header, body, b.cfg.SigningSecret, b.clock.Now())
+	if err != nil {
 		b.log.Warn("refused a request without a valid Slack signature", slog.String("path", r.URL.Path), slog.Any(workflow.KeyError, err))
 		http.Error(w, "invalid signature", http.StatusUnauthorized)
 		return nil, false
 	}
-	if b.replays.seen(replayKey(r.Header.Get(HeaderTimestamp), body)) {
+	if b.replays.seen(sig) {
 		// Slack never sends the same signed request twice; a copy inside the
 		// window is a replay. A copied click would be refused by the engine,
 		// but a copied `new` would start a second run.
@@ -253,8 +254,8 @@ func (b *Bot) readVerified(w http.ResponseWriter, r *http.Request) ([]byte, bool
 	return body, true
 }
 
-// replayKey identifies a signed request by what the signature covers, not
-// by how the signature header is spelled.
+// replayKey identifies what Socket Mode delivered (a request over HTTP is
+// identified by its signature: see verify).
 func replayKey(ts string, body []byte) replayID {
 	h := sha256.New()
 	h.Write([]byte(ts))
@@ -265,9 +266,9 @@ func replayKey(ts string, body []byte) replayID {
 	return id
 }
 
-// replayID is a replayKey: a fixed-size array, so that the guard's maps
-// hold no pointers for the collector to trace (a busy workspace sends
-// hundreds of thousands of requests in a window).
+// replayID is a replayKey or a request's signature: a fixed-size array, so
+// that the guard's maps hold no pointers for the collector to trace (a busy
+// workspace sends hundreds of thousands of requests in a window).
 type replayID [sha256.Size]byte
 
 // replayGuard remembers the verified requests (by replayKey) for as long as
