@@ -2,7 +2,10 @@ package bot
 
 import (
 	"context"
+	"net/http"
+	"net/url"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -61,4 +64,43 @@ func TestBackgroundWorkQueues(t *testing.T) {
 	done := make(chan struct{})
 	b.async(responseTimeout, func(context.Context) { close(done) })
 	<-done
+}
+
+// A click is acknowledged before its payload is decoded: the decoding
+// happens in the background, with the decision, and a payload that does not
+// decode is logged there. An interaction of another type is decoded on the
+// request path, where its answer may depend on it.
+func TestClickDecodedInBackground(t *testing.T) {
+	h, eng := newHandlerHarness(t)
+	b := h.bot
+	for range cap(b.bgSlots) {
+		b.bgSlots <- struct{}{}
+	}
+	click := url.Values{"payload": {`{"type":"block_actions","user":{"id":"U2"},"actions":[{"action_id":"approve","value":"1|authentik|n"}`}}
+	status, out := h.post("/slack/interactions", click)
+	if status != http.StatusOK || strings.TrimSpace(out) != "" {
+		t.Fatalf("click acknowledged %d %q; want an empty 200", status, out)
+	}
+	if strings.Contains(h.logBuf.String(), "unreadable interaction payload") {
+		t.Fatal("the click's payload was decoded before the acknowledgement")
+	}
+	view := url.Values{"payload": {`{"type":"view_submission","view":`}}
+	if status, _ := h.post("/slack/interactions", view); status != http.StatusOK {
+		t.Fatalf("submission acknowledged %d", status)
+	}
+	if n := strings.Count(h.logBuf.String(), "unreadable interaction payload"); n != 1 {
+		t.Fatalf("%d warnings after the submission; want its own, on the request path", n)
+	}
+	for range cap(b.bgSlots) {
+		<-b.bgSlots
+	}
+	if err := b.Drain(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(h.logBuf.String(), "unreadable interaction payload"); n != 2 {
+		t.Fatalf("%d warnings once background work ran; want the click's too:\n%s", n, h.logBuf.String())
+	}
+	if calls := eng.Calls(); len(calls) != 0 {
+		t.Fatalf("the engine was called for payloads that do not decode: %v", calls)
+	}
 }
