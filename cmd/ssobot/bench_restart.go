@@ -174,7 +174,7 @@ func benchRestart(ctx context.Context, b *bench, s *benchSection) error {
 	s.value("driven_runs_per_s", roundTo(float64(driven)/dr.elapsed.Seconds(), 2))
 	s.note("The history is %d copies of a real finished run (its run record and %d audit events) and %d runs waiting at the authentik gate, whose Slack messages exist; "+
 		"the bot refreshes those messages at start, after /readyz. Each driven run is one signed /sso-setup new and two signed Approve clicks, sent when the button shows on the run's message in the Slack fake. "+
-		"VmRSS counts the pages of the memory-mapped database (and of the binary) that were read: they are page cache the kernel may drop at any time; RssAnon is the memory ssobot itself holds.",
+		"VmRSS counts the pages of the memory-mapped database (and of the binary) that were read: page cache the kernel may drop at any time, which ssobot also takes out of its resident set once idle (Store.ReleaseMapped, with the heap's release); RssAnon is the memory ssobot itself holds.",
 		finished, len(tmplEvents), open)
 	if p.errorLines() > 0 {
 		s.note("ssobot logged errors: %s", p.firstError())

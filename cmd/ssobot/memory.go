@@ -11,15 +11,16 @@ import (
 // free memory to the system.
 const idleRelease = 5 * time.Second
 
-// releaseWhenIdle returns the memory a burst of work left free to the system
-// once activity (a counter that moves with every request and write) has not
+// releaseWhenIdle calls release, which returns the memory a burst of work
+// left to the system (releaseFreeMemory, the store's mapped pages), once
+// activity (a counter that moves with every request and write) has not
 // moved for a full period. Go's own scavenger does so too, but over minutes
 // and only down to a margin above the heap's last goal; a bot is idle most of
 // the time, and between bursts it should be as small as its live data.
-func releaseWhenIdle(ctx context.Context, period time.Duration, activity func() uint64) {
+func releaseWhenIdle(ctx context.Context, period time.Duration, activity func() uint64, release func()) {
 	t := time.NewTicker(period)
 	defer t.Stop()
-	releaseOnIdleTicks(ctx, t.C, activity, releaseFreeMemory)
+	releaseOnIdleTicks(ctx, t.C, activity, release)
 }
 
 // releaseFreeMemory returns to the system what the heap holds for nothing,

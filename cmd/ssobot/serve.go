@@ -489,7 +489,13 @@ func (a *app) Serve(ctx context.Context, slackLn, adminLn net.Listener) error {
 	botDone := make(chan error, 1)
 	go func() { botDone <- a.bot.Run(botCtx) }()
 
-	go releaseWhenIdle(botCtx, idleRelease, func() uint64 { return a.store.Writes() + a.foreground.Served() })
+	go releaseWhenIdle(botCtx, idleRelease, func() uint64 { return a.store.Writes() + a.foreground.Served() }, func() {
+		releaseFreeMemory()
+		// The store closes only after botCtx is done: an error then is shutdown's.
+		if err := a.store.ReleaseMapped(); err != nil && botCtx.Err() == nil {
+			a.log.Warn("could not release the database's pages from memory", slog.Any(workflow.KeyError, err))
+		}
+	})
 
 	var slackSrv *http.Server
 	socketCtx, stopSocket := context.WithCancel(context.WithoutCancel(ctx))
