@@ -133,15 +133,6 @@ func (b *Bot) serveInteraction(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// parseInteraction decodes the form field payload of an interaction body.
-func parseInteraction(body []byte) (slack.InteractionCallback, error) {
-	payload, err := interactionPayload(body)
-	if err != nil {
-		return slack.InteractionCallback{}, err
-	}
-	return decodeInteraction(payload)
-}
-
 // interactionPayload is the form field payload of an interaction body, the
 // JSON that decodeInteraction reads.
 func interactionPayload(body []byte) (string, error) {

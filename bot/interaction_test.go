@@ -108,3 +108,13 @@ func BenchmarkParseInteraction(b *testing.B) {
 		}
 	}
 }
+
+// parseInteraction decodes an interaction body as the handler does, in its
+// two parts: the form on the request path, the payload where it is used.
+func parseInteraction(body []byte) (slack.InteractionCallback, error) {
+	payload, err := interactionPayload(body)
+	if err != nil {
+		return slack.InteractionCallback{}, err
+	}
+	return decodeInteraction(payload)
+}
