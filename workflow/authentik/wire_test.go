@@ -161,3 +161,38 @@ func TestMalformedList(t *testing.T) {
 		})
 	}
 }
+
+// The generated client hands a success over undecoded (its models are never
+// read); the adapter decodes it, and an error answer keeps its media type.
+func TestSuccessNotDecodedByTheGeneratedClient(t *testing.T) {
+	body := `{"pk":5,"name":"Grafana","client_id":"c","client_type":"confidential","client_secret":"shh",
+		"authorization_flow":"a","invalidation_flow":"i","signing_key":"k","redirect_uris":[],"property_mappings":[],
+		"component":"ak-provider-oauth2-form","assigned_application_slug":"grafana","assigned_application_name":"Grafana",
+		"assigned_backchannel_application_slug":"","assigned_backchannel_application_name":"",
+		"verbose_name":"OAuth2/OpenID Provider","verbose_name_plural":"OAuth2/OpenID Providers","meta_model_name":"authentik_providers_oauth2.oauth2provider"}`
+	var sdk api.OAuth2Provider
+	if err := json.Unmarshal([]byte(body), &sdk); err != nil {
+		t.Fatalf("the generated model refuses the body, so the test cannot tell: %v", err)
+	}
+	c := newTestClient(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v3/providers/oauth2/6/" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"detail":"No OAuth2Provider matches the given query."}`))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(body))
+	})
+	model, resp, err := c.api.ProvidersAPI.ProvidersOauth2Retrieve(t.Context(), 5).Execute()
+	if model != nil || resp == nil || resp.Header.Get("Content-Type") != "" {
+		t.Fatalf("the generated client decoded the answer (model decoded: %t, err %v)", model != nil, err)
+	}
+	if p, err := c.GetProvider(t.Context(), 5); err != nil || p.Name != "Grafana" {
+		t.Fatalf("GetProvider = %+v, %v", p, err)
+	}
+	_, resp, _ = c.api.ProvidersAPI.ProvidersOauth2Retrieve(t.Context(), 6).Execute()
+	if resp == nil || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatal("an error answer lost its media type")
+	}
+}
