@@ -21,8 +21,9 @@ type runMemo struct {
 	max     int
 }
 
-// memoEntry is immutable once stored: raw is a copy made for it and run is
-// never handed out, only clones of it.
+// memoEntry is immutable once stored: raw is a copy made for it, or the
+// encoding a write committed, which nothing writes to again; run is never
+// handed out, only clones of it.
 type memoEntry struct {
 	raw []byte
 	run *workflow.Run
@@ -64,6 +65,17 @@ func (m *runMemo) decode(k, v []byte, keep bool) (*workflow.Run, error) {
 		m.put(id, memoEntry{raw: bytes.Clone(v), run: r.Clone()})
 	}
 	return r, err
+}
+
+// remember records r, just committed as encoded, as the decoding of those
+// bytes (which nobody writes to again), by the same rule as decode: only
+// an open run is kept. r stays the caller's.
+func (m *runMemo) remember(id int64, encoded []byte, r *workflow.Run) {
+	if r.State.Terminal() {
+		m.forget(id)
+		return
+	}
+	m.put(id, memoEntry{raw: encoded, run: r.Clone()})
 }
 
 func (m *runMemo) forget(id int64) {

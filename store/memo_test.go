@@ -1,11 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/ssobot/ssobot/workflow"
 )
@@ -173,5 +176,47 @@ func TestMemoForgetsFinishedRuns(t *testing.T) {
 	}
 	if n := s.memo.len(); n != 0 {
 		t.Fatalf("memo holds %d runs once both are finished, want 0", n)
+	}
+}
+
+// An update leaves its own decoding in the memo, so the writer's next read
+// decodes nothing; what the writer does with the run it got back does not
+// reach the memo; a write that ends the run leaves nothing.
+func TestMemoRemembersWhatAWriteCommitted(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	r := mustCreate(t, s, newRun("Grafana", workflow.StateRunning))
+	out, err := s.UpdateRun(ctx, r.ID, func(r *workflow.Run) ([]workflow.Event, error) {
+		r.MessageRef = "C1|1.2"
+		return nil, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored []byte
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		stored = bytes.Clone(tx.Bucket(bucketRuns).Get(runKey(r.ID)))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.memo.mu.Lock()
+	e, ok := s.memo.entries[r.ID]
+	s.memo.mu.Unlock()
+	if !ok || !bytes.Equal(e.raw, stored) || e.run.MessageRef != "C1|1.2" {
+		t.Fatalf("after the update the memo holds %v, %q; want the committed run", ok, e.raw)
+	}
+	out.MessageRef = "changed by the caller"
+	if got, err := s.GetRun(ctx, r.ID); err != nil || got.MessageRef != "C1|1.2" {
+		t.Fatalf("GetRun = %v, %v; want what was committed", got, err)
+	}
+	if _, err := s.UpdateRun(ctx, r.ID, func(r *workflow.Run) ([]workflow.Event, error) {
+		r.State = workflow.StateSucceeded
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.memo.len(); n != 0 {
+		t.Fatalf("%d runs in the memo after the run ended; want none", n)
 	}
 }

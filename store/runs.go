@@ -108,6 +108,7 @@ func (s *Store) UpdateRun(ctx context.Context, id int64, fn func(r *workflow.Run
 	}
 	var (
 		out            *workflow.Run
+		encoded        []byte
 		fnErr          error
 		events, stored []workflow.Event
 	)
@@ -132,7 +133,7 @@ func (s *Store) UpdateRun(ctx context.Context, id int64, fn func(r *workflow.Run
 			return errSkip(fmt.Errorf("invalid state %q", r.State))
 		}
 		r.Version = version + 1
-		if err := putRun(tx, r, old); err != nil {
+		if encoded, err = putRun(tx, r, old); err != nil {
 			return err
 		}
 		if stored, err = appendEvents(tx, id, events); err != nil {
@@ -153,6 +154,10 @@ func (s *Store) UpdateRun(ctx context.Context, id int64, fn func(r *workflow.Run
 	}
 	// A caller that kept fn's slice sees the RunID and Seq of its events.
 	copy(events, stored)
+	// The writer reads the run next (the engine's driver, at once): it
+	// finds this decoding instead of decoding what it just encoded. Outside
+	// the commit, which every write of the group waits for.
+	s.memo.remember(id, encoded, out)
 	return out, nil
 }
 
@@ -303,7 +308,7 @@ func createRun(tx *bolt.Tx, r *workflow.Run, encoded []byte, events []workflow.E
 	} else {
 		c := *r
 		c.ID, c.Version = id, 1
-		err = putRun(tx, &c, "")
+		_, err = putRun(tx, &c, "")
 	}
 	if err != nil {
 		return 0, nil, err
@@ -351,12 +356,12 @@ const appendFill = 0.9
 
 // putRun writes r and moves it in the indexes from the state it had (""
 // for a new run) to its current one.
-func putRun(tx *bolt.Tx, r *workflow.Run, from workflow.State) error {
+func putRun(tx *bolt.Tx, r *workflow.Run, from workflow.State) (encoded []byte, err error) {
 	v, err := json.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("encode run %d: %w", r.ID, err)
+		return nil, fmt.Errorf("encode run %d: %w", r.ID, err)
 	}
-	return putEncoded(tx, r.ID, r.State, from, indexed(r), v)
+	return v, putEncoded(tx, r.ID, r.State, from, indexed(r), v)
 }
 
 // indexed reports whether r belongs in the open index: it is open, or it
