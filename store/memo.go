@@ -69,7 +69,9 @@ func (m *runMemo) decode(k, v []byte, keep bool) (*workflow.Run, error) {
 
 // remember records r, just committed as encoded, as the decoding of those
 // bytes (which nobody writes to again), by the same rule as decode: only
-// an open run is kept. r stays the caller's.
+// an open run is kept. r stays the caller's. It is the decoding only if r
+// round-trips through JSON: the engine writes times in UTC and nothing the
+// encoding drops, which its tests check on every write (canonicalStore).
 func (m *runMemo) remember(id int64, encoded []byte, r *workflow.Run) {
 	if r.State.Terminal() {
 		m.forget(id)

@@ -3,10 +3,12 @@ package workflow_test
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -169,7 +171,7 @@ func (h *harness) config(mod func(*workflow.Config)) workflow.Config {
 		h.t.Fatal("fake authentik certificate not PEM")
 	}
 	cfg := workflow.Config{
-		Store:     h.store,
+		Store:     canonicalStore{h.store, h.t},
 		Authentik: ak,
 		Access:    cf,
 		Endpoints: oidc.New(oidc.WithRoots(roots)),
@@ -318,4 +320,26 @@ func holdDrivers(hold <-chan struct{}) func(*workflow.Config) {
 			}
 		}
 	}
+}
+
+// canonicalStore checks that every run the engine writes decodes back to
+// itself (times in UTC, no value the encoding drops): the store keeps the
+// run an update committed as the decoding of its bytes (its memo), so a
+// run that did not round-trip would read differently from the memo than
+// from the disk.
+type canonicalStore struct {
+	*store.Store
+	t testing.TB
+}
+
+func (s canonicalStore) UpdateRun(ctx context.Context, id int64, fn func(r *workflow.Run) ([]workflow.Event, error)) (*workflow.Run, error) {
+	r, err := s.Store.UpdateRun(ctx, id, fn)
+	if err == nil {
+		b, merr := json.Marshal(r)
+		var back workflow.Run
+		if uerr := json.Unmarshal(b, &back); merr != nil || uerr != nil || !reflect.DeepEqual(&back, r) {
+			s.t.Errorf("run %d as written does not decode back to itself (%v, %v):\nwritten %+v\ndecoded %+v", id, merr, uerr, r, &back)
+		}
+	}
+	return r, err
 }
