@@ -100,7 +100,7 @@ func (b *Bot) serveInteraction(w http.ResponseWriter, r *http.Request) {
 	defer b.cfg.Foreground.Begin()()
 	payload, err := interactionPayload(body)
 	if err != nil {
-		b.log.Warn("unreadable interaction payload", slog.Any(workflow.KeyError, err))
+		b.unreadableInteraction(err)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -111,8 +111,11 @@ func (b *Bot) serveInteraction(w http.ResponseWriter, r *http.Request) {
 	if gjson.Get(payload, "type").Str == string(slack.InteractionTypeBlockActions) {
 		b.async(responseTimeout, func(ctx context.Context) {
 			cb, err := decodeInteraction(payload)
-			if err != nil || cb.Type != slack.InteractionTypeBlockActions {
-				b.log.Warn("unreadable interaction payload", slog.Any(workflow.KeyError, cmp.Or(err, errors.New("type is not block_actions"))))
+			if err == nil && cb.Type != slack.InteractionTypeBlockActions {
+				err = errNotBlockActions
+			}
+			if err != nil {
+				b.unreadableInteraction(err)
 				return
 			}
 			b.blockActions(ctx, cb)
@@ -122,7 +125,7 @@ func (b *Bot) serveInteraction(w http.ResponseWriter, r *http.Request) {
 	}
 	cb, err := decodeInteraction(payload)
 	if err != nil {
-		b.log.Warn("unreadable interaction payload", slog.Any(workflow.KeyError, err))
+		b.unreadableInteraction(err)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -131,6 +134,16 @@ func (b *Bot) serveInteraction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// errNotBlockActions: a payload whose "type" read as a click's on the
+// request path decoded as something else (the key given twice).
+var errNotBlockActions = errors.New("decode payload: type is not block_actions")
+
+// unreadableInteraction logs an interaction that is answered with nothing
+// because its payload cannot be read.
+func (b *Bot) unreadableInteraction(err error) {
+	b.log.Warn("unreadable interaction payload", slog.Any(workflow.KeyError, err))
 }
 
 // interactionPayload is the form field payload of an interaction body, the
