@@ -32,13 +32,19 @@ func (s *Store) CreateRun(ctx context.Context, r *workflow.Run, events ...workfl
 	if !r.State.Valid() {
 		return fmt.Errorf("create run: invalid state %q", r.State)
 	}
-	// The run is encoded here, not in the shared commit, where every write
-	// of the group would wait for it: only its ID is filled in there, in
-	// place. The encoding goes to a pooled buffer, kept until the commit is
-	// over: bbolt holds on to the value until then.
+	// The run and its events are encoded here, not in the shared commit,
+	// where every write of the group would wait for them: only the run's ID
+	// is filled in there, in place. The encodings go to pooled buffers, kept
+	// until the commit is over: bbolt holds on to the values until then.
 	buf := encodeBuffers.Get().(*bytes.Buffer)
 	defer encodeBuffers.Put(buf)
 	pre, err := encodeNew(buf, r)
+	if err != nil {
+		return fmt.Errorf("create run: encode: %w", err)
+	}
+	evBuf := encodeBuffers.Get().(*bytes.Buffer)
+	defer encodeBuffers.Put(evBuf)
+	preEvents, err := encodeNewEvents(evBuf, events)
 	if err != nil {
 		return fmt.Errorf("create run: encode: %w", err)
 	}
@@ -48,7 +54,7 @@ func (s *Store) CreateRun(ctx context.Context, r *workflow.Run, events ...workfl
 	)
 	err = s.update(func(tx *bolt.Tx) error {
 		var err error
-		id, written, err = createRun(tx, r, pre, events)
+		id, written, err = createRun(tx, r, pre, events, preEvents...)
 		return err
 	})
 	if err != nil {
@@ -78,6 +84,39 @@ func encodeNew(buf *bytes.Buffer, r *workflow.Run) ([]byte, error) {
 	buf.Grow(maxIDDigits)
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
+
+// encodeNewEvents encodes a new run's events as createRun writes them, with
+// RunID 0 and Seq 1, 2, …, into buf, each followed by room for the run ID's
+// digits (see withID). The encodings share buf's memory.
+func encodeNewEvents(buf *bytes.Buffer, events []workflow.Event) ([][]byte, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	buf.Reset()
+	enc := json.NewEncoder(buf)
+	ends := make([]int, len(events))
+	for i := range events {
+		ev := events[i]
+		ev.RunID, ev.Seq = 0, uint64(i+1)
+		if err := enc.Encode(&ev); err != nil {
+			return nil, fmt.Errorf("event %d: %w", i+1, err)
+		}
+		ends[i] = buf.Len() - 1 // without the newline, which becomes room
+		buf.Write(idRoom[:maxIDDigits-1])
+	}
+	b := buf.Bytes()
+	out := make([][]byte, len(events))
+	start := 0
+	for i, end := range ends {
+		// Capped at the room, so that filling in the ID in place never
+		// writes over the next event.
+		out[i] = b[start:end:end+maxIDDigits]
+		start = end + maxIDDigits
+	}
+	return out, nil
+}
+
+var idRoom [maxIDDigits]byte
 
 // GetRun returns a copy of the run, or an error wrapping workflow.ErrNotFound.
 func (s *Store) GetRun(ctx context.Context, id int64) (*workflow.Run, error) {
@@ -292,9 +331,10 @@ func (s *Store) Events(ctx context.Context, id int64) ([]workflow.Event, error) 
 // createRun writes a copy of r under the next ID, at version 1, with its
 // events, and returns the ID and the events as written. encoded is r's
 // encoding with ID 0 and version 1, made before the commit (nil: encode r
-// here). r itself is not changed: the caller's run changes only once the
-// commit succeeded.
-func createRun(tx *bolt.Tx, r *workflow.Run, encoded []byte, events []workflow.Event) (int64, []workflow.Event, error) {
+// here); encodedEvents, when given, are the events' (see encodeNewEvents).
+// r itself is not changed: the caller's run changes only once the commit
+// succeeded.
+func createRun(tx *bolt.Tx, r *workflow.Run, encoded []byte, events []workflow.Event, encodedEvents ...[]byte) (int64, []workflow.Event, error) {
 	seq, err := tx.Bucket(bucketRuns).NextSequence()
 	if err != nil {
 		return 0, nil, fmt.Errorf("next run id: %w", err)
@@ -313,6 +353,11 @@ func createRun(tx *bolt.Tx, r *workflow.Run, encoded []byte, events []workflow.E
 	if err != nil {
 		return 0, nil, err
 	}
+	if len(encodedEvents) == len(events) && len(events) > 0 {
+		if written, ok, err := putNewEvents(tx, id, events, encodedEvents); ok || err != nil {
+			return id, written, err
+		}
+	}
 	written, err := appendEvents(tx, id, events)
 	if err != nil {
 		return 0, nil, err
@@ -320,8 +365,40 @@ func createRun(tx *bolt.Tx, r *workflow.Run, encoded []byte, events []workflow.E
 	return id, written, nil
 }
 
+// putNewEvents writes the first events of the new run id from their
+// encodings with RunID 0 and Seq 1, 2, …, and returns them as written. It
+// writes nothing and returns false when the run already has events (left by
+// a run of the same ID in a damaged file) or an encoding is not as expected:
+// appendEvents then encodes them after the ones there.
+func putNewEvents(tx *bolt.Tx, id int64, events []workflow.Event, encoded [][]byte) ([]workflow.Event, bool, error) {
+	b := tx.Bucket(bucketEvents)
+	if lastSeq(b.Cursor(), id) != 0 {
+		return nil, false, nil
+	}
+	for _, v := range encoded {
+		if !bytes.HasPrefix(v, unnumberedEvent) {
+			return nil, false, nil
+		}
+	}
+	b.FillPercent = appendFill
+	out := slices.Clone(events)
+	for i, v := range encoded {
+		seq := uint64(i + 1)
+		out[i].RunID, out[i].Seq = id, seq
+		v, _ = withNumber(v, unnumberedEvent, id)
+		if err := b.Put(eventKey(id, seq), v); err != nil {
+			return nil, true, fmt.Errorf("write event %d of run %d: %w", seq, id, err)
+		}
+	}
+	return out, true, nil
+}
+
 // unnumbered is how a run with ID 0 encodes: "id" is Run's first field.
 var unnumbered = []byte(`{"id":0,`)
+
+// unnumberedEvent is how an event of run 0 encodes: "run_id" is Event's
+// first field.
+var unnumberedEvent = []byte(`{"run_id":0,`)
 
 // maxIDDigits is the most digits a run ID has beyond the one of ID 0.
 const maxIDDigits = len("9223372036854775807") - 1
@@ -329,21 +406,25 @@ const maxIDDigits = len("9223372036854775807") - 1
 // withID turns the encoding of a run with ID 0 into that of the same run
 // with ID id (false if the encoding does not start as expected). It works
 // in place when encoded has the capacity, and encoded is then changed.
-func withID(encoded []byte, id int64) ([]byte, bool) {
-	if !bytes.HasPrefix(encoded, unnumbered) {
+func withID(encoded []byte, id int64) ([]byte, bool) { return withNumber(encoded, unnumbered, id) }
+
+// withNumber turns an encoding that starts with prefix, a field whose value
+// is 0 (`{"id":0,`), into the same with the value n.
+func withNumber(encoded, prefix []byte, n int64) ([]byte, bool) {
+	if !bytes.HasPrefix(encoded, prefix) {
 		return nil, false
 	}
 	var digits [20]byte
-	d := strconv.AppendInt(digits[:0], id, 10)
-	const at = len(`{"id":`)
-	n := len(encoded) + len(d) - 1
-	if cap(encoded) < n {
-		v := make([]byte, 0, n)
+	d := strconv.AppendInt(digits[:0], n, 10)
+	at := len(prefix) - len("0,")
+	size := len(encoded) + len(d) - 1
+	if cap(encoded) < size {
+		v := make([]byte, 0, size)
 		v = append(v, encoded[:at]...)
 		v = append(v, d...)
 		return append(v, encoded[at+1:]...), true
 	}
-	v := encoded[:n]
+	v := encoded[:size]
 	copy(v[at+len(d):], encoded[at+1:]) // copy moves overlapping bytes correctly
 	copy(v[at:], d)
 	return v, true

@@ -206,6 +206,77 @@ func TestStoreAssignsEventFields(t *testing.T) {
 	}
 }
 
+// A new run's events are encoded before the shared commit, with the run's
+// ID filled in there: what is stored is exactly what encoding the numbered
+// events gives, for IDs of any length, with the events side by side in one
+// buffer (the ID written in place must not run into the next event's bytes).
+// A file that already holds events under the new ID (left by a damaged
+// file's run) gets the new ones after them.
+func TestNewRunEventsStoredAsEncoded(t *testing.T) {
+	events := func() []workflow.Event {
+		odd := note(`quotes " and <tags> & ünïcode`)
+		odd.Data = map[string]string{"b": "2", "a": `x"y`}
+		odd.Step, odd.Actor = workflow.StepPreflight, "U1"
+		return []workflow.Event{note("created"), odd, note("third")}
+	}
+	for _, tc := range []struct {
+		name     string
+		id       int64
+		leftover int // events already stored under the new ID
+	}{
+		{"first run", 1, 0},
+		{"two digits", 42, 0},
+		{"largest ID", math.MaxInt64, 0},
+		{"events left under the ID", 7, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTest(t)
+			err := s.update(func(tx *bolt.Tx) error {
+				if err := tx.Bucket(bucketRuns).SetSequence(uint64(tc.id - 1)); err != nil {
+					return err
+				}
+				for seq := range tc.leftover {
+					if err := tx.Bucket(bucketEvents).Put(eventKey(tc.id, uint64(seq+1)), []byte(`{"run_id":7,"seq":`+strconv.Itoa(seq+1)+`,"type":"note","message":"old"}`)); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs := events()
+			r := mustCreate(t, s, newRun("App", workflow.StatePending), evs...)
+			if r.ID != tc.id {
+				t.Fatalf("run ID %d, want %d", r.ID, tc.id)
+			}
+			want := events()
+			for i := range want {
+				want[i].RunID, want[i].Seq = tc.id, uint64(tc.leftover+i+1)
+			}
+			if !reflect.DeepEqual(evs, want) {
+				t.Errorf("CreateRun left the events as\n%+v\nwant\n%+v", evs, want)
+			}
+			err = s.db.View(func(tx *bolt.Tx) error {
+				b := tx.Bucket(bucketEvents)
+				for _, e := range want {
+					wantV, _ := json.Marshal(&e)
+					if got := b.Get(eventKey(tc.id, e.Seq)); !bytes.Equal(got, wantV) {
+						t.Errorf("event %d stored as\n%s\nwant\n%s", e.Seq, got, wantV)
+					}
+				}
+				if n := b.Stats().KeyN; n != tc.leftover+len(want) {
+					t.Errorf("%d events stored, want %d", n, tc.leftover+len(want))
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
 func TestRefusesBadWrites(t *testing.T) {
 	s := openTest(t)
 	ctx := t.Context()
