@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -16,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/slack-go/slack"
 )
 
 const testAccountID = "0123456789abcdef0123456789abcdef"
@@ -615,6 +618,35 @@ func TestApprovalSettingsReachTheEngine(t *testing.T) {
 				t.Errorf("engine approvals required %d, self-approval %v; want 2, true", ec.ApprovalsRequired, ec.AllowSelfApproval)
 			}
 		})
+	}
+}
+
+// The wired Slack client does not decode the copy of the message Slack
+// echoes after a post or an update (bot.WithoutEchoes): an echo slack-go
+// cannot decode fails the call without it.
+func TestSlackClientSkipsEchoedMessages(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"ok":true,"channel":"C1","ts":"1.2","text":"hi","message":{"blocks":[{"type":"section","text":1}]}}`)
+	}))
+	defer srv.Close()
+	env := validEnv()
+	env["SSOBOT_DB"] = filepath.Join(t.TempDir(), "ssobot.db")
+	env["SLACK_API_URL"] = srv.URL + "/api/"
+	cfg, err := LoadConfig(func(k string) string { return env[k] }, fakeFS{}.readFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := newApp(cfg, appOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, ts, err := a.slack.PostMessageContext(t.Context(), "C1", slack.MsgOptionText("hi", false)); err != nil || ts != "1.2" {
+		t.Errorf("chat.postMessage = %q, %v; want 1.2 and no error", ts, err)
+	}
+	if _, ts, _, err := a.slack.UpdateMessageContext(t.Context(), "C1", "1.2", slack.MsgOptionText("hi", false)); err != nil || ts != "1.2" {
+		t.Errorf("chat.update = %q, %v; want 1.2 and no error", ts, err)
 	}
 }
 

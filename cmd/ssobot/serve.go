@@ -259,7 +259,9 @@ func (a *app) wire(opts appOptions) error {
 
 	// Slack's Web API never redirects, and following a redirect could send
 	// the token, which auth.test carries in its form body, to its target.
-	slackHTTP := client(systemSlack, base)
+	// The copies of messages Slack echoes are blanked as they arrive, before
+	// the metrics read an answer for its error and slack-go decodes it.
+	slackHTTP := client(systemSlack, bot.WithoutEchoes(base))
 	slackHTTP.Transport = workflow.RefuseRedirects(slackHTTP.Transport)
 	slackOpts := []slack.Option{slack.OptionHTTPClient(slackHTTP)}
 	if cfg.SlackAPIURL != "" {
