@@ -110,7 +110,7 @@ func encodeNewEvents(buf *bytes.Buffer, events []workflow.Event) ([][]byte, erro
 	for i, end := range ends {
 		// Capped at the room, so that filling in the ID in place never
 		// writes over the next event.
-		out[i] = b[start:end:end+maxIDDigits]
+		out[i] = b[start : end : end+maxIDDigits]
 		start = end + maxIDDigits
 	}
 	return out, nil
