@@ -354,8 +354,12 @@ func createRun(tx *bolt.Tx, r *workflow.Run, encoded []byte, events []workflow.E
 		return 0, nil, err
 	}
 	if len(encodedEvents) == len(events) && len(events) > 0 {
-		if written, ok, err := putNewEvents(tx, id, events, encodedEvents); ok || err != nil {
-			return id, written, err
+		written, ok, err := putNewEvents(tx, id, events, encodedEvents)
+		if err != nil {
+			return 0, nil, err
+		}
+		if ok {
+			return id, written, nil
 		}
 	}
 	written, err := appendEvents(tx, id, events)
