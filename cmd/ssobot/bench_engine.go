@@ -36,7 +36,7 @@ const benchLatency = 50 * time.Millisecond
 const benchOffCriticalPath = 8 + 3
 
 func benchEngine(ctx context.Context, b *bench, s *benchSection) error {
-	e, err := newBenchEnv(ctx, benchEnvOptions{AutoApprove: true})
+	e, err := newBenchEnv(ctx, benchEnvOptions{AutoApprove: true, RecordCommits: true})
 	if err != nil {
 		return err
 	}
