@@ -357,6 +357,11 @@ func fmtDur(d time.Duration) string {
 	}
 }
 
+// fmtMicros shows a short duration in whole microseconds.
+func fmtMicros(d time.Duration) string {
+	return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
+}
+
 func fmtMB(bytes int64) string { return fmt.Sprintf("%.1f MB", float64(bytes)/(1<<20)) }
 
 func ms(d time.Duration) float64 { return roundTo(float64(d)/float64(time.Millisecond), 3) }

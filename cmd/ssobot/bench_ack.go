@@ -97,11 +97,13 @@ func benchAck(ctx context.Context, b *bench, s *benchSection) error {
 	}
 
 	t := s.table(fmt.Sprintf("Acknowledgement latency (closed loop: each sender sends its next request when answered; %d rounds, each endpoint next to its floor)", rounds),
-		"endpoint", "senders", "requests", "p50", "p99", "max", "req/s", "floor p50", "floor p99", "p99 ÷ floor p99", "errors")
+		"endpoint", "senders", "requests", "p50", "p99", "max", "req/s", "floor p50", "floor p99", "p99 ÷ floor p99", "CPU per request", "floor's", "errors")
 	type pooled struct {
 		lat     []time.Duration
 		elapsed time.Duration
 		bad     int
+		cpu     time.Duration // the process's, while the requests were sent
+		sent    int           // requests sent, warm-ups included
 	}
 	results := map[string]map[int]benchStats{}
 	floors := map[string]map[int]benchStats{}
@@ -129,7 +131,7 @@ func benchAck(ctx context.Context, b *bench, s *benchSection) error {
 					if floorRun {
 						count = 4 * n
 					}
-					lat, elapsed, bad, err := benchLoad(ctx, base, e.secret, level, count, k, floorRun)
+					load, err := benchLoad(ctx, base, e.secret, level, count, k, floorRun)
 					if err != nil {
 						return err
 					}
@@ -143,9 +145,11 @@ func benchAck(ctx context.Context, b *bench, s *benchSection) error {
 						p = &pooled{}
 						got[name] = p
 					}
-					p.lat = append(p.lat, lat...)
-					p.elapsed += elapsed
-					p.bad += bad
+					p.lat = append(p.lat, load.lat...)
+					p.elapsed += load.elapsed
+					p.bad += load.bad
+					p.cpu += load.cpu
+					p.sent += level + count
 				}
 			}
 		}
@@ -155,10 +159,13 @@ func benchAck(ctx context.Context, b *bench, s *benchSection) error {
 				results[k.name], floors[k.name] = map[int]benchStats{}, map[int]benchStats{}
 			}
 			results[k.name][level], floors[k.name][level] = st, f
-			p := got[k.name]
+			p, fp := got[k.name], got["floor "+k.key]
+			cpu, floorCPU := p.cpu/time.Duration(max(p.sent, 1)), fp.cpu/time.Duration(max(fp.sent, 1))
 			t.row(k.name, strconv.Itoa(level), strconv.Itoa(st.N), fmtDur(st.P50), fmtDur(st.P99), fmtDur(st.Max),
 				fmt.Sprintf("%.0f", float64(len(p.lat))/p.elapsed.Seconds()), fmtDur(f.P50), fmtDur(f.P99),
-				fmt.Sprintf("%.2f", float64(st.P99)/float64(max(f.P99, 1))), strconv.Itoa(p.bad+got["floor "+k.key].bad))
+				fmt.Sprintf("%.2f", float64(st.P99)/float64(max(f.P99, 1))), fmtMicros(cpu), fmtMicros(floorCPU), strconv.Itoa(p.bad+fp.bad))
+			s.value(fmt.Sprintf("%s_%d_cpu_us", k.key, level), roundTo(float64(cpu)/float64(time.Microsecond), 1))
+			s.value(fmt.Sprintf("%s_%d_floor_cpu_us", k.key, level), roundTo(float64(floorCPU)/float64(time.Microsecond), 1))
 			s.value(fmt.Sprintf("%s_%d_p99_ms", k.key, level), ms(st.P99))
 			s.value(fmt.Sprintf("%s_%d_p50_ms", k.key, level), ms(st.P50))
 			s.value(fmt.Sprintf("%s_%d_floor_p99_ms", k.key, level), ms(f.P99))
@@ -173,6 +180,7 @@ func benchAck(ctx context.Context, b *bench, s *benchSection) error {
 		"Each request is a distinct signed body (Slack never resends one; the replay guard would short-cut a copy). " +
 		"Each sender writes its requests and reads the answers on its own keep-alive connection, with no client library in between (net/http's client would add two goroutines per connection to the measured process). " +
 		"Senders, server, engine, bbolt and fakes share the machine's cores. " +
+		"CPU per request is the whole process's CPU time (user and system) while a kind's requests were being sent, divided by the requests: the senders' share is in both it and the floor's. " +
 		"\"new\" commits the run (one synced bbolt commit, shared by the runs started at the same moment) before answering and starts its preflight; the Approve clicks are answered at once and decided in the background (refused: the gate was already approved, which records the refusal in the audit log). " +
 		"Background work (steps, Slack updates, decisions) yields to the requests being answered (bot.Foreground).")
 	e.logs.report(s, "ack")
@@ -199,10 +207,17 @@ type benchRequest struct {
 	body          []byte
 }
 
+// benchLoadResult is what benchLoad measured.
+type benchLoadResult struct {
+	lat     []time.Duration // each measured request's
+	elapsed time.Duration   // from the first measured request sent to the last answered
+	bad     int             // wrong answers
+	cpu     time.Duration   // the process's while the requests (warm-ups too) were sent
+}
+
 // benchLoad sends n requests of kind k (plus one warm-up request per
-// sender, not measured) from senders concurrent senders and returns the
-// latency statistics, the rate, and how many answers were wrong.
-func benchLoad(ctx context.Context, base, secret string, senders, n int, k benchAckKind, floor bool) ([]time.Duration, time.Duration, int, error) {
+// sender, not measured) from senders concurrent senders.
+func benchLoad(ctx context.Context, base, secret string, senders, n int, k benchAckKind, floor bool) (benchLoadResult, error) {
 	// Bodies and signatures are made before the clock starts.
 	now := time.Now()
 	reqs := make([]benchRequest, senders+n)
@@ -211,6 +226,7 @@ func benchLoad(ctx context.Context, base, secret string, senders, n int, k bench
 		reqs[i] = benchRequest{path: path, body: body, ts: strconv.FormatInt(now.Unix(), 10), sig: slacktest.Sign(secret, now, body)}
 	}
 	host := strings.TrimPrefix(base, "http://")
+	cpu0 := processCPU()
 
 	var bad atomic.Int64
 	var firstErr error
@@ -268,14 +284,14 @@ func benchLoad(ctx context.Context, base, secret string, senders, n int, k bench
 		})
 	}
 	wg.Wait()
-	elapsed := last.Sub(first)
+	cpu := processCPU() - cpu0
 	if ctx.Err() != nil {
-		return nil, 0, 0, ctx.Err()
+		return benchLoadResult{}, ctx.Err()
 	}
 	if int(bad.Load()) == n && firstErr != nil {
-		return nil, 0, 0, fmt.Errorf("every request failed: %w", firstErr)
+		return benchLoadResult{}, fmt.Errorf("every request failed: %w", firstErr)
 	}
-	return lat, elapsed, int(bad.Load()), nil
+	return benchLoadResult{lat: lat, elapsed: last.Sub(first), bad: int(bad.Load()), cpu: cpu}, nil
 }
 
 // benchFloor is the floor of the acknowledgement path: an HTTP server that
