@@ -601,15 +601,7 @@ func TestApprovalSettingsReachTheEngine(t *testing.T) {
 			env["SSOBOT_DB"] = filepath.Join(t.TempDir(), "ssobot.db")
 			env["SSOBOT_APPROVALS_REQUIRED"], env["SSOBOT_ALLOW_SELF_APPROVAL"] = "2", "true"
 			maps.Copy(env, tt.set)
-			cfg, err := LoadConfig(func(k string) string { return env[k] }, fakeFS{}.readFile)
-			if err != nil {
-				t.Fatal(err)
-			}
-			a, err := newApp(cfg, appOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
+			a := newTestApp(t, env)
 			ec := a.engineConfig(appOptions{})
 			if got := [2]time.Duration{ec.ApprovalTTL, ec.ApprovalReminder}; got != tt.want {
 				t.Errorf("engine TTL and reminder %v; want %v", got, tt.want)
@@ -619,6 +611,22 @@ func TestApprovalSettingsReachTheEngine(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newTestApp wires the app from env, as serve does, and closes it when the
+// test ends.
+func newTestApp(t *testing.T, env map[string]string) *app {
+	t.Helper()
+	cfg, err := LoadConfig(func(k string) string { return env[k] }, fakeFS{}.readFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := newApp(cfg, appOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
 }
 
 // The wired Slack client does not decode the copy of the message Slack
@@ -633,15 +641,7 @@ func TestSlackClientSkipsEchoedMessages(t *testing.T) {
 	env := validEnv()
 	env["SSOBOT_DB"] = filepath.Join(t.TempDir(), "ssobot.db")
 	env["SLACK_API_URL"] = srv.URL + "/api/"
-	cfg, err := LoadConfig(func(k string) string { return env[k] }, fakeFS{}.readFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := newApp(cfg, appOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := newTestApp(t, env)
 	if _, ts, err := a.slack.PostMessageContext(t.Context(), "C1", slack.MsgOptionText("hi", false)); err != nil || ts != "1.2" {
 		t.Errorf("chat.postMessage = %q, %v; want 1.2 and no error", ts, err)
 	}
