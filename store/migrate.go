@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -40,7 +39,7 @@ func findUnsettled(db *bolt.DB) ([]unsettled, error) {
 					Status workflow.StepStatus `json:"status"`
 				} `json:"steps"`
 			}
-			if json.Unmarshal(v, &head) != nil || !head.State.Terminal() || open.Get(k) != nil {
+			if unmarshal(v, &head) != nil || !head.State.Terminal() || open.Get(k) != nil {
 				return nil // a run that does not decode fails where it is read
 			}
 			for _, st := range head.Steps {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -75,14 +74,14 @@ func encodeNew(buf *bytes.Buffer, r *workflow.Run) ([]byte, error) {
 	r.ID, r.Version = 0, 1
 	defer func() { r.ID, r.Version = id, version }()
 	buf.Reset()
-	if err := json.NewEncoder(buf).Encode(r); err != nil {
+	if err := encodeTo(buf, r); err != nil {
 		return nil, err
 	}
 	// Room for the ID's digits, so that withID allocates nothing inside
 	// the commit: what a goroutine allocates while the collector marks, it
 	// pays for by marking too, and the whole group waits for the leader.
 	buf.Grow(maxIDDigits)
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return buf.Bytes(), nil
 }
 
 // encodeNewEvents encodes a new run's events as createRun writes them, with
@@ -93,16 +92,15 @@ func encodeNewEvents(buf *bytes.Buffer, events []workflow.Event) ([][]byte, erro
 		return nil, nil
 	}
 	buf.Reset()
-	enc := json.NewEncoder(buf)
 	ends := make([]int, len(events))
 	for i := range events {
 		ev := events[i]
 		ev.RunID, ev.Seq = 0, uint64(i+1)
-		if err := enc.Encode(&ev); err != nil {
+		if err := encodeTo(buf, &ev); err != nil {
 			return nil, fmt.Errorf("event %d: %w", i+1, err)
 		}
-		ends[i] = buf.Len() - 1 // without the newline, which becomes room
-		buf.Write(idRoom[:maxIDDigits-1])
+		ends[i] = buf.Len()
+		buf.Write(idRoom[:])
 	}
 	b := buf.Bytes()
 	out := make([][]byte, len(events))
@@ -279,7 +277,7 @@ func (s *Store) ListRuns(ctx context.Context, opts workflow.ListOptions) ([]*wor
 				var head struct {
 					State workflow.State `json:"state"`
 				}
-				if err := json.Unmarshal(v, &head); err != nil {
+				if err := unmarshal(v, &head); err != nil {
 					return fmt.Errorf("%w: run %d does not decode: %w", ErrInvalid, keyID(k), err)
 				}
 				if !want[head.State] {
@@ -315,7 +313,7 @@ func (s *Store) Events(ctx context.Context, id int64) ([]workflow.Event, error) 
 		c := tx.Bucket(bucketEvents).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			var e workflow.Event
-			if err := json.Unmarshal(v, &e); err != nil {
+			if err := unmarshal(v, &e); err != nil {
 				return fmt.Errorf("%w: event %d of run %d does not decode: %w", ErrInvalid, binary.BigEndian.Uint64(k[8:]), id, err)
 			}
 			out = append(out, e)
@@ -442,7 +440,7 @@ const appendFill = 0.9
 // putRun writes r and moves it in the indexes from the state it had (""
 // for a new run) to its current one.
 func putRun(tx *bolt.Tx, r *workflow.Run, from workflow.State) (encoded []byte, err error) {
-	v, err := json.Marshal(r)
+	v, err := marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("encode run %d: %w", r.ID, err)
 	}
@@ -513,7 +511,7 @@ func appendEvents(tx *bolt.Tx, id int64, events []workflow.Event) ([]workflow.Ev
 	for i := range out {
 		seq++
 		out[i].RunID, out[i].Seq = id, seq
-		v, err := json.Marshal(&out[i])
+		v, err := marshal(&out[i])
 		if err != nil {
 			return nil, fmt.Errorf("encode event %d of run %d: %w", seq, id, err)
 		}
@@ -554,7 +552,7 @@ func decodeRun(k, v []byte) (*workflow.Run, error) {
 		return nil, fmt.Errorf("%w: run %d is indexed but missing", ErrInvalid, keyID(k))
 	}
 	var r workflow.Run
-	if err := json.Unmarshal(v, &r); err != nil {
+	if err := unmarshal(v, &r); err != nil {
 		return nil, fmt.Errorf("%w: run %d does not decode: %w", ErrInvalid, keyID(k), err)
 	}
 	return &r, nil
