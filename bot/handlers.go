@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -71,18 +70,17 @@ func (b *Bot) serveCommand(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer b.cfg.Foreground.Begin()()
-	form, err := url.ParseQuery(string(body))
-	if err != nil {
-		writeJSON(w, private("I could not read that command; please try again."))
-		return
-	}
-	if !validForm(form) {
-		// Slack sends only UTF-8; anything else would be stored mangled.
+	cmd, err := slashForm(body)
+	if errors.Is(err, errFormNotUTF8) {
 		b.log.Warn("refused a slash command that is not valid UTF-8")
 		writeJSON(w, private("I could not read that command: it is not valid UTF-8. Please type it again."))
 		return
 	}
-	resp := b.command(r.Context(), slashFromForm(form))
+	if err != nil {
+		writeJSON(w, private("I could not read that command; please try again."))
+		return
+	}
+	resp := b.command(r.Context(), cmd)
 	if resp == nil {
 		w.WriteHeader(http.StatusOK)
 		return
@@ -371,36 +369,6 @@ func writeJSON(w http.ResponseWriter, v any) {
 		return
 	}
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// validForm reports whether every key and value of a form is valid UTF-8.
-func validForm(f url.Values) bool {
-	for k, vs := range f {
-		if !utf8.ValidString(k) {
-			return false
-		}
-		for _, v := range vs {
-			if !utf8.ValidString(v) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func slashFromForm(f url.Values) slack.SlashCommand {
-	return slack.SlashCommand{
-		TeamID:      f.Get("team_id"),
-		TeamDomain:  f.Get("team_domain"),
-		ChannelID:   f.Get("channel_id"),
-		ChannelName: f.Get("channel_name"),
-		UserID:      f.Get("user_id"),
-		Command:     f.Get("command"),
-		Text:        f.Get("text"),
-		ResponseURL: f.Get("response_url"),
-		TriggerID:   f.Get("trigger_id"),
-		APIAppID:    f.Get("api_app_id"),
-	}
 }
 
 // command handles a slash command from either transport and returns the
