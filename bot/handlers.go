@@ -364,9 +364,14 @@ func (b *Bot) recoverTo200(w http.ResponseWriter) {
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	if r, ok := v.(*reply); ok && r.encoded != nil {
-		_, _ = w.Write(r.encoded) // the encoder would only check and copy it
-		return
+	if r, ok := v.(*reply); ok {
+		if r.encoded != nil {
+			_, _ = w.Write(r.encoded) // the encoder would only check and copy it
+			return
+		}
+		// Its fields directly: through MarshalJSON the encoder would
+		// encode them, then check and copy the result.
+		v = (*replyFields)(r)
 	}
 	_ = json.NewEncoder(w).Encode(v)
 }

@@ -1296,3 +1296,36 @@ func TestPublicStatusHostileNames(t *testing.T) {
 		})
 	}
 }
+
+// TestWriteJSONReply: a reply is written as encoding/json writes it
+// through its MarshalJSON, whether it carries its encoding or not.
+func TestWriteJSONReply(t *testing.T) {
+	card := &reply{ResponseType: slack.ResponseTypeEphemeral, Text: "Run #1 <b> & \u2028",
+		Blocks: []slack.Block{slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, "*x* <y>", false, false), nil, nil)}}
+	encoded, err := json.Marshal(card)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, r := range map[string]*reply{
+		"private": private("Run #12 started: I'll post the plan in this channel."),
+		"escapes": private("a <b> & \"c\" \u2028 \x01"),
+		"blocks":  card,
+		"encoded": {encoded: encoded},
+		"no text": {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var want strings.Builder
+			if err := json.NewEncoder(&want).Encode(r); err != nil {
+				t.Fatal(err)
+			}
+			w := httptest.NewRecorder()
+			writeJSON(w, r)
+			if got := w.Body.String(); got != want.String() && got+"\n" != want.String() {
+				t.Errorf("body %q, want %q", got, want.String())
+			}
+			if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type %q", ct)
+			}
+		})
+	}
+}
