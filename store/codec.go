@@ -12,9 +12,9 @@ import (
 // publishes it from) set to encoding/json's semantics: the bytes are the
 // same (TestCodecMatchesEncodingJSON), so files written before and after
 // read alike, and tools that read them with encoding/json keep working. It
-// is the cheaper implementation: a new run's encoding took 10 µs and 51
-// allocations with encoding/json, 7 µs and 35 here, and a decoding 20 µs
-// and 40 allocations against 11 µs and 7 (BenchmarkCodec). Every write of a
+// is the cheaper implementation: a new run's encoding took 10.7 µs and 51
+// allocations with encoding/json, 7.0 µs and 35 here, and a decoding 22 µs
+// and 40 allocations against 12 µs and 7 (BenchmarkCodec). Every write of a
 // run encodes it, and `/sso-setup new` answers only once its run is encoded
 // and committed.
 var codec = jsonv1.DefaultOptionsV1()
