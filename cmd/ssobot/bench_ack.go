@@ -3,8 +3,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,8 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ssobot/ssobot/bot"
@@ -67,6 +63,11 @@ func benchAck(ctx context.Context, b *bench, s *benchSection) error {
 		return err
 	}
 	defer floor.Close()
+	sender, err := startBenchSender(ctx)
+	if err != nil {
+		return err
+	}
+	defer sender.Close()
 
 	levels := pick(b, []int{1, 5, 10}, []int{1, 50, 200})
 	target := levels[1] // the level the targets are stated for
@@ -102,8 +103,10 @@ func benchAck(ctx context.Context, b *bench, s *benchSection) error {
 		lat     []time.Duration
 		elapsed time.Duration
 		bad     int
-		cpu     time.Duration // the process's, while the requests were sent
-		sent    int           // requests sent, warm-ups included
+		cpu     time.Duration // this process's (the server's), while the requests were sent
+		// the sender process's
+		senderCPU time.Duration
+		sent      int // requests sent, warm-ups included
 	}
 	results := map[string]map[int]benchStats{}
 	floors := map[string]map[int]benchStats{}
@@ -131,9 +134,18 @@ func benchAck(ctx context.Context, b *bench, s *benchSection) error {
 					if floorRun {
 						count = 4 * n
 					}
-					load, err := benchLoad(ctx, base, e.secret, level, count, k, floorRun)
+					want := k.want
+					if floorRun {
+						want = ""
+					}
+					// Bodies and signatures are made before the clock starts.
+					job := benchJob{Host: strings.TrimPrefix(base, "http://"), Senders: level, Want: want, Reqs: signedRequests(e.secret, level+count, k.gen)}
+					load, cpu, err := sender.run(job)
 					if err != nil {
 						return err
+					}
+					if load.Bad == count && load.Err != "" {
+						return fmt.Errorf("%s: every request failed: %s", name, load.Err)
 					}
 					// Background work a request started (runs, replies)
 					// must not leak into the next measurement.
@@ -145,10 +157,11 @@ func benchAck(ctx context.Context, b *bench, s *benchSection) error {
 						p = &pooled{}
 						got[name] = p
 					}
-					p.lat = append(p.lat, load.lat...)
-					p.elapsed += load.elapsed
-					p.bad += load.bad
-					p.cpu += load.cpu
+					p.lat = append(p.lat, load.Lat...)
+					p.elapsed += load.Elapsed
+					p.bad += load.Bad
+					p.cpu += cpu
+					p.senderCPU += load.CPU
 					p.sent += level + count
 				}
 			}
@@ -166,6 +179,7 @@ func benchAck(ctx context.Context, b *bench, s *benchSection) error {
 				fmt.Sprintf("%.2f", float64(st.P99)/float64(max(f.P99, 1))), fmtMicros(cpu), fmtMicros(floorCPU), strconv.Itoa(p.bad+fp.bad))
 			s.value(fmt.Sprintf("%s_%d_cpu_us", k.key, level), roundTo(float64(cpu)/float64(time.Microsecond), 1))
 			s.value(fmt.Sprintf("%s_%d_floor_cpu_us", k.key, level), roundTo(float64(floorCPU)/float64(time.Microsecond), 1))
+			s.value(fmt.Sprintf("%s_%d_sender_cpu_us", k.key, level), roundTo(float64(p.senderCPU/time.Duration(max(p.sent, 1)))/float64(time.Microsecond), 1))
 			s.value(fmt.Sprintf("%s_%d_p99_ms", k.key, level), ms(st.P99))
 			s.value(fmt.Sprintf("%s_%d_p50_ms", k.key, level), ms(st.P50))
 			s.value(fmt.Sprintf("%s_%d_floor_p99_ms", k.key, level), ms(f.P99))
@@ -178,9 +192,10 @@ func benchAck(ctx context.Context, b *bench, s *benchSection) error {
 	}
 	s.note("The floor is a bare handler on its own listener in the same process: it reads the body and calls bot.Verify, nothing else; it is sent requests like the endpoint's (same sizes, same signatures). " +
 		"Each request is a distinct signed body (Slack never resends one; the replay guard would short-cut a copy). " +
-		"Each sender writes its requests and reads the answers on its own keep-alive connection, with no client library in between (net/http's client would add two goroutines per connection to the measured process). " +
-		"Senders, server, engine, bbolt and fakes share the machine's cores. " +
-		"CPU per request is the whole process's CPU time (user and system) while a kind's requests were being sent, divided by the requests: the senders' share is in both it and the floor's. " +
+		"The senders run in a process of their own (this executable again), as Slack's servers are elsewhere: inside the measured process they would share its scheduler and its network poller with the server, and be counted in its CPU. " +
+		"Each sender writes its requests and reads the answers on its own keep-alive connection, with no client library in between. " +
+		"The sender process, server, engine, bbolt and fakes share the machine's cores. " +
+		"CPU per request is the measured process's CPU time (user and system: server, engine, store, fakes) while a kind's requests were being sent, divided by the requests; the sender process's is in the JSON (…_sender_cpu_us). " +
 		"\"new\" commits the run (one synced bbolt commit, shared by the runs started at the same moment) before answering and starts its preflight; the Approve clicks are answered at once and decided in the background (refused: the gate was already approved, which records the refusal in the audit log). " +
 		"Background work (steps, Slack updates, decisions) yields to the requests being answered (bot.Foreground).")
 	e.logs.report(s, "ack")
@@ -200,98 +215,6 @@ type benchAckKind struct {
 func benchCommandBody(e *benchEnv, text string) []byte {
 	cmd := e.sl.NewSlashCommand(slashCommand, text, benchRequester, benchChannel)
 	return []byte(slacktest.SlashCommandForm(cmd).Encode())
-}
-
-type benchRequest struct {
-	path, ts, sig string
-	body          []byte
-}
-
-// benchLoadResult is what benchLoad measured.
-type benchLoadResult struct {
-	lat     []time.Duration // each measured request's
-	elapsed time.Duration   // from the first measured request sent to the last answered
-	bad     int             // wrong answers
-	cpu     time.Duration   // the process's while the requests (warm-ups too) were sent
-}
-
-// benchLoad sends n requests of kind k (plus one warm-up request per
-// sender, not measured) from senders concurrent senders.
-func benchLoad(ctx context.Context, base, secret string, senders, n int, k benchAckKind, floor bool) (benchLoadResult, error) {
-	// Bodies and signatures are made before the clock starts.
-	now := time.Now()
-	reqs := make([]benchRequest, senders+n)
-	for i := range reqs {
-		body, path := k.gen(i)
-		reqs[i] = benchRequest{path: path, body: body, ts: strconv.FormatInt(now.Unix(), 10), sig: slacktest.Sign(secret, now, body)}
-	}
-	host := strings.TrimPrefix(base, "http://")
-	cpu0 := processCPU()
-
-	var bad atomic.Int64
-	var firstErr error
-	var errOnce sync.Once
-	fail := func(err error) { errOnce.Do(func() { firstErr = err }) }
-	// send sends one request on the sender's connection and tells how long
-	// the answer took and whether it was right.
-	send := func(c *benchConn, r benchRequest) (time.Duration, bool) {
-		start := time.Now()
-		status, body, err := c.do(ctx, r)
-		d := time.Since(start)
-		if err != nil {
-			fail(err)
-			return d, false
-		}
-		return d, status == http.StatusOK && (floor || bytes.Contains(body, []byte(k.want)))
-	}
-	// Each sender's first request opens its connection and is not
-	// measured; it then goes straight on to the measured ones, as a client
-	// of Slack's would, without waiting for the other senders (a pause of
-	// all senders at once would be a quiet moment no real load has).
-	warm, measured := reqs[:senders], reqs[senders:]
-	lat := make([]time.Duration, n)
-	var (
-		next        atomic.Int64
-		wg          sync.WaitGroup
-		mu          sync.Mutex
-		first, last time.Time
-	)
-	for w := range senders {
-		wg.Go(func() {
-			c := &benchConn{host: host}
-			defer c.Close()
-			send(c, warm[w])
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(measured) || ctx.Err() != nil {
-					return
-				}
-				start := time.Now()
-				d, ok := send(c, measured[i])
-				lat[i] = d
-				if !ok {
-					bad.Add(1)
-				}
-				mu.Lock()
-				if first.IsZero() || start.Before(first) {
-					first = start
-				}
-				if end := start.Add(d); end.After(last) {
-					last = end
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	cpu := processCPU() - cpu0
-	if ctx.Err() != nil {
-		return benchLoadResult{}, ctx.Err()
-	}
-	if int(bad.Load()) == n && firstErr != nil {
-		return benchLoadResult{}, fmt.Errorf("every request failed: %w", firstErr)
-	}
-	return benchLoadResult{lat: lat, elapsed: last.Sub(first), bad: int(bad.Load()), cpu: cpu}, nil
 }
 
 // benchFloor is the floor of the acknowledgement path: an HTTP server that
@@ -330,71 +253,3 @@ func newBenchFloor(secret string) (*benchFloor, error) {
 }
 
 func (f *benchFloor) Close() error { return f.srv.Close() }
-
-// benchConn is one sender's keep-alive connection. The load generator
-// speaks HTTP/1.1 on it directly: net/http's client adds two goroutines per
-// connection and hands each request between three of them, scheduling work
-// that shares the cores with the server being measured (real senders are
-// Slack's servers, elsewhere).
-type benchConn struct {
-	host string
-	conn net.Conn // nil until dialled, and after an error
-	br   *bufio.Reader
-	buf  []byte
-}
-
-func (c *benchConn) Close() {
-	if c.conn != nil {
-		c.conn.Close()
-		c.conn = nil
-	}
-}
-
-// do sends r, on a new connection after an error or a close, and reads the
-// answer.
-func (c *benchConn) do(ctx context.Context, r benchRequest) (status int, body []byte, err error) {
-	if c.conn == nil {
-		var d net.Dialer
-		if c.conn, err = d.DialContext(ctx, "tcp", c.host); err != nil {
-			return 0, nil, err
-		}
-		c.br = bufio.NewReader(c.conn)
-	}
-	defer func() {
-		if err != nil {
-			c.Close()
-		}
-	}()
-	if err := c.conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
-		return 0, nil, err
-	}
-	b := append(c.buf[:0], "POST "...)
-	b = append(b, r.path...)
-	b = append(b, " HTTP/1.1\r\nHost: "...)
-	b = append(b, c.host...)
-	b = append(b, "\r\nContent-Type: application/x-www-form-urlencoded\r\n"+bot.HeaderTimestamp+": "...)
-	b = append(b, r.ts...)
-	b = append(b, "\r\n"+bot.HeaderSignature+": "...)
-	b = append(b, r.sig...)
-	b = append(b, "\r\nContent-Length: "...)
-	b = strconv.AppendInt(b, int64(len(r.body)), 10)
-	b = append(b, "\r\n\r\n"...)
-	b = append(b, r.body...)
-	c.buf = b
-	if _, err := c.conn.Write(b); err != nil {
-		return 0, nil, err
-	}
-	resp, err := http.ReadResponse(c.br, nil)
-	if err != nil {
-		return 0, nil, err
-	}
-	body, err = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return 0, nil, err
-	}
-	if resp.Close {
-		c.Close()
-	}
-	return resp.StatusCode, body, nil
-}

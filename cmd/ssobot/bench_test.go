@@ -7,11 +7,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -348,5 +350,88 @@ func TestSpanUnion(t *testing.T) {
 				t.Errorf("spanUnion = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestBenchSender runs jobs through a real sender process (this test
+// binary again, see TestMain) against a server that checks each request's
+// signature: every request must arrive once, signed, and each answer be
+// judged by the job's Want.
+func TestBenchSender(t *testing.T) {
+	const secret = "bench-sender-secret"
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := bot.Verify(r.Header, body, workflow.NewSecret(secret), time.Now()); err != nil {
+			http.Error(w, "invalid signature", http.StatusUnauthorized)
+			return
+		}
+		mu.Lock()
+		seen[r.URL.Path+"?"+string(body)]++
+		mu.Unlock()
+		fmt.Fprint(w, "run started")
+	}))
+	defer srv.Close()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedHost := strings.TrimPrefix(closed.URL, "http://")
+	closed.Close()
+
+	gen := func(i int) ([]byte, string) { return []byte(fmt.Sprintf("text=new+App+%d", i)), "/slack/commands" }
+	host := strings.TrimPrefix(srv.URL, "http://")
+	tests := []struct {
+		name     string
+		host     string
+		secret   string
+		want     string
+		wantBad  int
+		wantSeen int // distinct requests the server accepted
+		wantErr  bool
+	}{
+		{name: "right answers", host: host, secret: secret, want: "started", wantSeen: 20},
+		{name: "any 200 is right", host: host, secret: secret, want: "", wantSeen: 20},
+		{name: "answers without want", host: host, secret: secret, want: "approved", wantBad: 17, wantSeen: 20},
+		{name: "signed with another secret", host: host, secret: "other", want: "", wantBad: 17},
+		{name: "nobody listening", host: closedHost, secret: secret, want: "", wantBad: 17, wantErr: true},
+	}
+	sender, err := startBenchSender(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mu.Lock()
+			clear(seen)
+			mu.Unlock()
+			res, cpu, err := sender.run(benchJob{Host: tt.host, Senders: 3, Want: tt.want, Reqs: signedRequests(tt.secret, 20, gen)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Lat) != 17 || res.Bad != tt.wantBad || (res.Err != "") != tt.wantErr {
+				t.Errorf("%d latencies, %d bad, error %q; want 17, %d, error %v", len(res.Lat), res.Bad, res.Err, tt.wantBad, tt.wantErr)
+			}
+			for i, d := range res.Lat {
+				if d <= 0 {
+					t.Errorf("request %d: latency %v", i, d)
+				}
+			}
+			// 20 requests cost the sender far more than a microsecond.
+			if cpu < 0 || (tt.wantSeen > 0 && res.CPU <= 0) {
+				t.Errorf("CPU: this process %v, the sender's %v", cpu, res.CPU)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(seen) != tt.wantSeen {
+				t.Errorf("the server accepted %d distinct requests, want %d", len(seen), tt.wantSeen)
+			}
+			for req, n := range seen {
+				if n != 1 {
+					t.Errorf("%s arrived %d times", req, n)
+				}
+			}
+		})
+	}
+	if err := sender.Close(); err != nil {
+		t.Errorf("the sender process ended badly: %v", err)
 	}
 }

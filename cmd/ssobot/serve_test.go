@@ -44,6 +44,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// The bench's tests start this test binary as the bench's load generator.
+	if code, ok := benchChild(); ok {
+		os.Exit(code)
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
