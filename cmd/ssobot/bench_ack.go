@@ -104,13 +104,12 @@ func benchAck(ctx context.Context, b *bench, s *benchSection) error {
 	t := s.table(fmt.Sprintf("Acknowledgement latency (closed loop: each sender sends its next request when answered; %d rounds, %d at %d senders, each endpoint next to its floor)", rounds, roundsAt[target], target),
 		"endpoint", "senders", "requests", "p50", "p99", "max", "req/s", "floor p50", "floor p99", "p99 ÷ floor p99", "CPU per request", "floor's", "errors")
 	type pooled struct {
-		lat     []time.Duration
-		elapsed time.Duration
-		bad     int
-		cpu     time.Duration // this process's (the server's), while the requests were sent
-		// the sender process's
-		senderCPU time.Duration
-		sent      int // requests sent, warm-ups included
+		lat       []time.Duration
+		elapsed   time.Duration
+		bad       int
+		cpu       time.Duration // this process's (the server's), while the requests were sent
+		senderCPU time.Duration // the sender process's
+		sent      int           // requests sent, warm-ups included
 	}
 	results := map[string]map[int]benchStats{}
 	floors := map[string]map[int]benchStats{}

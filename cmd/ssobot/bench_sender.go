@@ -93,7 +93,8 @@ type benchSender struct {
 	dec    *gob.Decoder
 	enc    *gob.Encoder
 	buf    bytes.Buffer // a job's encoding, written to the pipe at once
-	stderr bytes.Buffer
+	stderr bytes.Buffer // written by exec's copying goroutine until the process is waited for
+	waited bool
 }
 
 // startBenchSender starts this executable as a sender process.
@@ -138,17 +139,29 @@ func (s *benchSender) run(job benchJob) (benchLoadResult, time.Duration, error) 
 	return res, processCPU() - cpu0, nil
 }
 
+// failed ends the sender process after err, and adds what it said on its
+// way out: its stderr is complete only once it has been waited for.
 func (s *benchSender) failed(err error) error {
+	if !s.waited {
+		_ = s.cmd.Process.Kill() // it may have ended already
+		_ = s.cmd.Wait()
+		s.waited = true
+	}
 	if msg := strings.TrimSpace(s.stderr.String()); msg != "" {
 		return fmt.Errorf("sender process: %w (%s)", err, msg)
 	}
 	return fmt.Errorf("sender process: %w", err)
 }
 
-// Close ends the sender process.
+// Close ends the sender process: it exits when its stdin ends.
 func (s *benchSender) Close() error {
+	if s.waited {
+		return nil
+	}
 	s.stdin.Close()
-	if err := s.cmd.Wait(); err != nil {
+	err := s.cmd.Wait()
+	s.waited = true
+	if err != nil {
 		return s.failed(err)
 	}
 	return nil

@@ -434,4 +434,19 @@ func TestBenchSender(t *testing.T) {
 	if err := sender.Close(); err != nil {
 		t.Errorf("the sender process ended badly: %v", err)
 	}
+
+	// A sender process that died fails the job with an error, at once.
+	dead, err := startBenchSender(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dead.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := dead.run(benchJob{Host: host, Senders: 3, Reqs: signedRequests(secret, 20, gen)}); err == nil || !strings.Contains(err.Error(), "sender process") {
+		t.Errorf("a job for a dead sender process: error %v, want one naming the sender process", err)
+	}
+	if err := dead.Close(); err != nil {
+		t.Errorf("Close after the failure: %v", err)
+	}
 }
