@@ -147,7 +147,7 @@ func benchAck(ctx context.Context, b *bench, s *benchSection) error {
 					if err != nil {
 						return err
 					}
-					if load.Bad == count && load.Err != "" {
+					if load.Err != "" { // set only when every request failed
 						return fmt.Errorf("%s: every request failed: %s", name, load.Err)
 					}
 					// Background work a request started (runs, replies)
